@@ -1,0 +1,151 @@
+//! Parsing of command arguments: keywords, integers and choices, with errors that name
+//! the option and the accepted range.
+
+use crate::error::{Error, Result};
+
+/// Reads a command's arguments (already split by Redis) from left to right.
+pub struct Args<'a> {
+    args: &'a [&'a [u8]],
+    pos: usize,
+}
+
+impl<'a> Args<'a> {
+    pub fn new(args: &'a [&'a [u8]]) -> Self {
+        Args { args, pos: 0 }
+    }
+
+    /// The next argument, or the arity error when there is none.
+    pub fn next_arg(&mut self) -> Result<&'a [u8]> {
+        let arg = self.args.get(self.pos).ok_or(Error::WrongArity)?;
+        self.pos += 1;
+        Ok(arg)
+    }
+
+    /// The next argument as UTF-8 text.
+    pub fn next_str(&mut self, name: &'static str) -> Result<&'a str> {
+        to_str(self.next_arg()?, name)
+    }
+
+    /// The next option keyword, upper-cased, or `None` at the end.
+    pub fn next_keyword(&mut self) -> Option<String> {
+        let arg = self.args.get(self.pos)?;
+        self.pos += 1;
+        Some(String::from_utf8_lossy(arg).to_ascii_uppercase())
+    }
+
+    /// The value that follows option `name`.
+    pub fn value(&mut self, name: &'static str) -> Result<&'a [u8]> {
+        self.next_arg().map_err(|_| Error::MissingValue(name))
+    }
+
+    /// The value that follows option `name`, as an integer in `min..=max`.
+    pub fn int_value(&mut self, name: &'static str, min: i64, max: i64) -> Result<i64> {
+        let value = self.value(name)?;
+        parse_int(value, name, min, max)
+    }
+
+    /// The value that follows option `name`, as non-empty UTF-8 text.
+    pub fn text_value(&mut self, name: &'static str) -> Result<&'a str> {
+        let text = to_str(self.value(name)?, name)?;
+        if text.is_empty() {
+            return Err(Error::Empty(name));
+        }
+        Ok(text)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.pos >= self.args.len()
+    }
+
+    /// Fails with the arity error unless every argument was read.
+    pub fn finish(&self) -> Result<()> {
+        if self.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::WrongArity)
+        }
+    }
+}
+
+/// A decimal integer in `min..=max`.
+pub fn parse_int(value: &[u8], name: &'static str, min: i64, max: i64) -> Result<i64> {
+    std::str::from_utf8(value)
+        .ok()
+        .and_then(|text| text.parse::<i64>().ok())
+        .filter(|n| (min..=max).contains(n))
+        .ok_or_else(|| Error::BadInteger {
+            name,
+            min,
+            max,
+            got: String::from_utf8_lossy(value).into_owned(),
+        })
+}
+
+/// One of `choices` (case-insensitive), returned as its index.
+pub fn parse_choice(
+    value: &[u8],
+    name: &'static str,
+    choices: &[&'static str],
+    described: &'static str,
+) -> Result<usize> {
+    choices
+        .iter()
+        .position(|choice| choice.as_bytes().eq_ignore_ascii_case(value))
+        .ok_or_else(|| Error::BadChoice {
+            name,
+            choices: described,
+            got: String::from_utf8_lossy(value).into_owned(),
+        })
+}
+
+pub fn to_str<'a>(value: &'a [u8], name: &'static str) -> Result<&'a str> {
+    std::str::from_utf8(value).map_err(|_| Error::NotUtf8(name))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_keywords_and_values() {
+        let raw: Vec<&[u8]> = vec![b"ttl", b"30", b"Timestamp", b"ts"];
+        let mut args = Args::new(&raw);
+        assert_eq!(args.next_keyword().as_deref(), Some("TTL"));
+        assert_eq!(args.int_value("TTL", 0, 100), Ok(30));
+        assert_eq!(args.next_keyword().as_deref(), Some("TIMESTAMP"));
+        assert_eq!(args.text_value("TIMESTAMP"), Ok("ts"));
+        assert!(args.finish().is_ok());
+        assert_eq!(args.next_keyword(), None);
+    }
+
+    #[test]
+    fn integers_are_checked() {
+        assert_eq!(parse_int(b"-5", "N", -10, 10), Ok(-5));
+        for bad in [&b"abc"[..], b"", b"1.5", b"11", b" 1", b"99999999999999999999"] {
+            let err = parse_int(bad, "N", -10, 10).unwrap_err();
+            assert!(err.to_string().starts_with("N must be an integer from -10 to 10"));
+        }
+    }
+
+    #[test]
+    fn missing_values_and_choices() {
+        let raw: Vec<&[u8]> = vec![b"TTL"];
+        let mut args = Args::new(&raw);
+        args.next_keyword();
+        assert_eq!(args.int_value("TTL", 0, 1), Err(Error::MissingValue("TTL")));
+        assert_eq!(parse_choice(b"merge", "ONUPDATE", &["REPLACE", "MERGE"], ""), Ok(1));
+        assert!(parse_choice(b"x", "ONUPDATE", &["REPLACE"], "REPLACE").is_err());
+        let raw: Vec<&[u8]> = vec![b"TEXT", b""];
+        let mut args = Args::new(&raw);
+        args.next_keyword();
+        assert_eq!(args.text_value("TEXT"), Err(Error::Empty("TEXT")));
+    }
+
+    #[test]
+    fn leftover_arguments_are_an_arity_error() {
+        let raw: Vec<&[u8]> = vec![b"a", b"b"];
+        let mut args = Args::new(&raw);
+        args.next_arg().unwrap();
+        assert_eq!(args.finish(), Err(Error::WrongArity));
+    }
+}

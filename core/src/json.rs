@@ -1,0 +1,224 @@
+//! JSON input under limits, and RFC 7396 merge patches.
+//!
+//! Every byte of JSON reaching the module is untrusted, so parsing checks size before it
+//! starts and nesting depth and field count after, and reports each with the limit's name.
+
+use serde_json::{Map, Value};
+
+use crate::error::{Error, Result};
+
+/// serde_json refuses nesting deeper than this on its own; our limit cannot exceed it.
+pub const MAX_SUPPORTED_DEPTH: usize = 127;
+
+/// Bounds on one JSON payload (module configuration `redsink.max-*`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub max_bytes: usize,
+    pub max_depth: usize,
+    pub max_fields: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_bytes: 1024 * 1024,
+            max_depth: 32,
+            max_fields: 4096,
+        }
+    }
+}
+
+/// Parses `bytes` as a JSON object within `limits`.
+pub fn parse_object(bytes: &[u8], limits: &Limits) -> Result<Map<String, Value>> {
+    match parse_value(bytes, limits)? {
+        Value::Object(map) => Ok(map),
+        other => Err(Error::NotAnObject(kind(&other))),
+    }
+}
+
+/// Parses `bytes` as any JSON value within `limits`.
+pub fn parse_value(bytes: &[u8], limits: &Limits) -> Result<Value> {
+    if bytes.len() > limits.max_bytes {
+        return Err(Error::PayloadTooLarge {
+            size: bytes.len(),
+            limit: limits.max_bytes,
+        });
+    }
+    let value: Value = serde_json::from_slice(bytes).map_err(|e| {
+        if e.to_string().starts_with("recursion limit exceeded") {
+            Error::TooDeep {
+                limit: limits.max_depth,
+            }
+        } else {
+            Error::InvalidJson(e.to_string())
+        }
+    })?;
+    check_shape(&value, limits)?;
+    Ok(value)
+}
+
+/// Checks nesting depth and field count (object members and array elements, at every level).
+pub fn check_shape(value: &Value, limits: &Limits) -> Result<()> {
+    let mut fields = 0;
+    walk(value, 1, limits.max_depth, &mut fields)?;
+    if fields > limits.max_fields {
+        return Err(Error::TooManyFields {
+            count: fields,
+            limit: limits.max_fields,
+        });
+    }
+    Ok(())
+}
+
+// Recursion is bounded: serde_json never builds a value deeper than MAX_SUPPORTED_DEPTH.
+fn walk(value: &Value, depth: usize, max_depth: usize, fields: &mut usize) -> Result<()> {
+    let children: Box<dyn Iterator<Item = &Value>> = match value {
+        Value::Object(map) => Box::new(map.values()),
+        Value::Array(items) => Box::new(items.iter()),
+        _ => return Ok(()),
+    };
+    if depth > max_depth {
+        return Err(Error::TooDeep { limit: max_depth });
+    }
+    for child in children {
+        *fields += 1;
+        walk(child, depth + 1, max_depth, fields)?;
+    }
+    Ok(())
+}
+
+/// Applies `patch` to `target` as an RFC 7396 JSON merge patch: objects merge member by
+/// member, `null` removes a member, anything else replaces. Member order is kept.
+pub fn merge_patch(target: &mut Value, patch: Value) {
+    let Value::Object(patch) = patch else {
+        *target = patch;
+        return;
+    };
+    if !target.is_object() {
+        *target = Value::Object(Map::new());
+    }
+    if let Value::Object(members) = target {
+        for (name, value) in patch {
+            if value.is_null() {
+                members.shift_remove(&name);
+            } else {
+                merge_patch(members.entry(name).or_insert(Value::Null), value);
+            }
+        }
+    }
+}
+
+/// The JSON kind of `value`, for error messages.
+pub fn kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn nested(depth: usize) -> String {
+        "[".repeat(depth) + &"]".repeat(depth)
+    }
+
+    #[test]
+    fn objects_parse_and_others_are_refused() {
+        let limits = Limits::default();
+        let map = parse_object(br#"{"a":1,"b":{"c":[1,2]}}"#, &limits).unwrap();
+        assert_eq!(map.len(), 2);
+        assert_eq!(
+            parse_object(b"[1]", &limits),
+            Err(Error::NotAnObject("an array"))
+        );
+        assert_eq!(
+            parse_object(b"\"x\"", &limits),
+            Err(Error::NotAnObject("a string"))
+        );
+        let err = parse_object(b"{\"a\":", &limits).unwrap_err();
+        assert!(err.to_string().starts_with("invalid JSON: EOF"), "{err}");
+        assert!(parse_object(b"{\"a\":1} x", &limits).is_err());
+        assert!(parse_object(b"\xff", &limits).is_err());
+    }
+
+    #[test]
+    fn size_depth_and_fields_are_limited() {
+        let limits = Limits {
+            max_bytes: 20,
+            max_depth: 3,
+            max_fields: 3,
+        };
+        assert_eq!(
+            parse_value(&[b' '; 21], &limits),
+            Err(Error::PayloadTooLarge {
+                size: 21,
+                limit: 20
+            })
+        );
+        assert!(parse_value(nested(3).as_bytes(), &limits).is_ok());
+        assert_eq!(
+            parse_value(nested(4).as_bytes(), &limits),
+            Err(Error::TooDeep { limit: 3 })
+        );
+        assert_eq!(
+            parse_value(b"[1,2,3,4]", &limits),
+            Err(Error::TooManyFields { count: 4, limit: 3 })
+        );
+        let wide = Limits {
+            max_bytes: 1 << 20,
+            max_depth: MAX_SUPPORTED_DEPTH,
+            max_fields: 1 << 20,
+        };
+        assert!(parse_value(nested(MAX_SUPPORTED_DEPTH).as_bytes(), &wide).is_ok());
+        assert_eq!(
+            parse_value(nested(100_000).as_bytes(), &wide),
+            Err(Error::TooDeep {
+                limit: MAX_SUPPORTED_DEPTH
+            })
+        );
+    }
+
+    #[test]
+    fn merge_patch_follows_rfc_7396() {
+        // The examples of RFC 7396, appendix A.
+        let cases = [
+            (json!({"a":"b"}), json!({"a":"c"}), json!({"a":"c"})),
+            (json!({"a":"b"}), json!({"b":"c"}), json!({"a":"b","b":"c"})),
+            (json!({"a":"b"}), json!({"a":null}), json!({})),
+            (json!({"a":"b","b":"c"}), json!({"a":null}), json!({"b":"c"})),
+            (json!({"a":["b"]}), json!({"a":"c"}), json!({"a":"c"})),
+            (json!({"a":"c"}), json!({"a":["b"]}), json!({"a":["b"]})),
+            (
+                json!({"a":{"b":"c"}}),
+                json!({"a":{"b":"d","c":null}}),
+                json!({"a":{"b":"d"}}),
+            ),
+            (json!({"a":[{"b":"c"}]}), json!({"a":[1]}), json!({"a":[1]})),
+            (json!(["a","b"]), json!(["c","d"]), json!(["c","d"])),
+            (json!({"a":"b"}), json!(["c"]), json!(["c"])),
+            (json!({"a":"foo"}), json!(null), json!(null)),
+            (json!({"a":"foo"}), json!("bar"), json!("bar")),
+            (json!({"e":null}), json!({"a":1}), json!({"e":null,"a":1})),
+            (json!([1,2]), json!({"a":"b","c":null}), json!({"a":"b"})),
+            (json!({}), json!({"a":{"bb":{"ccc":null}}}), json!({"a":{"bb":{}}})),
+        ];
+        for (mut target, patch, expected) in cases {
+            merge_patch(&mut target, patch);
+            assert_eq!(target, expected);
+        }
+    }
+
+    #[test]
+    fn merge_patch_keeps_member_order() {
+        let mut target = json!({"z":1,"a":2,"m":3});
+        merge_patch(&mut target, json!({"z":null,"a":5,"b":6}));
+        assert_eq!(target.to_string(), r#"{"a":5,"m":3,"b":6}"#);
+    }
+}

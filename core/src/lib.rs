@@ -1,0 +1,14 @@
+//! The logic behind redsink's commands, with no Redis in it.
+//!
+//! The module crate is a thin layer over this one: it turns Redis arguments into byte
+//! slices, calls these functions and turns their results into replies. Everything here is
+//! plain Rust, unit-tested without a server, and never panics on user input.
+
+pub mod args;
+pub mod ds;
+pub mod error;
+pub mod glob;
+pub mod json;
+pub mod time;
+
+pub use error::Error;
