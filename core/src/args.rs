@@ -3,20 +3,21 @@
 
 use crate::error::{Error, Result};
 
-/// Reads a command's arguments (already split by Redis) from left to right.
-pub struct Args<'a> {
-    args: &'a [&'a [u8]],
+/// Reads a command's arguments (already split by Redis) from left to right. What it
+/// returns borrows from the arguments themselves (`'a`), not from the list (`'s`).
+pub struct Args<'s, 'a> {
+    args: &'s [&'a [u8]],
     pos: usize,
 }
 
-impl<'a> Args<'a> {
-    pub fn new(args: &'a [&'a [u8]]) -> Self {
+impl<'s, 'a> Args<'s, 'a> {
+    pub fn new(args: &'s [&'a [u8]]) -> Self {
         Args { args, pos: 0 }
     }
 
     /// The next argument, or the arity error when there is none.
     pub fn next_arg(&mut self) -> Result<&'a [u8]> {
-        let arg = self.args.get(self.pos).ok_or(Error::WrongArity)?;
+        let arg = *self.args.get(self.pos).ok_or(Error::WrongArity)?;
         self.pos += 1;
         Ok(arg)
     }
@@ -121,9 +122,18 @@ mod tests {
     #[test]
     fn integers_are_checked() {
         assert_eq!(parse_int(b"-5", "N", -10, 10), Ok(-5));
-        for bad in [&b"abc"[..], b"", b"1.5", b"11", b" 1", b"99999999999999999999"] {
+        for bad in [
+            &b"abc"[..],
+            b"",
+            b"1.5",
+            b"11",
+            b" 1",
+            b"99999999999999999999",
+        ] {
             let err = parse_int(bad, "N", -10, 10).unwrap_err();
-            assert!(err.to_string().starts_with("N must be an integer from -10 to 10"));
+            assert!(err
+                .to_string()
+                .starts_with("N must be an integer from -10 to 10"));
         }
     }
 
@@ -133,7 +143,10 @@ mod tests {
         let mut args = Args::new(&raw);
         args.next_keyword();
         assert_eq!(args.int_value("TTL", 0, 1), Err(Error::MissingValue("TTL")));
-        assert_eq!(parse_choice(b"merge", "ONUPDATE", &["REPLACE", "MERGE"], ""), Ok(1));
+        assert_eq!(
+            parse_choice(b"merge", "ONUPDATE", &["REPLACE", "MERGE"], ""),
+            Ok(1)
+        );
         assert!(parse_choice(b"x", "ONUPDATE", &["REPLACE"], "REPLACE").is_err());
         let raw: Vec<&[u8]> = vec![b"TEXT", b""];
         let mut args = Args::new(&raw);

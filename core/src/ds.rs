@@ -275,7 +275,8 @@ impl DeviceStream {
     }
 
     /// Stores `patch` as `device`'s record at time `ms` (REPLACE), or merges it into the
-    /// current record (MERGE), stamped with the timestamp and device fields.
+    /// current record (MERGE), stamped with the timestamp and device fields. Returns the
+    /// record stored, for replication.
     ///
     /// `expire_now` is the clock for expiry decisions, or `None` when replaying a
     /// replication stream or AOF, where a record present is a record live on the primary.
@@ -287,40 +288,49 @@ impl DeviceStream {
         ms: i64,
         expire_now: Option<i64>,
         limits: &Limits,
-    ) -> Result<Updated> {
-        let existing = self.devices.get(device);
-        let dropped_expired = match (existing, expire_now) {
-            (Some(found), Some(now)) => !self.is_live(found.current.ms, now),
-            _ => false,
-        };
-        let base = match existing {
-            Some(found) if self.settings.on_update == OnUpdate::Merge && !dropped_expired => {
+    ) -> Result<(Updated, &Record)> {
+        let base = match self.devices.get(device) {
+            Some(found)
+                if self.settings.on_update == OnUpdate::Merge
+                    && expire_now.is_none_or(|now| self.is_live(found.current.ms, now)) =>
+            {
                 Some(&*found.current.json)
             }
             _ => None,
         };
         let json = self.stamped_record(device, base, patch, ms, limits)?;
+        Ok(self.put(device, Record { ms, json }, expire_now))
+    }
 
-        let keep = self.history_len();
-        let record = Record { ms, json };
+    /// Stores `record` as `device`'s current record exactly as given (and in its history).
+    /// An expired record (by `expire_now`) is dropped first, with its history.
+    pub fn put(
+        &mut self,
+        device: &str,
+        record: Record,
+        expire_now: Option<i64>,
+    ) -> (Updated, &Record) {
+        let existing = self.devices.get(device);
+        let dropped_expired = match (existing, expire_now) {
+            (Some(found), Some(now)) => !self.is_live(found.current.ms, now),
+            _ => false,
+        };
         let created = existing.is_none() || dropped_expired;
-        if let Some(old) = self.devices.get(device) {
+        if let Some(old) = existing {
             self.heap_bytes -= old.heap_bytes(device);
         }
-        let slot = self
-            .devices
-            .entry(device.into())
-            .or_insert_with(|| Device {
-                current: record.clone(),
-                history: None,
-            });
+        let keep = self.history_len();
+        let slot = self.devices.entry(device.into()).or_insert_with(|| Device {
+            current: record.clone(),
+            history: None,
+        });
         if dropped_expired {
             slot.history = None;
         }
         if let Some(keep) = keep {
             let history = slot.history.get_or_insert_with(Default::default);
             // Kept in time order, so that a late record with an older time lands in place.
-            let at = history.partition_point(|r| r.ms <= ms);
+            let at = history.partition_point(|r| r.ms <= record.ms);
             history.insert(at, record.clone());
             while history.len() > keep {
                 history.pop_front();
@@ -328,10 +338,11 @@ impl DeviceStream {
         }
         slot.current = record;
         self.heap_bytes += slot.heap_bytes(device);
-        Ok(Updated {
+        let outcome = Updated {
             created,
             dropped_expired,
-        })
+        };
+        (outcome, &slot.current)
     }
 
     /// The JSON text to store: `patch` merged into `base` (or into nothing), stamped.
@@ -344,8 +355,9 @@ impl DeviceStream {
         limits: &Limits,
     ) -> Result<Box<str>> {
         let mut record = match base {
-            Some(text) => serde_json::from_str(text)
-                .map_err(|_| Error::CorruptRecord(device.to_owned()))?,
+            Some(text) => {
+                serde_json::from_str(text).map_err(|_| Error::CorruptRecord(device.to_owned()))?
+            }
             None => Value::Object(Map::new()),
         };
         json::merge_patch(&mut record, Value::Object(patch));
@@ -550,6 +562,7 @@ mod tests {
     fn update(ds: &mut DeviceStream, device: &str, value: Value, ms: i64) -> Updated {
         ds.update(device, object(value), ms, Some(ms), &Limits::default())
             .unwrap()
+            .0
     }
 
     #[test]
@@ -580,7 +593,12 @@ mod tests {
 
         let mut ds = stream(&["ONUPDATE", "MERGE"]);
         update(&mut ds, "d", json!({"a": 1, "b": {"x": 1, "y": 2}}), T0);
-        update(&mut ds, "d", json!({"a": null, "b": {"y": 3}, "c": true}), T0 + 5);
+        update(
+            &mut ds,
+            "d",
+            json!({"a": null, "b": {"y": 3}, "c": true}),
+            T0 + 5,
+        );
         let record: Value = serde_json::from_str(&ds.get("d", T0).unwrap().json).unwrap();
         assert_eq!(
             record,
@@ -653,11 +671,25 @@ mod tests {
         replica
             .update("d", object(json!({"a": 1})), T0, None, &Limits::default())
             .unwrap();
-        let outcome = replica
-            .update("d", object(json!({"b": 1})), T0 + 9_000, None, &Limits::default())
+        let (outcome, stored) = replica
+            .update(
+                "d",
+                object(json!({"b": 1})),
+                T0 + 9_000,
+                None,
+                &Limits::default(),
+            )
             .unwrap();
         assert!(!outcome.created);
-        assert!(replica.devices().next().unwrap().1.current().json.contains("\"a\""));
+        assert!(stored.json.contains(r#""b":1"#));
+        assert!(replica
+            .devices()
+            .next()
+            .unwrap()
+            .1
+            .current()
+            .json
+            .contains("\"a\""));
     }
 
     #[test]
@@ -757,6 +789,20 @@ mod tests {
         assert_eq!(settings.ttl_secs, 5);
         assert_eq!(settings.on_update, OnUpdate::Merge);
         assert_eq!(settings.date_format, DateFormat::Epoch);
+    }
+
+    #[test]
+    fn put_stores_records_verbatim() {
+        let mut ds = stream(&["HISTORY", "2"]);
+        let record = |ms: i64, json: &str| Record {
+            ms,
+            json: json.into(),
+        };
+        ds.put("d", record(5, r#"{"x":1}"#), None);
+        let (outcome, stored) = ds.put("d", record(7, r#"{"x":2}"#), None);
+        assert!(!outcome.created);
+        assert_eq!(&*stored.json, r#"{"x":2}"#);
+        assert_eq!(ds.range("d", 0, 10, 10, 0).len(), 2);
     }
 
     #[test]

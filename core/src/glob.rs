@@ -120,7 +120,10 @@ mod tests {
             ("**", "x"),
         ];
         for (pattern, text) in yes {
-            assert!(matches(pattern.as_bytes(), text.as_bytes()), "{pattern} ~ {text}");
+            assert!(
+                matches(pattern.as_bytes(), text.as_bytes()),
+                "{pattern} ~ {text}"
+            );
         }
         let no: &[(&str, &str)] = &[
             ("h?llo", "hllo"),
@@ -134,7 +137,10 @@ mod tests {
             ("", "x"),
         ];
         for (pattern, text) in no {
-            assert!(!matches(pattern.as_bytes(), text.as_bytes()), "{pattern} !~ {text}");
+            assert!(
+                !matches(pattern.as_bytes(), text.as_bytes()),
+                "{pattern} !~ {text}"
+            );
         }
     }
 

@@ -55,9 +55,15 @@ mod tests {
     #[test]
     fn formats_known_instants() {
         assert_eq!(format_iso8601(0), "1970-01-01T00:00:00.000Z");
-        assert_eq!(format_iso8601(1_795_290_468_019), "2026-11-21T19:47:48.019Z");
+        assert_eq!(
+            format_iso8601(1_795_290_468_019),
+            "2026-11-21T19:47:48.019Z"
+        );
         assert_eq!(format_iso8601(951_782_400_000), "2000-02-29T00:00:00.000Z");
-        assert_eq!(format_iso8601(4_107_542_399_999), "2100-02-28T23:59:59.999Z");
+        assert_eq!(
+            format_iso8601(4_107_542_399_999),
+            "2100-02-28T23:59:59.999Z"
+        );
         assert_eq!(format_iso8601(MAX_MS), "9999-12-31T23:59:59.999Z");
     }
 

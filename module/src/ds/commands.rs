@@ -1,0 +1,333 @@
+//! `DS.*` command handlers: parse → validate → apply → replicate → reply.
+//!
+//! Updates replicate their effect (`DS.PUT` of the record stored, with its time), never
+//! their arguments: the stamp depends on the clock, and whether an old record had expired
+//! depends on it too.
+
+use redis_module::{Context, ContextFlags, NotifyEvent, RedisString, RedisValue};
+use redsink_core::args::{parse_int, Args};
+use redsink_core::ds::{Record, Settings, SettingsChange, Updated};
+use redsink_core::{json, time, Error as CoreError};
+
+use super::{StreamValue, DS_TYPE};
+use crate::command::{arg_bytes, key_arg};
+use crate::config;
+use crate::error::Error;
+
+type Reply = Result<RedisValue, Error>;
+
+/// `DS.CREATE key [TIMESTAMP f] [DEVICE f] [DATEFORMAT EPOCH|ISO8601] [TTL s] [HISTORY n]
+/// [ONUPDATE REPLACE|MERGE]`
+pub fn create(ctx: &Context, args: &[RedisString]) -> Reply {
+    let key_name = key_arg(args)?;
+    let raw = arg_bytes(args);
+    let change = SettingsChange::parse(&mut Args::new(&raw[1..]))?;
+    let settings = change.applied_to(&Settings::default())?;
+    let key = ctx.open_key_writable(key_name);
+    if !key.is_empty() {
+        return Err(Error::KeyExists);
+    }
+    key.set_value(
+        &DS_TYPE,
+        StreamValue::new(redsink_core::ds::DeviceStream::new(settings)),
+    )?;
+    ctx.replicate_verbatim();
+    ctx.notify_keyspace_event(NotifyEvent::MODULE, "ds.create", key_name);
+    Ok(RedisValue::SimpleStringStatic("OK"))
+}
+
+/// `DS.ALTER key option [option …]`
+pub fn alter(ctx: &Context, args: &[RedisString]) -> Reply {
+    let key_name = key_arg(args)?;
+    let raw = arg_bytes(args);
+    if raw.len() < 2 {
+        return Err(CoreError::WrongArity.into());
+    }
+    let change = SettingsChange::parse(&mut Args::new(&raw[1..]))?;
+    let key = ctx.open_key_writable(key_name);
+    let stream = key
+        .get_value::<StreamValue>(&DS_TYPE)?
+        .ok_or(Error::NoStream)?;
+    let settings = change.applied_to(stream.settings())?;
+    stream.alter(settings);
+    ctx.replicate_verbatim();
+    ctx.notify_keyspace_event(NotifyEvent::MODULE, "ds.alter", key_name);
+    Ok(RedisValue::SimpleStringStatic("OK"))
+}
+
+/// `DS.UPDATE key device json [TS ms]`
+pub fn update(ctx: &Context, args: &[RedisString]) -> Reply {
+    let key_name = key_arg(args)?;
+    let raw = arg_bytes(args);
+    let mut parsed = Args::new(&raw[1..]);
+    let device = device_arg(&mut parsed)?;
+    let payload = parsed.next_arg()?;
+    let mut ts = None;
+    while let Some(option) = parsed.next_keyword() {
+        match option.as_str() {
+            "TS" => ts = Some(parsed.int_value("TS", 0, time::MAX_MS)?),
+            _ => return Err(CoreError::UnknownOption(option).into()),
+        }
+    }
+    let replaying = is_replaying(ctx);
+    let limits = if replaying {
+        config::replay_limits()
+    } else {
+        config::limits()
+    };
+    let patch = json::parse_object(payload, &limits)?;
+    let key = ctx.open_key_writable(key_name);
+    let stream = key
+        .get_value::<StreamValue>(&DS_TYPE)?
+        .ok_or(Error::NoStream)?;
+    let now = time::now_ms();
+    let expire_now = (!replaying).then_some(now);
+    let (outcome, record) = stream.update(device, patch, ts.unwrap_or(now), expire_now, &limits)?;
+    replicate_put(ctx, key_name, device, outcome, record);
+    ctx.notify_keyspace_event(NotifyEvent::MODULE, "ds.update", key_name);
+    Ok(RedisValue::Integer(i64::from(outcome.created)))
+}
+
+/// `DS.PUT key device ms json`: stores a record exactly as given. Replication and AOF
+/// rewrites use it; from a client, the JSON must be an object within the limits.
+pub fn put(ctx: &Context, args: &[RedisString]) -> Reply {
+    let key_name = key_arg(args)?;
+    let raw = arg_bytes(args);
+    let mut parsed = Args::new(&raw[1..]);
+    let device = device_arg(&mut parsed)?;
+    let ms = parse_int(parsed.next_arg()?, "ms", 0, time::MAX_MS)?;
+    let payload = parsed.next_arg()?;
+    parsed.finish()?;
+    let replaying = is_replaying(ctx);
+    let json: Box<str> = if replaying {
+        redsink_core::args::to_str(payload, "record")?.into()
+    } else {
+        let object = json::parse_object(payload, &config::limits())?;
+        serde_json::Value::Object(object).to_string().into()
+    };
+    let key = ctx.open_key_writable(key_name);
+    let stream = key
+        .get_value::<StreamValue>(&DS_TYPE)?
+        .ok_or(Error::NoStream)?;
+    let expire_now = (!replaying).then(time::now_ms);
+    let (outcome, record) = stream.put(device, Record { ms, json }, expire_now);
+    replicate_put(ctx, key_name, device, outcome, record);
+    ctx.notify_keyspace_event(NotifyEvent::MODULE, "ds.update", key_name);
+    Ok(RedisValue::Integer(i64::from(outcome.created)))
+}
+
+fn replicate_put(
+    ctx: &Context,
+    key: &RedisString,
+    device: &str,
+    outcome: Updated,
+    record: &Record,
+) {
+    if outcome.dropped_expired {
+        ctx.replicate("DS.DEL", &[key.as_slice(), device.as_bytes()]);
+    }
+    let ms = record.ms.to_string();
+    ctx.replicate(
+        "DS.PUT",
+        &[
+            key.as_slice(),
+            device.as_bytes(),
+            ms.as_bytes(),
+            record.json.as_bytes(),
+        ],
+    );
+}
+
+/// `DS.GET key device`
+pub fn get(ctx: &Context, args: &[RedisString]) -> Reply {
+    let key_name = key_arg(args)?;
+    let raw = arg_bytes(args);
+    let mut parsed = Args::new(&raw[1..]);
+    let device = device_arg(&mut parsed)?;
+    parsed.finish()?;
+    let key = ctx.open_key(key_name);
+    let Some(stream) = key.get_value::<StreamValue>(&DS_TYPE)? else {
+        return Ok(RedisValue::Null);
+    };
+    Ok(record_reply(stream.get(device, time::now_ms())))
+}
+
+/// `DS.MGET key device [device …]`
+pub fn mget(ctx: &Context, args: &[RedisString]) -> Reply {
+    let key_name = key_arg(args)?;
+    let devices = devices_args(args)?;
+    let key = ctx.open_key(key_name);
+    let stream = key.get_value::<StreamValue>(&DS_TYPE)?;
+    let now = time::now_ms();
+    let records = devices
+        .iter()
+        .map(|device| record_reply(stream.and_then(|stream| stream.get(device, now))))
+        .collect();
+    Ok(RedisValue::Array(records))
+}
+
+/// `DS.DEL key device [device …]`
+pub fn del(ctx: &Context, args: &[RedisString]) -> Reply {
+    let key_name = key_arg(args)?;
+    let devices = devices_args(args)?;
+    let key = ctx.open_key_writable(key_name);
+    let Some(stream) = key.get_value::<StreamValue>(&DS_TYPE)? else {
+        return Ok(RedisValue::Integer(0));
+    };
+    let now = time::now_ms();
+    let stored_before = stream.stored_len();
+    let removed = devices
+        .iter()
+        .filter(|device| stream.delete(device, now))
+        .count();
+    if stream.stored_len() != stored_before {
+        ctx.replicate_verbatim();
+        ctx.notify_keyspace_event(NotifyEvent::MODULE, "ds.del", key_name);
+    }
+    Ok(RedisValue::Integer(removed as i64))
+}
+
+/// `DS.DEVICES key [CURSOR c] [COUNT n] [MATCH glob]`
+pub fn devices(ctx: &Context, args: &[RedisString]) -> Reply {
+    let key_name = key_arg(args)?;
+    let raw = arg_bytes(args);
+    let mut parsed = Args::new(&raw[1..]);
+    let (mut cursor, mut count, mut pattern): (&[u8], i64, Option<&[u8]>) = (b"0", 10, None);
+    while let Some(option) = parsed.next_keyword() {
+        match option.as_str() {
+            "CURSOR" => cursor = parsed.value("CURSOR")?,
+            "COUNT" => count = parsed.int_value("COUNT", 1, 1_000_000)?,
+            "MATCH" => pattern = Some(parsed.value("MATCH")?),
+            _ => return Err(CoreError::UnknownOption(option).into()),
+        }
+    }
+    let key = ctx.open_key(key_name);
+    let (next, found) = match key.get_value::<StreamValue>(&DS_TYPE)? {
+        Some(stream) => {
+            let (next, found) = stream.scan(cursor, count as usize, pattern, time::now_ms())?;
+            (next, found.into_iter().map(bulk).collect())
+        }
+        None => ("0".to_owned(), Vec::new()),
+    };
+    Ok(RedisValue::Array(vec![
+        RedisValue::BulkString(next),
+        RedisValue::Array(found),
+    ]))
+}
+
+/// `DS.LEN key`
+pub fn len(ctx: &Context, args: &[RedisString]) -> Reply {
+    let key_name = key_arg(args)?;
+    Args::new(&arg_bytes(args)[1..]).finish()?;
+    let key = ctx.open_key(key_name);
+    let live = key
+        .get_value::<StreamValue>(&DS_TYPE)?
+        .map_or(0, |stream| stream.live_len(time::now_ms()));
+    Ok(RedisValue::Integer(live as i64))
+}
+
+/// `DS.RANGE key device from to [COUNT n]`
+pub fn range(ctx: &Context, args: &[RedisString]) -> Reply {
+    let key_name = key_arg(args)?;
+    let raw = arg_bytes(args);
+    let mut parsed = Args::new(&raw[1..]);
+    let device = device_arg(&mut parsed)?;
+    let from = time_bound(parsed.next_arg()?, "from")?;
+    let to = time_bound(parsed.next_arg()?, "to")?;
+    let mut count = i64::MAX;
+    while let Some(option) = parsed.next_keyword() {
+        match option.as_str() {
+            "COUNT" => count = parsed.int_value("COUNT", 0, i64::MAX)?,
+            _ => return Err(CoreError::UnknownOption(option).into()),
+        }
+    }
+    let key = ctx.open_key(key_name);
+    let Some(stream) = key.get_value::<StreamValue>(&DS_TYPE)? else {
+        return Ok(RedisValue::Array(Vec::new()));
+    };
+    let count = usize::try_from(count).unwrap_or(usize::MAX);
+    let records = stream
+        .range(device, from, to, count, time::now_ms())
+        .into_iter()
+        .map(|record| RedisValue::Array(vec![RedisValue::Integer(record.ms), bulk(&record.json)]))
+        .collect();
+    Ok(RedisValue::Array(records))
+}
+
+/// `DS.INFO key`: settings and sizes as a flat list of names and values.
+pub fn info(ctx: &Context, args: &[RedisString]) -> Reply {
+    let key_name = key_arg(args)?;
+    Args::new(&arg_bytes(args)[1..]).finish()?;
+    let key = ctx.open_key(key_name);
+    let stream = key
+        .get_value::<StreamValue>(&DS_TYPE)?
+        .ok_or(Error::NoSuchKey)?;
+    let settings = stream.settings();
+    let fields = [
+        ("timestamp-field", bulk(&settings.timestamp_field)),
+        ("device-field", bulk(&settings.device_field)),
+        ("date-format", bulk(settings.date_format.name())),
+        ("ttl", RedisValue::Integer(settings.ttl_secs)),
+        ("history", RedisValue::Integer(settings.history)),
+        ("on-update", bulk(settings.on_update.name())),
+        (
+            "devices",
+            RedisValue::Integer(stream.live_len(time::now_ms()) as i64),
+        ),
+        (
+            "stored-devices",
+            RedisValue::Integer(stream.stored_len() as i64),
+        ),
+        ("memory", RedisValue::Integer(stream.memory() as i64)),
+    ];
+    Ok(RedisValue::Array(
+        fields
+            .into_iter()
+            .flat_map(|(name, value)| [RedisValue::SimpleStringStatic(name), value])
+            .collect(),
+    ))
+}
+
+/// Commands from the primary or the AOF replay what the primary decided: they neither
+/// consult the clock for expiry nor apply the limits again.
+fn is_replaying(ctx: &Context) -> bool {
+    ctx.get_flags()
+        .intersects(ContextFlags::REPLICATED | ContextFlags::LOADING)
+}
+
+/// A device id: non-empty UTF-8 (it becomes a JSON string in the record).
+fn device_arg<'a>(args: &mut Args<'_, 'a>) -> Result<&'a str, Error> {
+    let device = args.next_str("device id")?;
+    if device.is_empty() {
+        return Err(CoreError::Empty("device id").into());
+    }
+    Ok(device)
+}
+
+/// The device ids after the key: at least one.
+fn devices_args(args: &[RedisString]) -> Result<Vec<&str>, Error> {
+    let raw = arg_bytes(args);
+    let mut parsed = Args::new(&raw[1..]);
+    let mut devices = vec![device_arg(&mut parsed)?];
+    while !parsed.is_empty() {
+        devices.push(device_arg(&mut parsed)?);
+    }
+    Ok(devices)
+}
+
+/// `-`, `+` or milliseconds since the epoch.
+fn time_bound(value: &[u8], name: &'static str) -> Result<i64, Error> {
+    Ok(match value {
+        b"-" => i64::MIN,
+        b"+" => i64::MAX,
+        _ => parse_int(value, name, i64::MIN, i64::MAX)?,
+    })
+}
+
+fn record_reply(record: Option<&Record>) -> RedisValue {
+    record.map_or(RedisValue::Null, |record| bulk(&record.json))
+}
+
+fn bulk(text: &str) -> RedisValue {
+    RedisValue::BulkString(text.to_owned())
+}
