@@ -8,6 +8,8 @@ use thiserror::Error;
 pub enum Error {
     #[error(transparent)]
     Core(#[from] redsink_core::Error),
+    #[error("WRONGTYPE Operation against a key holding the wrong kind of value")]
+    WrongType,
     #[error("key already exists")]
     KeyExists,
     #[error("no such key")]
@@ -32,6 +34,7 @@ impl Error {
     pub fn into_redis(self) -> RedisError {
         match self {
             Error::Core(redsink_core::Error::WrongArity) => RedisError::WrongArity,
+            Error::WrongType => RedisError::WrongType,
             Error::Redis(error) => error,
             other => RedisError::String(format!("ERR {other}")),
         }

@@ -1,1 +1,270 @@
+//! The harness for redsink's end-to-end tests: real `redis-server` processes with the
+//! freshly built module, each on a free port in its own temporary folder, killed when
+//! dropped. No mock of Redis anywhere.
 
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+pub use redis;
+use redis::{Connection, FromRedisValue, RedisResult, ToRedisArgs};
+use tempfile::TempDir;
+
+/// The workspace's root folder.
+pub fn workspace_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests-integration lives in the workspace")
+        .to_path_buf()
+}
+
+/// `libredsink.so`: `$REDSINK_MODULE` if set, else built now (once per test binary)
+/// with the same cargo that runs the tests, so a plain `cargo test` tests fresh code.
+pub fn module_path() -> &'static Path {
+    static PATH: OnceLock<PathBuf> = OnceLock::new();
+    PATH.get_or_init(|| {
+        if let Some(path) = std::env::var_os("REDSINK_MODULE") {
+            return PathBuf::from(path);
+        }
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let status = Command::new(cargo)
+            .args(["build", "--quiet", "-p", "redsink"])
+            .current_dir(workspace_dir())
+            .status()
+            .expect("run cargo build for the module");
+        assert!(status.success(), "building the module failed");
+        let target = std::env::var_os("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| workspace_dir().join("target"));
+        target.join("debug").join("libredsink.so")
+    })
+}
+
+/// A port nobody listens on right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|address| address.port())
+        .expect("bind a free port")
+}
+
+/// How to start a server.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Load the module (a plain Redis otherwise).
+    pub module: bool,
+    /// Arguments after the module's path on `--loadmodule`.
+    pub module_args: Vec<String>,
+    /// Further `redis-server` options as `name value` (e.g. `("appendonly", "yes")`).
+    pub config: Vec<(String, String)>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            module: true,
+            module_args: Vec::new(),
+            config: Vec::new(),
+        }
+    }
+}
+
+impl Options {
+    pub fn config(mut self, name: &str, value: &str) -> Self {
+        self.config.push((name.to_owned(), value.to_owned()));
+        self
+    }
+
+    pub fn module_args(mut self, args: &[&str]) -> Self {
+        self.module_args = args.iter().map(|arg| (*arg).to_owned()).collect();
+        self
+    }
+
+    pub fn without_module(mut self) -> Self {
+        self.module = false;
+        self
+    }
+}
+
+/// A running `redis-server`, killed on drop (its folder is removed with it).
+pub struct RedisServer {
+    child: Option<Child>,
+    port: u16,
+    options: Options,
+    dir: TempDir,
+}
+
+impl RedisServer {
+    /// A server with the module and the harness defaults.
+    pub fn start() -> Self {
+        Self::with(Options::default())
+    }
+
+    pub fn with(options: Options) -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("redsink-test-")
+            .tempdir()
+            .expect("create a temporary folder");
+        let mut server = RedisServer {
+            child: None,
+            port: free_port(),
+            options,
+            dir,
+        };
+        server.launch();
+        server
+    }
+
+    /// A replica of this server, returned once its initial sync is done.
+    pub fn replica(&self) -> RedisServer {
+        let options = self
+            .options
+            .clone()
+            .config("replicaof", &format!("127.0.0.1 {}", self.port));
+        let replica = RedisServer::with(options);
+        replica.wait_until("replica in sync", |con| {
+            let info: String = redis::cmd("INFO").arg("replication").query(con)?;
+            Ok(info.contains("master_link_status:up"))
+        });
+        replica
+    }
+
+    /// Starts the server again on the same port and folder (after a crash or shutdown),
+    /// so it loads whatever it persisted.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.launch();
+    }
+
+    /// SIGKILL: no chance to save anything.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Whether the process still runs and answers PING.
+    pub fn is_alive(&mut self) -> bool {
+        let running = self
+            .child
+            .as_mut()
+            .is_some_and(|child| matches!(child.try_wait(), Ok(None)));
+        running
+            && self
+                .try_connection()
+                .and_then(|mut con| redis::cmd("PING").query::<String>(&mut con))
+                .is_ok()
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The server's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("redis.log")).unwrap_or_default()
+    }
+
+    pub fn connection(&self) -> Connection {
+        self.try_connection()
+            .unwrap_or_else(|e| panic!("connect to {}: {e}\n{}", self.url(), self.log()))
+    }
+
+    fn try_connection(&self) -> RedisResult<Connection> {
+        redis::Client::open(self.url())?.get_connection_with_timeout(Duration::from_secs(5))
+    }
+
+    /// Polls `check` until it says true (10 s at most, then panics with `what`).
+    pub fn wait_until(&self, what: &str, mut check: impl FnMut(&mut Connection) -> RedisResult<bool>) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Ok(mut con) = self.try_connection() {
+                if let Ok(true) = check(&mut con) {
+                    return;
+                }
+            }
+            assert!(Instant::now() < deadline, "timed out waiting for: {what}\n{}", self.log());
+            sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn launch(&mut self) {
+        let mut command = Command::new(std::env::var_os("REDIS_SERVER").unwrap_or_else(|| "redis-server".into()));
+        command
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .arg("--dir")
+            .arg(self.dir.path())
+            .args(["--logfile", "redis.log", "--save", "", "--appendonly", "no"])
+            .args(["--enable-debug-command", "yes", "--enable-module-command", "yes"]);
+        if self.options.module {
+            command.arg("--loadmodule").arg(module_path()).args(&self.options.module_args);
+        }
+        for (name, value) in &self.options.config {
+            command.arg(format!("--{name}")).args(value.split(' '));
+        }
+        let child = command
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start redis-server (is it installed? run `cargo make setup`)");
+        self.child = Some(child);
+        self.wait_until("redis-server answers PING", |con| {
+            let loading: String = redis::cmd("INFO").arg("persistence").query(con)?;
+            Ok(loading.contains("loading:0"))
+        });
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Runs one command given as a list of arguments.
+pub fn call<T: FromRedisValue>(con: &mut Connection, args: &[impl ToRedisArgs]) -> RedisResult<T> {
+    let mut command = redis::Cmd::new();
+    for arg in args {
+        command.arg(arg);
+    }
+    command.query(con)
+}
+
+/// Runs a command that must fail and returns its error as the client saw it
+/// (`ERR …`, `WRONGTYPE …`).
+pub fn call_err(con: &mut Connection, args: &[impl ToRedisArgs]) -> String {
+    match call::<redis::Value>(con, args) {
+        Ok(value) => panic!("expected an error, got {value:?}"),
+        Err(error) => match (error.code(), error.detail()) {
+            (Some(code), Some(detail)) => format!("{code} {detail}"),
+            (Some(code), None) => code.to_owned(),
+            _ => error.to_string(),
+        },
+    }
+}
+
+/// Every key and its `DUMP`, sorted: equal snapshots mean equal data, types included.
+pub fn snapshot(con: &mut Connection) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let keys: Vec<Vec<u8>> = call(con, &["KEYS", "*"]).expect("KEYS");
+    let mut dump: Vec<(Vec<u8>, Vec<u8>)> = keys
+        .into_iter()
+        .map(|key| {
+            let value: Vec<u8> = redis::cmd("DUMP").arg(&key).query(con).expect("DUMP");
+            (key, value)
+        })
+        .collect();
+    dump.sort();
+    dump
+}

@@ -9,7 +9,7 @@ use redsink_core::args::{parse_int, Args};
 use redsink_core::ds::{Record, Settings, SettingsChange, Updated};
 use redsink_core::{json, time, Error as CoreError};
 
-use super::{StreamValue, DS_TYPE};
+use super::{read_stream, write_stream, StreamValue, DS_TYPE};
 use crate::command::{arg_bytes, key_arg};
 use crate::config;
 use crate::error::Error;
@@ -45,8 +45,7 @@ pub fn alter(ctx: &Context, args: &[RedisString]) -> Reply {
     }
     let change = SettingsChange::parse(&mut Args::new(&raw[1..]))?;
     let key = ctx.open_key_writable(key_name);
-    let stream = key
-        .get_value::<StreamValue>(&DS_TYPE)?
+    let stream = write_stream(&key)?
         .ok_or(Error::NoStream)?;
     let settings = change.applied_to(stream.settings())?;
     stream.alter(settings);
@@ -77,8 +76,7 @@ pub fn update(ctx: &Context, args: &[RedisString]) -> Reply {
     };
     let patch = json::parse_object(payload, &limits)?;
     let key = ctx.open_key_writable(key_name);
-    let stream = key
-        .get_value::<StreamValue>(&DS_TYPE)?
+    let stream = write_stream(&key)?
         .ok_or(Error::NoStream)?;
     let now = time::now_ms();
     let expire_now = (!replaying).then_some(now);
@@ -106,8 +104,7 @@ pub fn put(ctx: &Context, args: &[RedisString]) -> Reply {
         serde_json::Value::Object(object).to_string().into()
     };
     let key = ctx.open_key_writable(key_name);
-    let stream = key
-        .get_value::<StreamValue>(&DS_TYPE)?
+    let stream = write_stream(&key)?
         .ok_or(Error::NoStream)?;
     let expire_now = (!replaying).then(time::now_ms);
     let (outcome, record) = stream.put(device, Record { ms, json }, expire_now);
@@ -146,7 +143,7 @@ pub fn get(ctx: &Context, args: &[RedisString]) -> Reply {
     let device = device_arg(&mut parsed)?;
     parsed.finish()?;
     let key = ctx.open_key(key_name);
-    let Some(stream) = key.get_value::<StreamValue>(&DS_TYPE)? else {
+    let Some(stream) = read_stream(&key)? else {
         return Ok(RedisValue::Null);
     };
     Ok(record_reply(stream.get(device, time::now_ms())))
@@ -157,7 +154,7 @@ pub fn mget(ctx: &Context, args: &[RedisString]) -> Reply {
     let key_name = key_arg(args)?;
     let devices = devices_args(args)?;
     let key = ctx.open_key(key_name);
-    let stream = key.get_value::<StreamValue>(&DS_TYPE)?;
+    let stream = read_stream(&key)?;
     let now = time::now_ms();
     let records = devices
         .iter()
@@ -171,7 +168,7 @@ pub fn del(ctx: &Context, args: &[RedisString]) -> Reply {
     let key_name = key_arg(args)?;
     let devices = devices_args(args)?;
     let key = ctx.open_key_writable(key_name);
-    let Some(stream) = key.get_value::<StreamValue>(&DS_TYPE)? else {
+    let Some(stream) = write_stream(&key)? else {
         return Ok(RedisValue::Integer(0));
     };
     let now = time::now_ms();
@@ -202,7 +199,7 @@ pub fn devices(ctx: &Context, args: &[RedisString]) -> Reply {
         }
     }
     let key = ctx.open_key(key_name);
-    let (next, found) = match key.get_value::<StreamValue>(&DS_TYPE)? {
+    let (next, found) = match read_stream(&key)? {
         Some(stream) => {
             let (next, found) = stream.scan(cursor, count as usize, pattern, time::now_ms())?;
             (next, found.into_iter().map(bulk).collect())
@@ -220,8 +217,7 @@ pub fn len(ctx: &Context, args: &[RedisString]) -> Reply {
     let key_name = key_arg(args)?;
     Args::new(&arg_bytes(args)[1..]).finish()?;
     let key = ctx.open_key(key_name);
-    let live = key
-        .get_value::<StreamValue>(&DS_TYPE)?
+    let live = read_stream(&key)?
         .map_or(0, |stream| stream.live_len(time::now_ms()));
     Ok(RedisValue::Integer(live as i64))
 }
@@ -242,7 +238,7 @@ pub fn range(ctx: &Context, args: &[RedisString]) -> Reply {
         }
     }
     let key = ctx.open_key(key_name);
-    let Some(stream) = key.get_value::<StreamValue>(&DS_TYPE)? else {
+    let Some(stream) = read_stream(&key)? else {
         return Ok(RedisValue::Array(Vec::new()));
     };
     let count = usize::try_from(count).unwrap_or(usize::MAX);
@@ -259,8 +255,7 @@ pub fn info(ctx: &Context, args: &[RedisString]) -> Reply {
     let key_name = key_arg(args)?;
     Args::new(&arg_bytes(args)[1..]).finish()?;
     let key = ctx.open_key(key_name);
-    let stream = key
-        .get_value::<StreamValue>(&DS_TYPE)?
+    let stream = read_stream(&key)?
         .ok_or(Error::NoSuchKey)?;
     let settings = stream.settings();
     let fields = [

@@ -7,7 +7,10 @@ pub mod reclaim;
 use std::ops::{Deref, DerefMut};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use redis_module::key::{RedisKey, RedisKeyWritable};
 use redsink_core::ds::DeviceStream;
+
+use crate::error::Error;
 
 pub use data_type::DS_TYPE;
 
@@ -46,4 +49,17 @@ impl DerefMut for StreamValue {
     fn deref_mut(&mut self) -> &mut DeviceStream {
         &mut self.0
     }
+}
+
+/// The stream under `key`, if any. (redis-module's own check answers a key of another
+/// type with a non-standard error; clients expect Redis's `WRONGTYPE`.)
+pub fn read_stream(key: &RedisKey) -> Result<Option<&StreamValue>, Error> {
+    key.get_value::<StreamValue>(&DS_TYPE)
+        .map_err(|_| Error::WrongType)
+}
+
+/// The stream under `key` for writing, if any.
+pub fn write_stream(key: &RedisKeyWritable) -> Result<Option<&mut StreamValue>, Error> {
+    key.get_value::<StreamValue>(&DS_TYPE)
+        .map_err(|_| Error::WrongType)
 }
