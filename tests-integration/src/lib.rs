@@ -268,3 +268,17 @@ pub fn snapshot(con: &mut Connection) -> Vec<(Vec<u8>, Vec<u8>)> {
     dump.sort();
     dump
 }
+
+/// Blocks until every replica of the server behind `con` has acknowledged all writes.
+pub fn wait_for_replicas(con: &mut Connection, replicas: i64) {
+    let acked: i64 = call(con, &["WAIT", &replicas.to_string(), "10000"]).expect("WAIT");
+    assert_eq!(acked, replicas, "replicas did not acknowledge in time");
+}
+
+/// Waits for a background AOF rewrite to finish.
+pub fn wait_for_aof_rewrite(server: &RedisServer) {
+    server.wait_until("AOF rewrite done", |con| {
+        let info: String = call(con, &["INFO", "persistence"])?;
+        Ok(info.contains("aof_rewrite_in_progress:0") && info.contains("aof_rewrite_scheduled:0"))
+    });
+}
