@@ -27,11 +27,12 @@ impl<'s, 'a> Args<'s, 'a> {
         to_str(self.next_arg()?, name)
     }
 
-    /// The next option keyword, upper-cased, or `None` at the end.
+    /// The next option keyword, upper-cased (printable ASCII, see [`quote`]), or `None`
+    /// at the end.
     pub fn next_keyword(&mut self) -> Option<String> {
         let arg = self.args.get(self.pos)?;
         self.pos += 1;
-        Some(String::from_utf8_lossy(arg).to_ascii_uppercase())
+        Some(quote(&arg.to_ascii_uppercase()))
     }
 
     /// The value that follows option `name`.
@@ -78,7 +79,7 @@ pub fn parse_int(value: &[u8], name: &'static str, min: i64, max: i64) -> Result
             name,
             min,
             max,
-            got: String::from_utf8_lossy(value).into_owned(),
+            got: quote(value),
         })
 }
 
@@ -95,8 +96,42 @@ pub fn parse_choice(
         .ok_or_else(|| Error::BadChoice {
             name,
             choices: described,
-            got: String::from_utf8_lossy(value).into_owned(),
+            got: quote(value),
         })
+}
+
+/// User input as it may appear inside an error message: printable ASCII, other bytes as
+/// `\xNN`, cut after 64 bytes. (A reply must not carry raw bytes a client cannot read.)
+pub fn quote(value: &[u8]) -> String {
+    const SHOWN: usize = 64;
+    let mut text: String = value
+        .iter()
+        .take(SHOWN)
+        .map(|&b| match b {
+            b' '..=b'~' => char::from(b).to_string(),
+            _ => format!("\\x{b:02x}"),
+        })
+        .collect();
+    if value.len() > SHOWN {
+        text.push_str("...");
+    }
+    text
+}
+
+/// `message` with every character outside printable ASCII escaped, for error replies:
+/// redis-module cuts each character of an error reply down to one byte, which would turn
+/// any other text into bytes that are not UTF-8.
+pub fn printable(message: String) -> String {
+    if message.bytes().all(|b| (b' '..=b'~').contains(&b)) {
+        return message;
+    }
+    message
+        .chars()
+        .map(|c| match c {
+            ' '..='~' => c.to_string(),
+            _ => c.escape_unicode().to_string(),
+        })
+        .collect()
 }
 
 pub fn to_str<'a>(value: &'a [u8], name: &'static str) -> Result<&'a str> {
@@ -152,6 +187,27 @@ mod tests {
         let mut args = Args::new(&raw);
         args.next_keyword();
         assert_eq!(args.text_value("TEXT"), Err(Error::Empty("TEXT")));
+    }
+
+    #[test]
+    fn quoted_input_is_printable_ascii() {
+        assert_eq!(quote(b"TTL"), "TTL");
+        assert_eq!(quote(b"a\r\n\xff\x00"), "a\\x0d\\x0a\\xff\\x00");
+        assert_eq!(quote("é".as_bytes()), "\\xc3\\xa9");
+        let long = quote(&[b'x'; 100]);
+        assert_eq!(long.len(), 67);
+        assert!(long.ends_with("..."));
+        let raw: Vec<&[u8]> = vec![b"\xffbogus"];
+        assert_eq!(Args::new(&raw).next_keyword().unwrap(), "\\xffBOGUS");
+    }
+
+    #[test]
+    fn error_messages_are_printable_ascii() {
+        assert_eq!(printable("ERR plain".into()), "ERR plain");
+        assert_eq!(
+            printable("ERR device 'é'\n".into()),
+            "ERR device '\\u{e9}'\\u{a}"
+        );
     }
 
     #[test]

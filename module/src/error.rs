@@ -2,6 +2,7 @@
 //! one Redis error reply.
 
 use redis_module::RedisError;
+use redsink_core::args::printable;
 use thiserror::Error;
 
 #[derive(Debug, Error)]
@@ -36,7 +37,7 @@ impl Error {
             Error::Core(redsink_core::Error::WrongArity) => RedisError::WrongArity,
             Error::WrongType => RedisError::WrongType,
             Error::Redis(error) => error,
-            other => RedisError::String(format!("ERR {other}")),
+            other => RedisError::String(printable(format!("ERR {other}"))),
         }
     }
 }

@@ -187,7 +187,11 @@ impl RedisServer {
     }
 
     /// Polls `check` until it says true (10 s at most, then panics with `what`).
-    pub fn wait_until(&self, what: &str, mut check: impl FnMut(&mut Connection) -> RedisResult<bool>) {
+    pub fn wait_until(
+        &self,
+        what: &str,
+        mut check: impl FnMut(&mut Connection) -> RedisResult<bool>,
+    ) {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             if let Ok(mut con) = self.try_connection() {
@@ -195,21 +199,34 @@ impl RedisServer {
                     return;
                 }
             }
-            assert!(Instant::now() < deadline, "timed out waiting for: {what}\n{}", self.log());
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for: {what}\n{}",
+                self.log()
+            );
             sleep(Duration::from_millis(20));
         }
     }
 
     fn launch(&mut self) {
-        let mut command = Command::new(std::env::var_os("REDIS_SERVER").unwrap_or_else(|| "redis-server".into()));
+        let mut command =
+            Command::new(std::env::var_os("REDIS_SERVER").unwrap_or_else(|| "redis-server".into()));
         command
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
             .arg("--dir")
             .arg(self.dir.path())
             .args(["--logfile", "redis.log", "--save", "", "--appendonly", "no"])
-            .args(["--enable-debug-command", "yes", "--enable-module-command", "yes"]);
+            .args([
+                "--enable-debug-command",
+                "yes",
+                "--enable-module-command",
+                "yes",
+            ]);
         if self.options.module {
-            command.arg("--loadmodule").arg(module_path()).args(&self.options.module_args);
+            command
+                .arg("--loadmodule")
+                .arg(module_path())
+                .args(&self.options.module_args);
         }
         for (name, value) in &self.options.config {
             command.arg(format!("--{name}")).args(value.split(' '));

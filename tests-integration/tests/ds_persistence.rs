@@ -2,7 +2,9 @@
 //! stream, setting, record and history exactly (compared by DUMP of every key).
 
 use redis::Connection;
-use redsink_tests::{call, snapshot, wait_for_aof_rewrite, wait_for_replicas, Options, RedisServer};
+use redsink_tests::{
+    call, snapshot, wait_for_aof_rewrite, wait_for_replicas, Options, RedisServer,
+};
 
 fn now_ms() -> i64 {
     std::time::SystemTime::now()
@@ -22,33 +24,144 @@ fn fill(con: &mut Connection, round: usize) {
     let k = |name: &str| format!("{name}:{round}");
     run(con, &["DS.CREATE", &k("plain")]);
     for i in 0..100 {
-        run(con, &["DS.UPDATE", &k("plain"), &format!("dev-{i}"), &format!(r#"{{"n":{i},"ok":true,"tags":["a","b"]}}"#)]);
+        run(
+            con,
+            &[
+                "DS.UPDATE",
+                &k("plain"),
+                &format!("dev-{i}"),
+                &format!(r#"{{"n":{i},"ok":true,"tags":["a","b"]}}"#),
+            ],
+        );
     }
     run(con, &["DS.DEL", &k("plain"), "dev-7"]);
-    run(con, &["DS.CREATE", &k("merge"), "ONUPDATE", "MERGE", "HISTORY", "4"]);
+    run(
+        con,
+        &[
+            "DS.CREATE",
+            &k("merge"),
+            "ONUPDATE",
+            "MERGE",
+            "HISTORY",
+            "4",
+        ],
+    );
     for i in 0..10usize {
-        run(con, &["DS.UPDATE", &k("merge"), "m", &format!(r#"{{"i{i}":{i},"i{}":null,"nested":{{"v":{i}}}}}"#, i.saturating_sub(2))]);
+        run(
+            con,
+            &[
+                "DS.UPDATE",
+                &k("merge"),
+                "m",
+                &format!(
+                    r#"{{"i{i}":{i},"i{}":null,"nested":{{"v":{i}}}}}"#,
+                    i.saturating_sub(2)
+                ),
+            ],
+        );
     }
-    run(con, &["DS.CREATE", &k("epoch"), "DATEFORMAT", "EPOCH", "TIMESTAMP", "ts", "DEVICE", "id", "TTL", "3600"]);
+    run(
+        con,
+        &[
+            "DS.CREATE",
+            &k("epoch"),
+            "DATEFORMAT",
+            "EPOCH",
+            "TIMESTAMP",
+            "ts",
+            "DEVICE",
+            "id",
+            "TTL",
+            "3600",
+        ],
+    );
     for name in ["温度计-1", "with space", "quote\"d", "emoji-🚀"] {
-        run(con, &["DS.UPDATE", &k("epoch"), name, r#"{"text":"é\n\"\\","unicode":"\u00e9"}"#]);
+        run(
+            con,
+            &[
+                "DS.UPDATE",
+                &k("epoch"),
+                name,
+                r#"{"text":"é\n\"\\","unicode":"\u00e9"}"#,
+            ],
+        );
     }
     run(con, &["DS.CREATE", &k("history"), "HISTORY", "3"]);
     for ts in [5000, 1000, 9000, 3000, 7000] {
-        run(con, &["DS.UPDATE", &k("history"), "h", &format!(r#"{{"at":{ts}}}"#), "TS", &ts.to_string()]);
+        run(
+            con,
+            &[
+                "DS.UPDATE",
+                &k("history"),
+                "h",
+                &format!(r#"{{"at":{ts}}}"#),
+                "TS",
+                &ts.to_string(),
+            ],
+        );
     }
     run(con, &["DS.CREATE", &k("big")]);
-    run(con, &["DS.UPDATE", &k("big"), "b", &format!(r#"{{"blob":"{}"}}"#, "x".repeat(100_000))]);
+    run(
+        con,
+        &[
+            "DS.UPDATE",
+            &k("big"),
+            "b",
+            &format!(r#"{{"blob":"{}"}}"#, "x".repeat(100_000)),
+        ],
+    );
     run(con, &["DS.CREATE", &k("altered")]);
     run(con, &["DS.UPDATE", &k("altered"), "a", "{}"]);
-    run(con, &["DS.ALTER", &k("altered"), "TIMESTAMP", "when", "HISTORY", "2"]);
+    run(
+        con,
+        &[
+            "DS.ALTER",
+            &k("altered"),
+            "TIMESTAMP",
+            "when",
+            "HISTORY",
+            "2",
+        ],
+    );
     run(con, &["DS.UPDATE", &k("altered"), "a", "{}"]);
     run(con, &["DS.PUT", &k("altered"), "p", "42", r#"{"put":1}"#]);
     run(con, &["DS.CREATE", &k("empty")]);
     // A TTL stream whose record expired before an update: the update starts afresh.
-    run(con, &["DS.CREATE", &k("expiring"), "TTL", "1", "ONUPDATE", "MERGE", "HISTORY", "2"]);
-    run(con, &["DS.UPDATE", &k("expiring"), "e", r#"{"stale":1}"#, "TS", &(now_ms() - 60_000).to_string()]);
-    run(con, &["DS.UPDATE", &k("expiring"), "e", r#"{"fresh":1}"#, "TS", &(now_ms() + 3_600_000).to_string()]);
+    run(
+        con,
+        &[
+            "DS.CREATE",
+            &k("expiring"),
+            "TTL",
+            "1",
+            "ONUPDATE",
+            "MERGE",
+            "HISTORY",
+            "2",
+        ],
+    );
+    run(
+        con,
+        &[
+            "DS.UPDATE",
+            &k("expiring"),
+            "e",
+            r#"{"stale":1}"#,
+            "TS",
+            &(now_ms() - 60_000).to_string(),
+        ],
+    );
+    run(
+        con,
+        &[
+            "DS.UPDATE",
+            &k("expiring"),
+            "e",
+            r#"{"fresh":1}"#,
+            "TS",
+            &(now_ms() + 3_600_000).to_string(),
+        ],
+    );
 }
 
 #[test]
@@ -78,7 +191,9 @@ fn restart_from_aof(preamble: &str) {
     wait_for_aof_rewrite(&server);
     let base = aof_base(&server);
     if preamble == "no" {
-        assert!(base.starts_with(b"*") && contains(&base, b"DS.CREATE") && contains(&base, b"DS.PUT"));
+        assert!(
+            base.starts_with(b"*") && contains(&base, b"DS.CREATE") && contains(&base, b"DS.PUT")
+        );
     } else {
         assert!(base.starts_with(b"REDIS"));
     }
@@ -107,7 +222,9 @@ fn aof_base(server: &RedisServer) -> Vec<u8> {
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|window| window == needle)
+    haystack
+        .windows(needle.len())
+        .any(|window| window == needle)
 }
 
 #[test]

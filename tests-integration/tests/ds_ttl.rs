@@ -30,7 +30,13 @@ fn write_aged(con: &mut Connection, key: &str, prefix: &str, count: usize, age_m
     let payload = format!(r#"{{"reading":"{}"}}"#, "x".repeat(500));
     let mut pipe = redis::pipe();
     for i in 0..count {
-        pipe.cmd("DS.UPDATE").arg(key).arg(format!("{prefix}{i}")).arg(&payload).arg("TS").arg(&ts).ignore();
+        pipe.cmd("DS.UPDATE")
+            .arg(key)
+            .arg(format!("{prefix}{i}"))
+            .arg(&payload)
+            .arg("TS")
+            .arg(&ts)
+            .ignore();
     }
     pipe.query::<()>(con).unwrap();
 }
@@ -42,14 +48,23 @@ fn an_expired_record_is_invisible_to_every_read() {
     call::<()>(&mut con, &["DS.CREATE", "s", "TTL", "5", "HISTORY", "3"]).unwrap();
     write_aged(&mut con, "s", "old-", 1, 10_000);
     write_aged(&mut con, "s", "new-", 1, 0);
-    assert_eq!(call::<Option<String>>(&mut con, &["DS.GET", "s", "old-0"]).unwrap(), None);
-    assert!(call::<Option<String>>(&mut con, &["DS.GET", "s", "new-0"]).unwrap().is_some());
+    assert_eq!(
+        call::<Option<String>>(&mut con, &["DS.GET", "s", "old-0"]).unwrap(),
+        None
+    );
+    assert!(call::<Option<String>>(&mut con, &["DS.GET", "s", "new-0"])
+        .unwrap()
+        .is_some());
     let both: Vec<Option<String>> = call(&mut con, &["DS.MGET", "s", "old-0", "new-0"]).unwrap();
     assert!(both[0].is_none() && both[1].is_some());
-    let (_, devices): (String, Vec<String>) = call(&mut con, &["DS.DEVICES", "s", "COUNT", "100"]).unwrap();
+    let (_, devices): (String, Vec<String>) =
+        call(&mut con, &["DS.DEVICES", "s", "COUNT", "100"]).unwrap();
     assert_eq!(devices, vec!["new-0"]);
     assert_eq!(call::<i64>(&mut con, &["DS.LEN", "s"]).unwrap(), 1);
-    assert_eq!(call::<Vec<Value>>(&mut con, &["DS.RANGE", "s", "old-0", "-", "+"]).unwrap(), vec![]);
+    assert_eq!(
+        call::<Vec<Value>>(&mut con, &["DS.RANGE", "s", "old-0", "-", "+"]).unwrap(),
+        vec![]
+    );
     assert_eq!(info(&mut con, "s")["devices"], 1);
     // Deleting an expired record does not count it as removed.
     assert_eq!(call::<i64>(&mut con, &["DS.DEL", "s", "old-0"]).unwrap(), 0);
@@ -79,7 +94,9 @@ fn memory_of_expired_records_comes_back() {
     write_aged(&mut con, "s", "old-", 3000, 7_200_000);
     let full: i64 = call(&mut con, &["MEMORY", "USAGE", "s"]).unwrap();
     assert!(full > with_live + 3000 * 500, "{full} {with_live}");
-    server.wait_until("expired records reclaimed", |con| Ok(info(con, "s")["stored-devices"] == 10));
+    server.wait_until("expired records reclaimed", |con| {
+        Ok(info(con, "s")["stored-devices"] == 10)
+    });
     let after: i64 = call(&mut con, &["MEMORY", "USAGE", "s"]).unwrap();
     assert_eq!(after, with_live);
     assert!(after > empty);
@@ -115,8 +132,32 @@ fn an_update_after_expiry_starts_afresh_everywhere() {
     let primary = RedisServer::start();
     let replica = primary.replica();
     let mut con = primary.connection();
-    call::<()>(&mut con, &["DS.CREATE", "s", "TTL", "60", "ONUPDATE", "MERGE", "HISTORY", "5"]).unwrap();
-    call::<()>(&mut con, &["DS.UPDATE", "s", "d", r#"{"stale":1}"#, "TS", &(now_ms() - 120_000).to_string()]).unwrap();
+    call::<()>(
+        &mut con,
+        &[
+            "DS.CREATE",
+            "s",
+            "TTL",
+            "60",
+            "ONUPDATE",
+            "MERGE",
+            "HISTORY",
+            "5",
+        ],
+    )
+    .unwrap();
+    call::<()>(
+        &mut con,
+        &[
+            "DS.UPDATE",
+            "s",
+            "d",
+            r#"{"stale":1}"#,
+            "TS",
+            &(now_ms() - 120_000).to_string(),
+        ],
+    )
+    .unwrap();
     let created: i64 = call(&mut con, &["DS.UPDATE", "s", "d", r#"{"fresh":1}"#]).unwrap();
     assert_eq!(created, 1);
     let record: String = call(&mut con, &["DS.GET", "s", "d"]).unwrap();

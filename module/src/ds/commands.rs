@@ -45,8 +45,7 @@ pub fn alter(ctx: &Context, args: &[RedisString]) -> Reply {
     }
     let change = SettingsChange::parse(&mut Args::new(&raw[1..]))?;
     let key = ctx.open_key_writable(key_name);
-    let stream = write_stream(&key)?
-        .ok_or(Error::NoStream)?;
+    let stream = write_stream(&key)?.ok_or(Error::NoStream)?;
     let settings = change.applied_to(stream.settings())?;
     stream.alter(settings);
     ctx.replicate_verbatim();
@@ -76,8 +75,7 @@ pub fn update(ctx: &Context, args: &[RedisString]) -> Reply {
     };
     let patch = json::parse_object(payload, &limits)?;
     let key = ctx.open_key_writable(key_name);
-    let stream = write_stream(&key)?
-        .ok_or(Error::NoStream)?;
+    let stream = write_stream(&key)?.ok_or(Error::NoStream)?;
     let now = time::now_ms();
     let expire_now = (!replaying).then_some(now);
     let (outcome, record) = stream.update(device, patch, ts.unwrap_or(now), expire_now, &limits)?;
@@ -104,8 +102,7 @@ pub fn put(ctx: &Context, args: &[RedisString]) -> Reply {
         serde_json::Value::Object(object).to_string().into()
     };
     let key = ctx.open_key_writable(key_name);
-    let stream = write_stream(&key)?
-        .ok_or(Error::NoStream)?;
+    let stream = write_stream(&key)?.ok_or(Error::NoStream)?;
     let expire_now = (!replaying).then(time::now_ms);
     let (outcome, record) = stream.put(device, Record { ms, json }, expire_now);
     replicate_put(ctx, key_name, device, outcome, record);
@@ -217,8 +214,7 @@ pub fn len(ctx: &Context, args: &[RedisString]) -> Reply {
     let key_name = key_arg(args)?;
     Args::new(&arg_bytes(args)[1..]).finish()?;
     let key = ctx.open_key(key_name);
-    let live = read_stream(&key)?
-        .map_or(0, |stream| stream.live_len(time::now_ms()));
+    let live = read_stream(&key)?.map_or(0, |stream| stream.live_len(time::now_ms()));
     Ok(RedisValue::Integer(live as i64))
 }
 
@@ -255,8 +251,7 @@ pub fn info(ctx: &Context, args: &[RedisString]) -> Reply {
     let key_name = key_arg(args)?;
     Args::new(&arg_bytes(args)[1..]).finish()?;
     let key = ctx.open_key(key_name);
-    let stream = read_stream(&key)?
-        .ok_or(Error::NoSuchKey)?;
+    let stream = read_stream(&key)?.ok_or(Error::NoSuchKey)?;
     let settings = stream.settings();
     let fields = [
         ("timestamp-field", bulk(&settings.timestamp_field)),
