@@ -60,6 +60,8 @@ pub struct Options {
     pub module_args: Vec<String>,
     /// Further `redis-server` options as `name value` (e.g. `("appendonly", "yes")`).
     pub config: Vec<(String, String)>,
+    /// Run the server on this CPU only (benchmarks keep it apart from the load).
+    pub cpu: Option<usize>,
 }
 
 impl Default for Options {
@@ -68,6 +70,7 @@ impl Default for Options {
             module: true,
             module_args: Vec::new(),
             config: Vec::new(),
+            cpu: None,
         }
     }
 }
@@ -80,6 +83,11 @@ impl Options {
 
     pub fn module_args(mut self, args: &[&str]) -> Self {
         self.module_args = args.iter().map(|arg| (*arg).to_owned()).collect();
+        self
+    }
+
+    pub fn on_cpu(mut self, cpu: usize) -> Self {
+        self.cpu = Some(cpu);
         self
     }
 
