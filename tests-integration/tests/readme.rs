@@ -14,7 +14,13 @@ fn without_clock_times(text: &str) -> String {
     while i < bytes.len() {
         let candidate = &bytes[i..(i + shape.len()).min(bytes.len())];
         let is_time = candidate.len() == shape.len()
-            && candidate.iter().zip(shape).all(|(&c, &s)| if s == b'd' { c.is_ascii_digit() } else { c == s });
+            && candidate.iter().zip(shape).all(|(&c, &s)| {
+                if s == b'd' {
+                    c.is_ascii_digit()
+                } else {
+                    c == s
+                }
+            });
         if is_time {
             out.push_str("<time>");
             i += shape.len();
@@ -44,8 +50,15 @@ fn the_readme_walk_through_works_as_written() {
         while let Some(reply) = lines.next_if(|next| !next.starts_with("$ ")) {
             expected.push(reply);
         }
-        let shell = command.replacen("redis-cli", &format!("redis-cli --no-raw -p {}", server.port()), 1);
-        let output = Command::new("bash").args(["-c", &shell]).output().expect("run redis-cli");
+        let shell = command.replacen(
+            "redis-cli",
+            &format!("redis-cli --no-raw -p {}", server.port()),
+            1,
+        );
+        let output = Command::new("bash")
+            .args(["-c", &shell])
+            .output()
+            .expect("run redis-cli");
         let got = String::from_utf8_lossy(&output.stdout);
         // Documented times stand for whatever the clock said (exact TS stamping is
         // checked in ds_commands).
