@@ -24,11 +24,13 @@ fn info(con: &mut Connection, key: &str) -> HashMap<String, i64> {
         .collect()
 }
 
-/// Writes `count` devices whose records are already `age_ms` old.
-fn write_aged(con: &mut Connection, key: &str, prefix: &str, count: usize, age_ms: i64) {
+/// Writes `count` devices whose records are already `age_ms` old, in one transaction
+/// (so the reclaimer cannot run in between), and returns the key's memory usage after.
+fn write_aged(con: &mut Connection, key: &str, prefix: &str, count: usize, age_ms: i64) -> i64 {
     let ts = (now_ms() - age_ms).to_string();
     let payload = format!(r#"{{"reading":"{}"}}"#, "x".repeat(500));
     let mut pipe = redis::pipe();
+    pipe.atomic();
     for i in 0..count {
         pipe.cmd("DS.UPDATE")
             .arg(key)
@@ -38,7 +40,9 @@ fn write_aged(con: &mut Connection, key: &str, prefix: &str, count: usize, age_m
             .arg(&ts)
             .ignore();
     }
-    pipe.query::<()>(con).unwrap();
+    pipe.cmd("MEMORY").arg("USAGE").arg(key);
+    let (memory,): (i64,) = pipe.query(con).unwrap();
+    memory
 }
 
 #[test]
@@ -89,10 +93,8 @@ fn memory_of_expired_records_comes_back() {
     let mut con = server.connection();
     call::<()>(&mut con, &["DS.CREATE", "s", "TTL", "3600"]).unwrap();
     let empty: i64 = call(&mut con, &["MEMORY", "USAGE", "s"]).unwrap();
-    write_aged(&mut con, "s", "live-", 10, 0);
-    let with_live: i64 = call(&mut con, &["MEMORY", "USAGE", "s"]).unwrap();
-    write_aged(&mut con, "s", "old-", 3000, 7_200_000);
-    let full: i64 = call(&mut con, &["MEMORY", "USAGE", "s"]).unwrap();
+    let with_live = write_aged(&mut con, "s", "live-", 10, 0);
+    let full = write_aged(&mut con, "s", "old-", 3000, 7_200_000);
     assert!(full > with_live + 3000 * 500, "{full} {with_live}");
     server.wait_until("expired records reclaimed", |con| {
         Ok(info(con, "s")["stored-devices"] == 10)
