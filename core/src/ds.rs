@@ -310,20 +310,30 @@ impl DeviceStream {
         record: Record,
         expire_now: Option<i64>,
     ) -> (Updated, &Record) {
-        let existing = self.devices.get(device);
+        let keep = self.history_len();
+        let existing = self.devices.get(device).map(|found| found.current.ms);
         let dropped_expired = match (existing, expire_now) {
-            (Some(found), Some(now)) => !self.is_live(found.current.ms, now),
+            (Some(ms), Some(now)) => !self.is_live(ms, now),
             _ => false,
         };
         let created = existing.is_none() || dropped_expired;
-        if let Some(old) = existing {
-            self.heap_bytes -= old.heap_bytes(device);
+        if existing.is_none() {
+            // Only a new device pays for its name.
+            let empty = Device {
+                current: Record {
+                    ms: 0,
+                    json: Box::default(),
+                },
+                history: None,
+            };
+            self.heap_bytes += empty.heap_bytes(device);
+            self.devices.insert(device.into(), empty);
         }
-        let keep = self.history_len();
-        let slot = self.devices.entry(device.into()).or_insert_with(|| Device {
-            current: record.clone(),
-            history: None,
-        });
+        let slot = self
+            .devices
+            .get_mut(device)
+            .expect("the device is stored: it was found or inserted above");
+        self.heap_bytes -= slot.heap_bytes(device);
         if dropped_expired {
             slot.history = None;
         }
@@ -345,7 +355,7 @@ impl DeviceStream {
         (outcome, &slot.current)
     }
 
-    /// The JSON text to store: `patch` merged into `base` (or into nothing), stamped.
+    /// The JSON text to store: `patch` merged into `base` (or on its own), stamped.
     fn stamped_record(
         &self,
         device: &str,
@@ -354,25 +364,23 @@ impl DeviceStream {
         ms: i64,
         limits: &Limits,
     ) -> Result<Box<str>> {
-        let mut record = match base {
-            Some(text) => {
-                serde_json::from_str(text).map_err(|_| Error::CorruptRecord(device.to_owned()))?
-            }
-            None => Value::Object(Map::new()),
-        };
-        json::merge_patch(&mut record, Value::Object(patch));
-        if base.is_some() {
+        let mut record = Value::Object(patch);
+        if let Some(text) = base {
+            let mut merged: Value =
+                serde_json::from_str(text).map_err(|_| Error::CorruptRecord(device.to_owned()))?;
+            json::merge_patch(&mut merged, record);
             // A merge can grow a record past the limits one payload is held to.
-            json::check_shape(&record, limits)?;
+            json::check_shape(&merged, limits)?;
+            record = merged;
+        } else {
+            json::strip_nulls(&mut record);
         }
         if let Value::Object(fields) = &mut record {
-            fields.insert(
-                self.settings.timestamp_field.clone(),
-                self.settings.date_format.stamp(ms),
-            );
-            fields.insert(self.settings.device_field.clone(), Value::from(device));
+            let stamp = self.settings.date_format.stamp(ms);
+            set_field(fields, &self.settings.timestamp_field, stamp);
+            set_field(fields, &self.settings.device_field, Value::from(device));
         }
-        let text = record.to_string();
+        let text = json::to_text(&record);
         if base.is_some() && text.len() > limits.max_bytes {
             return Err(Error::PayloadTooLarge {
                 size: text.len(),
@@ -511,6 +519,16 @@ impl DeviceStream {
         self.heap_bytes += device.heap_bytes(&name);
         if let Some(old) = self.devices.insert(name.clone(), device) {
             self.heap_bytes -= old.heap_bytes(&name);
+        }
+    }
+}
+
+/// Sets `name` to `value`, allocating the name only when the field is new.
+fn set_field(fields: &mut Map<String, Value>, name: &str, value: Value) {
+    match fields.get_mut(name) {
+        Some(slot) => *slot = value,
+        None => {
+            fields.insert(name.to_owned(), value);
         }
     }
 }

@@ -72,19 +72,26 @@ pub fn check_shape(value: &Value, limits: &Limits) -> Result<()> {
 
 // Recursion is bounded: serde_json never builds a value deeper than MAX_SUPPORTED_DEPTH.
 fn walk(value: &Value, depth: usize, max_depth: usize, fields: &mut usize) -> Result<()> {
-    let children: Box<dyn Iterator<Item = &Value>> = match value {
-        Value::Object(map) => Box::new(map.values()),
-        Value::Array(items) => Box::new(items.iter()),
-        _ => return Ok(()),
-    };
-    if depth > max_depth {
-        return Err(Error::TooDeep { limit: max_depth });
-    }
-    for child in children {
+    let mut visit = |child: &Value| {
         *fields += 1;
-        walk(child, depth + 1, max_depth, fields)?;
+        walk(child, depth + 1, max_depth, fields)
+    };
+    match value {
+        Value::Object(map) if depth <= max_depth => map.values().try_for_each(&mut visit),
+        Value::Array(items) if depth <= max_depth => items.iter().try_for_each(&mut visit),
+        Value::Object(_) | Value::Array(_) => Err(Error::TooDeep { limit: max_depth }),
+        _ => Ok(()),
     }
-    Ok(())
+}
+
+/// Removes `null` members from `value` and the objects nested in it, as a merge patch
+/// applied to nothing would (arrays are values: kept whole). Same result as
+/// `merge_patch` into an empty object, without rebuilding anything.
+pub fn strip_nulls(value: &mut Value) {
+    if let Value::Object(members) = value {
+        members.retain(|_, member| !member.is_null());
+        members.values_mut().for_each(strip_nulls);
+    }
 }
 
 /// Applies `patch` to `target` as an RFC 7396 JSON merge patch: objects merge member by
@@ -106,6 +113,13 @@ pub fn merge_patch(target: &mut Value, patch: Value) {
             }
         }
     }
+}
+
+/// `value` as compact JSON text. (`Value`'s `Display` goes through `fmt::Write` and
+/// costs several times as much.)
+pub fn to_text(value: &Value) -> String {
+    // Serializing a `Value` cannot fail: its map keys are strings.
+    serde_json::to_string(value).unwrap_or_else(|_| value.to_string())
 }
 
 /// The JSON kind of `value`, for error messages.
@@ -221,6 +235,20 @@ mod tests {
             merge_patch(&mut target, patch);
             assert_eq!(target, expected);
         }
+    }
+
+    #[test]
+    fn strip_nulls_is_a_merge_into_nothing() {
+        let payload = json!({"a":null,"b":{"c":null,"d":[null,{"e":null}]},"f":1});
+        let mut merged = json!({});
+        merge_patch(&mut merged, payload.clone());
+        let mut stripped = payload;
+        strip_nulls(&mut stripped);
+        assert_eq!(stripped, merged);
+        assert_eq!(
+            stripped.to_string(),
+            r#"{"b":{"d":[null,{"e":null}]},"f":1}"#
+        );
     }
 
     #[test]

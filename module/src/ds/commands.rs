@@ -99,7 +99,7 @@ pub fn put(ctx: &Context, args: &[RedisString]) -> Reply {
         redsink_core::args::to_str(payload, "record")?.into()
     } else {
         let object = json::parse_object(payload, &config::limits())?;
-        serde_json::Value::Object(object).to_string().into()
+        json::to_text(&serde_json::Value::Object(object)).into()
     };
     let key = ctx.open_key_writable(key_name);
     let stream = write_stream(&key)?.ok_or(Error::NoStream)?;
