@@ -24,13 +24,12 @@ pub fn handler(handler: Handler) -> impl Fn(&Context, Vec<RedisString>) -> Redis
     }
 }
 
-/// The arguments after the command name, as byte slices.
-pub fn arg_bytes(args: &[RedisString]) -> Vec<&[u8]> {
-    args.iter().skip(1).map(RedisString::as_slice).collect()
-}
-
-/// The key argument (first after the command name).
-pub fn key_arg(args: &[RedisString]) -> Result<&RedisString, Error> {
-    args.get(1)
-        .ok_or(Error::Core(redsink_core::Error::WrongArity))
+/// The key (the first argument, so that cluster clients route by it) and the
+/// arguments after it as byte slices, for the core crate's parsers.
+pub fn key_and_args(args: &[RedisString]) -> Result<(&RedisString, Vec<&[u8]>), Error> {
+    let key = args
+        .get(1)
+        .ok_or(Error::Core(redsink_core::Error::WrongArity))?;
+    let rest = args.iter().skip(2).map(RedisString::as_slice).collect();
+    Ok((key, rest))
 }

@@ -2,6 +2,7 @@
 //! freshly built module, each on a free port in its own temporary folder, killed when
 //! dropped. No mock of Redis anywhere.
 
+use std::collections::HashMap;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -306,4 +307,27 @@ pub fn wait_for_aof_rewrite(server: &RedisServer) {
         let info: String = call(con, &["INFO", "persistence"])?;
         Ok(info.contains("aof_rewrite_in_progress:0") && info.contains("aof_rewrite_scheduled:0"))
     });
+}
+
+/// Milliseconds since the Unix epoch by this machine's clock (the server's too).
+pub fn now_ms() -> i64 {
+    let since_epoch = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("the clock is after 1970");
+    i64::try_from(since_epoch.as_millis()).expect("milliseconds fit in i64")
+}
+
+/// `DS.INFO key` as a map of names to values (numbers as their decimal text).
+pub fn ds_info(con: &mut Connection, key: &str) -> HashMap<String, String> {
+    let fields: Vec<redis::Value> = call(con, &["DS.INFO", key]).expect("DS.INFO");
+    let text = |value: &redis::Value| match value {
+        redis::Value::SimpleString(text) => text.clone(),
+        redis::Value::BulkString(bytes) => String::from_utf8_lossy(bytes).into_owned(),
+        redis::Value::Int(n) => n.to_string(),
+        other => panic!("unexpected DS.INFO value {other:?}"),
+    };
+    fields
+        .chunks(2)
+        .map(|pair| (text(&pair[0]), text(&pair[1])))
+        .collect()
 }

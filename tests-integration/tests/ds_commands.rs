@@ -2,19 +2,12 @@
 //! rule that a device stream keeps zero or one record per device.
 
 use redis::Value;
-use redsink_tests::{call, call_err, RedisServer};
+use redsink_tests::{call, call_err, ds_info, now_ms, RedisServer};
 use serde_json::{json, Value as Json};
 
 fn record(con: &mut redis::Connection, key: &str, device: &str) -> Option<Json> {
     let text: Option<String> = call(con, &["DS.GET", key, device]).unwrap();
     text.map(|text| serde_json::from_str(&text).expect("records are JSON"))
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
 }
 
 #[test]
@@ -326,8 +319,7 @@ fn info_and_alter() {
         )
         .unwrap();
     }
-    let info: Vec<Value> = call(&mut con, &["DS.INFO", "s"]).unwrap();
-    let info = info_map(&info);
+    let info = ds_info(&mut con, "s");
     assert_eq!(info["timestamp-field"], "timestamp");
     assert_eq!(info["device-field"], "deviceId");
     assert_eq!(info["date-format"], "ISO8601");
@@ -353,8 +345,7 @@ fn info_and_alter() {
         ],
     )
     .unwrap();
-    let info: Vec<Value> = call(&mut con, &["DS.INFO", "s"]).unwrap();
-    let info = info_map(&info);
+    let info = ds_info(&mut con, "s");
     assert_eq!(
         (
             info["history"].as_str(),
@@ -371,18 +362,6 @@ fn info_and_alter() {
     )
     .unwrap();
     assert_eq!(record(&mut con, "s", "d").unwrap()["timestamp"], json!(5));
-}
-
-fn info_map(info: &[Value]) -> std::collections::HashMap<String, String> {
-    let text = |value: &Value| match value {
-        Value::SimpleString(s) => s.clone(),
-        Value::BulkString(b) => String::from_utf8_lossy(b).into_owned(),
-        Value::Int(n) => n.to_string(),
-        other => panic!("unexpected {other:?}"),
-    };
-    info.chunks(2)
-        .map(|pair| (text(&pair[0]), text(&pair[1])))
-        .collect()
 }
 
 #[test]

@@ -3,15 +3,8 @@
 
 use redis::Connection;
 use redsink_tests::{
-    call, snapshot, wait_for_aof_rewrite, wait_for_replicas, Options, RedisServer,
+    call, now_ms, snapshot, wait_for_aof_rewrite, wait_for_replicas, Options, RedisServer,
 };
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
-}
 
 fn run(con: &mut Connection, args: &[&str]) {
     call::<redis::Value>(con, args).unwrap_or_else(|e| panic!("{args:?}: {e}"));

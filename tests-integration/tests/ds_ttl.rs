@@ -1,27 +1,12 @@
 //! Record TTL: a record past its TTL is invisible to every read at once, and the
 //! reclaimer gives its memory back — on the primary, and through replication on replicas.
 
-use std::collections::HashMap;
-
 use redis::{Connection, Value};
-use redsink_tests::{call, snapshot, wait_for_replicas, RedisServer};
+use redsink_tests::{call, ds_info, now_ms, snapshot, wait_for_replicas, RedisServer};
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
-}
-
-fn info(con: &mut Connection, key: &str) -> HashMap<String, i64> {
-    let fields: Vec<Value> = call(con, &["DS.INFO", key]).unwrap();
-    fields
-        .chunks(2)
-        .filter_map(|pair| match (&pair[0], &pair[1]) {
-            (Value::SimpleString(name), Value::Int(n)) => Some((name.clone(), *n)),
-            _ => None,
-        })
-        .collect()
+/// A number from `DS.INFO key`.
+fn info(con: &mut Connection, key: &str, name: &str) -> i64 {
+    ds_info(con, key)[name].parse().expect("a number")
 }
 
 /// Writes `count` devices whose records are already `age_ms` old, in one transaction
@@ -69,7 +54,7 @@ fn an_expired_record_is_invisible_to_every_read() {
         call::<Vec<Value>>(&mut con, &["DS.RANGE", "s", "old-0", "-", "+"]).unwrap(),
         vec![]
     );
-    assert_eq!(info(&mut con, "s")["devices"], 1);
+    assert_eq!(info(&mut con, "s", "devices"), 1);
     // Deleting an expired record does not count it as removed.
     assert_eq!(call::<i64>(&mut con, &["DS.DEL", "s", "old-0"]).unwrap(), 0);
 }
@@ -97,7 +82,7 @@ fn memory_of_expired_records_comes_back() {
     let full = write_aged(&mut con, "s", "old-", 3000, 7_200_000);
     assert!(full > with_live + 3000 * 500, "{full} {with_live}");
     server.wait_until("expired records reclaimed", |con| {
-        Ok(info(con, "s")["stored-devices"] == 10)
+        Ok(info(con, "s", "stored-devices") == 10)
     });
     let after: i64 = call(&mut con, &["MEMORY", "USAGE", "s"]).unwrap();
     assert_eq!(after, with_live);
@@ -119,13 +104,13 @@ fn reclaim_reaches_every_database_and_the_replicas() {
     write_aged(&mut con, "forever", "d", 5, 120_000);
     primary.wait_until("expired records reclaimed in db 3", |con| {
         call::<()>(con, &["SELECT", "3"])?;
-        Ok(info(con, "s")["stored-devices"] == 5)
+        Ok(info(con, "s", "stored-devices") == 5)
     });
-    assert_eq!(info(&mut con, "forever")["stored-devices"], 5);
+    assert_eq!(info(&mut con, "forever", "stored-devices"), 5);
     wait_for_replicas(&mut con, 1);
     let mut replica_con = replica.connection();
     call::<()>(&mut replica_con, &["SELECT", "3"]).unwrap();
-    assert_eq!(info(&mut replica_con, "s")["stored-devices"], 5);
+    assert_eq!(info(&mut replica_con, "s", "stored-devices"), 5);
     assert_eq!(snapshot(&mut replica_con), snapshot(&mut con));
 }
 

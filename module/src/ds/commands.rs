@@ -10,7 +10,7 @@ use redsink_core::ds::{Record, Settings, SettingsChange, Updated};
 use redsink_core::{json, time, Error as CoreError};
 
 use super::{read_stream, write_stream, StreamValue, DS_TYPE};
-use crate::command::{arg_bytes, key_arg};
+use crate::command::key_and_args;
 use crate::config;
 use crate::error::Error;
 
@@ -19,9 +19,8 @@ type Reply = Result<RedisValue, Error>;
 /// `DS.CREATE key [TIMESTAMP f] [DEVICE f] [DATEFORMAT EPOCH|ISO8601] [TTL s] [HISTORY n]
 /// [ONUPDATE REPLACE|MERGE]`
 pub fn create(ctx: &Context, args: &[RedisString]) -> Reply {
-    let key_name = key_arg(args)?;
-    let raw = arg_bytes(args);
-    let change = SettingsChange::parse(&mut Args::new(&raw[1..]))?;
+    let (key_name, raw) = key_and_args(args)?;
+    let change = SettingsChange::parse(&mut Args::new(&raw))?;
     let settings = change.applied_to(&Settings::default())?;
     let key = ctx.open_key_writable(key_name);
     if !key.is_empty() {
@@ -38,12 +37,11 @@ pub fn create(ctx: &Context, args: &[RedisString]) -> Reply {
 
 /// `DS.ALTER key option [option …]`
 pub fn alter(ctx: &Context, args: &[RedisString]) -> Reply {
-    let key_name = key_arg(args)?;
-    let raw = arg_bytes(args);
-    if raw.len() < 2 {
+    let (key_name, raw) = key_and_args(args)?;
+    if raw.is_empty() {
         return Err(CoreError::WrongArity.into());
     }
-    let change = SettingsChange::parse(&mut Args::new(&raw[1..]))?;
+    let change = SettingsChange::parse(&mut Args::new(&raw))?;
     let key = ctx.open_key_writable(key_name);
     let stream = write_stream(&key)?.ok_or(Error::NoStream)?;
     let settings = change.applied_to(stream.settings())?;
@@ -55,9 +53,8 @@ pub fn alter(ctx: &Context, args: &[RedisString]) -> Reply {
 
 /// `DS.UPDATE key device json [TS ms]`
 pub fn update(ctx: &Context, args: &[RedisString]) -> Reply {
-    let key_name = key_arg(args)?;
-    let raw = arg_bytes(args);
-    let mut parsed = Args::new(&raw[1..]);
+    let (key_name, raw) = key_and_args(args)?;
+    let mut parsed = Args::new(&raw);
     let device = device_arg(&mut parsed)?;
     let payload = parsed.next_arg()?;
     let mut ts = None;
@@ -87,9 +84,8 @@ pub fn update(ctx: &Context, args: &[RedisString]) -> Reply {
 /// `DS.PUT key device ms json`: stores a record exactly as given. Replication and AOF
 /// rewrites use it; from a client, the JSON must be an object within the limits.
 pub fn put(ctx: &Context, args: &[RedisString]) -> Reply {
-    let key_name = key_arg(args)?;
-    let raw = arg_bytes(args);
-    let mut parsed = Args::new(&raw[1..]);
+    let (key_name, raw) = key_and_args(args)?;
+    let mut parsed = Args::new(&raw);
     let device = device_arg(&mut parsed)?;
     let ms = parse_int(parsed.next_arg()?, "ms", 0, time::MAX_MS)?;
     let payload = parsed.next_arg()?;
@@ -134,9 +130,8 @@ fn replicate_put(
 
 /// `DS.GET key device`
 pub fn get(ctx: &Context, args: &[RedisString]) -> Reply {
-    let key_name = key_arg(args)?;
-    let raw = arg_bytes(args);
-    let mut parsed = Args::new(&raw[1..]);
+    let (key_name, raw) = key_and_args(args)?;
+    let mut parsed = Args::new(&raw);
     let device = device_arg(&mut parsed)?;
     parsed.finish()?;
     let key = ctx.open_key(key_name);
@@ -148,8 +143,8 @@ pub fn get(ctx: &Context, args: &[RedisString]) -> Reply {
 
 /// `DS.MGET key device [device …]`
 pub fn mget(ctx: &Context, args: &[RedisString]) -> Reply {
-    let key_name = key_arg(args)?;
-    let devices = devices_args(args)?;
+    let (key_name, raw) = key_and_args(args)?;
+    let devices = device_list(&raw)?;
     let key = ctx.open_key(key_name);
     let stream = read_stream(&key)?;
     let now = time::now_ms();
@@ -162,8 +157,8 @@ pub fn mget(ctx: &Context, args: &[RedisString]) -> Reply {
 
 /// `DS.DEL key device [device …]`
 pub fn del(ctx: &Context, args: &[RedisString]) -> Reply {
-    let key_name = key_arg(args)?;
-    let devices = devices_args(args)?;
+    let (key_name, raw) = key_and_args(args)?;
+    let devices = device_list(&raw)?;
     let key = ctx.open_key_writable(key_name);
     let Some(stream) = write_stream(&key)? else {
         return Ok(RedisValue::Integer(0));
@@ -183,9 +178,8 @@ pub fn del(ctx: &Context, args: &[RedisString]) -> Reply {
 
 /// `DS.DEVICES key [CURSOR c] [COUNT n] [MATCH glob]`
 pub fn devices(ctx: &Context, args: &[RedisString]) -> Reply {
-    let key_name = key_arg(args)?;
-    let raw = arg_bytes(args);
-    let mut parsed = Args::new(&raw[1..]);
+    let (key_name, raw) = key_and_args(args)?;
+    let mut parsed = Args::new(&raw);
     let (mut cursor, mut count, mut pattern): (&[u8], i64, Option<&[u8]>) = (b"0", 10, None);
     while let Some(option) = parsed.next_keyword() {
         match option.as_str() {
@@ -211,8 +205,8 @@ pub fn devices(ctx: &Context, args: &[RedisString]) -> Reply {
 
 /// `DS.LEN key`
 pub fn len(ctx: &Context, args: &[RedisString]) -> Reply {
-    let key_name = key_arg(args)?;
-    Args::new(&arg_bytes(args)[1..]).finish()?;
+    let (key_name, raw) = key_and_args(args)?;
+    Args::new(&raw).finish()?;
     let key = ctx.open_key(key_name);
     let live = read_stream(&key)?.map_or(0, |stream| stream.live_len(time::now_ms()));
     Ok(RedisValue::Integer(live as i64))
@@ -220,9 +214,8 @@ pub fn len(ctx: &Context, args: &[RedisString]) -> Reply {
 
 /// `DS.RANGE key device from to [COUNT n]`
 pub fn range(ctx: &Context, args: &[RedisString]) -> Reply {
-    let key_name = key_arg(args)?;
-    let raw = arg_bytes(args);
-    let mut parsed = Args::new(&raw[1..]);
+    let (key_name, raw) = key_and_args(args)?;
+    let mut parsed = Args::new(&raw);
     let device = device_arg(&mut parsed)?;
     let from = time_bound(parsed.next_arg()?, "from")?;
     let to = time_bound(parsed.next_arg()?, "to")?;
@@ -248,8 +241,8 @@ pub fn range(ctx: &Context, args: &[RedisString]) -> Reply {
 
 /// `DS.INFO key`: settings and sizes as a flat list of names and values.
 pub fn info(ctx: &Context, args: &[RedisString]) -> Reply {
-    let key_name = key_arg(args)?;
-    Args::new(&arg_bytes(args)[1..]).finish()?;
+    let (key_name, raw) = key_and_args(args)?;
+    Args::new(&raw).finish()?;
     let key = ctx.open_key(key_name);
     let stream = read_stream(&key)?.ok_or(Error::NoSuchKey)?;
     let settings = stream.settings();
@@ -294,10 +287,9 @@ fn device_arg<'a>(args: &mut Args<'_, 'a>) -> Result<&'a str, Error> {
     Ok(device)
 }
 
-/// The device ids after the key: at least one.
-fn devices_args(args: &[RedisString]) -> Result<Vec<&str>, Error> {
-    let raw = arg_bytes(args);
-    let mut parsed = Args::new(&raw[1..]);
+/// Device ids: at least one.
+fn device_list<'a>(raw: &[&'a [u8]]) -> Result<Vec<&'a str>, Error> {
+    let mut parsed = Args::new(raw);
     let mut devices = vec![device_arg(&mut parsed)?];
     while !parsed.is_empty() {
         devices.push(device_arg(&mut parsed)?);
