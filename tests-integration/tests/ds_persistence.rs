@@ -248,3 +248,28 @@ fn a_replica_ends_with_the_same_data() {
     let refused = call::<()>(&mut replica_con, &["DS.UPDATE", "plain:0", "x", "{}"]).unwrap_err();
     assert_eq!(refused.code(), Some("READONLY"));
 }
+
+#[test]
+fn a_replica_applies_what_its_primary_admitted_whatever_its_own_limits() {
+    let primary = RedisServer::start();
+    let replica = RedisServer::with(
+        Options::default()
+            .config("replicaof", &format!("127.0.0.1 {}", primary.port()))
+            .config("redsink.max-payload-bytes", "100")
+            .config("redsink.max-depth", "2"),
+    );
+    replica.wait_until("replica in sync", |con| {
+        let info: String = call(con, &["INFO", "replication"])?;
+        Ok(info.contains("master_link_status:up"))
+    });
+    let mut con = primary.connection();
+    run(&mut con, &["DS.CREATE", "s", "ONUPDATE", "MERGE"]);
+    let big = format!(r#"{{"deep":{{"deeper":{{"x":"{}"}}}}}}"#, "y".repeat(1000));
+    run(&mut con, &["DS.UPDATE", "s", "d", &big]);
+    run(&mut con, &["DS.UPDATE", "s", "d", r#"{"more":1}"#]);
+    wait_for_replicas(&mut con, 1);
+    let mut replica_con = replica.connection();
+    assert_eq!(snapshot(&mut replica_con), snapshot(&mut con));
+    let record: String = call(&mut replica_con, &["DS.GET", "s", "d"]).unwrap();
+    assert!(record.len() > 1000 && record.contains(r#""more":1"#));
+}

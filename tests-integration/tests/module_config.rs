@@ -104,3 +104,17 @@ fn bad_module_arguments_stop_the_server_with_a_reason() {
     );
     refuses_to_start(&["max-depth"], "option 'max-depth' needs a value");
 }
+
+#[test]
+fn module_load_at_run_time_takes_arguments() {
+    let server = RedisServer::with(Options::default().without_module());
+    let mut con = server.connection();
+    let path = module_path().to_string_lossy().into_owned();
+    call::<()>(&mut con, &["MODULE", "LOAD", &path, "max-fields", "2"]).unwrap();
+    assert_eq!(setting(&mut con, "redsink.max-fields"), "2");
+    call::<()>(&mut con, &["DS.CREATE", "s"]).unwrap();
+    assert!(
+        call_err(&mut con, &["DS.UPDATE", "s", "d", r#"{"a":1,"b":2,"c":3}"#])
+            .starts_with("ERR JSON has 3 fields, over redsink.max-fields (2)")
+    );
+}
