@@ -389,6 +389,20 @@ fn type_copy_rename_and_memory_usage() {
     call::<()>(&mut con, &["RENAME", "s", "renamed"]).unwrap();
     assert_eq!(call::<i64>(&mut con, &["DS.LEN", "renamed"]).unwrap(), 50);
     assert_eq!(call::<i64>(&mut con, &["EXISTS", "s"]).unwrap(), 0);
+    let dump: Vec<u8> = call(&mut con, &["DUMP", "renamed"]).unwrap();
+    call::<()>(&mut con, &[&b"RESTORE"[..], b"restored", b"0", &dump]).unwrap();
+    let original: String = call(&mut con, &["DS.GET", "renamed", "d7"]).unwrap();
+    assert_eq!(
+        call::<String>(&mut con, &["DS.GET", "restored", "d7"]).unwrap(),
+        original
+    );
+    assert_eq!(
+        call::<i64>(&mut con, &["MOVE", "restored", "1"]).unwrap(),
+        1
+    );
+    call::<()>(&mut con, &["SELECT", "1"]).unwrap();
+    assert_eq!(call::<i64>(&mut con, &["DS.LEN", "restored"]).unwrap(), 50);
+    call::<()>(&mut con, &["SELECT", "0"]).unwrap();
     assert_eq!(
         call::<i64>(&mut con, &["UNLINK", "renamed", "copy"]).unwrap(),
         2

@@ -17,10 +17,6 @@ struct Cli {
     /// The worker's configuration: connections, sources, processors and the jobs folder.
     #[arg(short, long, value_name = "FILE", default_value = "config.yaml")]
     config: PathBuf,
-
-    /// Validate the configuration and the job files, then exit.
-    #[arg(long)]
-    check: bool,
 }
 
 fn main() -> ExitCode {
