@@ -55,6 +55,11 @@ impl<'s, 'a> Args<'s, 'a> {
         Ok(text)
     }
 
+    /// The next argument without taking it.
+    pub fn peek(&self) -> Option<&'a [u8]> {
+        self.args.get(self.pos).copied()
+    }
+
     pub fn is_empty(&self) -> bool {
         self.pos >= self.args.len()
     }

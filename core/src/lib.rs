@@ -9,6 +9,7 @@ pub mod ds;
 pub mod error;
 pub mod glob;
 pub mod json;
+pub mod sink;
 pub mod time;
 
 pub use error::Error;

@@ -1,0 +1,389 @@
+//! The logic of the `SINK.*` commands: turning JSON into the fields, members and values of
+//! Redis's own types, and parsing each command's options.
+//!
+//! JSON scalars become their JSON text, strings without quotes (`"Texas"` → `Texas`,
+//! `23` → `23`, `true` → `true`); `null` leaves a field out; arrays (and, where nothing is
+//! flattened, objects) become compact JSON text.
+
+use serde_json::{Map, Value};
+
+use crate::args::{quote, Args};
+use crate::error::{Error, Result};
+use crate::json;
+
+/// Largest TTL accepted, in seconds (100 years), as for device streams.
+pub const MAX_TTL_SECS: i64 = crate::ds::MAX_TTL_SECS;
+/// Largest MAXLEN accepted.
+pub const MAX_LENGTH: i64 = 1 << 40;
+
+/// The text a JSON value is stored as, or `None` for `null`.
+pub fn value_text(value: &Value) -> Option<String> {
+    match value {
+        Value::Null => None,
+        Value::String(text) => Some(text.clone()),
+        other => Some(json::to_text(other)),
+    }
+}
+
+/// An object's members as hash fields: nested objects flattened with `separator`
+/// (`{"location":{"city":"Austin"}}` → `location.city` = `Austin`), in member order.
+pub fn flatten(object: &Map<String, Value>, separator: &str) -> Vec<(String, String)> {
+    let mut fields = Vec::with_capacity(object.len());
+    flatten_into(object, "", separator, &mut fields);
+    fields
+}
+
+// Recursion is bounded by the payload's nesting, which the JSON limits cap.
+fn flatten_into(
+    object: &Map<String, Value>,
+    prefix: &str,
+    separator: &str,
+    fields: &mut Vec<(String, String)>,
+) {
+    for (name, value) in object {
+        let field = if prefix.is_empty() {
+            name.clone()
+        } else {
+            format!("{prefix}{separator}{name}")
+        };
+        match value {
+            Value::Object(nested) => flatten_into(nested, &field, separator, fields),
+            other => {
+                if let Some(text) = value_text(other) {
+                    fields.push((field, text));
+                }
+            }
+        }
+    }
+}
+
+/// A stream entry id `ms-seq` (or `ms`, meaning `ms-0`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct StreamId {
+    pub ms: u64,
+    pub seq: u64,
+}
+
+impl StreamId {
+    pub fn parse(text: &[u8]) -> Result<Self> {
+        let bad = || {
+            Error::Invalid(format!(
+                "ID must be <ms>-<seq> or <ms>, got '{}'",
+                quote(text)
+            ))
+        };
+        let text = std::str::from_utf8(text).map_err(|_| bad())?;
+        let (ms, seq) = text.split_once('-').unwrap_or((text, "0"));
+        let number = |part: &str| {
+            (!part.is_empty() && part.bytes().all(|b| b.is_ascii_digit()))
+                .then(|| part.parse::<u64>().ok())
+                .flatten()
+        };
+        match (number(ms), number(seq)) {
+            (Some(ms), Some(seq)) if (ms, seq) != (0, 0) => Ok(StreamId { ms, seq }),
+            _ => Err(bad()),
+        }
+    }
+}
+
+impl std::fmt::Display for StreamId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}-{}", self.ms, self.seq)
+    }
+}
+
+/// `field` or `field:alias`: which member of the JSON goes to a stream entry, and as what.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mapping {
+    pub field: String,
+    pub alias: Option<String>,
+}
+
+impl Mapping {
+    /// Splits at the first `:`.
+    pub fn parse(text: &[u8]) -> Result<Self> {
+        let text = crate::args::to_str(text, "MAP")?;
+        let (field, alias) = match text.split_once(':') {
+            Some((field, alias)) => (field, Some(alias.to_owned())),
+            None => (text, None),
+        };
+        if field.is_empty() || alias.as_deref() == Some("") {
+            return Err(Error::Invalid(format!(
+                "MAP takes field or field:alias, got '{text}'"
+            )));
+        }
+        Ok(Mapping {
+            field: field.to_owned(),
+            alias,
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        self.alias.as_deref().unwrap_or(&self.field)
+    }
+}
+
+/// The fields of a stream entry: the mapped members (all of them, flattened, without a
+/// mapping), then `op_code` if given. Members missing from the JSON are left out.
+pub fn stream_fields(
+    object: &Map<String, Value>,
+    mappings: &[Mapping],
+    separator: &str,
+    op_code: Option<&str>,
+) -> Vec<(String, String)> {
+    let mut fields = if mappings.is_empty() {
+        flatten(object, separator)
+    } else {
+        mappings
+            .iter()
+            .filter_map(|mapping| {
+                let text = value_text(object.get(&mapping.field)?)?;
+                Some((mapping.name().to_owned(), text))
+            })
+            .collect()
+    };
+    if let Some(op) = op_code {
+        fields.push(("op_code".to_owned(), op.to_owned()));
+    }
+    fields
+}
+
+/// Options shared by the write commands; each command accepts a subset.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct WriteOptions {
+    pub flatten: Option<String>,
+    pub replace: bool,
+    pub ttl_secs: Option<i64>,
+    pub version: Option<i64>,
+    pub json: bool,
+    pub prepend: bool,
+    pub max_len: Option<i64>,
+    pub mappings: Vec<Mapping>,
+    pub op_code: Option<String>,
+    pub id: Option<StreamId>,
+}
+
+/// The options a command takes.
+#[derive(Debug, Clone, Copy)]
+pub struct Accepts {
+    pub flatten: bool,
+    pub replace: bool,
+    pub ttl: bool,
+    pub version: bool,
+    pub json: bool,
+    pub prepend: bool,
+    pub max_len: bool,
+    pub stream: bool,
+}
+
+impl Accepts {
+    pub const NOTHING: Accepts = Accepts {
+        flatten: false,
+        replace: false,
+        ttl: false,
+        version: false,
+        json: false,
+        prepend: false,
+        max_len: false,
+        stream: false,
+    };
+}
+
+impl WriteOptions {
+    /// Parses options up to the end of `args`, refusing those the command does not take.
+    pub fn parse(args: &mut Args, accepts: Accepts) -> Result<Self> {
+        let mut options = WriteOptions::default();
+        while let Some(option) = args.next_keyword() {
+            match option.as_str() {
+                "FLATTEN" if accepts.flatten => {
+                    options.flatten = Some(args.text_value("FLATTEN")?.to_owned())
+                }
+                "REPLACE" if accepts.replace => options.replace = true,
+                "TTL" if accepts.ttl => {
+                    options.ttl_secs = Some(args.int_value("TTL", 1, MAX_TTL_SECS)?)
+                }
+                "VERSION" if accepts.version => {
+                    options.version = Some(args.int_value("VERSION", i64::MIN, i64::MAX)?)
+                }
+                "JSON" if accepts.json => options.json = true,
+                "PREPEND" if accepts.prepend => options.prepend = true,
+                "MAXLEN" if accepts.max_len => {
+                    options.max_len = Some(args.int_value("MAXLEN", 1, MAX_LENGTH)?)
+                }
+                "MAP" if accepts.stream => {
+                    // MAP takes every following argument up to the next option.
+                    let first = args.value("MAP")?;
+                    options.mappings.push(Mapping::parse(first)?);
+                    while let Some(next) = args.peek() {
+                        if is_stream_option(next) {
+                            break;
+                        }
+                        options.mappings.push(Mapping::parse(next)?);
+                        args.next_arg()?;
+                    }
+                }
+                "OPCODE" if accepts.stream => {
+                    options.op_code = Some(args.text_value("OPCODE")?.to_owned())
+                }
+                "ID" if accepts.stream => options.id = Some(StreamId::parse(args.value("ID")?)?),
+                _ => return Err(Error::UnknownOption(option)),
+            }
+        }
+        Ok(options)
+    }
+
+    /// The flattening separator: FLATTEN's, or `.`.
+    pub fn separator(&self) -> &str {
+        self.flatten.as_deref().unwrap_or(".")
+    }
+}
+
+fn is_stream_option(arg: &[u8]) -> bool {
+    ["OPCODE", "MAXLEN", "TTL", "ID", "MAP", "FLATTEN"]
+        .iter()
+        .any(|option| option.as_bytes().eq_ignore_ascii_case(arg))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn object(value: Value) -> Map<String, Value> {
+        match value {
+            Value::Object(map) => map,
+            _ => unreachable!("test payloads are objects"),
+        }
+    }
+
+    fn parse(words: &[&str], accepts: Accepts) -> Result<WriteOptions> {
+        let raw: Vec<&[u8]> = words.iter().map(|w| w.as_bytes()).collect();
+        WriteOptions::parse(&mut Args::new(&raw), accepts)
+    }
+
+    #[test]
+    fn seed_002_traits_flatten_with_dots() {
+        let traits = object(json!({"name": "John Doe", "title": "CEO"}));
+        assert_eq!(
+            flatten(&traits, "."),
+            vec![
+                ("name".into(), "John Doe".into()),
+                ("title".into(), "CEO".into())
+            ]
+        );
+        let nested = object(json!({"location": {"state": "Texas", "city": "Austin"}}));
+        assert_eq!(
+            flatten(&nested, "."),
+            vec![
+                ("location.state".into(), "Texas".into()),
+                ("location.city".into(), "Austin".into())
+            ]
+        );
+        assert_eq!(
+            flatten(&object(json!({"age": 23})), "."),
+            vec![("age".into(), "23".into())]
+        );
+    }
+
+    #[test]
+    fn scalars_arrays_and_nulls() {
+        let row = object(
+            json!({"a": true, "b": [1, "x", null], "c": null, "d": {"e": {"f": 1.5}}, "g": {}}),
+        );
+        assert_eq!(
+            flatten(&row, "__"),
+            vec![
+                ("a".into(), "true".into()),
+                ("b".into(), r#"[1,"x",null]"#.into()),
+                ("d__e__f".into(), "1.5".into())
+            ]
+        );
+    }
+
+    #[test]
+    fn stream_ids() {
+        assert_eq!(StreamId::parse(b"5-3").unwrap(), StreamId { ms: 5, seq: 3 });
+        assert_eq!(StreamId::parse(b"7").unwrap(), StreamId { ms: 7, seq: 0 });
+        assert!(StreamId::parse(b"5-3").unwrap() > StreamId::parse(b"5-2").unwrap());
+        for bad in [
+            &b"0-0"[..],
+            b"-1",
+            b"a-1",
+            b"1-",
+            b"",
+            b"1-2-3",
+            b"+5",
+            b"99999999999999999999",
+        ] {
+            assert!(StreamId::parse(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(StreamId { ms: 1, seq: 2 }.to_string(), "1-2");
+    }
+
+    #[test]
+    fn seed_001_mapping_with_aliases_and_op_code() {
+        let all = Accepts {
+            stream: true,
+            max_len: true,
+            ttl: true,
+            ..Accepts::NOTHING
+        };
+        let options = parse(
+            &[
+                "MAP",
+                "InvoiceId:message_id",
+                "BillingCountry:country",
+                "Total",
+                "OPCODE",
+                "c",
+                "TTL",
+                "100",
+            ],
+            all,
+        )
+        .unwrap();
+        let row =
+            object(json!({"InvoiceId": 7, "BillingCountry": "USA", "Total": 3.96, "Other": 1}));
+        assert_eq!(
+            stream_fields(&row, &options.mappings, ".", options.op_code.as_deref()),
+            vec![
+                ("message_id".into(), "7".into()),
+                ("country".into(), "USA".into()),
+                ("Total".into(), "3.96".into()),
+                ("op_code".into(), "c".into())
+            ]
+        );
+        assert_eq!(options.ttl_secs, Some(100));
+        assert!(parse(&["MAP"], all).is_err());
+        assert!(parse(&["MAP", ":x"], all).is_err());
+        assert!(parse(&["MAP", "x:"], all).is_err());
+    }
+
+    #[test]
+    fn options_a_command_does_not_take_are_unknown() {
+        let hash = Accepts {
+            flatten: true,
+            replace: true,
+            ttl: true,
+            version: true,
+            ..Accepts::NOTHING
+        };
+        assert_eq!(
+            parse(&["PREPEND"], hash),
+            Err(Error::UnknownOption("PREPEND".into()))
+        );
+        assert!(parse(&["TTL", "0"], hash).is_err());
+        assert!(parse(&["TTL", "-1"], hash).is_err());
+        assert!(parse(&["FLATTEN", ""], hash).is_err());
+        let options = parse(&["flatten", "_", "replace", "version", "-3"], hash).unwrap();
+        assert_eq!(
+            (options.separator(), options.replace, options.version),
+            ("_", true, Some(-3))
+        );
+        let list = Accepts {
+            max_len: true,
+            ..Accepts::NOTHING
+        };
+        assert!(parse(&["MAXLEN", "0"], list).is_err());
+    }
+}
