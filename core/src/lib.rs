@@ -9,7 +9,9 @@ pub mod ds;
 pub mod error;
 pub mod glob;
 pub mod json;
+pub mod named;
 pub mod sink;
 pub mod time;
+pub mod versions;
 
 pub use error::Error;
