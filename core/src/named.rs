@@ -187,7 +187,14 @@ impl SinkDefinition {
                 Some(field) => {
                     Write::Hash(vec![(required(row, field, "the hash field")?, row_json())])
                 }
-                None => Write::Hash(flatten(row, separator)),
+                // The key field is in the key already (seed 002: `HGETALL
+                // rudderstack:user:user-3` holds the traits only).
+                None => Write::Hash(
+                    flatten(row, separator)
+                        .into_iter()
+                        .filter(|(field, _)| Some(field) != self.key_field.as_ref())
+                        .collect(),
+                ),
             },
             SinkType::List => Write::List(row_json()),
             SinkType::Set => Write::Set(match &self.member_field {
@@ -385,13 +392,7 @@ mod tests {
             .plan(&row(json!({"userId": "user-3", "age": 23})))
             .unwrap();
         assert_eq!(key, b"rudderstack:user:user-3");
-        assert_eq!(
-            write,
-            Write::Hash(vec![
-                ("userId".into(), "user-3".into()),
-                ("age".into(), "23".into())
-            ])
-        );
+        assert_eq!(write, Write::Hash(vec![("age".into(), "23".into())]));
     }
 
     #[test]

@@ -238,6 +238,24 @@ impl WriteOptions {
     }
 }
 
+/// Splits `values… [options]`: the values are everything before the first argument from
+/// which the rest reads as options (at least one value). A value that looks like a
+/// complete option tail is therefore read as options.
+pub fn values_then_options<'s, 'a>(
+    args: &'s [&'a [u8]],
+    accepts: Accepts,
+) -> Result<(&'s [&'a [u8]], WriteOptions)> {
+    if args.is_empty() {
+        return Err(Error::WrongArity);
+    }
+    for start in 1..args.len() {
+        if let Ok(options) = WriteOptions::parse(&mut Args::new(&args[start..]), accepts) {
+            return Ok((&args[..start], options));
+        }
+    }
+    Ok((args, WriteOptions::default()))
+}
+
 fn is_stream_option(arg: &[u8]) -> bool {
     ["OPCODE", "MAXLEN", "TTL", "ID", "MAP", "FLATTEN"]
         .iter()
@@ -357,6 +375,30 @@ mod tests {
         assert!(parse(&["MAP"], all).is_err());
         assert!(parse(&["MAP", ":x"], all).is_err());
         assert!(parse(&["MAP", "x:"], all).is_err());
+    }
+
+    #[test]
+    fn values_then_options_splits_at_the_option_tail() {
+        let list = Accepts {
+            prepend: true,
+            max_len: true,
+            ttl: true,
+            ..Accepts::NOTHING
+        };
+        let split = |words: &[&str]| {
+            let raw: Vec<&[u8]> = words.iter().map(|w| w.as_bytes()).collect();
+            values_then_options(&raw, list).map(|(values, options)| (values.len(), options))
+        };
+        let (count, options) = split(&["a", "b", "MAXLEN", "3", "PREPEND"]).unwrap();
+        assert_eq!(
+            (count, options.max_len, options.prepend),
+            (2, Some(3), true)
+        );
+        let (count, _) = split(&["a", "TTL", "b"]).unwrap();
+        assert_eq!(count, 3, "'TTL b' is no option tail: all values");
+        let (count, options) = split(&["TTL"]).unwrap();
+        assert_eq!((count, options), (1, WriteOptions::default()));
+        assert_eq!(split(&[]).unwrap_err(), Error::WrongArity);
     }
 
     #[test]

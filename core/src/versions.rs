@@ -8,9 +8,6 @@
 
 use std::collections::HashMap;
 
-/// A database number and a key name.
-pub type KeyRef = (i32, Vec<u8>);
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Entry {
     pub version: i64,
@@ -20,7 +17,9 @@ pub struct Entry {
 
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct Versions {
-    entries: HashMap<KeyRef, Entry>,
+    /// Per database, per key. Looked up by `&[u8]` without allocating: every delete in
+    /// the server passes through [`Versions::forget`].
+    dbs: HashMap<i32, HashMap<Vec<u8>, Entry>>,
     /// A `rename_from`/`move_from` waiting for its `_to` half.
     moving: Option<Entry>,
 }
@@ -36,24 +35,34 @@ impl Versions {
 
     /// The key's entry, unless it is a tombstone past its deadline.
     pub fn get(&self, db: i32, key: &[u8], now: i64) -> Option<Entry> {
-        self.entries
-            .get(&(db, key.to_vec()))
+        self.dbs
+            .get(&db)?
+            .get(key)
             .copied()
             .filter(|entry| entry.tombstone_until.is_none_or(|until| until > now))
     }
 
     pub fn set(&mut self, db: i32, key: &[u8], entry: Entry) {
-        self.entries.insert((db, key.to_vec()), entry);
+        self.dbs.entry(db).or_default().insert(key.to_vec(), entry);
     }
 
     /// The key went away (deleted, expired, evicted, overwritten by RESTORE or COPY).
     pub fn forget(&mut self, db: i32, key: &[u8]) {
-        self.entries.remove(&(db, key.to_vec()));
+        self.take(db, key);
+    }
+
+    fn take(&mut self, db: i32, key: &[u8]) -> Option<Entry> {
+        let keys = self.dbs.get_mut(&db)?;
+        let entry = keys.remove(key);
+        if keys.is_empty() {
+            self.dbs.remove(&db);
+        }
+        entry
     }
 
     /// First half of a rename or move: the key leaves `db`.
     pub fn move_from(&mut self, db: i32, key: &[u8]) {
-        self.moving = self.entries.remove(&(db, key.to_vec()));
+        self.moving = self.take(db, key);
     }
 
     /// Second half: the key arrives, under its new name or in its new database.
@@ -67,49 +76,49 @@ impl Versions {
     /// FLUSHDB (`Some(db)`) or FLUSHALL (`None`).
     pub fn flush(&mut self, db: Option<i32>) {
         match db {
-            Some(db) => self.entries.retain(|(entry_db, _), _| *entry_db != db),
-            None => self.entries.clear(),
+            Some(db) => {
+                self.dbs.remove(&db);
+            }
+            None => self.dbs.clear(),
         }
     }
 
     /// SWAPDB.
     pub fn swap(&mut self, first: i32, second: i32) {
-        self.entries = std::mem::take(&mut self.entries)
-            .into_iter()
-            .map(|((db, key), entry)| {
-                let db = match db {
-                    db if db == first => second,
-                    db if db == second => first,
-                    db => db,
-                };
-                ((db, key), entry)
-            })
-            .collect();
+        let a = self.dbs.remove(&first);
+        let b = self.dbs.remove(&second);
+        if let Some(keys) = a {
+            self.dbs.insert(second, keys);
+        }
+        if let Some(keys) = b {
+            self.dbs.insert(first, keys);
+        }
     }
 
     /// Forgets tombstones past their deadline; returns how many.
     pub fn purge(&mut self, now: i64) -> usize {
-        let before = self.entries.len();
-        self.entries
-            .retain(|_, entry| entry.tombstone_until.is_none_or(|until| until > now));
-        before - self.entries.len()
+        let before = self.len();
+        for keys in self.dbs.values_mut() {
+            keys.retain(|_, entry| entry.tombstone_until.is_none_or(|until| until > now));
+        }
+        self.dbs.retain(|_, keys| !keys.is_empty());
+        before - self.len()
     }
 
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.dbs.values().map(HashMap::len).sum()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.dbs.is_empty()
     }
 
-    pub fn iter(&self) -> impl Iterator<Item = (&KeyRef, &Entry)> {
-        self.entries.iter()
-    }
-
-    /// Approximate bytes used.
-    pub fn memory(&self) -> usize {
-        self.entries.keys().map(|(_, key)| key.len() + 64).sum()
+    /// Every entry as (db, key, entry).
+    pub fn iter(&self) -> impl Iterator<Item = (i32, &[u8], &Entry)> {
+        self.dbs.iter().flat_map(|(&db, keys)| {
+            keys.iter()
+                .map(move |(key, entry)| (db, key.as_slice(), entry))
+        })
     }
 }
 

@@ -11,10 +11,13 @@ use redsink_core::json::{Limits, MAX_SUPPORTED_DEPTH};
 pub static MAX_PAYLOAD_BYTES: AtomicI64 = AtomicI64::new(DEFAULT_MAX_PAYLOAD_BYTES);
 pub static MAX_DEPTH: AtomicI64 = AtomicI64::new(DEFAULT_MAX_DEPTH);
 pub static MAX_FIELDS: AtomicI64 = AtomicI64::new(DEFAULT_MAX_FIELDS);
+pub static TOMBSTONE_TTL: AtomicI64 = AtomicI64::new(DEFAULT_TOMBSTONE_TTL);
 
 pub const DEFAULT_MAX_PAYLOAD_BYTES: i64 = 1024 * 1024;
 pub const DEFAULT_MAX_DEPTH: i64 = 32;
 pub const DEFAULT_MAX_FIELDS: i64 = 4096;
+/// How long a delete made with VERSION keeps older writes out: a day.
+pub const DEFAULT_TOMBSTONE_TTL: i64 = 86_400;
 
 /// The limits every JSON payload from a client is held to.
 pub fn limits() -> Limits {
@@ -24,6 +27,11 @@ pub fn limits() -> Limits {
         max_depth: read(&MAX_DEPTH),
         max_fields: read(&MAX_FIELDS),
     }
+}
+
+/// How long a versioned delete's tombstone lasts, in milliseconds.
+pub fn tombstone_ttl_ms() -> i64 {
+    TOMBSTONE_TTL.load(Ordering::Relaxed).saturating_mul(1000)
 }
 
 /// No limits: for commands replayed from the primary or the AOF, which the primary
@@ -59,7 +67,7 @@ fn apply_module_args(args: &[RedisString]) -> Result<(), String> {
         let name = name.strip_prefix("redsink.").unwrap_or(&name);
         let Some(&(name, value, min, max)) = SETTINGS.iter().find(|s| s.0 == name) else {
             return Err(format!(
-                "unknown module argument '{name}'; known: max-payload-bytes, max-depth, max-fields"
+                "unknown module argument '{name}'; known: max-payload-bytes, max-depth, max-fields, tombstone-ttl"
             ));
         };
         let parsed_value = parsed

@@ -1,0 +1,256 @@
+//! `SINK.*` commands with an explicit key: parse → validate (types, versions) → write
+//! (replicated as plain commands) → remember the version → reply.
+//!
+//! A write whose VERSION is not newer than the key's replies nil and writes nothing.
+
+use redis_module::{raw, Context, RedisString, RedisValue};
+use redsink_core::args::{parse_int, Args};
+use redsink_core::sink::{self, values_then_options, Accepts, WriteOptions};
+use redsink_core::versions::Entry;
+use redsink_core::{json, time, Error as CoreError};
+
+use super::{state, write};
+use crate::command::key_and_args;
+use crate::config;
+use crate::error::Error;
+
+type Reply = Result<RedisValue, Error>;
+
+const WITH_TTL_AND_VERSION: Accepts = Accepts {
+    ttl: true,
+    version: true,
+    ..Accepts::NOTHING
+};
+
+/// `SINK.HASH key json [FLATTEN sep] [REPLACE] [TTL s] [VERSION v]`
+pub fn hash(ctx: &Context, args: &[RedisString]) -> Reply {
+    let (key, raw) = key_and_args(args)?;
+    let mut parsed = Args::new(&raw);
+    let payload = parsed.next_arg()?;
+    let accepts = Accepts {
+        flatten: true,
+        replace: true,
+        ..WITH_TTL_AND_VERSION
+    };
+    let options = WriteOptions::parse(&mut parsed, accepts)?;
+    let object = json::parse_object(payload, &config::limits())?;
+    let key = key.as_slice();
+    write::check_type(ctx, key, &raw::KeyType::Hash)?;
+    if !admit(ctx, key, options.version) {
+        return Ok(RedisValue::Null);
+    }
+    let fields = sink::flatten(&object, options.separator());
+    write::hash(ctx, key, &fields, options.replace, options.ttl_secs)?;
+    remember(ctx, key, options.version);
+    Ok(RedisValue::Integer(fields.len() as i64))
+}
+
+/// `SINK.STRING key value [JSON] [TTL s] [VERSION v]`
+pub fn string(ctx: &Context, args: &[RedisString]) -> Reply {
+    let (key, raw) = key_and_args(args)?;
+    let mut parsed = Args::new(&raw);
+    let value = parsed.next_arg()?;
+    let accepts = Accepts {
+        json: true,
+        ..WITH_TTL_AND_VERSION
+    };
+    let options = WriteOptions::parse(&mut parsed, accepts)?;
+    if options.json {
+        json::parse_value(value, &config::limits())?;
+    }
+    let key = key.as_slice();
+    write::check_type(ctx, key, &raw::KeyType::String)?;
+    if !admit(ctx, key, options.version) {
+        return Ok(RedisValue::Null);
+    }
+    write::string(ctx, key, value, options.ttl_secs)?;
+    remember(ctx, key, options.version);
+    Ok(RedisValue::SimpleStringStatic("OK"))
+}
+
+/// `SINK.LIST key value [value …] [PREPEND] [MAXLEN n] [TTL s]`
+pub fn list(ctx: &Context, args: &[RedisString]) -> Reply {
+    let (key, raw) = key_and_args(args)?;
+    let accepts = Accepts {
+        prepend: true,
+        max_len: true,
+        ttl: true,
+        ..Accepts::NOTHING
+    };
+    let (values, options) = values_then_options(&raw, accepts)?;
+    let key = key.as_slice();
+    write::check_type(ctx, key, &raw::KeyType::List)?;
+    let length = write::list(
+        ctx,
+        key,
+        values,
+        options.prepend,
+        options.max_len,
+        options.ttl_secs,
+    )?;
+    Ok(RedisValue::Integer(length))
+}
+
+/// `SINK.SET key member [member …] [TTL s]`
+pub fn set(ctx: &Context, args: &[RedisString]) -> Reply {
+    let (key, raw) = key_and_args(args)?;
+    let accepts = Accepts {
+        ttl: true,
+        ..Accepts::NOTHING
+    };
+    let (members, options) = values_then_options(&raw, accepts)?;
+    let key = key.as_slice();
+    write::check_type(ctx, key, &raw::KeyType::Set)?;
+    let added = write::set(ctx, key, members, options.ttl_secs)?;
+    Ok(RedisValue::Integer(added))
+}
+
+/// `SINK.ZSET key member score [MAXLEN n] [TTL s]`
+pub fn zset(ctx: &Context, args: &[RedisString]) -> Reply {
+    let (key, raw) = key_and_args(args)?;
+    let mut parsed = Args::new(&raw);
+    let member = parsed.next_arg()?;
+    let score = parsed.next_arg()?;
+    let score = std::str::from_utf8(score)
+        .ok()
+        .and_then(|text| text.parse::<f64>().ok())
+        .filter(|score| score.is_finite())
+        .ok_or_else(|| {
+            CoreError::Invalid(format!(
+                "score must be a finite number, got '{}'",
+                redsink_core::args::quote(score)
+            ))
+        })?;
+    let accepts = Accepts {
+        max_len: true,
+        ttl: true,
+        ..Accepts::NOTHING
+    };
+    let options = WriteOptions::parse(&mut parsed, accepts)?;
+    let key = key.as_slice();
+    write::check_type(ctx, key, &raw::KeyType::ZSet)?;
+    let added = write::zset(ctx, key, member, score, options.max_len, options.ttl_secs)?;
+    Ok(RedisValue::Integer(added))
+}
+
+/// `SINK.STREAM key json [MAP field[:alias] …] [OPCODE op] [MAXLEN n] [TTL s] [ID id]`
+pub fn stream(ctx: &Context, args: &[RedisString]) -> Reply {
+    let (key, raw) = key_and_args(args)?;
+    let mut parsed = Args::new(&raw);
+    let payload = parsed.next_arg()?;
+    let accepts = Accepts {
+        stream: true,
+        max_len: true,
+        ttl: true,
+        ..Accepts::NOTHING
+    };
+    let options = WriteOptions::parse(&mut parsed, accepts)?;
+    let object = json::parse_object(payload, &config::limits())?;
+    let fields = sink::stream_fields(&object, &options.mappings, ".", options.op_code.as_deref());
+    if fields.is_empty() {
+        return Err(
+            CoreError::Invalid("nothing to add: no field of the JSON is mapped".into()).into(),
+        );
+    }
+    let key = key.as_slice();
+    write::check_type(ctx, key, &raw::KeyType::Stream)?;
+    let id = write::stream(
+        ctx,
+        key,
+        &fields,
+        options.id,
+        options.max_len,
+        options.ttl_secs,
+    )?;
+    Ok(id.map_or(RedisValue::Null, RedisValue::BulkString))
+}
+
+/// `SINK.DEL key [VERSION v]`: with VERSION, leaves a tombstone so that older writes
+/// arriving later do not bring the key back.
+pub fn del(ctx: &Context, args: &[RedisString]) -> Reply {
+    let (key, raw) = key_and_args(args)?;
+    let options = WriteOptions::parse(
+        &mut Args::new(&raw),
+        Accepts {
+            version: true,
+            ..Accepts::NOTHING
+        },
+    )?;
+    let key = key.as_slice();
+    if !admit(ctx, key, options.version) {
+        return Ok(RedisValue::Null);
+    }
+    let deleted = write::delete(ctx, key)?;
+    remember(ctx, key, options.version);
+    Ok(RedisValue::Integer(i64::from(deleted)))
+}
+
+/// `SINK.VERSION key`: the version last applied to the key, or nil.
+pub fn version(ctx: &Context, args: &[RedisString]) -> Reply {
+    let (key, raw) = key_and_args(args)?;
+    Args::new(&raw).finish()?;
+    let db = write::current_db(ctx);
+    let entry = state().versions.get(db, key.as_slice(), time::now_ms());
+    Ok(entry.map_or(RedisValue::Null, |entry| RedisValue::Integer(entry.version)))
+}
+
+/// `SINK.SETVERSION key version [TOMBSTONE until-ms]`: how versions reach replicas and
+/// the AOF.
+pub fn set_version(ctx: &Context, args: &[RedisString]) -> Reply {
+    let (key, raw) = key_and_args(args)?;
+    let mut parsed = Args::new(&raw);
+    let version = parse_int(parsed.next_arg()?, "version", i64::MIN, i64::MAX)?;
+    let mut tombstone_until = None;
+    while let Some(option) = parsed.next_keyword() {
+        match option.as_str() {
+            "TOMBSTONE" => tombstone_until = Some(parsed.int_value("TOMBSTONE", 0, i64::MAX)?),
+            _ => return Err(CoreError::UnknownOption(option).into()),
+        }
+    }
+    let db = write::current_db(ctx);
+    state().versions.set(
+        db,
+        key.as_slice(),
+        Entry {
+            version,
+            tombstone_until,
+        },
+    );
+    ctx.replicate_verbatim();
+    Ok(RedisValue::SimpleStringStatic("OK"))
+}
+
+/// Whether a write with `version` may go ahead (always, without one).
+fn admit(ctx: &Context, key: &[u8], version: Option<i64>) -> bool {
+    version.is_none_or(|version| {
+        let db = write::current_db(ctx);
+        state().versions.is_newer(db, key, version, time::now_ms())
+    })
+}
+
+/// After a write with `version`: the key's version, or a tombstone if the key is gone;
+/// replicated as SINK.SETVERSION.
+fn remember(ctx: &Context, key: &[u8], version: Option<i64>) {
+    let Some(version) = version else {
+        return;
+    };
+    let tombstone_until =
+        (!write::exists(ctx, key)).then(|| time::now_ms() + config::tombstone_ttl_ms());
+    let db = write::current_db(ctx);
+    state().versions.set(
+        db,
+        key,
+        Entry {
+            version,
+            tombstone_until,
+        },
+    );
+    let version = version.to_string();
+    match tombstone_until.map(|until| until.to_string()) {
+        Some(until) => ctx.replicate(
+            "SINK.SETVERSION",
+            &[key, version.as_bytes(), b"TOMBSTONE", until.as_bytes()],
+        ),
+        None => ctx.replicate("SINK.SETVERSION", &[key, version.as_bytes()]),
+    }
+}

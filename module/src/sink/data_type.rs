@@ -1,0 +1,131 @@
+//! Persists the sink state (versions and named sink definitions) as RDB aux data, after
+//! the keyspace. No key ever holds this type: it exists for its aux callbacks.
+
+use std::ffi::c_void;
+use std::os::raw::c_int;
+use std::ptr::null_mut;
+
+use redis_module::native_types::RedisType;
+use redis_module::raw::{self, RedisModuleIO, RedisModuleString};
+use redsink_core::named::SinkDefinition;
+use redsink_core::versions::{Entry, Versions};
+
+use super::{state, NamedSink};
+
+const ENCODING_VERSION: i32 = 0;
+
+pub static SINK_STATE_TYPE: RedisType = RedisType::new(
+    "redsinkSK",
+    ENCODING_VERSION,
+    raw::RedisModuleTypeMethods {
+        version: raw::REDISMODULE_TYPE_METHOD_VERSION as u64,
+        rdb_load: Some(no_value_load),
+        rdb_save: Some(no_value_save),
+        aof_rewrite: Some(no_value_rewrite),
+        mem_usage: None,
+        digest: None,
+        free: Some(no_value_free),
+        aux_load: Some(aux_load),
+        aux_save: Some(aux_save),
+        aux_save2: None,
+        aux_save_triggers: raw::REDISMODULE_AUX_AFTER_RDB as c_int,
+        free_effort: None,
+        unlink: None,
+        copy: None,
+        defrag: None,
+        copy2: None,
+        free_effort2: None,
+        mem_usage2: None,
+        unlink2: None,
+    },
+);
+
+unsafe extern "C" fn no_value_load(_rdb: *mut RedisModuleIO, _encver: c_int) -> *mut c_void {
+    null_mut()
+}
+unsafe extern "C" fn no_value_save(_rdb: *mut RedisModuleIO, _value: *mut c_void) {}
+unsafe extern "C" fn no_value_rewrite(
+    _aof: *mut RedisModuleIO,
+    _key: *mut RedisModuleString,
+    _value: *mut c_void,
+) {
+}
+unsafe extern "C" fn no_value_free(_value: *mut c_void) {}
+
+unsafe extern "C" fn aux_save(rdb: *mut RedisModuleIO, when: c_int) {
+    if when != raw::REDISMODULE_AUX_AFTER_RDB as c_int {
+        return;
+    }
+    let state = state();
+    raw::save_unsigned(rdb, state.versions.len() as u64);
+    for (db, key, entry) in state.versions.iter() {
+        raw::save_signed(rdb, i64::from(db));
+        raw::save_slice(rdb, key);
+        raw::save_signed(rdb, entry.version);
+        raw::save_unsigned(rdb, u64::from(entry.tombstone_until.is_some()));
+        raw::save_signed(rdb, entry.tombstone_until.unwrap_or(0));
+    }
+    raw::save_unsigned(rdb, state.sinks.len() as u64);
+    for (name, sink) in &state.sinks {
+        raw::save_string(rdb, name);
+        raw::save_unsigned(rdb, sink.definition.options.len() as u64);
+        for option in &sink.definition.options {
+            raw::save_slice(rdb, option);
+        }
+    }
+}
+
+unsafe extern "C" fn aux_load(rdb: *mut RedisModuleIO, encver: c_int, when: c_int) -> c_int {
+    if encver != ENCODING_VERSION || when != raw::REDISMODULE_AUX_AFTER_RDB as c_int {
+        return raw::REDISMODULE_ERR as c_int;
+    }
+    match load(rdb) {
+        Some((versions, sinks)) => {
+            let mut state = state();
+            state.versions = versions;
+            state.sinks = sinks;
+            raw::REDISMODULE_OK as c_int
+        }
+        None => raw::REDISMODULE_ERR as c_int,
+    }
+}
+
+type Loaded = (Versions, std::collections::BTreeMap<String, NamedSink>);
+
+fn load(rdb: *mut RedisModuleIO) -> Option<Loaded> {
+    let mut versions = Versions::default();
+    for _ in 0..raw::load_unsigned(rdb).ok()? {
+        let db = i32::try_from(raw::load_signed(rdb).ok()?).ok()?;
+        let key = bytes(rdb)?;
+        let version = raw::load_signed(rdb).ok()?;
+        let is_tombstone = raw::load_unsigned(rdb).ok()? != 0;
+        let until = raw::load_signed(rdb).ok()?;
+        let entry = Entry {
+            version,
+            tombstone_until: is_tombstone.then_some(until),
+        };
+        versions.set(db, &key, entry);
+    }
+    let mut sinks = std::collections::BTreeMap::new();
+    for _ in 0..raw::load_unsigned(rdb).ok()? {
+        let name = String::from_utf8(bytes(rdb)?).ok()?;
+        let options = (0..raw::load_unsigned(rdb).ok()?)
+            .map(|_| bytes(rdb))
+            .collect::<Option<Vec<Vec<u8>>>>()?;
+        let slices: Vec<&[u8]> = options.iter().map(Vec::as_slice).collect();
+        let definition = SinkDefinition::parse(&slices).ok()?;
+        sinks.insert(
+            name,
+            NamedSink {
+                definition,
+                rows_written: 0,
+                calls: 0,
+            },
+        );
+    }
+    Some((versions, sinks))
+}
+
+fn bytes(rdb: *mut RedisModuleIO) -> Option<Vec<u8>> {
+    Some(raw::load_string_buffer(rdb).ok()?.as_ref().to_vec())
+}

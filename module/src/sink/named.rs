@@ -1,0 +1,192 @@
+//! Named sinks: `SINK.DEFINE`, `SINK.WRITE` (all rows or none), `SINK.DROP`, `SINK.INFO`.
+//! Definitions are module state, persisted as RDB aux data and replicated verbatim.
+
+use redis_module::{raw, Context, RedisString, RedisValue};
+use redsink_core::args::{quote, Args};
+use redsink_core::named::{SinkDefinition, SinkType, Write};
+use redsink_core::{json, Error as CoreError};
+
+use super::{state, write, NamedSink};
+use crate::config;
+use crate::error::Error;
+
+type Reply = Result<RedisValue, Error>;
+
+/// The sink name and the arguments after it.
+fn name_and_args(args: &[RedisString]) -> Result<(String, Vec<&[u8]>), Error> {
+    let name = args.get(1).ok_or(CoreError::WrongArity)?;
+    let name = redsink_core::args::to_str(name.as_slice(), "sink name")?.to_owned();
+    if name.is_empty() {
+        return Err(CoreError::Empty("sink name").into());
+    }
+    Ok((
+        name,
+        args.iter().skip(2).map(RedisString::as_slice).collect(),
+    ))
+}
+
+/// `SINK.DEFINE name TYPE t PREFIX p [options]`: creates or replaces a definition.
+pub fn define(ctx: &Context, args: &[RedisString]) -> Reply {
+    let (name, raw) = name_and_args(args)?;
+    let definition = SinkDefinition::parse(&raw)?;
+    state().sinks.insert(
+        name,
+        NamedSink {
+            definition,
+            rows_written: 0,
+            calls: 0,
+        },
+    );
+    ctx.replicate_verbatim();
+    Ok(RedisValue::SimpleStringStatic("OK"))
+}
+
+/// `SINK.DROP name`
+pub fn drop(ctx: &Context, args: &[RedisString]) -> Reply {
+    let (name, raw) = name_and_args(args)?;
+    Args::new(&raw).finish()?;
+    let removed = state().sinks.remove(&name).is_some();
+    if removed {
+        ctx.replicate_verbatim();
+    }
+    Ok(RedisValue::Integer(i64::from(removed)))
+}
+
+/// `SINK.WRITE name json [json …]`: every row is parsed, keyed, type- and ACL-checked
+/// before the first is written, so that either all rows are written or none.
+pub fn write_rows(ctx: &Context, args: &[RedisString]) -> Reply {
+    let (name, rows) = name_and_args(args)?;
+    if rows.is_empty() {
+        return Err(CoreError::WrongArity.into());
+    }
+    let definition = state()
+        .sinks
+        .get(&name)
+        .map(|sink| sink.definition.clone())
+        .ok_or_else(|| {
+            CoreError::Invalid(format!(
+                "no sink named '{}'; define it with SINK.DEFINE",
+                quote(name.as_bytes())
+            ))
+        })?;
+    let limits = config::limits();
+    let expected = target_type(definition.kind);
+    let mut planned = Vec::with_capacity(rows.len());
+    for (index, row) in rows.iter().enumerate() {
+        let row_error =
+            |error: CoreError| CoreError::Invalid(format!("row {}: {error}", index + 1));
+        let object = json::parse_object(row, &limits).map_err(row_error)?;
+        let (key, write) = definition.plan(&object).map_err(row_error)?;
+        if matches!(&write, Write::Stream(fields) if fields.is_empty()) {
+            return Err(
+                row_error(CoreError::Invalid("no field of the row is mapped".into())).into(),
+            );
+        }
+        write::check_type(ctx, &key, &expected)?;
+        if !write::may_write(ctx, &key) {
+            return Err(Error::Redis(redis_module::RedisError::String(format!(
+                "NOPERM this user has no permission to write the key '{}' (row {})",
+                quote(&key),
+                index + 1
+            ))));
+        }
+        planned.push((key, write));
+    }
+    for (key, write) in &planned {
+        apply(ctx, &definition, key, write)?;
+    }
+    if let Some(sink) = state().sinks.get_mut(&name) {
+        sink.rows_written += planned.len() as u64;
+        sink.calls += 1;
+    }
+    Ok(RedisValue::Integer(planned.len() as i64))
+}
+
+fn target_type(kind: SinkType) -> raw::KeyType {
+    match kind {
+        SinkType::String => raw::KeyType::String,
+        SinkType::Hash => raw::KeyType::Hash,
+        SinkType::List => raw::KeyType::List,
+        SinkType::Set => raw::KeyType::Set,
+        SinkType::Zset => raw::KeyType::ZSet,
+        SinkType::Stream => raw::KeyType::Stream,
+    }
+}
+
+fn apply(
+    ctx: &Context,
+    definition: &SinkDefinition,
+    key: &[u8],
+    planned: &Write,
+) -> Result<(), Error> {
+    let ttl = definition.ttl_secs;
+    match planned {
+        Write::String(value) => write::string(ctx, key, value.as_bytes(), ttl)?,
+        Write::Hash(fields) => write::hash(ctx, key, fields, false, ttl)?,
+        Write::List(value) => {
+            write::list(
+                ctx,
+                key,
+                &[value.as_bytes()],
+                definition.prepend,
+                definition.max_len,
+                ttl,
+            )?;
+        }
+        Write::Set(member) => {
+            write::set(ctx, key, &[member.as_bytes()], ttl)?;
+        }
+        Write::Zset { member, score } => {
+            write::zset(ctx, key, member.as_bytes(), *score, definition.max_len, ttl)?;
+        }
+        Write::Stream(fields) => {
+            write::stream(ctx, key, fields, None, definition.max_len, ttl)?;
+        }
+    }
+    Ok(())
+}
+
+/// `SINK.INFO [name]`: one sink's definition and counters, or every sink's.
+pub fn info(_ctx: &Context, args: &[RedisString]) -> Reply {
+    let state = state();
+    let describe = |name: &str, sink: &NamedSink| {
+        let options = sink
+            .definition
+            .options
+            .iter()
+            .map(|option| String::from_utf8_lossy(option).into_owned())
+            .collect::<Vec<_>>()
+            .join(" ");
+        RedisValue::Array(vec![
+            RedisValue::SimpleStringStatic("name"),
+            RedisValue::BulkString(name.to_owned()),
+            RedisValue::SimpleStringStatic("type"),
+            RedisValue::BulkString(sink.definition.kind.name().to_owned()),
+            RedisValue::SimpleStringStatic("prefix"),
+            RedisValue::StringBuffer(sink.definition.prefix.clone()),
+            RedisValue::SimpleStringStatic("definition"),
+            RedisValue::BulkString(options),
+            RedisValue::SimpleStringStatic("rows-written"),
+            RedisValue::Integer(sink.rows_written as i64),
+            RedisValue::SimpleStringStatic("writes"),
+            RedisValue::Integer(sink.calls as i64),
+        ])
+    };
+    match args.len() {
+        1 => Ok(RedisValue::Array(
+            state
+                .sinks
+                .iter()
+                .map(|(name, sink)| describe(name, sink))
+                .collect(),
+        )),
+        2 => {
+            let (name, _) = name_and_args(args)?;
+            let sink = state.sinks.get(&name).ok_or_else(|| {
+                CoreError::Invalid(format!("no sink named '{}'", quote(name.as_bytes())))
+            })?;
+            Ok(describe(&name, sink))
+        }
+        _ => Err(CoreError::WrongArity.into()),
+    }
+}

@@ -1,0 +1,240 @@
+//! Writes onto Redis's types through `RM_Call` with replication: each function checks
+//! nothing and does one target's work; callers check key types first, so that a command
+//! either writes everything or nothing.
+
+use redis_module::{
+    raw, CallOptions, CallOptionsBuilder, CallReply, CallResult, Context, RedisError,
+};
+use redsink_core::sink::StreamId;
+
+use crate::error::Error;
+
+/// The options of every call: replicate what it did, return errors as replies.
+fn options() -> CallOptions {
+    CallOptionsBuilder::new()
+        .replicate()
+        .errors_as_replies()
+        .build()
+}
+
+/// Runs one command, replicated; an error reply becomes our error.
+fn run(ctx: &Context, command: &str, args: &[&[u8]]) -> Result<CallReply<'static>, Error> {
+    let result: CallResult<'static> = ctx.call_ext(command, &options(), args);
+    result.map_err(|error| {
+        Error::Redis(RedisError::String(
+            error
+                .to_utf8_string()
+                .unwrap_or_else(|| format!("ERR {command} failed")),
+        ))
+    })
+}
+
+fn integer(reply: &CallReply) -> i64 {
+    match reply {
+        CallReply::I64(value) => value.to_i64(),
+        _ => 0,
+    }
+}
+
+/// The database the command runs in.
+pub fn current_db(ctx: &Context) -> i32 {
+    // SAFETY: a context Redis handed to a command or callback.
+    unsafe { raw::RedisModule_GetSelectedDb.map_or(0, |selected| selected(ctx.ctx)) }
+}
+
+/// The type of the value at `key`.
+pub fn key_type(ctx: &Context, key: &[u8]) -> raw::KeyType {
+    ctx.open_key(&ctx.create_string(key)).key_type()
+}
+
+/// Fails with WRONGTYPE unless `key` is missing or holds `expected`.
+pub fn check_type(ctx: &Context, key: &[u8], expected: &raw::KeyType) -> Result<(), Error> {
+    match key_type(ctx, key) {
+        raw::KeyType::Empty => Ok(()),
+        found if &found == expected => Ok(()),
+        _ => Err(Error::WrongType),
+    }
+}
+
+pub fn exists(ctx: &Context, key: &[u8]) -> bool {
+    key_type(ctx, key) != raw::KeyType::Empty
+}
+
+fn expire(ctx: &Context, key: &[u8], ttl_secs: Option<i64>) -> Result<(), Error> {
+    if let Some(ttl) = ttl_secs {
+        run(ctx, "EXPIRE", &[key, ttl.to_string().as_bytes()])?;
+    }
+    Ok(())
+}
+
+/// SET, with the TTL in the same command.
+pub fn string(ctx: &Context, key: &[u8], value: &[u8], ttl_secs: Option<i64>) -> Result<(), Error> {
+    match ttl_secs {
+        Some(ttl) => run(ctx, "SET", &[key, value, b"EX", ttl.to_string().as_bytes()])?,
+        None => run(ctx, "SET", &[key, value])?,
+    };
+    Ok(())
+}
+
+/// HSET of `fields`; with `replace`, the hash's other fields are removed first.
+pub fn hash(
+    ctx: &Context,
+    key: &[u8],
+    fields: &[(String, String)],
+    replace: bool,
+    ttl_secs: Option<i64>,
+) -> Result<(), Error> {
+    if replace {
+        let stale = stale_fields(ctx, key, fields)?;
+        if !stale.is_empty() {
+            let mut args: Vec<&[u8]> = vec![key];
+            args.extend(stale.iter().map(Vec::as_slice));
+            run(ctx, "HDEL", &args)?;
+        }
+    }
+    if !fields.is_empty() {
+        let mut args: Vec<&[u8]> = Vec::with_capacity(1 + 2 * fields.len());
+        args.push(key);
+        for (field, value) in fields {
+            args.push(field.as_bytes());
+            args.push(value.as_bytes());
+        }
+        run(ctx, "HSET", &args)?;
+    }
+    expire(ctx, key, ttl_secs)
+}
+
+/// The hash's fields that are not among `fields`.
+fn stale_fields(
+    ctx: &Context,
+    key: &[u8],
+    fields: &[(String, String)],
+) -> Result<Vec<Vec<u8>>, Error> {
+    let reply: CallResult<'static> = ctx.call_ext(
+        "HKEYS",
+        &CallOptionsBuilder::new().errors_as_replies().build(),
+        &[key],
+    );
+    let Ok(CallReply::Array(existing)) = reply else {
+        return Ok(Vec::new());
+    };
+    let keep: std::collections::HashSet<&[u8]> = fields.iter().map(|(f, _)| f.as_bytes()).collect();
+    Ok(existing
+        .iter()
+        .filter_map(|field| match field {
+            Ok(CallReply::String(name)) if !keep.contains(name.as_bytes()) => {
+                Some(name.as_bytes().to_vec())
+            }
+            _ => None,
+        })
+        .collect())
+}
+
+/// RPUSH (or LPUSH), then keeps the newest `max_len`; returns the list's length.
+pub fn list(
+    ctx: &Context,
+    key: &[u8],
+    values: &[&[u8]],
+    prepend: bool,
+    max_len: Option<i64>,
+    ttl_secs: Option<i64>,
+) -> Result<i64, Error> {
+    let mut args: Vec<&[u8]> = vec![key];
+    args.extend_from_slice(values);
+    let mut length = integer(&run(ctx, if prepend { "LPUSH" } else { "RPUSH" }, &args)?);
+    if let Some(max_len) = max_len.filter(|&max_len| length > max_len) {
+        // The newest are at the head after LPUSH, at the tail after RPUSH.
+        let (start, stop) = if prepend {
+            ("0".to_owned(), (max_len - 1).to_string())
+        } else {
+            ((-max_len).to_string(), "-1".to_owned())
+        };
+        run(ctx, "LTRIM", &[key, start.as_bytes(), stop.as_bytes()])?;
+        length = max_len;
+    }
+    expire(ctx, key, ttl_secs)?;
+    Ok(length)
+}
+
+/// SADD; returns how many members were new.
+pub fn set(
+    ctx: &Context,
+    key: &[u8],
+    members: &[&[u8]],
+    ttl_secs: Option<i64>,
+) -> Result<i64, Error> {
+    let mut args: Vec<&[u8]> = vec![key];
+    args.extend_from_slice(members);
+    let added = integer(&run(ctx, "SADD", &args)?);
+    expire(ctx, key, ttl_secs)?;
+    Ok(added)
+}
+
+/// ZADD, then keeps the `max_len` highest scores; returns 1 if the member was new.
+pub fn zset(
+    ctx: &Context,
+    key: &[u8],
+    member: &[u8],
+    score: f64,
+    max_len: Option<i64>,
+    ttl_secs: Option<i64>,
+) -> Result<i64, Error> {
+    let added = integer(&run(
+        ctx,
+        "ZADD",
+        &[key, score.to_string().as_bytes(), member],
+    )?);
+    if let Some(max_len) = max_len {
+        // Ranks 0 .. -(max_len+1) are everything below the top max_len.
+        let stop = (-max_len - 1).to_string();
+        run(ctx, "ZREMRANGEBYRANK", &[key, b"0", stop.as_bytes()])?;
+    }
+    expire(ctx, key, ttl_secs)?;
+    Ok(added)
+}
+
+/// XADD of `fields` (an entry needs at least one); with `id`, an id not above the
+/// stream's last is skipped (`None`). Returns the new entry's id.
+pub fn stream(
+    ctx: &Context,
+    key: &[u8],
+    fields: &[(String, String)],
+    id: Option<StreamId>,
+    max_len: Option<i64>,
+    ttl_secs: Option<i64>,
+) -> Result<Option<String>, Error> {
+    let id_text = id.map_or_else(|| "*".to_owned(), |id| id.to_string());
+    let max_len_text = max_len.map(|n| n.to_string());
+    let mut args: Vec<&[u8]> = vec![key];
+    if let Some(max_len) = &max_len_text {
+        args.extend([&b"MAXLEN"[..], max_len.as_bytes()]);
+    }
+    args.push(id_text.as_bytes());
+    for (field, value) in fields {
+        args.push(field.as_bytes());
+        args.push(value.as_bytes());
+    }
+    let added = match run(ctx, "XADD", &args) {
+        Ok(CallReply::String(id)) => String::from_utf8_lossy(id.as_bytes()).into_owned(),
+        Ok(_) => return Err(Error::Redis(RedisError::Str("ERR XADD gave no id"))),
+        // The only error an XADD of valid arguments to a stream can give.
+        Err(_) if id.is_some() && key_type(ctx, key) == raw::KeyType::Stream => return Ok(None),
+        Err(error) => return Err(error),
+    };
+    expire(ctx, key, ttl_secs)?;
+    Ok(Some(added))
+}
+
+/// DEL; true if the key existed.
+pub fn delete(ctx: &Context, key: &[u8]) -> Result<bool, Error> {
+    Ok(integer(&run(ctx, "DEL", &[key])?) > 0)
+}
+
+/// Whether the user running the command may write `key` (for keys derived from rows,
+/// which Redis could not check from the command's arguments).
+pub fn may_write(ctx: &Context, key: &[u8]) -> bool {
+    let user = ctx.get_current_user();
+    let permissions = redis_module::AclPermissions::INSERT | redis_module::AclPermissions::UPDATE;
+    ctx.acl_check_key_permission(&user, &ctx.create_string(key), &permissions)
+        .is_ok()
+}
