@@ -177,6 +177,25 @@ pub struct Accepts {
 }
 
 impl Accepts {
+    /// Whether `arg` names an option this command takes.
+    pub fn takes(&self, arg: &[u8]) -> bool {
+        let options = [
+            ("FLATTEN", self.flatten),
+            ("REPLACE", self.replace),
+            ("TTL", self.ttl),
+            ("VERSION", self.version),
+            ("JSON", self.json),
+            ("PREPEND", self.prepend),
+            ("MAXLEN", self.max_len),
+            ("MAP", self.stream),
+            ("OPCODE", self.stream),
+            ("ID", self.stream),
+        ];
+        options
+            .iter()
+            .any(|(name, taken)| *taken && name.as_bytes().eq_ignore_ascii_case(arg))
+    }
+
     pub const NOTHING: Accepts = Accepts {
         flatten: false,
         replace: false,
@@ -238,9 +257,9 @@ impl WriteOptions {
     }
 }
 
-/// Splits `values… [options]`: the values are everything before the first argument from
-/// which the rest reads as options (at least one value). A value that looks like a
-/// complete option tail is therefore read as options.
+/// Splits `values… [options]`: options start at the first argument (after at least one
+/// value) that names an option the command takes; from there on, everything must parse
+/// as options. (So a value cannot equal one of the command's option names.)
 pub fn values_then_options<'s, 'a>(
     args: &'s [&'a [u8]],
     accepts: Accepts,
@@ -248,12 +267,11 @@ pub fn values_then_options<'s, 'a>(
     if args.is_empty() {
         return Err(Error::WrongArity);
     }
-    for start in 1..args.len() {
-        if let Ok(options) = WriteOptions::parse(&mut Args::new(&args[start..]), accepts) {
-            return Ok((&args[..start], options));
-        }
-    }
-    Ok((args, WriteOptions::default()))
+    let start = (1..args.len())
+        .find(|&i| accepts.takes(args[i]))
+        .unwrap_or(args.len());
+    let options = WriteOptions::parse(&mut Args::new(&args[start..]), accepts)?;
+    Ok((&args[..start], options))
 }
 
 fn is_stream_option(arg: &[u8]) -> bool {
@@ -394,10 +412,22 @@ mod tests {
             (count, options.max_len, options.prepend),
             (2, Some(3), true)
         );
-        let (count, _) = split(&["a", "TTL", "b"]).unwrap();
-        assert_eq!(count, 3, "'TTL b' is no option tail: all values");
+        assert!(
+            split(&["a", "TTL", "b"]).is_err(),
+            "a mistyped option is an error, not data"
+        );
+        assert!(split(&["a", "MAXLEN", "0"]).is_err());
         let (count, options) = split(&["TTL"]).unwrap();
-        assert_eq!((count, options), (1, WriteOptions::default()));
+        assert_eq!(
+            (count, options),
+            (1, WriteOptions::default()),
+            "the first argument is a value"
+        );
+        let (count, _) = split(&["ID", "OPCODE"]).unwrap();
+        assert_eq!(
+            count, 2,
+            "names of options the command does not take are values"
+        );
         assert_eq!(split(&[]).unwrap_err(), Error::WrongArity);
     }
 

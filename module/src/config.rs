@@ -45,7 +45,7 @@ pub fn replay_limits() -> Limits {
 }
 
 /// Every setting: name (without the `redsink.` prefix), value, range.
-const SETTINGS: [(&str, &AtomicI64, i64, i64); 3] = [
+const SETTINGS: [(&str, &AtomicI64, i64, i64); 4] = [
     (
         "max-payload-bytes",
         &MAX_PAYLOAD_BYTES,
@@ -54,6 +54,12 @@ const SETTINGS: [(&str, &AtomicI64, i64, i64); 3] = [
     ),
     ("max-depth", &MAX_DEPTH, 1, MAX_SUPPORTED_DEPTH as i64),
     ("max-fields", &MAX_FIELDS, 1, 1_000_000),
+    (
+        "tombstone-ttl",
+        &TOMBSTONE_TTL,
+        1,
+        redsink_core::ds::MAX_TTL_SECS,
+    ),
 ];
 
 /// Applies `name value` pairs given after the module's path on `loadmodule`/`MODULE LOAD`.

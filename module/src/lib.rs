@@ -6,6 +6,7 @@ mod command;
 mod config;
 mod ds;
 mod error;
+mod maintenance;
 mod sink;
 
 use redis_module::{redis_module, Context, ModuleOptions, RedisString, Status};
@@ -21,7 +22,7 @@ fn init(ctx: &Context, args: &[RedisString]) -> Status {
     }
     // Let rdb_load see short reads as errors instead of Redis exiting on them.
     ctx.set_module_options(ModuleOptions::HANDLE_IO_ERRORS);
-    ds::reclaim::start(ctx);
+    maintenance::start(ctx);
     sink::events::subscribe(ctx)
 }
 

@@ -331,3 +331,25 @@ pub fn ds_info(con: &mut Connection, key: &str) -> HashMap<String, String> {
         .map(|pair| (text(&pair[0]), text(&pair[1])))
         .collect()
 }
+
+/// Runs `args`, expects an error starting with `expected`, and checks that the data did
+/// not change and the server still answers.
+pub fn refused(server: &mut RedisServer, args: &[&[u8]], expected: &str) {
+    let mut con = server.connection();
+    let before = snapshot(&mut con);
+    let error = call_err(&mut con, args);
+    assert!(
+        error.starts_with(expected),
+        "{:?}\n  gave:     {error}\n  expected: {expected}",
+        args.iter()
+            .map(|a| String::from_utf8_lossy(a))
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(snapshot(&mut con), before, "an error wrote something");
+    assert!(server.is_alive());
+}
+
+/// A command line split at spaces, as arguments.
+pub fn words(line: &str) -> Vec<&[u8]> {
+    line.split(' ').map(str::as_bytes).collect()
+}

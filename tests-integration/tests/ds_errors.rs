@@ -1,27 +1,6 @@
 //! Bad input to DS.* commands: one clear error each, nothing written, server still up.
 
-use redsink_tests::{call, call_err, snapshot, RedisServer};
-
-/// Runs `args`, expects an error starting with `expected`, and checks that the data
-/// did not change and the server still answers.
-fn refused(server: &mut RedisServer, args: &[&[u8]], expected: &str) {
-    let mut con = server.connection();
-    let before = snapshot(&mut con);
-    let error = call_err(&mut con, args);
-    assert!(
-        error.starts_with(expected),
-        "{:?}\n  gave:     {error}\n  expected: {expected}",
-        args.iter()
-            .map(|a| String::from_utf8_lossy(a))
-            .collect::<Vec<_>>()
-    );
-    assert_eq!(snapshot(&mut con), before, "an error wrote something");
-    assert!(server.is_alive());
-}
-
-fn words(line: &str) -> Vec<&[u8]> {
-    line.split(' ').map(str::as_bytes).collect()
-}
+use redsink_tests::{call, refused, words, RedisServer};
 
 #[test]
 fn every_bad_argument_gets_one_clear_error() {

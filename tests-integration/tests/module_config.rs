@@ -18,6 +18,7 @@ fn defaults_are_reported() {
     assert_eq!(setting(&mut con, "redsink.max-payload-bytes"), "1048576");
     assert_eq!(setting(&mut con, "redsink.max-depth"), "32");
     assert_eq!(setting(&mut con, "redsink.max-fields"), "4096");
+    assert_eq!(setting(&mut con, "redsink.tombstone-ttl"), "86400");
 }
 
 #[test]

@@ -8,16 +8,12 @@
 
 use std::cell::RefCell;
 use std::os::raw::c_int;
-use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::time::Duration;
 
 use redis_module::{raw, Context, ContextFlags, KeysCursor};
 use redsink_core::time;
 
 use super::{StreamValue, DS_TYPE};
 
-/// How often the reclaimer runs.
-const INTERVAL: Duration = Duration::from_millis(100);
 /// Keys looked at per run (the keyspace walk's slice).
 const KEYS_PER_RUN: usize = 1000;
 /// Records looked at per stream per run.
@@ -29,28 +25,26 @@ pub struct Reclaimer {
     cursor: KeysCursor,
 }
 
-/// Starts the reclaimer's timer (at module load).
-pub fn start(ctx: &Context) {
-    let reclaimer = Reclaimer {
-        db: 0,
-        cursor: KeysCursor::new(),
-    };
-    ctx.create_timer(INTERVAL, run, reclaimer);
-}
-
-fn run(ctx: &Context, mut reclaimer: Reclaimer) {
-    let flags = ctx.get_flags();
-    let primary = flags.contains(ContextFlags::MASTER) && !flags.contains(ContextFlags::LOADING);
-    if primary && StreamValue::any_alive() {
-        // A bug here must not take the server down with it.
-        if catch_unwind(AssertUnwindSafe(|| reclaimer.step(ctx))).is_err() {
-            ctx.log_warning("redsink: the reclaimer panicked; please report this bug");
+impl Default for Reclaimer {
+    fn default() -> Self {
+        Reclaimer {
+            db: 0,
+            cursor: KeysCursor::new(),
         }
     }
-    ctx.create_timer(INTERVAL, run, reclaimer);
 }
 
 impl Reclaimer {
+    /// One slice of the walk, on a primary with device streams (the maintenance timer
+    /// calls it every 100 ms).
+    pub fn run(&mut self, ctx: &Context) {
+        let flags = ctx.get_flags();
+        let primary =
+            flags.contains(ContextFlags::MASTER) && !flags.contains(ContextFlags::LOADING);
+        if primary && StreamValue::any_alive() {
+            self.step(ctx);
+        }
+    }
     fn step(&mut self, ctx: &Context) {
         if !select_db(ctx, self.db) {
             self.db = 0;

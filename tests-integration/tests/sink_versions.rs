@@ -1,0 +1,182 @@
+//! VERSION: replays and out-of-order deliveries never move a key backwards; a versioned
+//! delete keeps older writes out; a version lives and dies with its key.
+
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use redis::{Connection, Value};
+use redsink_tests::{call, RedisServer};
+
+fn run(con: &mut Connection, args: &[&str]) -> Value {
+    call(con, args).unwrap_or_else(|e| panic!("{args:?}: {e}"))
+}
+
+#[test]
+fn replaying_versions_in_random_order_leaves_the_newest() {
+    let server = RedisServer::start();
+    let mut con = server.connection();
+    let mut rng = StdRng::seed_from_u64(7);
+    const N: i64 = 200;
+    // Every version delivered twice (a replay), all in random order.
+    let mut deliveries: Vec<i64> = (1..=N).chain(1..=N).collect();
+    deliveries.shuffle(&mut rng);
+    let mut applied = 0;
+    for version in &deliveries {
+        let v = version.to_string();
+        let payload = format!(r#"{{"version":{version},"only_in_{version}":true}}"#);
+        let hash: Value = run(
+            &mut con,
+            &["SINK.HASH", "h", &payload, "REPLACE", "VERSION", &v],
+        );
+        let string: Value = run(
+            &mut con,
+            &["SINK.STRING", "s", &payload, "JSON", "VERSION", &v],
+        );
+        assert_eq!(hash == Value::Nil, string == Value::Nil);
+        if hash != Value::Nil {
+            applied += 1;
+        }
+    }
+    let fields: Vec<String> = call(&mut con, &["HGETALL", "h"]).unwrap();
+    assert_eq!(
+        fields,
+        ["version", &N.to_string(), &format!("only_in_{N}"), "true"]
+    );
+    let string: String = call(&mut con, &["GET", "s"]).unwrap();
+    assert_eq!(string, format!(r#"{{"version":{N},"only_in_{N}":true}}"#));
+    assert_eq!(call::<i64>(&mut con, &["SINK.VERSION", "h"]).unwrap(), N);
+    assert!(applied < deliveries.len(), "stale deliveries were skipped");
+}
+
+#[test]
+fn a_versioned_delete_keeps_older_writes_out() {
+    let server = RedisServer::start();
+    let mut con = server.connection();
+    run(&mut con, &["SINK.HASH", "k", r#"{"a":1}"#, "VERSION", "10"]);
+    assert_eq!(
+        run(&mut con, &["SINK.DEL", "k", "VERSION", "9"]),
+        Value::Nil,
+        "older delete skipped"
+    );
+    assert_eq!(call::<i64>(&mut con, &["EXISTS", "k"]).unwrap(), 1);
+    assert_eq!(
+        call::<i64>(&mut con, &["SINK.DEL", "k", "VERSION", "11"]).unwrap(),
+        1
+    );
+    // A late write from before the delete does not bring the key back...
+    assert_eq!(
+        run(&mut con, &["SINK.HASH", "k", r#"{"a":2}"#, "VERSION", "10"]),
+        Value::Nil
+    );
+    assert_eq!(call::<i64>(&mut con, &["EXISTS", "k"]).unwrap(), 0);
+    assert_eq!(call::<i64>(&mut con, &["SINK.VERSION", "k"]).unwrap(), 11);
+    // ... a newer one does.
+    assert_eq!(
+        call::<i64>(&mut con, &["SINK.HASH", "k", r#"{"a":3}"#, "VERSION", "12"]).unwrap(),
+        1
+    );
+    assert_eq!(call::<String>(&mut con, &["HGET", "k", "a"]).unwrap(), "3");
+    // Deleting a missing key with a version leaves a tombstone too.
+    assert_eq!(
+        call::<i64>(&mut con, &["SINK.DEL", "never", "VERSION", "5"]).unwrap(),
+        0
+    );
+    assert_eq!(
+        run(&mut con, &["SINK.STRING", "never", "x", "VERSION", "4"]),
+        Value::Nil
+    );
+}
+
+#[test]
+fn tombstones_expire_after_the_configured_time() {
+    let server = RedisServer::start();
+    let mut con = server.connection();
+    run(&mut con, &["CONFIG", "SET", "redsink.tombstone-ttl", "1"]);
+    run(&mut con, &["SINK.DEL", "k", "VERSION", "5"]);
+    assert_eq!(
+        run(&mut con, &["SINK.STRING", "k", "old", "VERSION", "3"]),
+        Value::Nil
+    );
+    server.wait_until("the tombstone expired", |con| {
+        Ok(call::<Option<i64>>(con, &["SINK.VERSION", "k"])?.is_none())
+    });
+    run(&mut con, &["SINK.STRING", "k", "old", "VERSION", "3"]);
+    assert_eq!(call::<String>(&mut con, &["GET", "k"]).unwrap(), "old");
+}
+
+#[test]
+fn a_version_lives_and_dies_with_its_key() {
+    let server = RedisServer::start();
+    let mut con = server.connection();
+    // Deleted by another application: the version goes with the key.
+    run(&mut con, &["SINK.STRING", "a", "v5", "VERSION", "5"]);
+    run(&mut con, &["DEL", "a"]);
+    assert_eq!(
+        call::<Option<i64>>(&mut con, &["SINK.VERSION", "a"]).unwrap(),
+        None
+    );
+    run(&mut con, &["SINK.STRING", "a", "v1", "VERSION", "1"]);
+    assert_eq!(call::<String>(&mut con, &["GET", "a"]).unwrap(), "v1");
+    // Expired: likewise.
+    run(
+        &mut con,
+        &["SINK.STRING", "e", "x", "TTL", "1", "VERSION", "5"],
+    );
+    server.wait_until("the key expired", |con| {
+        Ok(call::<i64>(con, &["EXISTS", "e"])? == 0)
+    });
+    server.wait_until("its version is gone", |con| {
+        Ok(call::<Option<i64>>(con, &["SINK.VERSION", "e"])?.is_none())
+    });
+    // Renamed and moved: the version follows.
+    run(&mut con, &["SINK.HASH", "r", r#"{"x":1}"#, "VERSION", "7"]);
+    run(&mut con, &["RENAME", "r", "r2"]);
+    assert_eq!(
+        call::<Option<i64>>(&mut con, &["SINK.VERSION", "r"]).unwrap(),
+        None
+    );
+    assert_eq!(call::<i64>(&mut con, &["SINK.VERSION", "r2"]).unwrap(), 7);
+    assert_eq!(
+        run(&mut con, &["SINK.HASH", "r2", r#"{"x":0}"#, "VERSION", "6"]),
+        Value::Nil
+    );
+    run(&mut con, &["MOVE", "r2", "1"]);
+    run(&mut con, &["SELECT", "1"]);
+    assert_eq!(call::<i64>(&mut con, &["SINK.VERSION", "r2"]).unwrap(), 7);
+    // FLUSHDB clears the versions of that database only.
+    run(&mut con, &["SELECT", "0"]);
+    run(&mut con, &["SINK.STRING", "z", "x", "VERSION", "1"]);
+    run(&mut con, &["FLUSHDB"]);
+    assert_eq!(
+        call::<Option<i64>>(&mut con, &["SINK.VERSION", "z"]).unwrap(),
+        None
+    );
+    run(&mut con, &["SELECT", "1"]);
+    assert_eq!(call::<i64>(&mut con, &["SINK.VERSION", "r2"]).unwrap(), 7);
+    // SWAPDB swaps them.
+    run(&mut con, &["SWAPDB", "0", "1"]);
+    assert_eq!(
+        call::<Option<i64>>(&mut con, &["SINK.VERSION", "r2"]).unwrap(),
+        None
+    );
+    run(&mut con, &["SELECT", "0"]);
+    assert_eq!(call::<i64>(&mut con, &["SINK.VERSION", "r2"]).unwrap(), 7);
+}
+
+#[test]
+fn stream_ids_make_adds_idempotent() {
+    let server = RedisServer::start();
+    let mut con = server.connection();
+    for (id, expected) in [
+        ("5-1", Some("5-1")),
+        ("5-1", None),
+        ("4", None),
+        ("6", Some("6-0")),
+        ("5-9", None),
+    ] {
+        let reply: Option<String> =
+            call(&mut con, &["SINK.STREAM", "events", r#"{"a":1}"#, "ID", id]).unwrap();
+        assert_eq!(reply.as_deref(), expected, "ID {id}");
+    }
+    assert_eq!(call::<i64>(&mut con, &["XLEN", "events"]).unwrap(), 2);
+}
