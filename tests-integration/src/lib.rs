@@ -281,13 +281,33 @@ pub fn call_err(con: &mut Connection, args: &[impl ToRedisArgs]) -> String {
     }
 }
 
-/// Every key and its `DUMP`, sorted: equal snapshots mean equal data, types included.
+/// Every key and its value, sorted: equal snapshots mean equal data, types included.
+/// Values are `DUMP`s, except for sets and hashes, whose `DUMP` order depends on the hash
+/// table and may differ for equal data: those are their sorted members or fields.
 pub fn snapshot(con: &mut Connection) -> Vec<(Vec<u8>, Vec<u8>)> {
     let keys: Vec<Vec<u8>> = call(con, &["KEYS", "*"]).expect("KEYS");
     let mut dump: Vec<(Vec<u8>, Vec<u8>)> = keys
         .into_iter()
         .map(|key| {
-            let value: Vec<u8> = redis::cmd("DUMP").arg(&key).query(con).expect("DUMP");
+            let kind: String = redis::cmd("TYPE").arg(&key).query(con).expect("TYPE");
+            let canonical = |command: &str, con: &mut Connection| {
+                let mut items: Vec<Vec<u8>> =
+                    redis::cmd(command).arg(&key).query(con).expect(command);
+                if command == "HGETALL" {
+                    let mut pairs: Vec<Vec<u8>> =
+                        items.chunks(2).map(|pair| pair.concat()).collect();
+                    pairs.sort();
+                    items = pairs;
+                } else {
+                    items.sort();
+                }
+                [kind.as_bytes().to_vec(), items.join(&b'\n')].concat()
+            };
+            let value = match kind.as_str() {
+                "set" => canonical("SMEMBERS", con),
+                "hash" => canonical("HGETALL", con),
+                _ => redis::cmd("DUMP").arg(&key).query(con).expect("DUMP"),
+            };
             (key, value)
         })
         .collect();

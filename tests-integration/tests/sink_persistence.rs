@@ -1,0 +1,291 @@
+//! Sink writes, versions and named sink definitions survive DEBUG RELOAD and restarts
+//! from the AOF, and a replica ends with exactly the same keys, expiries, versions and
+//! definitions (it receives plain commands, MULTI/EXEC-wrapped, and SINK.SETVERSION).
+
+use redis::{Connection, Value};
+use redsink_tests::{
+    call, snapshot, wait_for_aof_rewrite, wait_for_replicas, Options, RedisServer,
+};
+
+fn run(con: &mut Connection, args: &[&str]) -> Value {
+    call(con, args).unwrap_or_else(|e| panic!("{args:?}: {e}"))
+}
+
+/// Every SINK command with every option, explicit keys and named sinks.
+fn fill(con: &mut Connection, round: usize) {
+    let k = |name: &str| format!("{name}:{round}");
+    run(
+        con,
+        &[
+            "SINK.HASH",
+            &k("hash"),
+            r#"{"a":1,"n":{"b":"x","c":[1,2]}}"#,
+            "FLATTEN",
+            "_",
+            "TTL",
+            "600",
+            "VERSION",
+            "3",
+        ],
+    );
+    run(
+        con,
+        &[
+            "SINK.HASH",
+            &k("hash"),
+            r#"{"a":2}"#,
+            "REPLACE",
+            "VERSION",
+            "4",
+        ],
+    );
+    run(
+        con,
+        &["SINK.HASH", &k("hash"), r#"{"a":0}"#, "VERSION", "2"],
+    );
+    run(
+        con,
+        &[
+            "SINK.STRING",
+            &k("string"),
+            r#"{"json":true}"#,
+            "JSON",
+            "TTL",
+            "900",
+            "VERSION",
+            "8",
+        ],
+    );
+    run(
+        con,
+        &[
+            "SINK.LIST",
+            &k("list"),
+            "a",
+            "b",
+            "c",
+            "d",
+            "MAXLEN",
+            "3",
+            "TTL",
+            "600",
+        ],
+    );
+    run(
+        con,
+        &["SINK.LIST", &k("list"), "z", "PREPEND", "MAXLEN", "3"],
+    );
+    run(con, &["SINK.SET", &k("set"), "m1", "m2", "TTL", "700"]);
+    for (member, score) in [("p1", "10"), ("p2", "30"), ("p3", "20"), ("p4", "5")] {
+        run(
+            con,
+            &["SINK.ZSET", &k("zset"), member, score, "MAXLEN", "2"],
+        );
+    }
+    run(
+        con,
+        &[
+            "SINK.STREAM",
+            &k("stream"),
+            r#"{"a":1,"b":2}"#,
+            "MAP",
+            "a:alpha",
+            "OPCODE",
+            "c",
+            "MAXLEN",
+            "10",
+            "TTL",
+            "800",
+        ],
+    );
+    run(
+        con,
+        &[
+            "SINK.STREAM",
+            &k("stream"),
+            r#"{"a":3}"#,
+            "ID",
+            "99999999999999-1",
+        ],
+    );
+    run(con, &["SINK.STRING", &k("gone"), "x", "VERSION", "1"]);
+    run(con, &["SINK.DEL", &k("gone"), "VERSION", "2"]);
+    run(
+        con,
+        &[
+            "SINK.DEFINE",
+            &k("users"),
+            "TYPE",
+            "hash",
+            "PREFIX",
+            &k("user:"),
+            "KEYFIELD",
+            "id",
+            "TTL",
+            "1000",
+        ],
+    );
+    run(
+        con,
+        &[
+            "SINK.DEFINE",
+            &k("events"),
+            "TYPE",
+            "stream",
+            "PREFIX",
+            &k("events"),
+            "MAP",
+            "id:event_id",
+            "kind",
+            "OPCODE",
+            "op",
+            "MAXLEN",
+            "100",
+        ],
+    );
+    run(
+        con,
+        &[
+            "SINK.DEFINE",
+            &k("board"),
+            "TYPE",
+            "zset",
+            "PREFIX",
+            &k("board:"),
+            "KEYFIELD",
+            "game",
+            "MEMBERFIELD",
+            "player",
+            "SCOREFIELD",
+            "score",
+            "MAXLEN",
+            "3",
+        ],
+    );
+    run(
+        con,
+        &[
+            "SINK.WRITE",
+            &k("users"),
+            r#"{"id":"u1","name":"Ann"}"#,
+            r#"{"id":"u2","name":"Bo","tags":{"x":1}}"#,
+        ],
+    );
+    run(
+        con,
+        &[
+            "SINK.WRITE",
+            &k("events"),
+            r#"{"id":1,"kind":"click","op":"c"}"#,
+            r#"{"id":2,"kind":"view","op":"u"}"#,
+        ],
+    );
+    run(
+        con,
+        &[
+            "SINK.WRITE",
+            &k("board"),
+            r#"{"game":"g","player":"a","score":1}"#,
+            r#"{"game":"g","player":"b","score":7}"#,
+        ],
+    );
+}
+
+/// What must survive: every key's value and absolute expiry, the versions of the keys
+/// written with one, and the sink definitions (counters aside).
+fn state(
+    con: &mut Connection,
+) -> (
+    Vec<(Vec<u8>, Vec<u8>)>,
+    Vec<(String, i64)>,
+    Vec<Option<i64>>,
+    Vec<String>,
+) {
+    let keys = snapshot(con);
+    let expiries = keys
+        .iter()
+        .map(|(key, _)| {
+            let key = String::from_utf8_lossy(key).into_owned();
+            let at: i64 = call(con, &["PEXPIRETIME", &key]).unwrap();
+            (key, at)
+        })
+        .collect();
+    let versions = [
+        "hash:0", "string:0", "gone:0", "hash:1", "string:1", "gone:1",
+    ]
+    .iter()
+    .map(|key| call(con, &["SINK.VERSION", key]).unwrap())
+    .collect();
+    let sinks: Vec<Vec<Value>> = call(con, &["SINK.INFO"]).unwrap();
+    let definitions = sinks
+        .iter()
+        .map(|fields| {
+            fields[..8]
+                .iter()
+                .map(|value| match value {
+                    Value::BulkString(bytes) => String::from_utf8_lossy(bytes).into_owned(),
+                    Value::SimpleString(text) => text.clone(),
+                    other => format!("{other:?}"),
+                })
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .collect();
+    (keys, expiries, versions, definitions)
+}
+
+#[test]
+fn debug_reload_keeps_keys_versions_and_definitions() {
+    let server = RedisServer::start();
+    let mut con = server.connection();
+    fill(&mut con, 0);
+    let before = state(&mut con);
+    assert_eq!(before.2, vec![Some(4), Some(8), Some(2), None, None, None]);
+    assert_eq!(before.3.len(), 3);
+    run(&mut con, &["DEBUG", "RELOAD"]);
+    assert_eq!(state(&mut con), before);
+    // The reloaded versions still gate writes.
+    assert_eq!(
+        run(
+            &mut con,
+            &["SINK.HASH", "hash:0", r#"{"a":9}"#, "VERSION", "4"]
+        ),
+        Value::Nil
+    );
+    assert_eq!(
+        run(&mut con, &["SINK.STRING", "gone:0", "back", "VERSION", "1"]),
+        Value::Nil
+    );
+}
+
+#[test]
+fn restart_from_the_aof_keeps_everything() {
+    let options = Options::default()
+        .config("appendonly", "yes")
+        .config("appendfsync", "always");
+    let mut server = RedisServer::with(options);
+    let mut con = server.connection();
+    fill(&mut con, 0);
+    // Round 0 goes into the AOF's RDB base (with the aux data), round 1 stays commands.
+    run(&mut con, &["BGREWRITEAOF"]);
+    wait_for_aof_rewrite(&server);
+    fill(&mut con, 1);
+    let before = state(&mut con);
+    server.restart();
+    let mut con = server.connection();
+    assert_eq!(state(&mut con), before);
+}
+
+#[test]
+fn a_replica_ends_with_the_same_keys_versions_and_definitions() {
+    let primary = RedisServer::start();
+    let mut con = primary.connection();
+    fill(&mut con, 0);
+    let replica = primary.replica();
+    fill(&mut con, 1);
+    wait_for_replicas(&mut con, 1);
+    let mut replica_con = replica.connection();
+    assert_eq!(state(&mut replica_con), state(&mut con));
+    let refused = call::<()>(&mut replica_con, &["SINK.HASH", "x", "{}"]).unwrap_err();
+    assert_eq!(refused.code(), Some("READONLY"));
+}
