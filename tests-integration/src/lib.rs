@@ -295,7 +295,7 @@ pub fn snapshot(con: &mut Connection) -> Vec<(Vec<u8>, Vec<u8>)> {
                     redis::cmd(command).arg(&key).query(con).expect(command);
                 if command == "HGETALL" {
                     let mut pairs: Vec<Vec<u8>> =
-                        items.chunks(2).map(|pair| pair.concat()).collect();
+                        items.chunks(2).map(|pair| pair.join(&0u8)).collect();
                     pairs.sort();
                     items = pairs;
                 } else {
