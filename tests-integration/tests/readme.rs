@@ -33,41 +33,44 @@ fn without_clock_times(text: &str) -> String {
 }
 
 #[test]
-fn the_readme_walk_through_works_as_written() {
+fn the_readme_walk_throughs_work_as_written() {
     let readme = std::fs::read_to_string(workspace_dir().join("README.md")).unwrap();
-    let block = readme
+    let blocks: Vec<&str> = readme
         .split("```console\n")
-        .nth(1)
-        .and_then(|rest| rest.split("```").next())
-        .expect("a console block in the README");
+        .skip(1)
+        .filter_map(|rest| rest.split("```").next())
+        .collect();
+    assert!(blocks.len() >= 2, "the README has its console blocks");
     let server = RedisServer::start();
     let mut steps = 0;
-    let mut lines = block.lines().peekable();
-    while let Some(line) = lines.next() {
-        let command = line.strip_prefix("$ ").expect("each step starts with '$ '");
-        let command = command.split("  #").next().unwrap().trim_end();
-        let mut expected = Vec::new();
-        while let Some(reply) = lines.next_if(|next| !next.starts_with("$ ")) {
-            expected.push(reply);
+    for block in blocks {
+        let mut lines = block.lines().peekable();
+        while let Some(line) = lines.next() {
+            let command = line.strip_prefix("$ ").expect("each step starts with '$ '");
+            let command = command.split("  #").next().unwrap().trim_end();
+            let mut expected = Vec::new();
+            while let Some(reply) = lines.next_if(|next| !next.starts_with("$ ")) {
+                expected.push(reply);
+            }
+            let shell = command.replacen(
+                "redis-cli",
+                &format!("redis-cli --no-raw -p {}", server.port()),
+                1,
+            );
+            let output = Command::new("bash")
+                .args(["-c", &shell])
+                .output()
+                .expect("run redis-cli");
+            let got = String::from_utf8_lossy(&output.stdout);
+            // Documented times stand for whatever the clock said (exact TS stamping is
+            // checked in ds_commands).
+            assert_eq!(
+                without_clock_times(got.trim_end()),
+                without_clock_times(&expected.join("\n")),
+                "README step: {command}"
+            );
+            steps += 1;
         }
-        let shell = command.replacen(
-            "redis-cli",
-            &format!("redis-cli --no-raw -p {}", server.port()),
-            1,
-        );
-        let output = Command::new("bash")
-            .args(["-c", &shell])
-            .output()
-            .expect("run redis-cli");
-        let got = String::from_utf8_lossy(&output.stdout);
-        // Documented times stand for whatever the clock said (exact TS stamping is
-        // checked in ds_commands).
-        assert_eq!(
-            without_clock_times(got.trim_end()),
-            without_clock_times(&expected.join("\n")),
-            "README step: {command}"
-        );
-        steps += 1;
     }
-    assert!(steps >= 8, "the walk-through has {steps} steps");
+    assert!(steps >= 18, "the walk-throughs have {steps} steps");
 }
