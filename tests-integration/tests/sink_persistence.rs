@@ -191,6 +191,14 @@ fn fill(con: &mut Connection, round: usize) {
     );
 }
 
+#[derive(Debug, PartialEq)]
+struct Persisted {
+    keys: Vec<(Vec<u8>, Vec<u8>)>,
+    expiries: Vec<(String, i64)>,
+    versions: Vec<Option<i64>>,
+    definitions: Vec<String>,
+}
+
 /// What must survive: every key's value and absolute expiry, the versions of the keys
 /// written with one, and the sink definitions (counters aside).
 fn state(
@@ -231,7 +239,12 @@ fn state(
                 .join(" ")
         })
         .collect();
-    (keys, expiries, versions, definitions)
+    Persisted {
+        keys,
+        expiries,
+        versions,
+        definitions,
+    }
 }
 
 #[test]
@@ -240,8 +253,11 @@ fn debug_reload_keeps_keys_versions_and_definitions() {
     let mut con = server.connection();
     fill(&mut con, 0);
     let before = state(&mut con);
-    assert_eq!(before.2, vec![Some(4), Some(8), Some(2), None, None, None]);
-    assert_eq!(before.3.len(), 3);
+    assert_eq!(
+        before.versions,
+        vec![Some(4), Some(8), Some(2), None, None, None]
+    );
+    assert_eq!(before.definitions.len(), 3);
     run(&mut con, &["DEBUG", "RELOAD"]);
     assert_eq!(state(&mut con), before);
     // The reloaded versions still gate writes.
