@@ -201,14 +201,7 @@ struct Persisted {
 
 /// What must survive: every key's value and absolute expiry, the versions of the keys
 /// written with one, and the sink definitions (counters aside).
-fn state(
-    con: &mut Connection,
-) -> (
-    Vec<(Vec<u8>, Vec<u8>)>,
-    Vec<(String, i64)>,
-    Vec<Option<i64>>,
-    Vec<String>,
-) {
+fn state(con: &mut Connection) -> Persisted {
     let keys = snapshot(con);
     let expiries = keys
         .iter()
