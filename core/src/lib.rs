@@ -5,6 +5,7 @@
 //! plain Rust, unit-tested without a server, and never panics on user input.
 
 pub mod args;
+pub mod cluster;
 pub mod ds;
 pub mod error;
 pub mod glob;

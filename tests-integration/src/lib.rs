@@ -373,3 +373,66 @@ pub fn refused(server: &mut RedisServer, args: &[&[u8]], expected: &str) {
 pub fn words(line: &str) -> Vec<&[u8]> {
     line.split(' ').map(str::as_bytes).collect()
 }
+
+/// A Redis Cluster of `primaries` nodes with the module, slots spread evenly, returned
+/// once every node reports `cluster_state:ok`.
+pub struct RedisCluster {
+    pub nodes: Vec<RedisServer>,
+}
+
+impl RedisCluster {
+    pub fn start(primaries: usize) -> Self {
+        let options = Options::default()
+            .config("cluster-enabled", "yes")
+            .config("cluster-config-file", "nodes.conf")
+            .config("cluster-node-timeout", "5000");
+        let nodes: Vec<RedisServer> = (0..primaries)
+            .map(|_| RedisServer::with(options.clone()))
+            .collect();
+        let mut create = Command::new("redis-cli");
+        create.args(["--cluster", "create"]);
+        for node in &nodes {
+            create.arg(format!("127.0.0.1:{}", node.port()));
+        }
+        let output = create
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .output()
+            .expect("run redis-cli --cluster create");
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stdout)
+        );
+        for node in &nodes {
+            node.wait_until("cluster_state:ok", |con| {
+                let info: String = call(con, &["CLUSTER", "INFO"])?;
+                Ok(info.contains("cluster_state:ok"))
+            });
+        }
+        RedisCluster { nodes }
+    }
+
+    /// The node serving `key`'s slot.
+    pub fn node_for(&self, key: &str) -> &RedisServer {
+        let mut con = self.nodes[0].connection();
+        let slot: i64 = call(&mut con, &["CLUSTER", "KEYSLOT", key]).expect("CLUSTER KEYSLOT");
+        self.nodes
+            .iter()
+            .find(|node| {
+                let mut con = node.connection();
+                let nodes: String = call(&mut con, &["CLUSTER", "NODES"]).expect("CLUSTER NODES");
+                let mine = nodes
+                    .lines()
+                    .find(|line| line.contains("myself"))
+                    .unwrap_or_default();
+                mine.split(' ').skip(8).any(|range| {
+                    let (first, last) = range.split_once('-').unwrap_or((range, range));
+                    match (first.parse::<i64>(), last.parse::<i64>()) {
+                        (Ok(first), Ok(last)) => (first..=last).contains(&slot),
+                        _ => false,
+                    }
+                })
+            })
+            .expect("some node serves every slot")
+    }
+}

@@ -1,8 +1,11 @@
 //! Named sinks: `SINK.DEFINE`, `SINK.WRITE` (all rows or none), `SINK.DROP`, `SINK.INFO`.
 //! Definitions are module state, persisted as RDB aux data and replicated verbatim.
 
-use redis_module::{raw, Context, RedisString, RedisValue};
+use redis_module::{
+    raw, CallOptionsBuilder, CallReply, CallResult, Context, ContextFlags, RedisString, RedisValue,
+};
 use redsink_core::args::{quote, Args};
+use redsink_core::cluster;
 use redsink_core::named::{SinkDefinition, SinkType, Write};
 use redsink_core::{json, Error as CoreError};
 
@@ -71,6 +74,7 @@ pub fn write_rows(ctx: &Context, args: &[RedisString]) -> Reply {
         })?;
     let limits = config::limits();
     let expected = target_type(definition.kind);
+    let served = served_slots(ctx);
     let mut planned = Vec::with_capacity(rows.len());
     for (index, row) in rows.iter().enumerate() {
         let row_error =
@@ -81,6 +85,17 @@ pub fn write_rows(ctx: &Context, args: &[RedisString]) -> Reply {
             return Err(
                 row_error(CoreError::Invalid("no field of the row is mapped".into())).into(),
             );
+        }
+        if let Some(served) = &served {
+            let slot = cluster::key_slot(&key);
+            if !cluster::serves(served, slot) {
+                return Err(row_error(CoreError::Invalid(format!(
+                    "the key '{}' is in slot {slot}, which this node does not serve; \
+                     write it with the explicit-key SINK commands, which cluster clients route",
+                    quote(&key)
+                )))
+                .into());
+            }
         }
         write::check_type(ctx, &key, &expected)?;
         if !write::may_write(ctx, &key) {
@@ -100,6 +115,25 @@ pub fn write_rows(ctx: &Context, args: &[RedisString]) -> Reply {
         sink.calls += 1;
     }
     Ok(RedisValue::Integer(planned.len() as i64))
+}
+
+/// In Redis Cluster, the slots this node serves (row keys are not command keys, so Redis
+/// cannot redirect them); `None` outside a cluster.
+fn served_slots(ctx: &Context) -> Option<Vec<(u16, u16)>> {
+    if !ctx.get_flags().contains(ContextFlags::CLUSTER) {
+        return None;
+    }
+    let nodes: CallResult<'static> = ctx.call_ext(
+        "CLUSTER",
+        &CallOptionsBuilder::new().errors_as_replies().build(),
+        &["NODES"],
+    );
+    let text = match nodes {
+        Ok(CallReply::String(text)) => String::from_utf8_lossy(text.as_bytes()).into_owned(),
+        Ok(CallReply::VerbatimString(text)) => text.to_string(),
+        _ => String::new(),
+    };
+    Some(cluster::my_slots(&text))
 }
 
 fn target_type(kind: SinkType) -> raw::KeyType {
