@@ -33,3 +33,9 @@ pub fn key_and_args(args: &[RedisString]) -> Result<(&RedisString, Vec<&[u8]>), 
     let rest = args.iter().skip(2).map(RedisString::as_slice).collect();
     Ok((key, rest))
 }
+
+/// `bytes` as a Redis string. (redis-module's `Context::create_string` goes through a C
+/// string and panics on a NUL byte; keys and values are binary.)
+pub fn redis_string(ctx: &Context, bytes: &[u8]) -> RedisString {
+    RedisString::create_from_slice(ctx.ctx, bytes)
+}

@@ -1,4 +1,4 @@
-//! Two thousand random-but-valid and two thousand random-garbage argument lists against
+//! Two thousand random-but-valid (DS) and two thousand random-garbage (DS and SINK) argument lists against
 //! one server (seeded, so a failure replays): valid ones succeed, garbage gets errors,
 //! and the server stays up throughout.
 
@@ -6,7 +6,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use redsink_tests::{call, snapshot, RedisServer};
 
-const COMMANDS: [&str; 11] = [
+const COMMANDS: [&str; 24] = [
     "DS.CREATE",
     "DS.ALTER",
     "DS.UPDATE",
@@ -18,6 +18,19 @@ const COMMANDS: [&str; 11] = [
     "DS.LEN",
     "DS.RANGE",
     "DS.INFO",
+    "SINK.HASH",
+    "SINK.STRING",
+    "SINK.LIST",
+    "SINK.SET",
+    "SINK.ZSET",
+    "SINK.STREAM",
+    "SINK.DEL",
+    "SINK.VERSION",
+    "SINK.SETVERSION",
+    "SINK.DEFINE",
+    "SINK.WRITE",
+    "SINK.DROP",
+    "SINK.INFO",
 ];
 
 fn pick<'a>(rng: &mut StdRng, items: &[&'a str]) -> &'a str {
@@ -112,8 +125,37 @@ fn garbage(rng: &mut StdRng) -> Vec<Vec<u8>> {
             1 => pick(
                 rng,
                 &[
-                    "TTL", "HISTORY", "TS", "COUNT", "CURSOR", "MATCH", "DEVICE", "ONUPDATE", "-",
+                    "TTL",
+                    "HISTORY",
+                    "TS",
+                    "COUNT",
+                    "CURSOR",
+                    "MATCH",
+                    "DEVICE",
+                    "ONUPDATE",
+                    "-",
                     "+",
+                    "VERSION",
+                    "MAXLEN",
+                    "PREPEND",
+                    "REPLACE",
+                    "FLATTEN",
+                    "MAP",
+                    "OPCODE",
+                    "ID",
+                    "JSON",
+                    "TYPE",
+                    "PREFIX",
+                    "KEYFIELD",
+                    "FIELDFIELD",
+                    "MEMBERFIELD",
+                    "SCOREFIELD",
+                    "hash",
+                    "zset",
+                    "stream",
+                    "list",
+                    "TOMBSTONE",
+                    "s0",
                 ],
             )
             .into(),

@@ -13,6 +13,7 @@ use redis_module::{raw, Context, ContextFlags, KeysCursor};
 use redsink_core::time;
 
 use super::{StreamValue, DS_TYPE};
+use crate::command::redis_string;
 
 /// Keys looked at per run (the keyspace walk's slice).
 const KEYS_PER_RUN: usize = 1000;
@@ -78,7 +79,7 @@ impl Reclaimer {
 }
 
 fn reclaim_stream(ctx: &Context, name: &[u8], now: i64) {
-    let key_name = ctx.create_string(name);
+    let key_name = redis_string(ctx, name);
     let key = ctx.open_key_writable(&key_name);
     let Ok(Some(stream)) = key.get_value::<StreamValue>(&DS_TYPE) else {
         return;

@@ -7,6 +7,7 @@ use redis_module::{
 };
 use redsink_core::sink::StreamId;
 
+use crate::command::redis_string;
 use crate::error::Error;
 
 /// The options of every call: replicate what it did, return errors as replies.
@@ -44,7 +45,7 @@ pub fn current_db(ctx: &Context) -> i32 {
 
 /// The type of the value at `key`.
 pub fn key_type(ctx: &Context, key: &[u8]) -> raw::KeyType {
-    ctx.open_key(&ctx.create_string(key)).key_type()
+    ctx.open_key(&redis_string(ctx, key)).key_type()
 }
 
 /// Fails with WRONGTYPE unless `key` is missing or holds `expected`.
@@ -235,6 +236,6 @@ pub fn delete(ctx: &Context, key: &[u8]) -> Result<bool, Error> {
 pub fn may_write(ctx: &Context, key: &[u8]) -> bool {
     let user = ctx.get_current_user();
     let permissions = redis_module::AclPermissions::INSERT | redis_module::AclPermissions::UPDATE;
-    ctx.acl_check_key_permission(&user, &ctx.create_string(key), &permissions)
+    ctx.acl_check_key_permission(&user, &redis_string(ctx, key), &permissions)
         .is_ok()
 }
