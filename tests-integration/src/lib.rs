@@ -436,3 +436,15 @@ impl RedisCluster {
             .expect("some node serves every slot")
     }
 }
+
+/// A primary and its replica, after `fill(con, 0)` on the primary, a full sync, then
+/// `fill(con, 1)` through the replication stream, acknowledged by the replica.
+pub fn replicated(fill: impl Fn(&mut Connection, usize)) -> (RedisServer, RedisServer) {
+    let primary = RedisServer::start();
+    let mut con = primary.connection();
+    fill(&mut con, 0);
+    let replica = primary.replica();
+    fill(&mut con, 1);
+    wait_for_replicas(&mut con, 1);
+    (primary, replica)
+}

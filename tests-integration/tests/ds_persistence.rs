@@ -3,7 +3,8 @@
 
 use redis::Connection;
 use redsink_tests::{
-    call, now_ms, snapshot, wait_for_aof_rewrite, wait_for_replicas, Options, RedisServer,
+    call, now_ms, replicated, snapshot, wait_for_aof_rewrite, wait_for_replicas, Options,
+    RedisServer,
 };
 
 fn run(con: &mut Connection, args: &[&str]) {
@@ -232,13 +233,9 @@ fn restart_from_aof_rewritten_as_commands() {
 
 #[test]
 fn a_replica_ends_with_the_same_data() {
-    let primary = RedisServer::start();
-    let mut con = primary.connection();
-    fill(&mut con, 0);
     // Round 0 reaches the replica by full sync, round 1 by the replication stream.
-    let replica = primary.replica();
-    fill(&mut con, 1);
-    wait_for_replicas(&mut con, 1);
+    let (primary, replica) = replicated(fill);
+    let mut con = primary.connection();
     let mut replica_con = replica.connection();
     assert_eq!(snapshot(&mut replica_con), snapshot(&mut con));
     let on_primary: String = call(&mut con, &["DS.GET", "merge:1", "m"]).unwrap();

@@ -3,9 +3,7 @@
 //! definitions (it receives plain commands, MULTI/EXEC-wrapped, and SINK.SETVERSION).
 
 use redis::{Connection, Value};
-use redsink_tests::{
-    call, snapshot, wait_for_aof_rewrite, wait_for_replicas, Options, RedisServer,
-};
+use redsink_tests::{call, replicated, snapshot, wait_for_aof_rewrite, Options, RedisServer};
 
 fn run(con: &mut Connection, args: &[&str]) -> Value {
     call(con, args).unwrap_or_else(|e| panic!("{args:?}: {e}"))
@@ -287,12 +285,8 @@ fn restart_from_the_aof_keeps_everything() {
 
 #[test]
 fn a_replica_ends_with_the_same_keys_versions_and_definitions() {
-    let primary = RedisServer::start();
+    let (primary, replica) = replicated(fill);
     let mut con = primary.connection();
-    fill(&mut con, 0);
-    let replica = primary.replica();
-    fill(&mut con, 1);
-    wait_for_replicas(&mut con, 1);
     let mut replica_con = replica.connection();
     assert_eq!(state(&mut replica_con), state(&mut con));
     let refused = call::<()>(&mut replica_con, &["SINK.HASH", "x", "{}"]).unwrap_err();
