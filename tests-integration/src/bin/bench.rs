@@ -18,6 +18,25 @@ const DEVICES: usize = 10_000;
 /// 12 leaves, about 300 bytes: a typical telemetry message.
 const PAYLOAD: &str = r#"{"temperature":21.5,"humidity":40.2,"pressure":1013.25,"battery":{"level":87,"charging":false,"voltage":3.71},"location":{"lat":30.2672,"lon":-97.7431,"alt":149.0},"firmware":"2.4.1-rc3","rssi":-67,"status":"ok-nominal-operating-mode"}"#;
 
+/// Flattens the payload like SINK.HASH does, HSETs it and sets the TTL.
+const LUA_FLATTEN: &str = r#"local function flatten(prefix, object, out)
+  for name, value in pairs(object) do
+    local field = prefix == '' and name or prefix .. '.' .. name
+    if type(value) == 'table' and next(value) ~= nil and value[1] == nil then
+      flatten(field, value, out)
+    elseif type(value) == 'table' then
+      table.insert(out, field); table.insert(out, cjson.encode(value))
+    elseif value ~= cjson.null then
+      table.insert(out, field); table.insert(out, tostring(value))
+    end
+  end
+end
+local fields = {}
+flatten('', cjson.decode(ARGV[1]), fields)
+redis.call('HSET', KEYS[1], unpack(fields))
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+return #fields / 2"#;
+
 /// Stamps the payload like DS.UPDATE does and stores it with SET.
 const LUA_STAMP: &str = r#"local record = cjson.decode(ARGV[2])
 local now = redis.call('TIME')
@@ -26,6 +45,12 @@ record['timestamp'] = ms
 record['deviceId'] = ARGV[1]
 redis.call('SET', KEYS[1], cjson.encode(record))
 return 1"#;
+
+struct Scenario {
+    title: &'static str,
+    about: &'static str,
+    variants: Vec<Variant>,
+}
 
 struct Variant {
     name: &'static str,
@@ -57,49 +82,98 @@ fn main() {
         record["deviceId"] = "dev-000000001234".into();
         record.to_string()
     };
-    let variants = vec![
-        Variant {
-            name: "SET of the stamped JSON (floor)",
-            args: vec!["SET".into(), "dev:__rand_int__".into(), stamped.clone()],
-        },
-        Variant {
-            name: "EVALSHA: Lua cjson stamping + SET",
-            args: vec![
-                "EVALSHA".into(),
-                sha,
-                "1".into(),
-                "lua:__rand_int__".into(),
-                "dev-__rand_int__".into(),
-                PAYLOAD.into(),
+    let hash_sha: String = call(&mut con, &["SCRIPT", "LOAD", LUA_FLATTEN]).unwrap();
+    let flat_fields: Vec<String> = {
+        let object: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_str(PAYLOAD).unwrap();
+        redsink_core::sink::flatten(&object, ".")
+            .into_iter()
+            .flat_map(|(field, value)| [field, value])
+            .collect()
+    };
+    let words = |words: &[&str]| {
+        words
+            .iter()
+            .map(|word| (*word).to_owned())
+            .collect::<Vec<String>>()
+    };
+    let scenarios = [
+        Scenario {
+            title: "Device streams: DS.UPDATE vs SET vs Lua",
+            about: "The floor is `SET` of a JSON text the client already stamped; the Lua \
+                    variant decodes with cjson, stamps with `TIME` and `SET`s.",
+            variants: vec![
+                Variant {
+                    name: "SET of the stamped JSON (floor)",
+                    args: words(&["SET", "dev:__rand_int__", &stamped]),
+                },
+                Variant {
+                    name: "EVALSHA: Lua cjson stamping + SET",
+                    args: words(&[
+                        "EVALSHA",
+                        &sha,
+                        "1",
+                        "lua:__rand_int__",
+                        "dev-__rand_int__",
+                        PAYLOAD,
+                    ]),
+                },
+                Variant {
+                    name: "DS.UPDATE",
+                    args: words(&["DS.UPDATE", "ds", "dev-__rand_int__", PAYLOAD]),
+                },
             ],
         },
-        Variant {
-            name: "DS.UPDATE",
-            args: vec![
-                "DS.UPDATE".into(),
-                "ds".into(),
-                "dev-__rand_int__".into(),
-                PAYLOAD.into(),
+        Scenario {
+            title: "Hashes: SINK.HASH vs HSET vs Lua",
+            about: "The floor is `HSET` of fields the client already flattened (without the \
+                    TTL, which needs a second command); the Lua variant decodes with cjson, \
+                    flattens, `HSET`s and `EXPIRE`s; `SINK.HASH … TTL 3600` does all of it.",
+            variants: vec![
+                Variant {
+                    name: "HSET of pre-flattened fields (floor, no TTL)",
+                    args: [
+                        vec!["HSET".to_owned(), "flat:__rand_int__".to_owned()],
+                        flat_fields.clone(),
+                    ]
+                    .concat(),
+                },
+                Variant {
+                    name: "EVALSHA: Lua cjson flatten + HSET + EXPIRE",
+                    args: words(&[
+                        "EVALSHA",
+                        &hash_sha,
+                        "1",
+                        "lua:h:__rand_int__",
+                        PAYLOAD,
+                        "3600",
+                    ]),
+                },
+                Variant {
+                    name: "SINK.HASH … TTL 3600",
+                    args: words(&["SINK.HASH", "sink:__rand_int__", PAYLOAD, "TTL", "3600"]),
+                },
             ],
         },
     ];
 
-    println!("## Device streams: DS.UPDATE vs SET vs Lua\n");
     println!(
-        "Payload {} bytes, {} requests a round, {ROUNDS} rounds interleaved, {DEVICES} devices, {cpus} CPUs \
-         (server on CPU 0, redis-benchmark on CPU {}).\n",
+        "Payload {} bytes (12 leaves, nested), {REQUESTS} requests a round, {ROUNDS} rounds \
+         interleaved, {DEVICES} keys, {cpus} CPUs (server on CPU 0, redis-benchmark on CPU {}).\n",
         PAYLOAD.len(),
-        REQUESTS,
         if cpus > 1 { 1 } else { 0 }
     );
-    for (regime, pipeline, clients) in [("-P 1 -c 50", 1, 50), ("-P 16 -c 50", 16, 50)] {
-        let mut samples = vec![Vec::new(); variants.len()];
-        for _ in 0..ROUNDS {
-            for (variant, samples) in variants.iter().zip(samples.iter_mut()) {
-                samples.push(measure(&server, &mut con, variant, pipeline, clients, cpus));
+    for scenario in &scenarios {
+        println!("## {}\n\n{}\n", scenario.title, scenario.about);
+        for (regime, pipeline, clients) in [("-P 1 -c 50", 1, 50), ("-P 16 -c 50", 16, 50)] {
+            let mut samples = vec![Vec::new(); scenario.variants.len()];
+            for _ in 0..ROUNDS {
+                for (variant, samples) in scenario.variants.iter().zip(samples.iter_mut()) {
+                    samples.push(measure(&server, &mut con, variant, pipeline, clients, cpus));
+                }
             }
+            print_table(regime, &scenario.variants, &samples);
         }
-        print_table(regime, &variants, &samples);
     }
     print_memory(&mut con);
 }
