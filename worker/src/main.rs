@@ -1,37 +1,91 @@
 //! redsink-worker: the process that feeds change events into Redis through the redsink
 //! module's commands.
-//!
-//! This release ships the module; the worker's sources (Redis stream consumer groups,
-//! PostgreSQL logical decoding) and RDI job files come next. Until then it checks its
-//! arguments and says plainly that it has nothing to run.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
+use redsink_worker::config::{Config, Source};
+use redsink_worker::job;
 
 /// Keeps Redis in sync with change events, writing through the redsink module.
+///
+/// Reads Redis streams through consumer groups (Debezium change events or plain JSON)
+/// and applies RDI job files to them. Passwords and other secrets can come from the
+/// environment: `${NAME}` in any value of the configuration is replaced by `$NAME`.
 #[derive(Debug, Parser)]
-#[command(version, about, long_about = None)]
+#[command(version, about, long_about)]
 struct Cli {
     /// The worker's configuration: connections, sources, processors and the jobs folder.
     #[arg(short, long, value_name = "FILE", default_value = "config.yaml")]
     config: PathBuf,
+
+    /// Check the configuration and every job file (expressions compiled), print what the
+    /// worker would do, and exit: 0 if all is well.
+    #[arg(long)]
+    check: bool,
 }
 
 fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
     let cli = Cli::parse();
-    if let Err(error) = std::fs::metadata(&cli.config) {
-        eprintln!(
-            "redsink-worker: cannot read {}: {error}",
-            cli.config.display()
-        );
-        return ExitCode::FAILURE;
+    let config = match Config::load(&cli.config) {
+        Ok(config) => config,
+        Err(error) => {
+            tracing::error!("{error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let jobs = match &config.jobs {
+        Some(folder) => match job::load_folder(folder) {
+            Ok(jobs) => jobs,
+            Err(error) => {
+                tracing::error!("{error}");
+                return ExitCode::FAILURE;
+            }
+        },
+        None => Vec::new(),
+    };
+    if cli.check {
+        println!("configuration {}: ok", cli.config.display());
+        for source in &config.sources {
+            match source {
+                Source::RedisStream(streams) => println!(
+                    "source redis-stream on '{}': {:?}, group '{}'",
+                    streams.connection, streams.streams, streams.group
+                ),
+                Source::Postgres(postgres) => println!(
+                    "source postgres '{}': {}@{}:{}/{} tables {:?}",
+                    postgres.server_name,
+                    postgres.user,
+                    postgres.host,
+                    postgres.port,
+                    postgres.database,
+                    postgres.tables
+                ),
+            }
+        }
+        for job in &jobs {
+            println!(
+                "job {} ({}): reads {}, {} transform(s), {} output(s)",
+                job.name,
+                job.file.display(),
+                job.stream(&config.processors.stream_prefix),
+                job.transforms.len(),
+                job.outputs.len()
+            );
+        }
+        return ExitCode::SUCCESS;
     }
-    eprintln!(
-        "redsink-worker {}: sources and jobs are not part of this release yet; \
-         the redsink module's commands can be used directly (see README.md)",
-        env!("CARGO_PKG_VERSION")
+    tracing::error!(
+        "sources are not part of this release yet; `--check` validates a configuration \
+         and its jobs, and the redsink module's commands can be used directly (README.md)"
     );
     ExitCode::FAILURE
 }

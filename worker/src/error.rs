@@ -1,0 +1,37 @@
+//! The worker's one error type: each message says what is wrong and where.
+
+use std::path::PathBuf;
+
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum Error {
+    #[error("cannot read {0}: {1}")]
+    Read(PathBuf, std::io::Error),
+    #[error("{0}")]
+    Yaml(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("environment variable {0} is not set")]
+    MissingEnv(String),
+    #[error("{file}: {error}")]
+    InFile { file: PathBuf, error: Box<Error> },
+    #[error("invalid JMESPath expression '{expression}': {reason}")]
+    Expression { expression: String, reason: String },
+    #[error("{0}")]
+    Event(String),
+    #[error("redis: {0}")]
+    Redis(#[from] redis::RedisError),
+}
+
+impl Error {
+    /// This error, said to be about `file`.
+    pub fn in_file(self, file: &std::path::Path) -> Error {
+        Error::InFile {
+            file: file.to_owned(),
+            error: Box::new(self),
+        }
+    }
+}
+
+pub type Result<T> = std::result::Result<T, Error>;

@@ -1,0 +1,489 @@
+//! RDI job files: which source table a job reads, how its rows are transformed, and
+//! where they are written (`uses: redis.write`). Parsed and compiled once at start, so a
+//! bad expression stops the worker before it reads anything.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::error::{Error, Result};
+use crate::expr::Expr;
+
+/// A job file as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JobFile {
+    name: Option<String>,
+    source: JobSource,
+    #[serde(default)]
+    transform: Vec<StepFile>,
+    #[serde(default)]
+    output: Vec<StepFile>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobSource {
+    pub server_name: Option<String>,
+    pub schema: Option<String>,
+    pub table: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StepFile {
+    uses: String,
+    #[serde(default)]
+    with: serde_norway::Value,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExpressionFile {
+    expression: String,
+    #[serde(default = "jmespath_language")]
+    language: String,
+}
+
+fn jmespath_language() -> String {
+    "jmespath".into()
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WriteFile {
+    #[serde(default = "target_connection")]
+    connection: String,
+    #[serde(default)]
+    data_type: DataType,
+    key: Option<ExpressionFile>,
+    #[serde(default)]
+    mapping: Vec<MappingFile>,
+    expire: Option<ExpireFile>,
+    #[serde(default)]
+    on_update: OnUpdate,
+    args: Option<BTreeMap<String, String>>,
+}
+
+fn target_connection() -> String {
+    "target".into()
+}
+
+/// `- field` or `- field: alias`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+enum MappingFile {
+    Field(String),
+    Alias(BTreeMap<String, String>),
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+enum ExpireFile {
+    Seconds(i64),
+    Expression(ExpressionFile),
+}
+
+/// What an output writes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DataType {
+    #[default]
+    Hash,
+    String,
+    Json,
+    Set,
+    SortedSet,
+    Stream,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnUpdate {
+    #[default]
+    Replace,
+    Merge,
+}
+
+/// A compiled job.
+#[derive(Debug)]
+pub struct Job {
+    pub name: String,
+    pub file: PathBuf,
+    pub source: JobSource,
+    pub transforms: Vec<Transform>,
+    pub outputs: Vec<Output>,
+}
+
+#[derive(Debug)]
+pub enum Transform {
+    /// Keep only rows for which the expression is truthy.
+    Filter(Expr),
+    /// Set fields to expression values.
+    AddFields(Vec<(String, Expr)>),
+    RemoveFields(Vec<String>),
+    RenameFields(Vec<(String, String)>),
+}
+
+#[derive(Debug)]
+pub struct Output {
+    pub connection: String,
+    pub data_type: DataType,
+    pub key: Expr,
+    /// (field, name to write it as).
+    pub mapping: Vec<(String, String)>,
+    pub expire: Option<Expire>,
+    pub on_update: OnUpdate,
+    /// For sorted sets: the expressions of the score and the member.
+    pub score: Option<Expr>,
+    pub member: Option<Expr>,
+}
+
+#[derive(Debug)]
+pub enum Expire {
+    Seconds(i64),
+    Expression(Expr),
+}
+
+impl Job {
+    /// Reads and compiles the job at `path`.
+    pub fn load(path: &Path) -> Result<Job> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::Read(path.to_owned(), e))?;
+        Job::parse(&text, path).map_err(|e| e.in_file(path))
+    }
+
+    pub fn parse(text: &str, path: &Path) -> Result<Job> {
+        let file: JobFile = serde_norway::from_str(text).map_err(|e| Error::Yaml(e.to_string()))?;
+        let name = file.name.clone().unwrap_or_else(|| {
+            path.file_stem().map_or_else(
+                || "job".to_owned(),
+                |stem| stem.to_string_lossy().into_owned(),
+            )
+        });
+        let transforms = file
+            .transform
+            .iter()
+            .map(compile_transform)
+            .collect::<Result<Vec<_>>>()?;
+        let outputs = file
+            .output
+            .iter()
+            .map(|step| compile_output(step, &file.source))
+            .collect::<Result<Vec<_>>>()?;
+        if outputs.is_empty() {
+            return Err(Error::Invalid("a job needs at least one output".into()));
+        }
+        Ok(Job {
+            name,
+            file: path.to_owned(),
+            source: file.source,
+            transforms,
+            outputs,
+        })
+    }
+
+    /// The stream this job reads: `<prefix><server_name>.<schema>.<table>`.
+    pub fn stream(&self, prefix: &str) -> String {
+        let parts: Vec<&str> = [
+            self.source.server_name.as_deref(),
+            self.source.schema.as_deref(),
+            Some(&self.source.table),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        format!("{prefix}{}", parts.join("."))
+    }
+}
+
+/// Every job file (`*.yaml`, `*.yml`) in `folder`, in name order.
+pub fn load_folder(folder: &Path) -> Result<Vec<Job>> {
+    let entries = std::fs::read_dir(folder).map_err(|e| Error::Read(folder.to_owned(), e))?;
+    let mut paths: Vec<PathBuf> = entries
+        .filter_map(|entry| entry.ok().map(|entry| entry.path()))
+        .filter(|path| {
+            path.extension()
+                .is_some_and(|ext| ext == "yaml" || ext == "yml")
+        })
+        .collect();
+    paths.sort();
+    paths.iter().map(|path| Job::load(path)).collect()
+}
+
+fn compile_expression(file: &ExpressionFile) -> Result<Expr> {
+    if !file.language.eq_ignore_ascii_case("jmespath") {
+        return Err(Error::Invalid(format!(
+            "expression language '{}' is not supported (use jmespath)",
+            file.language
+        )));
+    }
+    Expr::compile(&file.expression)
+}
+
+fn step_with<T: serde::de::DeserializeOwned>(step: &StepFile) -> Result<T> {
+    serde_norway::from_value(step.with.clone())
+        .map_err(|e| Error::Invalid(format!("{}: {e}", step.uses)))
+}
+
+/// RDI's transform blocks, in their one-field and `fields:` list forms.
+fn compile_transform(step: &StepFile) -> Result<Transform> {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct AddField {
+        field: String,
+        expression: String,
+        #[serde(default = "jmespath_language")]
+        language: String,
+    }
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany<T> {
+        Many { fields: Vec<T> },
+        One(T),
+    }
+    impl<T> OneOrMany<T> {
+        fn into_vec(self) -> Vec<T> {
+            match self {
+                OneOrMany::Many { fields } => fields,
+                OneOrMany::One(one) => vec![one],
+            }
+        }
+    }
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct FieldName {
+        field: String,
+    }
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Rename {
+        from_field: String,
+        to_field: String,
+    }
+    match step.uses.as_str() {
+        "filter" => Ok(Transform::Filter(compile_expression(&step_with(step)?)?)),
+        "add_field" => {
+            let fields: OneOrMany<AddField> = step_with(step)?;
+            let compiled = fields
+                .into_vec()
+                .into_iter()
+                .map(|add| {
+                    let expression = ExpressionFile {
+                        expression: add.expression,
+                        language: add.language,
+                    };
+                    Ok((add.field, compile_expression(&expression)?))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            Ok(Transform::AddFields(compiled))
+        }
+        "remove_field" => {
+            let fields: OneOrMany<FieldName> = step_with(step)?;
+            Ok(Transform::RemoveFields(
+                fields.into_vec().into_iter().map(|f| f.field).collect(),
+            ))
+        }
+        "rename_field" => {
+            let fields: OneOrMany<Rename> = step_with(step)?;
+            Ok(Transform::RenameFields(
+                fields
+                    .into_vec()
+                    .into_iter()
+                    .map(|r| (r.from_field, r.to_field))
+                    .collect(),
+            ))
+        }
+        other => Err(Error::Invalid(format!(
+            "unknown transform '{other}' (known: filter, add_field, remove_field, rename_field)"
+        ))),
+    }
+}
+
+fn compile_output(step: &StepFile, source: &JobSource) -> Result<Output> {
+    if step.uses != "redis.write" {
+        return Err(Error::Invalid(format!(
+            "unknown output '{}' (known: redis.write)",
+            step.uses
+        )));
+    }
+    let with: WriteFile = step_with(step)?;
+    let key = match &with.key {
+        Some(key) => compile_expression(key)?,
+        // RDI's default key: the table name (for outputs without a key expression).
+        None => Expr::compile(&format!(
+            "`{}`",
+            serde_json::Value::from(source.table.as_str())
+        ))?,
+    };
+    let mapping = with
+        .mapping
+        .iter()
+        .map(|entry| match entry {
+            MappingFile::Field(field) => Ok((field.clone(), field.clone())),
+            MappingFile::Alias(pair) if pair.len() == 1 => {
+                let (field, alias) = pair
+                    .iter()
+                    .next()
+                    .map(|(f, a)| (f.clone(), a.clone()))
+                    .unwrap_or_default();
+                Ok((field, alias))
+            }
+            MappingFile::Alias(_) => Err(Error::Invalid(
+                "a mapping entry is `field` or `field: alias`".into(),
+            )),
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let expire = match &with.expire {
+        Some(ExpireFile::Seconds(seconds)) if *seconds > 0 => Some(Expire::Seconds(*seconds)),
+        Some(ExpireFile::Seconds(seconds)) => {
+            return Err(Error::Invalid(format!(
+                "expire must be a positive number of seconds, got {seconds}"
+            )))
+        }
+        Some(ExpireFile::Expression(expression)) => {
+            Some(Expire::Expression(compile_expression(expression)?))
+        }
+        None => None,
+    };
+    let arg = |name: &str| -> Result<Option<Expr>> {
+        with.args
+            .as_ref()
+            .and_then(|args| args.get(name))
+            .map(|expression| Expr::compile(expression))
+            .transpose()
+    };
+    let (score, member) = (arg("score")?, arg("member")?);
+    if with.data_type == DataType::SortedSet && score.is_none() {
+        return Err(Error::Invalid(
+            "a sorted_set output needs args: {score: <expression>}".into(),
+        ));
+    }
+    Ok(Output {
+        connection: with.connection,
+        data_type: with.data_type,
+        key,
+        mapping,
+        expire,
+        on_update: with.on_update,
+        score,
+        member,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::expr::input;
+    use serde_json::json;
+
+    /// Seed 001, verbatim.
+    const INVOICE_STREAM_JOB: &str = r#"source:
+  server_name: chinook
+  schema: public
+  table: invoice
+output:
+  - uses: redis.write
+    with:
+      connection: target
+      data_type: stream
+      key:
+        expression: "`invoice:events`"
+        language: jmespath
+      mapping:
+        - InvoiceId: message_id
+        - BillingCountry: country
+        - Total
+      expire: 100
+"#;
+
+    #[test]
+    fn seed_001_job_is_accepted_verbatim() {
+        let job = Job::parse(INVOICE_STREAM_JOB, Path::new("jobs/invoice.yaml")).unwrap();
+        assert_eq!(job.name, "invoice");
+        assert_eq!(job.stream("data:"), "data:chinook.public.invoice");
+        let output = &job.outputs[0];
+        assert_eq!(output.connection, "target");
+        assert_eq!(output.data_type, DataType::Stream);
+        assert_eq!(
+            output.key.search(&input(&json!({})).unwrap()).unwrap(),
+            json!("invoice:events")
+        );
+        assert_eq!(
+            output.mapping,
+            vec![
+                ("InvoiceId".to_owned(), "message_id".to_owned()),
+                ("BillingCountry".to_owned(), "country".to_owned()),
+                ("Total".to_owned(), "Total".to_owned())
+            ]
+        );
+        assert!(matches!(output.expire, Some(Expire::Seconds(100))));
+    }
+
+    #[test]
+    fn transforms_and_other_outputs() {
+        let text = r#"name: invoices
+source: {table: invoice}
+transform:
+  - uses: filter
+    with: {expression: "Total > `1`", language: jmespath}
+  - uses: add_field
+    with:
+      fields:
+        - {field: country, expression: "lower(BillingCountry)", language: jmespath}
+  - uses: remove_field
+    with: {field: BillingPostalCode}
+  - uses: rename_field
+    with: {from_field: InvoiceDate, to_field: date}
+output:
+  - uses: redis.write
+    with:
+      key: {expression: "concat(['invoice:', InvoiceId])", language: jmespath}
+      on_update: merge
+  - uses: redis.write
+    with:
+      data_type: sorted_set
+      key: {expression: "`invoices:by-total`"}
+      args: {score: Total, member: InvoiceId}
+      expire: {expression: "`60`"}
+"#;
+        let job = Job::parse(text, Path::new("x.yaml")).unwrap();
+        assert_eq!(job.name, "invoices");
+        assert_eq!(job.stream("data:"), "data:invoice");
+        assert_eq!(job.transforms.len(), 4);
+        assert_eq!(job.outputs[0].data_type, DataType::Hash);
+        assert_eq!(job.outputs[0].on_update, OnUpdate::Merge);
+        assert!(job.outputs[1].score.is_some());
+    }
+
+    #[test]
+    fn bad_jobs_are_refused_with_the_reason() {
+        let bad = |text: &str| {
+            Job::parse(text, Path::new("x.yaml"))
+                .unwrap_err()
+                .to_string()
+        };
+        assert!(bad("source: {table: t}\noutput: []\n").contains("at least one output"));
+        assert!(bad("source: {table: t}\noutput:\n  - uses: kafka.write\n")
+            .contains("unknown output 'kafka.write'"));
+        assert!(bad("source: {table: t}\noutput:\n  - uses: redis.write\n    with: {key: {expression: \"concat(\"}}\n")
+            .contains("invalid JMESPath expression"));
+        assert!(bad("source: {table: t}\noutput:\n  - uses: redis.write\n    with: {key: {expression: a, language: sql}}\n")
+            .contains("language 'sql' is not supported"));
+        assert!(bad(
+            "source: {table: t}\noutput:\n  - uses: redis.write\n    with: {data_type: graph}\n"
+        )
+        .contains("graph"));
+        assert!(bad("source: {table: t}\noutput:\n  - uses: redis.write\n    with: {data_type: sorted_set}\n")
+            .contains("needs args"));
+        assert!(
+            bad("source: {table: t}\noutput:\n  - uses: redis.write\n    with: {expire: 0}\n")
+                .contains("expire must be a positive")
+        );
+        assert!(
+            bad("source: {table: t}\ntransform:\n  - uses: explode\noutput: []\n")
+                .contains("unknown transform 'explode'")
+        );
+        assert!(bad("source: {table: t}\nouptut: []\n").contains("unknown field `ouptut`"));
+    }
+}

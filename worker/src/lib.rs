@@ -1,0 +1,9 @@
+//! redsink-worker: reads change events and writes them into Redis through the redsink
+//! module's commands (or plain commands where the module is not loaded).
+
+pub mod config;
+pub mod error;
+pub mod expr;
+pub mod job;
+
+pub use error::{Error, Result};
