@@ -3,6 +3,7 @@
 
 pub mod config;
 pub mod error;
+pub mod event;
 pub mod expr;
 pub mod job;
 

@@ -1,0 +1,256 @@
+//! Stream entries as change events.
+//!
+//! Debezium Server's Redis sink writes one field per entry: the record's key (JSON) →
+//! the change event (JSON `{before, after, source, op, ts_ms}`, with or without the
+//! `{schema, payload}` wrapper); a tombstone after a delete carries no event. Anything
+//! else is plain JSON: one field holding a JSON object, or field/value pairs — an upsert.
+
+use serde_json::{Map, Value};
+
+use crate::error::{Error, Result};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    /// `c`: a row inserted.
+    Create,
+    /// `u`: a row updated.
+    Update,
+    /// `d`: a row deleted.
+    Delete,
+    /// `r`: a row read by a snapshot.
+    Read,
+}
+
+impl Op {
+    /// The code written as `op_code` on stream outputs.
+    pub fn code(self) -> &'static str {
+        match self {
+            Op::Create => "c",
+            Op::Update => "u",
+            Op::Delete => "d",
+            Op::Read => "r",
+        }
+    }
+
+    fn parse(code: &str) -> Option<Op> {
+        match code {
+            "c" => Some(Op::Create),
+            "u" => Some(Op::Update),
+            "d" => Some(Op::Delete),
+            "r" => Some(Op::Read),
+            _ => None,
+        }
+    }
+}
+
+/// One change to one row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChangeEvent {
+    pub op: Op,
+    /// The row as it is now (for a delete: as it was).
+    pub row: Map<String, Value>,
+    /// The source's position (PostgreSQL LSN), when the event has one: a version that
+    /// orders all changes of a database.
+    pub lsn: Option<i64>,
+}
+
+/// What an entry holds.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Decoded {
+    Change(ChangeEvent),
+    /// A Debezium tombstone (the delete before it did the work): acknowledge, write nothing.
+    Tombstone,
+}
+
+/// Decodes a stream entry's field/value pairs.
+pub fn decode(fields: &[(Vec<u8>, Vec<u8>)]) -> Result<Decoded> {
+    match fields {
+        [] => Err(Error::Event("the entry has no fields".into())),
+        [(name, value)] => decode_single(name, value),
+        pairs => Ok(Decoded::Change(upsert(pairs_to_row(pairs)?))),
+    }
+}
+
+fn decode_single(name: &[u8], value: &[u8]) -> Result<Decoded> {
+    let is_json_key = name.first().is_some_and(|b| matches!(b, b'{' | b'['));
+    match serde_json::from_slice::<Value>(value) {
+        Ok(Value::Object(object)) => {
+            let event = unwrap_payload(object);
+            match event.get("op").and_then(Value::as_str).map(str::to_owned) {
+                Some(code) if is_change_event(&event) => debezium(event, &code),
+                _ => Ok(Decoded::Change(upsert(event))),
+            }
+        }
+        // Debezium writes a tombstone (null value) for a deleted key.
+        Ok(Value::Null) if is_json_key => Ok(Decoded::Tombstone),
+        _ if is_json_key && (value.is_empty() || value == b"default") => Ok(Decoded::Tombstone),
+        _ => Ok(Decoded::Change(upsert(pairs_to_row(&[(
+            name.to_vec(),
+            value.to_vec(),
+        )])?))),
+    }
+}
+
+/// `{schema, payload}` → `payload`.
+fn unwrap_payload(mut object: Map<String, Value>) -> Map<String, Value> {
+    if object.len() == 2 && object.contains_key("schema") {
+        if let Some(Value::Object(payload)) = object.remove("payload") {
+            return payload;
+        }
+    }
+    object
+}
+
+fn is_change_event(event: &Map<String, Value>) -> bool {
+    event.contains_key("after") || event.contains_key("before")
+}
+
+fn debezium(mut event: Map<String, Value>, code: &str) -> Result<Decoded> {
+    let op =
+        Op::parse(code).ok_or_else(|| Error::Event(format!("unknown Debezium op '{code}'")))?;
+    let lsn = event
+        .get("source")
+        .and_then(|source| source.get("lsn"))
+        .and_then(Value::as_i64);
+    let side = if op == Op::Delete { "before" } else { "after" };
+    let row = match event.remove(side) {
+        Some(Value::Object(row)) => row,
+        _ => {
+            return Err(Error::Event(format!(
+                "a Debezium '{code}' event without '{side}' (for deletes, set REPLICA IDENTITY so that 'before' has the key)"
+            )))
+        }
+    };
+    Ok(Decoded::Change(ChangeEvent { op, row, lsn }))
+}
+
+fn upsert(row: Map<String, Value>) -> ChangeEvent {
+    ChangeEvent {
+        op: Op::Create,
+        row,
+        lsn: None,
+    }
+}
+
+fn pairs_to_row(pairs: &[(Vec<u8>, Vec<u8>)]) -> Result<Map<String, Value>> {
+    pairs
+        .iter()
+        .map(|(name, value)| {
+            let name = String::from_utf8(name.clone())
+                .map_err(|_| Error::Event("a field name is not UTF-8".into()))?;
+            let value = String::from_utf8(value.clone())
+                .map_err(|_| Error::Event(format!("field '{name}' is not UTF-8")))?;
+            Ok((name, Value::String(value)))
+        })
+        .collect()
+}
+
+/// A version for a change without an LSN: its stream entry id, `ms * 10^6 + seq`, which
+/// orders the entries of one stream.
+pub fn entry_version(entry_id: &str) -> Option<i64> {
+    let (ms, seq) = entry_id.split_once('-')?;
+    let (ms, seq): (i64, i64) = (ms.parse().ok()?, seq.parse().ok()?);
+    ms.checked_mul(1_000_000)?.checked_add(seq.min(999_999))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn entry(pairs: &[(&str, &str)]) -> Vec<(Vec<u8>, Vec<u8>)> {
+        pairs
+            .iter()
+            .map(|(n, v)| (n.as_bytes().to_vec(), v.as_bytes().to_vec()))
+            .collect()
+    }
+
+    fn row(value: Value) -> Map<String, Value> {
+        match value {
+            Value::Object(map) => map,
+            _ => unreachable!("rows are objects"),
+        }
+    }
+
+    #[test]
+    fn debezium_events_with_and_without_the_schema_wrapper() {
+        let event = r#"{"before":null,"after":{"InvoiceId":1,"Total":"3.96"},"source":{"lsn":24023128,"table":"invoice"},"op":"c","ts_ms":1}"#;
+        let expected = Decoded::Change(ChangeEvent {
+            op: Op::Create,
+            row: row(json!({"InvoiceId":1,"Total":"3.96"})),
+            lsn: Some(24_023_128),
+        });
+        assert_eq!(
+            decode(&entry(&[(r#"{"InvoiceId":1}"#, event)])).unwrap(),
+            expected
+        );
+        let wrapped = format!(r#"{{"schema":{{"type":"struct"}},"payload":{event}}}"#);
+        let key = r#"{"schema":{},"payload":{"InvoiceId":1}}"#;
+        assert_eq!(decode(&entry(&[(key, &wrapped)])).unwrap(), expected);
+    }
+
+    #[test]
+    fn deletes_use_before_and_tombstones_are_skipped() {
+        let delete = r#"{"before":{"InvoiceId":1},"after":null,"source":{},"op":"d"}"#;
+        let Decoded::Change(change) = decode(&entry(&[(r#"{"InvoiceId":1}"#, delete)])).unwrap()
+        else {
+            panic!("a delete is a change");
+        };
+        assert_eq!(
+            (change.op, change.row),
+            (Op::Delete, row(json!({"InvoiceId":1})))
+        );
+        for tombstone in ["", "default", "null"] {
+            assert_eq!(
+                decode(&entry(&[(r#"{"InvoiceId":1}"#, tombstone)])).unwrap(),
+                Decoded::Tombstone
+            );
+        }
+        let no_before = r#"{"before":null,"after":null,"op":"d"}"#;
+        assert!(decode(&entry(&[("{}", no_before)]))
+            .unwrap_err()
+            .to_string()
+            .contains("REPLICA IDENTITY"));
+        assert!(decode(&entry(&[("{}", r#"{"after":{},"op":"x"}"#)])).is_err());
+    }
+
+    #[test]
+    fn plain_json_in_one_field_or_as_pairs() {
+        let body = decode(&entry(&[("body", r#"{"deviceId":"d1","temp":21.5}"#)])).unwrap();
+        assert_eq!(
+            body,
+            Decoded::Change(ChangeEvent {
+                op: Op::Create,
+                row: row(json!({"deviceId":"d1","temp":21.5})),
+                lsn: None
+            })
+        );
+        let pairs = decode(&entry(&[("deviceId", "d1"), ("temp", "21.5")])).unwrap();
+        assert_eq!(
+            pairs,
+            Decoded::Change(ChangeEvent {
+                op: Op::Create,
+                row: row(json!({"deviceId":"d1","temp":"21.5"})),
+                lsn: None
+            })
+        );
+        let single_text = decode(&entry(&[("name", "plain text")])).unwrap();
+        assert!(
+            matches!(single_text, Decoded::Change(ChangeEvent { ref row, .. }) if row["name"] == "plain text")
+        );
+        assert!(decode(&[]).is_err());
+        assert!(decode(&[(b"a".to_vec(), vec![0xff]), (b"b".to_vec(), b"x".to_vec())]).is_err());
+    }
+
+    #[test]
+    fn entry_ids_order_as_versions() {
+        assert_eq!(
+            entry_version("1795290468019-0"),
+            Some(1_795_290_468_019_000_000)
+        );
+        assert!(entry_version("5-1").unwrap() > entry_version("5-0").unwrap());
+        assert!(entry_version("6-0").unwrap() > entry_version("5-999").unwrap());
+        assert_eq!(entry_version("x"), None);
+        assert_eq!(entry_version("99999999999999999-0"), None);
+    }
+}
