@@ -6,5 +6,6 @@ pub mod error;
 pub mod event;
 pub mod expr;
 pub mod job;
+pub mod plan;
 
 pub use error::{Error, Result};

@@ -1,0 +1,444 @@
+//! A job applied to a change event: the writes to make, before anything is written.
+//! Pure logic (no Redis): transforms, key expressions, mappings, expiries, and what each
+//! output type does with creates, updates and deletes.
+
+use serde_json::{Map, Value};
+
+use redsink_core::json::to_text;
+
+use crate::error::{Error, Result};
+use crate::event::{ChangeEvent, Op};
+use crate::expr::{input, Expr};
+use crate::job::{DataType, Expire, Job, OnUpdate, Output, Transform};
+
+/// Where an event sits in its source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Position {
+    /// Orders the changes of one key: replays and late deliveries of older versions
+    /// change nothing.
+    pub version: i64,
+    /// The id a stream output's entry gets, so that a replay adds nothing.
+    pub stream_id: String,
+}
+
+/// One write to Redis.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Write {
+    Hash {
+        key: String,
+        row: Map<String, Value>,
+        replace: bool,
+        ttl: Option<i64>,
+        version: i64,
+    },
+    /// String and json outputs: the row as JSON text.
+    Json {
+        key: String,
+        json: String,
+        ttl: Option<i64>,
+        version: i64,
+    },
+    SetAdd {
+        key: String,
+        member: String,
+        ttl: Option<i64>,
+    },
+    SetRemove {
+        key: String,
+        member: String,
+    },
+    SortedSetAdd {
+        key: String,
+        member: String,
+        score: f64,
+        ttl: Option<i64>,
+    },
+    SortedSetRemove {
+        key: String,
+        member: String,
+    },
+    /// A stream message: streams keep every change, deletes included (`op_code d`).
+    Stream {
+        key: String,
+        row: Map<String, Value>,
+        op_code: &'static str,
+        id: String,
+        ttl: Option<i64>,
+    },
+    Delete {
+        key: String,
+        version: i64,
+    },
+}
+
+/// The writes for `event` under `job`; none when a filter drops it.
+pub fn plan(job: &Job, event: &ChangeEvent, position: &Position) -> Result<Vec<Write>> {
+    let Some(row) = transform(job, Value::Object(event.row.clone()))? else {
+        return Ok(Vec::new());
+    };
+    let searchable = input(&row)?;
+    let Value::Object(row) = row else {
+        return Err(Error::Event(
+            "a transform turned the row into something else than an object".into(),
+        ));
+    };
+    job.outputs
+        .iter()
+        .map(|output| write_for(output, event.op, &row, &searchable, position))
+        .collect()
+}
+
+/// Applies the job's transforms in order; `None` if a filter drops the row.
+fn transform(job: &Job, mut row: Value) -> Result<Option<Value>> {
+    for step in &job.transforms {
+        match step {
+            Transform::Filter(expression) => {
+                if !expression.matches(&input(&row)?)? {
+                    return Ok(None);
+                }
+            }
+            Transform::AddFields(fields) => {
+                let searchable = input(&row)?;
+                let values = fields
+                    .iter()
+                    .map(|(field, expression)| Ok((field.clone(), expression.search(&searchable)?)))
+                    .collect::<Result<Vec<_>>>()?;
+                if let Value::Object(members) = &mut row {
+                    members.extend(values);
+                }
+            }
+            Transform::RemoveFields(fields) => {
+                if let Value::Object(members) = &mut row {
+                    for field in fields {
+                        members.shift_remove(field);
+                    }
+                }
+            }
+            Transform::RenameFields(renames) => {
+                if let Value::Object(members) = &mut row {
+                    for (from, to) in renames {
+                        if let Some(value) = members.shift_remove(from) {
+                            members.insert(to.clone(), value);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    Ok(Some(row))
+}
+
+fn write_for(
+    output: &Output,
+    op: Op,
+    row: &Map<String, Value>,
+    searchable: &jmespath::Rcvar,
+    position: &Position,
+) -> Result<Write> {
+    let key = text(&output.key, searchable, "key")?;
+    let ttl = match &output.expire {
+        Some(Expire::Seconds(seconds)) => Some(*seconds),
+        Some(Expire::Expression(expression)) => Some(seconds(expression, searchable)?),
+        None => None,
+    };
+    let version = position.version;
+    let deleted = op == Op::Delete;
+    let member = || match &output.member {
+        Some(expression) => text(expression, searchable, "member"),
+        None => Ok(to_text(&Value::Object(mapped(output, row)))),
+    };
+    Ok(match output.data_type {
+        DataType::Hash | DataType::String | DataType::Json if deleted => {
+            Write::Delete { key, version }
+        }
+        DataType::Hash => Write::Hash {
+            key,
+            row: mapped(output, row),
+            replace: output.on_update == OnUpdate::Replace,
+            ttl,
+            version,
+        },
+        DataType::String | DataType::Json => Write::Json {
+            key,
+            json: to_text(&Value::Object(mapped(output, row))),
+            ttl,
+            version,
+        },
+        DataType::Set if deleted => Write::SetRemove {
+            key,
+            member: member()?,
+        },
+        DataType::Set => Write::SetAdd {
+            key,
+            member: member()?,
+            ttl,
+        },
+        DataType::SortedSet if deleted => Write::SortedSetRemove {
+            key,
+            member: member()?,
+        },
+        DataType::SortedSet => {
+            let score_expression = output
+                .score
+                .as_ref()
+                .ok_or_else(|| Error::Invalid("a sorted_set output needs args.score".into()))?;
+            let score = redsink_core::named::score(
+                Some(&score_expression.search(searchable)?),
+                score_expression.text(),
+            )
+            .map_err(|e| Error::Event(e.to_string()))?;
+            Write::SortedSetAdd {
+                key,
+                member: member()?,
+                score,
+                ttl,
+            }
+        }
+        DataType::Stream => Write::Stream {
+            key,
+            row: mapped(output, row),
+            op_code: op.code(),
+            id: position.stream_id.clone(),
+            ttl,
+        },
+    })
+}
+
+/// The row's fields through the output's mapping (all of them without one).
+fn mapped(output: &Output, row: &Map<String, Value>) -> Map<String, Value> {
+    if output.mapping.is_empty() {
+        return row.clone();
+    }
+    output
+        .mapping
+        .iter()
+        .filter_map(|(field, name)| Some((name.clone(), row.get(field)?.clone())))
+        .collect()
+}
+
+/// An expression's value as text: it must be a string, number or boolean.
+fn text(expression: &Expr, searchable: &jmespath::Rcvar, role: &str) -> Result<String> {
+    match expression.search(searchable)? {
+        Value::String(text) if !text.is_empty() => Ok(text),
+        value @ (Value::Number(_) | Value::Bool(_)) => Ok(value.to_string()),
+        other => Err(Error::Event(format!(
+            "the {role} expression '{}' gave {} for this row",
+            expression.text(),
+            match other {
+                Value::Null => "null",
+                Value::String(_) => "an empty string",
+                Value::Array(_) => "an array",
+                _ => "an object",
+            }
+        ))),
+    }
+}
+
+fn seconds(expression: &Expr, searchable: &jmespath::Rcvar) -> Result<i64> {
+    expression
+        .search(searchable)?
+        .as_f64()
+        .filter(|seconds| *seconds >= 1.0 && *seconds <= redsink_core::sink::MAX_TTL_SECS as f64)
+        .map(|seconds| seconds as i64)
+        .ok_or_else(|| {
+            Error::Event(format!(
+                "the expire expression '{}' gave no positive number of seconds",
+                expression.text()
+            ))
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+    use std::path::Path;
+
+    fn job(text: &str) -> Job {
+        Job::parse(text, Path::new("test.yaml")).unwrap()
+    }
+
+    fn event(op: Op, row: Value) -> ChangeEvent {
+        let Value::Object(row) = row else {
+            unreachable!("rows are objects")
+        };
+        ChangeEvent { op, row, lsn: None }
+    }
+
+    fn at(version: i64) -> Position {
+        Position {
+            version,
+            stream_id: format!("{version}-0"),
+        }
+    }
+
+    const SEED_001: &str = r#"source:
+  server_name: chinook
+  schema: public
+  table: invoice
+output:
+  - uses: redis.write
+    with:
+      connection: target
+      data_type: stream
+      key:
+        expression: "`invoice:events`"
+        language: jmespath
+      mapping:
+        - InvoiceId: message_id
+        - BillingCountry: country
+        - Total
+      expire: 100
+"#;
+
+    const INVOICE: &str =
+        r#"{"InvoiceId": 98, "CustomerId": 7, "BillingCountry": "Germany", "Total": 3.96}"#;
+
+    #[test]
+    fn seed_001_stream_messages_for_every_change() {
+        let job = job(SEED_001);
+        let row: Value = serde_json::from_str(INVOICE).unwrap();
+        for (op, code) in [(Op::Create, "c"), (Op::Update, "u"), (Op::Delete, "d")] {
+            let writes = plan(&job, &event(op, row.clone()), &at(7)).unwrap();
+            assert_eq!(
+                writes,
+                vec![Write::Stream {
+                    key: "invoice:events".into(),
+                    row: serde_json::from_value(
+                        json!({"message_id": 98, "country": "Germany", "Total": 3.96})
+                    )
+                    .unwrap(),
+                    op_code: code,
+                    id: "7-0".into(),
+                    ttl: Some(100),
+                }]
+            );
+        }
+    }
+
+    #[test]
+    fn hash_outputs_replace_or_merge_and_deletes_remove_the_key() {
+        let replace = job("source: {table: invoice}\noutput:\n  - uses: redis.write\n    with:\n      key: {expression: \"concat(['invoice:', InvoiceId])\"}\n");
+        let row: Value = serde_json::from_str(INVOICE).unwrap();
+        let Write::Hash {
+            key,
+            replace: is_replace,
+            version,
+            ..
+        } = &plan(&replace, &event(Op::Update, row.clone()), &at(9)).unwrap()[0]
+        else {
+            panic!("a hash write");
+        };
+        assert_eq!(
+            (key.as_str(), *is_replace, *version),
+            ("invoice:98", true, 9)
+        );
+        let merge = job("source: {table: invoice}\noutput:\n  - uses: redis.write\n    with:\n      on_update: merge\n      key: {expression: \"concat(['invoice:', InvoiceId])\"}\n");
+        assert!(matches!(
+            &plan(&merge, &event(Op::Update, row.clone()), &at(9)).unwrap()[0],
+            Write::Hash { replace: false, .. }
+        ));
+        assert_eq!(
+            plan(&merge, &event(Op::Delete, row), &at(10)).unwrap(),
+            vec![Write::Delete {
+                key: "invoice:98".into(),
+                version: 10
+            }]
+        );
+    }
+
+    #[test]
+    fn transforms_run_in_order_and_filters_drop() {
+        let job = job(r#"source: {table: invoice}
+transform:
+  - uses: filter
+    with: {expression: "Total > `1`"}
+  - uses: add_field
+    with: {field: country, expression: "lower(BillingCountry)"}
+  - uses: remove_field
+    with: {fields: [{field: CustomerId}, {field: BillingCountry}]}
+  - uses: rename_field
+    with: {from_field: Total, to_field: total}
+output:
+  - uses: redis.write
+    with:
+      data_type: json
+      key: {expression: "concat(['invoice:', InvoiceId])"}
+"#);
+        let writes = plan(
+            &job,
+            &event(Op::Create, serde_json::from_str(INVOICE).unwrap()),
+            &at(1),
+        )
+        .unwrap();
+        assert_eq!(
+            writes,
+            vec![Write::Json {
+                key: "invoice:98".into(),
+                json: r#"{"InvoiceId":98,"country":"germany","total":3.96}"#.into(),
+                ttl: None,
+                version: 1,
+            }]
+        );
+        let cheap = event(Op::Create, json!({"InvoiceId": 1, "Total": 0.5}));
+        assert!(plan(&job, &cheap, &at(1)).unwrap().is_empty());
+    }
+
+    #[test]
+    fn sets_and_sorted_sets_add_and_remove_members() {
+        let job = job(r#"source: {table: invoice}
+output:
+  - uses: redis.write
+    with:
+      data_type: sorted_set
+      key: {expression: "`invoices:by-total`"}
+      args: {score: Total, member: InvoiceId}
+      expire: {expression: "`3600`"}
+  - uses: redis.write
+    with:
+      data_type: set
+      key: {expression: "concat(['country:', BillingCountry])"}
+      args: {member: InvoiceId}
+"#);
+        let row: Value = serde_json::from_str(INVOICE).unwrap();
+        assert_eq!(
+            plan(&job, &event(Op::Create, row.clone()), &at(1)).unwrap(),
+            vec![
+                Write::SortedSetAdd {
+                    key: "invoices:by-total".into(),
+                    member: "98".into(),
+                    score: 3.96,
+                    ttl: Some(3600)
+                },
+                Write::SetAdd {
+                    key: "country:Germany".into(),
+                    member: "98".into(),
+                    ttl: None
+                },
+            ]
+        );
+        assert_eq!(
+            plan(&job, &event(Op::Delete, row), &at(2)).unwrap(),
+            vec![
+                Write::SortedSetRemove {
+                    key: "invoices:by-total".into(),
+                    member: "98".into()
+                },
+                Write::SetRemove {
+                    key: "country:Germany".into(),
+                    member: "98".into()
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn a_key_expression_giving_null_is_an_error_for_this_event() {
+        let job = job("source: {table: t}\noutput:\n  - uses: redis.write\n    with: {key: {expression: \"concat(['k:', id])\"}}\n  - uses: redis.write\n    with: {key: {expression: missing}}\n");
+        let error = plan(&job, &event(Op::Create, json!({"id": 1})), &at(1)).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "the key expression 'missing' gave null for this row"
+        );
+    }
+}
