@@ -7,5 +7,6 @@ pub mod event;
 pub mod expr;
 pub mod job;
 pub mod plan;
+pub mod sink;
 
 pub use error::{Error, Result};

@@ -1,0 +1,336 @@
+//! Writes onto Redis: through the module's single commands where it is loaded, or as
+//! plain commands in MULTI/EXEC where it is not (a managed Redis that allows no modules).
+//!
+//! Replay safety: hash, string and delete writes carry VERSION (the module skips older
+//! ones); stream messages carry an explicit id, so a replayed message is refused as
+//! "not above the last id" and counts as written; set and sorted-set adds are idempotent
+//! by nature.
+
+use redis::aio::ConnectionLike;
+use redis::{Cmd, Pipeline, RedisError, Value};
+use redsink_core::json::to_text;
+use redsink_core::sink::flatten;
+use serde_json::Value as Json;
+
+use crate::plan::Write;
+
+/// The module's single command for `write`.
+pub fn module_command(write: &Write) -> Cmd {
+    let mut cmd;
+    let ttl = match write {
+        Write::Hash {
+            key,
+            row,
+            replace,
+            ttl,
+            version,
+        } => {
+            cmd = redis::cmd("SINK.HASH");
+            cmd.arg(key).arg(to_text(&Json::Object(row.clone())));
+            if *replace {
+                cmd.arg("REPLACE");
+            }
+            cmd.arg("VERSION").arg(version);
+            ttl
+        }
+        Write::Json {
+            key,
+            json,
+            ttl,
+            version,
+        } => {
+            cmd = redis::cmd("SINK.STRING");
+            cmd.arg(key)
+                .arg(json)
+                .arg("JSON")
+                .arg("VERSION")
+                .arg(version);
+            ttl
+        }
+        Write::SetAdd { key, member, ttl } => {
+            cmd = redis::cmd("SINK.SET");
+            cmd.arg(key).arg(member);
+            ttl
+        }
+        Write::SortedSetAdd {
+            key,
+            member,
+            score,
+            ttl,
+        } => {
+            cmd = redis::cmd("SINK.ZSET");
+            cmd.arg(key).arg(member).arg(score.to_string());
+            ttl
+        }
+        Write::Stream {
+            key,
+            row,
+            op_code,
+            id,
+            ttl,
+        } => {
+            cmd = redis::cmd("SINK.STREAM");
+            cmd.arg(key)
+                .arg(to_text(&Json::Object(row.clone())))
+                .arg("OPCODE")
+                .arg(*op_code)
+                .arg("ID")
+                .arg(id);
+            ttl
+        }
+        Write::Delete { key, version } => {
+            cmd = redis::cmd("SINK.DEL");
+            cmd.arg(key).arg("VERSION").arg(version);
+            &None
+        }
+        Write::SetRemove { key, member } => {
+            return redis::cmd("SREM").arg(key).arg(member).to_owned()
+        }
+        Write::SortedSetRemove { key, member } => {
+            return redis::cmd("ZREM").arg(key).arg(member).to_owned()
+        }
+    };
+    if let Some(ttl) = ttl {
+        cmd.arg("TTL").arg(ttl);
+    }
+    cmd
+}
+
+/// The same write as plain commands, to run in one MULTI/EXEC.
+pub fn plain_commands(write: &Write) -> Vec<Cmd> {
+    let expire = |key: &str, ttl: &Option<i64>| {
+        ttl.map(|ttl| redis::cmd("EXPIRE").arg(key).arg(ttl).to_owned())
+    };
+    match write {
+        Write::Hash {
+            key,
+            row,
+            replace,
+            ttl,
+            ..
+        } => {
+            let fields = flatten(row, ".");
+            let mut commands = Vec::new();
+            if *replace {
+                commands.push(redis::cmd("DEL").arg(key).to_owned());
+            }
+            if !fields.is_empty() {
+                let mut hset = redis::cmd("HSET");
+                hset.arg(key);
+                for (field, value) in &fields {
+                    hset.arg(field).arg(value);
+                }
+                commands.push(hset);
+            }
+            commands.extend(expire(key, ttl));
+            commands
+        }
+        Write::Json { key, json, ttl, .. } => {
+            let mut set = redis::cmd("SET");
+            set.arg(key).arg(json);
+            if let Some(ttl) = ttl {
+                set.arg("EX").arg(ttl);
+            }
+            vec![set]
+        }
+        Write::SetAdd { key, member, ttl } => {
+            let mut commands = vec![redis::cmd("SADD").arg(key).arg(member).to_owned()];
+            commands.extend(expire(key, ttl));
+            commands
+        }
+        Write::SortedSetAdd {
+            key,
+            member,
+            score,
+            ttl,
+        } => {
+            let mut commands = vec![redis::cmd("ZADD")
+                .arg(key)
+                .arg(score.to_string())
+                .arg(member)
+                .to_owned()];
+            commands.extend(expire(key, ttl));
+            commands
+        }
+        Write::Stream {
+            key,
+            row,
+            op_code,
+            id,
+            ttl,
+        } => {
+            let mut xadd = redis::cmd("XADD");
+            xadd.arg(key).arg(id);
+            for (field, value) in flatten(row, ".") {
+                xadd.arg(field).arg(value);
+            }
+            xadd.arg("op_code").arg(*op_code);
+            let mut commands = vec![xadd];
+            commands.extend(expire(key, ttl));
+            commands
+        }
+        Write::Delete { key, .. } => vec![redis::cmd("DEL").arg(key).to_owned()],
+        Write::SetRemove { .. } | Write::SortedSetRemove { .. } => vec![module_command(write)],
+    }
+}
+
+/// An error that means the write was already made: a replayed stream id.
+pub fn is_replayed(error: &RedisError) -> bool {
+    error
+        .detail()
+        .is_some_and(|detail| detail.contains("equal or smaller than the target stream top item"))
+}
+
+/// Applies each event's writes; returns, per event, `Ok` or the first error. With the
+/// module, one pipeline carries the whole batch; without, each event is one MULTI/EXEC.
+pub async fn apply<C: ConnectionLike>(
+    con: &mut C,
+    events: &[Vec<Write>],
+    module: bool,
+) -> Vec<Result<(), String>> {
+    if module {
+        apply_with_module(con, events).await
+    } else {
+        let mut outcomes = Vec::with_capacity(events.len());
+        for writes in events {
+            outcomes.push(apply_plain(con, writes).await);
+        }
+        outcomes
+    }
+}
+
+async fn apply_with_module<C: ConnectionLike>(
+    con: &mut C,
+    events: &[Vec<Write>],
+) -> Vec<Result<(), String>> {
+    let mut pipe = Pipeline::new();
+    pipe.ignore_errors();
+    for write in events.iter().flatten() {
+        pipe.add_command(module_command(write));
+    }
+    let results: Vec<redis::RedisResult<Value>> = match pipe.query_async(con).await {
+        Ok(results) => results,
+        Err(error) => return vec![Err(error.to_string()); events.len()],
+    };
+    let mut results = results.into_iter();
+    events
+        .iter()
+        .map(|writes| {
+            let mut outcome = Ok(());
+            for result in results.by_ref().take(writes.len()) {
+                if let Err(error) = result {
+                    if outcome.is_ok() {
+                        outcome = Err(error.to_string());
+                    }
+                }
+            }
+            outcome
+        })
+        .collect()
+}
+
+async fn apply_plain<C: ConnectionLike>(con: &mut C, writes: &[Write]) -> Result<(), String> {
+    let mut pipe = Pipeline::new();
+    pipe.atomic();
+    for write in writes {
+        for command in plain_commands(write) {
+            pipe.add_command(command);
+        }
+    }
+    match pipe.query_async::<Vec<Value>>(con).await {
+        Ok(_) => Ok(()),
+        Err(error) if is_replayed(&error) => Ok(()),
+        Err(error) => Err(error.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn packed(cmd: &Cmd) -> String {
+        String::from_utf8_lossy(&cmd.get_packed_command())
+            .split("\r\n")
+            .filter(|part| !part.starts_with('*') && !part.starts_with('$') && !part.is_empty())
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    fn row() -> serde_json::Map<String, Json> {
+        serde_json::from_value(json!({"id": 1, "n": {"a": "x"}})).unwrap()
+    }
+
+    #[test]
+    fn module_commands() {
+        let hash = Write::Hash {
+            key: "k".into(),
+            row: row(),
+            replace: true,
+            ttl: Some(5),
+            version: 9,
+        };
+        assert_eq!(
+            packed(&module_command(&hash)),
+            r#"SINK.HASH k {"id":1,"n":{"a":"x"}} REPLACE VERSION 9 TTL 5"#
+        );
+        let stream = Write::Stream {
+            key: "s".into(),
+            row: row(),
+            op_code: "d",
+            id: "7-0".into(),
+            ttl: None,
+        };
+        assert_eq!(
+            packed(&module_command(&stream)),
+            r#"SINK.STREAM s {"id":1,"n":{"a":"x"}} OPCODE d ID 7-0"#
+        );
+        let delete = Write::Delete {
+            key: "k".into(),
+            version: 3,
+        };
+        assert_eq!(packed(&module_command(&delete)), "SINK.DEL k VERSION 3");
+        let zadd = Write::SortedSetAdd {
+            key: "z".into(),
+            member: "m".into(),
+            score: 1.5,
+            ttl: Some(2),
+        };
+        assert_eq!(packed(&module_command(&zadd)), "SINK.ZSET z m 1.5 TTL 2");
+    }
+
+    #[test]
+    fn plain_commands_do_the_same_work() {
+        let hash = Write::Hash {
+            key: "k".into(),
+            row: row(),
+            replace: true,
+            ttl: Some(5),
+            version: 9,
+        };
+        let commands: Vec<String> = plain_commands(&hash).iter().map(packed).collect();
+        assert_eq!(commands, ["DEL k", "HSET k id 1 n.a x", "EXPIRE k 5"]);
+        let stream = Write::Stream {
+            key: "s".into(),
+            row: row(),
+            op_code: "c",
+            id: "7-0".into(),
+            ttl: Some(100),
+        };
+        let commands: Vec<String> = plain_commands(&stream).iter().map(packed).collect();
+        assert_eq!(
+            commands,
+            ["XADD s 7-0 id 1 n.a x op_code c", "EXPIRE s 100"]
+        );
+        let json = Write::Json {
+            key: "j".into(),
+            json: "{}".into(),
+            ttl: Some(3),
+            version: 1,
+        };
+        assert_eq!(
+            plain_commands(&json).iter().map(packed).collect::<Vec<_>>(),
+            ["SET j {} EX 3"]
+        );
+    }
+}

@@ -1,0 +1,201 @@
+//! Planned writes against real redis-servers: through the module and through plain
+//! commands (a Redis without the module) they end in the same state, and a replayed
+//! batch changes nothing.
+
+use std::path::Path;
+
+use redsink_tests::{call, snapshot, Options, RedisServer};
+use redsink_worker::event::{decode, Decoded};
+use redsink_worker::job::Job;
+use redsink_worker::plan::{plan, Position, Write};
+use redsink_worker::sink::apply;
+
+const JOBS: [&str; 3] = [
+    // Seed 001, verbatim.
+    r#"source:
+  server_name: chinook
+  schema: public
+  table: invoice
+output:
+  - uses: redis.write
+    with:
+      connection: target
+      data_type: stream
+      key:
+        expression: "`invoice:events`"
+        language: jmespath
+      mapping:
+        - InvoiceId: message_id
+        - BillingCountry: country
+        - Total
+      expire: 100
+"#,
+    r#"source: {server_name: chinook, schema: public, table: invoice}
+output:
+  - uses: redis.write
+    with:
+      key: {expression: "concat(['invoice:', InvoiceId])", language: jmespath}
+"#,
+    r#"source: {server_name: chinook, schema: public, table: invoice}
+output:
+  - uses: redis.write
+    with:
+      data_type: sorted_set
+      key: {expression: "`invoices:by-total`"}
+      args: {score: Total, member: InvoiceId}
+"#,
+];
+
+/// Debezium events for invoices: inserts, updates and deletes, as the Redis sink writes them.
+fn events() -> Vec<(String, Vec<(Vec<u8>, Vec<u8>)>)> {
+    let mut entries = Vec::new();
+    let mut id = 1_000u64;
+    let mut push = |op: &str, before: Option<String>, after: Option<String>, invoice: u32| {
+        id += 1;
+        let value = format!(
+            r#"{{"before":{},"after":{},"source":{{"table":"invoice"}},"op":"{op}","ts_ms":{id}}}"#,
+            before.unwrap_or_else(|| "null".into()),
+            after.unwrap_or_else(|| "null".into())
+        );
+        entries.push((
+            format!("{id}-0"),
+            vec![(
+                format!(r#"{{"InvoiceId":{invoice}}}"#).into_bytes(),
+                value.into_bytes(),
+            )],
+        ));
+    };
+    let row = |invoice: u32, total: f64, country: &str| {
+        format!(
+            r#"{{"InvoiceId":{invoice},"CustomerId":{},"BillingCountry":"{country}","Total":{total}}}"#,
+            invoice % 7
+        )
+    };
+    for invoice in 1..=30 {
+        push(
+            "c",
+            None,
+            Some(row(invoice, f64::from(invoice) * 1.5, "Germany")),
+            invoice,
+        );
+    }
+    for invoice in (1..=30).step_by(3) {
+        push(
+            "u",
+            Some(row(invoice, 0.0, "Germany")),
+            Some(row(invoice, 99.0, "France")),
+            invoice,
+        );
+    }
+    for invoice in (2..=30).step_by(5) {
+        push("d", Some(row(invoice, 0.0, "Germany")), None, invoice);
+    }
+    entries
+}
+
+fn planned() -> Vec<Vec<Write>> {
+    let jobs: Vec<Job> = JOBS
+        .iter()
+        .map(|text| Job::parse(text, Path::new("job.yaml")).unwrap())
+        .collect();
+    events()
+        .into_iter()
+        .map(|(id, fields)| {
+            let Decoded::Change(change) = decode(&fields).unwrap() else {
+                panic!("no tombstones here");
+            };
+            let position = Position {
+                version: redsink_worker::event::entry_version(&id).unwrap(),
+                stream_id: id,
+            };
+            jobs.iter()
+                .flat_map(|job| plan(job, &change, &position).unwrap())
+                .collect()
+        })
+        .collect()
+}
+
+async fn run(server: &RedisServer, batches: &[Vec<Write>], module: bool) {
+    let client = redis::Client::open(server.url()).unwrap();
+    let mut con = client.get_multiplexed_async_connection().await.unwrap();
+    for chunk in batches.chunks(7) {
+        for outcome in apply(&mut con, chunk, module).await {
+            outcome.unwrap();
+        }
+    }
+}
+
+/// The data, streams compared by their entries (ids and fields), without expiries.
+fn state(server: &RedisServer) -> Vec<(Vec<u8>, Vec<u8>)> {
+    snapshot(&mut server.connection())
+}
+
+#[tokio::test]
+async fn module_and_plain_commands_end_in_the_same_state() {
+    let batches = planned();
+    let with_module = RedisServer::start();
+    let without = RedisServer::with(Options::default().without_module());
+    run(&with_module, &batches, true).await;
+    run(&without, &batches, false).await;
+    assert_eq!(state(&with_module), state(&without));
+
+    let mut con = with_module.connection();
+    let entries: Vec<(String, Vec<String>)> =
+        call(&mut con, &["XRANGE", "invoice:events", "-", "+"]).unwrap();
+    assert_eq!(entries.len(), 30 + 10 + 6, "one message per change");
+    assert_eq!(
+        entries[0].1,
+        [
+            "message_id",
+            "1",
+            "country",
+            "Germany",
+            "Total",
+            "1.5",
+            "op_code",
+            "c"
+        ]
+    );
+    assert!(entries
+        .last()
+        .unwrap()
+        .1
+        .ends_with(&["op_code".to_owned(), "d".to_owned()]));
+    let ttl: i64 = call(&mut con, &["TTL", "invoice:events"]).unwrap();
+    assert!((1..=100).contains(&ttl));
+    let updated: Vec<String> = call(&mut con, &["HGETALL", "invoice:4"]).unwrap();
+    assert_eq!(
+        updated,
+        [
+            "InvoiceId",
+            "4",
+            "CustomerId",
+            "4",
+            "BillingCountry",
+            "France",
+            "Total",
+            "99.0"
+        ]
+    );
+    assert_eq!(
+        call::<i64>(&mut con, &["EXISTS", "invoice:2"]).unwrap(),
+        0,
+        "deleted"
+    );
+    assert_eq!(
+        call::<Option<f64>>(&mut con, &["ZSCORE", "invoices:by-total", "2"]).unwrap(),
+        None
+    );
+}
+
+#[tokio::test]
+async fn replaying_a_batch_changes_nothing() {
+    let batches = planned();
+    let server = RedisServer::start();
+    run(&server, &batches, true).await;
+    let once = state(&server);
+    // A crash before the acknowledgement: everything from the middle on comes again.
+    run(&server, &batches[batches.len() / 2..], true).await;
+    run(&server, &batches, true).await;
+    assert_eq!(state(&server), once);
+}
