@@ -2,11 +2,14 @@
 //! module's commands (or plain commands where the module is not loaded).
 
 pub mod config;
+pub mod connect;
 pub mod error;
 pub mod event;
 pub mod expr;
 pub mod job;
 pub mod plan;
+pub mod run;
 pub mod sink;
+pub mod source;
 
 pub use error::{Error, Result};

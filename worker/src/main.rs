@@ -83,9 +83,18 @@ fn main() -> ExitCode {
         }
         return ExitCode::SUCCESS;
     }
-    tracing::error!(
-        "sources are not part of this release yet; `--check` validates a configuration \
-         and its jobs, and the redsink module's commands can be used directly (README.md)"
-    );
-    ExitCode::FAILURE
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            tracing::error!("cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(redsink_worker::run::run(config, jobs)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!("{error}");
+            ExitCode::FAILURE
+        }
+    }
 }

@@ -1,0 +1,150 @@
+//! Running the worker: connect, detect the module, start the sources, stop gracefully.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use redis::Value;
+use tokio::sync::watch;
+
+use crate::config::{Config, Connection, Source};
+use crate::connect::connect;
+use crate::error::{Error, Result};
+use crate::job::Job;
+use crate::source::redis_stream::StreamSource;
+
+/// Runs every source until SIGINT or SIGTERM; each finishes the batch in hand first.
+pub async fn run(config: Config, jobs: Vec<Job>) -> Result<()> {
+    let (stop, stopped) = watch::channel(false);
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("stopping: finishing the batch in hand");
+        let _ = stop.send(true);
+    });
+    let jobs: Vec<Arc<Job>> = jobs.into_iter().map(Arc::new).collect();
+    let mut routes: BTreeMap<String, Vec<Arc<Job>>> = BTreeMap::new();
+    for job in &jobs {
+        routes
+            .entry(job.stream(&config.processors.stream_prefix))
+            .or_default()
+            .push(Arc::clone(job));
+    }
+    let mut tasks = Vec::new();
+    for source in &config.sources {
+        match source {
+            Source::RedisStream(settings) => {
+                let target = target_connection(&config, &jobs, &settings.connection)?;
+                let Connection::Redis(source_connection) =
+                    &config.connections[&settings.connection];
+                let Connection::Redis(target_connection) = &config.connections[&target];
+                let reader = connect(&settings.connection, source_connection, true).await?;
+                let mut writer = connect(&target, target_connection, false).await?;
+                let module = has_module(&mut writer).await?;
+                if module {
+                    tracing::info!(
+                        connection = target,
+                        "redsink module found: writing with its commands"
+                    );
+                } else {
+                    tracing::warn!(
+                        connection = target,
+                        "no redsink module: writing with plain commands in MULTI/EXEC"
+                    );
+                }
+                let source = StreamSource {
+                    settings: settings.clone(),
+                    processors: config.processors.clone(),
+                    routes: routes.clone(),
+                    reader,
+                    writer,
+                    module,
+                    consumer: settings.consumer.clone().unwrap_or_else(default_consumer),
+                };
+                tasks.push(tokio::spawn(source.run(stopped.clone())));
+            }
+            Source::Postgres(postgres) => {
+                return Err(Error::Invalid(format!(
+                    "source postgres '{}': the PostgreSQL source is not part of this release",
+                    postgres.server_name
+                )))
+            }
+        }
+    }
+    if tasks.is_empty() {
+        return Err(Error::Invalid(
+            "the configuration has no sources: nothing to do".into(),
+        ));
+    }
+    for task in tasks {
+        task.await
+            .map_err(|e| Error::Invalid(format!("a source stopped abnormally: {e}")))??;
+    }
+    Ok(())
+}
+
+/// The connection the jobs write to: the one their outputs name, all the same.
+fn target_connection(
+    config: &Config,
+    jobs: &[Arc<Job>],
+    source_connection: &str,
+) -> Result<String> {
+    let mut names: Vec<&str> = jobs
+        .iter()
+        .flat_map(|job| job.outputs.iter().map(|o| o.connection.as_str()))
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+    match names.as_slice() {
+        [] => Ok(source_connection.to_owned()),
+        [one] if config.connections.contains_key(*one) => Ok((*one).to_owned()),
+        [one] => Err(Error::Invalid(format!(
+            "jobs write to connection '{one}', which is not defined under connections"
+        ))),
+        several => Err(Error::Invalid(format!(
+            "jobs write to several connections ({}); this release writes to one",
+            several.join(", ")
+        ))),
+    }
+}
+
+/// Whether SINK.HASH is a command of the server.
+async fn has_module(con: &mut redis::aio::ConnectionManager) -> Result<bool> {
+    let info: Value = redis::cmd("COMMAND")
+        .arg("INFO")
+        .arg("SINK.HASH")
+        .query_async(con)
+        .await?;
+    Ok(matches!(info, Value::Array(items) if items.first().is_some_and(|item| *item != Value::Nil)))
+}
+
+/// This worker's name in consumer groups: host name and process id.
+fn default_consumer() -> String {
+    let host = std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|name| name.trim().to_owned())
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "worker".into());
+    format!("{host}-{}", std::process::id())
+}
+
+async fn wait_for_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(terminate) => terminate,
+                Err(_) => {
+                    let _ = interrupt.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = interrupt => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = interrupt.await;
+    }
+}

@@ -1,0 +1,4 @@
+//! Where change events come from.
+
+pub mod entries;
+pub mod redis_stream;

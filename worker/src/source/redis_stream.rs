@@ -1,0 +1,312 @@
+//! The redis-stream source: one consumer group over stream keys or a pattern, delivering
+//! each entry at least once and acknowledging it only after Redis confirmed its writes.
+//!
+//! Each cycle: take over entries idle longer than `reclaim_idle_ms` (a dead worker's, or
+//! ours that failed) with XAUTOCLAIM, read new ones with XREADGROUP, plan and apply their
+//! writes, XACK what was written, and move an entry that failed `max_deliveries` times to
+//! the dead-letter stream with its error (then XACK it), so that it holds nothing up.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use redis::aio::ConnectionManager;
+use redis::Value;
+use tokio::sync::watch;
+
+use super::entries::{parse_autoclaim, parse_read, Entry};
+use crate::config::{Processors, RedisStreamSource, Streams};
+use crate::error::Result;
+use crate::event::{decode, entry_version, Decoded};
+use crate::job::Job;
+use crate::plan::{plan, Position, Write};
+use crate::sink;
+
+/// How often a pattern is searched for new streams.
+const DISCOVERY_INTERVAL: Duration = Duration::from_secs(2);
+
+/// What the source needs to run.
+pub struct StreamSource {
+    pub settings: RedisStreamSource,
+    pub processors: Processors,
+    /// Jobs by the stream they read.
+    pub routes: BTreeMap<String, Vec<Arc<Job>>>,
+    /// For XREADGROUP only (no response timeout).
+    pub reader: ConnectionManager,
+    /// For everything else, writes included.
+    pub writer: ConnectionManager,
+    /// Whether the target has the redsink module.
+    pub module: bool,
+    pub consumer: String,
+}
+
+impl StreamSource {
+    /// Runs until `shutdown` says stop; the batch in hand is finished and acknowledged.
+    pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) -> Result<()> {
+        let mut streams = BTreeSet::new();
+        let mut discovered_at: Option<Instant> = None;
+        let mut backoff = Duration::from_millis(100);
+        while !*shutdown.borrow() {
+            if discovered_at.is_none_or(|at| at.elapsed() >= DISCOVERY_INTERVAL) {
+                match self.discover(&mut streams).await {
+                    Ok(()) => discovered_at = Some(Instant::now()),
+                    Err(error) => tracing::warn!("finding streams: {error}"),
+                }
+            }
+            if streams.is_empty() {
+                tokio::select! {
+                    _ = tokio::time::sleep(DISCOVERY_INTERVAL) => {}
+                    _ = shutdown.changed() => {}
+                }
+                continue;
+            }
+            match self.cycle(&streams).await {
+                Ok(()) => backoff = Duration::from_millis(100),
+                Err(error) => {
+                    tracing::warn!("redis-stream source: {error}; retrying in {backoff:?}");
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff) => {}
+                        _ = shutdown.changed() => {}
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+        tracing::info!("redis-stream source stopped");
+        Ok(())
+    }
+
+    /// Finds the streams to read and makes sure the group exists on each.
+    async fn discover(&mut self, streams: &mut BTreeSet<String>) -> Result<()> {
+        let found: Vec<String> = match &self.settings.streams {
+            Streams::Keys(keys) => keys.clone(),
+            Streams::Pattern(pattern) => {
+                let mut found = Vec::new();
+                let mut cursor = 0u64;
+                loop {
+                    let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+                        .arg(cursor)
+                        .arg("MATCH")
+                        .arg(pattern)
+                        .arg("COUNT")
+                        .arg(1000)
+                        .arg("TYPE")
+                        .arg("stream")
+                        .query_async(&mut self.writer)
+                        .await?;
+                    found.extend(keys);
+                    if next == 0 {
+                        break;
+                    }
+                    cursor = next;
+                }
+                found
+            }
+        };
+        for stream in found {
+            if streams.contains(&stream) {
+                continue;
+            }
+            // From the start: a new group processes what the stream already holds.
+            let created: redis::RedisResult<()> = redis::cmd("XGROUP")
+                .arg("CREATE")
+                .arg(&stream)
+                .arg(&self.settings.group)
+                .arg("0")
+                .arg("MKSTREAM")
+                .query_async(&mut self.writer)
+                .await;
+            match created {
+                Ok(()) => tracing::info!(
+                    stream,
+                    group = self.settings.group,
+                    "consumer group created"
+                ),
+                Err(error) if error.code() == Some("BUSYGROUP") => {}
+                Err(error) => return Err(error.into()),
+            }
+            if !self.routes.contains_key(&stream) {
+                tracing::warn!(
+                    stream,
+                    "no job reads this stream; its entries will be acknowledged unwritten"
+                );
+            }
+            tracing::info!(stream, "reading");
+            streams.insert(stream);
+        }
+        Ok(())
+    }
+
+    /// One cycle: reclaim idle entries, read new ones, process both.
+    async fn cycle(&mut self, streams: &BTreeSet<String>) -> Result<()> {
+        for stream in streams {
+            let reclaimed = self.reclaim(stream).await?;
+            if !reclaimed.is_empty() {
+                tracing::info!(stream, count = reclaimed.len(), "took over idle entries");
+                self.process(stream, reclaimed).await?;
+            }
+        }
+        let mut read = redis::cmd("XREADGROUP");
+        read.arg("GROUP")
+            .arg(&self.settings.group)
+            .arg(&self.consumer)
+            .arg("COUNT")
+            .arg(self.processors.read_batch_size)
+            .arg("BLOCK")
+            .arg(self.processors.block_ms)
+            .arg("STREAMS");
+        read.arg(streams.iter().collect::<Vec<_>>());
+        read.arg(vec![">"; streams.len()]);
+        let reply: Value = read.query_async(&mut self.reader).await?;
+        for (stream, entries) in parse_read(&reply) {
+            self.process(&stream, entries).await?;
+        }
+        Ok(())
+    }
+
+    async fn reclaim(&mut self, stream: &str) -> Result<Vec<Entry>> {
+        let reply: Value = redis::cmd("XAUTOCLAIM")
+            .arg(stream)
+            .arg(&self.settings.group)
+            .arg(&self.consumer)
+            .arg(self.processors.reclaim_idle_ms)
+            .arg("0-0")
+            .arg("COUNT")
+            .arg(self.processors.read_batch_size)
+            .query_async(&mut self.writer)
+            .await?;
+        Ok(parse_autoclaim(&reply).1)
+    }
+
+    /// Plans, writes and acknowledges a batch of one stream's entries.
+    async fn process(&mut self, stream: &str, entries: Vec<Entry>) -> Result<()> {
+        let jobs = self.routes.get(stream).cloned().unwrap_or_default();
+        let mut plan_errors = Vec::with_capacity(entries.len());
+        let writes: Vec<Vec<Write>> = entries
+            .iter()
+            .map(|entry| match plan_entry(&jobs, entry) {
+                Ok(writes) => {
+                    plan_errors.push(None);
+                    writes
+                }
+                Err(error) => {
+                    plan_errors.push(Some(error));
+                    Vec::new()
+                }
+            })
+            .collect();
+        let applied = sink::apply(&mut self.writer, &writes, self.module).await;
+        let mut acked = Vec::new();
+        for ((entry, plan_error), applied) in entries.iter().zip(plan_errors).zip(applied) {
+            match plan_error.map_or(applied, Err) {
+                Ok(()) => acked.push(entry.id.clone()),
+                Err(error) => {
+                    if self.dead_letter_if_exhausted(stream, entry, &error).await? {
+                        acked.push(entry.id.clone());
+                    }
+                }
+            }
+        }
+        if !acked.is_empty() {
+            redis::cmd("XACK")
+                .arg(stream)
+                .arg(&self.settings.group)
+                .arg(&acked)
+                .query_async::<i64>(&mut self.writer)
+                .await?;
+        }
+        tracing::debug!(
+            stream,
+            read = entries.len(),
+            acked = acked.len(),
+            "batch done"
+        );
+        Ok(())
+    }
+
+    /// After `max_deliveries` failed deliveries, the entry goes to the dead-letter stream
+    /// with its error; returns whether it did (and so may be acknowledged).
+    async fn dead_letter_if_exhausted(
+        &mut self,
+        stream: &str,
+        entry: &Entry,
+        error: &str,
+    ) -> Result<bool> {
+        let pending: Value = redis::cmd("XPENDING")
+            .arg(stream)
+            .arg(&self.settings.group)
+            .arg(&entry.id)
+            .arg(&entry.id)
+            .arg(1)
+            .query_async(&mut self.writer)
+            .await?;
+        let deliveries = delivery_count(&pending).unwrap_or(1);
+        if deliveries < self.processors.max_deliveries {
+            tracing::warn!(
+                stream,
+                id = entry.id,
+                deliveries,
+                "entry failed, will retry: {error}"
+            );
+            return Ok(false);
+        }
+        let dlq = self.processors.dlq_stream.replace("{stream}", stream);
+        let mut add = redis::cmd("XADD");
+        add.arg(&dlq)
+            .arg("*")
+            .arg("source_stream")
+            .arg(stream)
+            .arg("source_id")
+            .arg(&entry.id)
+            .arg("error")
+            .arg(error)
+            .arg("deliveries")
+            .arg(deliveries);
+        for (field, value) in &entry.fields {
+            add.arg(field).arg(value);
+        }
+        add.query_async::<String>(&mut self.writer).await?;
+        tracing::error!(
+            stream,
+            id = entry.id,
+            deliveries,
+            dlq,
+            "entry moved to the dead-letter stream: {error}"
+        );
+        Ok(true)
+    }
+}
+
+/// The writes of one entry under the jobs of its stream.
+fn plan_entry(jobs: &[Arc<Job>], entry: &Entry) -> std::result::Result<Vec<Write>, String> {
+    let change = match decode(&entry.fields).map_err(|e| e.to_string())? {
+        Decoded::Change(change) => change,
+        Decoded::Tombstone => return Ok(Vec::new()),
+    };
+    let position = Position {
+        version: change
+            .lsn
+            .or_else(|| entry_version(&entry.id))
+            .ok_or_else(|| format!("entry id '{}' is not a stream id", entry.id))?,
+        stream_id: entry.id.clone(),
+    };
+    let mut writes = Vec::new();
+    for job in jobs {
+        writes.extend(plan(job, &change, &position).map_err(|e| format!("job {}: {e}", job.name))?);
+    }
+    Ok(writes)
+}
+
+/// The delivery count in an XPENDING extended reply `[[id, consumer, idle, count]]`.
+fn delivery_count(reply: &Value) -> Option<u64> {
+    let Value::Array(rows) = reply else {
+        return None;
+    };
+    let Some(Value::Array(row)) = rows.first() else {
+        return None;
+    };
+    match row.get(3)? {
+        Value::Int(count) => u64::try_from(*count).ok(),
+        _ => None,
+    }
+}
