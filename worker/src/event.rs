@@ -72,7 +72,9 @@ pub fn decode(fields: &[(Vec<u8>, Vec<u8>)]) -> Result<Decoded> {
 }
 
 fn decode_single(name: &[u8], value: &[u8]) -> Result<Decoded> {
-    let is_json_key = name.first().is_some_and(|b| matches!(b, b'{' | b'['));
+    // Debezium's field name is the record's key as JSON.
+    let is_json_key = name.first().is_some_and(|b| matches!(b, b'{' | b'['))
+        && serde_json::from_slice::<Value>(name).is_ok();
     match serde_json::from_slice::<Value>(value) {
         Ok(Value::Object(object)) => {
             let event = unwrap_payload(object);
@@ -84,6 +86,10 @@ fn decode_single(name: &[u8], value: &[u8]) -> Result<Decoded> {
         // Debezium writes a tombstone (null value) for a deleted key.
         Ok(Value::Null) if is_json_key => Ok(Decoded::Tombstone),
         _ if is_json_key && (value.is_empty() || value == b"default") => Ok(Decoded::Tombstone),
+        Err(error) if is_json_key => Err(Error::Event(format!(
+            "the change event of key {} is not valid JSON: {error}",
+            String::from_utf8_lossy(name)
+        ))),
         _ => Ok(Decoded::Change(upsert(pairs_to_row(&[(
             name.to_vec(),
             value.to_vec(),
@@ -212,6 +218,13 @@ mod tests {
             .to_string()
             .contains("REPLICA IDENTITY"));
         assert!(decode(&entry(&[("{}", r#"{"after":{},"op":"x"}"#)])).is_err());
+        let broken = decode(&entry(&[(r#"{"InvoiceId":2}"#, "{not json")])).unwrap_err();
+        assert!(
+            broken
+                .to_string()
+                .starts_with(r#"the change event of key {"InvoiceId":2} is not valid JSON"#),
+            "{broken}"
+        );
     }
 
     #[test]

@@ -144,19 +144,23 @@ fn invalid(ctx: &Context<'_>, message: &str) -> JmespathError {
 fn text_of(value: &Variable) -> Option<String> {
     match value {
         Variable::String(text) => Some(text.clone()),
-        Variable::Null => Some(String::new()),
         Variable::Number(number) => Some(number.to_string()),
         Variable::Bool(flag) => Some(flag.to_string()),
         _ => None,
     }
 }
 
-/// `concat([a, b, …])` or `concat(a, b, …)`: the texts of scalars joined.
+/// `concat([a, b, …])` or `concat(a, b, …)`: the texts of scalars joined; null if any is
+/// null, so that `concat(['invoice:', InvoiceId])` on a row without `InvoiceId` is a
+/// missing key (an error for that row), not the key `invoice:` shared by all such rows.
 fn concat(args: &[Rcvar], ctx: &mut Context<'_>) -> jmespath::SearchResult {
     let items: Vec<Rcvar> = match args {
         [single] if single.is_array() => single.as_array().cloned().unwrap_or_default(),
         _ => args.to_vec(),
     };
+    if items.iter().any(|item| item.is_null()) {
+        return Ok(Arc::new(Variable::Null));
+    }
     let mut joined = String::new();
     for item in &items {
         joined.push_str(
@@ -242,11 +246,12 @@ mod tests {
             json!("invoice:98")
         );
         assert_eq!(
-            eval(
-                "concat(['a', b, c, d])",
-                json!({"b": "x", "c": true, "d": null})
-            ),
+            eval("concat(['a', b, c])", json!({"b": "x", "c": true})),
             json!("axtrue")
+        );
+        assert_eq!(
+            eval("concat(['invoice:', InvoiceId])", json!({"Other": 1})),
+            json!(null)
         );
         assert_eq!(eval("concat('a', 'b')", json!({})), json!("ab"));
         assert_eq!(eval("upper(name)", json!({"name": "ann"})), json!("ANN"));

@@ -1,0 +1,336 @@
+//! The worker as a process against real redis-servers: seed 001's job and a hash job
+//! over Debezium events, without the module, a poison entry, and a graceful stop.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+
+use redis::Connection;
+use redsink_tests::{call, snapshot, Options, RedisServer};
+
+const SEED_001: &str = r#"source:
+  server_name: chinook
+  schema: public
+  table: invoice
+output:
+  - uses: redis.write
+    with:
+      connection: target
+      data_type: stream
+      key:
+        expression: "`invoice:events`"
+        language: jmespath
+      mapping:
+        - InvoiceId: message_id
+        - BillingCountry: country
+        - Total
+      expire: 100
+"#;
+
+const HASH_JOB: &str = r#"source:
+  server_name: chinook
+  schema: public
+  table: invoice
+output:
+  - uses: redis.write
+    with:
+      connection: target
+      key:
+        expression: concat(['invoice:', InvoiceId])
+        language: jmespath
+"#;
+
+/// A worker process with its own folder, config and jobs; killed on drop.
+struct Worker {
+    child: Option<Child>,
+    dir: tempfile::TempDir,
+}
+
+impl Worker {
+    fn start(server: &RedisServer, jobs: &[&str]) -> Worker {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("jobs")).unwrap();
+        for (i, job) in jobs.iter().enumerate() {
+            std::fs::write(dir.path().join(format!("jobs/job{i}.yaml")), job).unwrap();
+        }
+        std::fs::write(
+            dir.path().join("config.yaml"),
+            format!(
+                "connections:\n  target: {{type: redis, host: 127.0.0.1, port: {}}}\n\
+                 sources:\n  - {{type: redis-stream, connection: target, streams: \"data:*\"}}\n\
+                 processors: {{block_ms: 100, reclaim_idle_ms: 300, max_deliveries: 3}}\n\
+                 jobs: ./jobs\n",
+                server.port()
+            ),
+        )
+        .unwrap();
+        let mut worker = Worker { child: None, dir };
+        worker.spawn();
+        worker
+    }
+
+    fn spawn(&mut self) {
+        let log = std::fs::File::create(self.log_path()).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_redsink-worker"))
+            .arg("--config")
+            .arg(self.dir.path().join("config.yaml"))
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start redsink-worker");
+        self.child = Some(child);
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.dir.path().join("worker.log")
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    /// SIGTERM, and the exit code.
+    fn stop(&mut self) -> Option<i32> {
+        let mut child = self.child.take()?;
+        Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status()
+            .unwrap();
+        child.wait().unwrap().code()
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Debezium Server's Redis format: key JSON → change event JSON.
+fn debezium(con: &mut Connection, op: &str, invoice: u32, total: f64, country: &str) {
+    let row = format!(
+        r#"{{"InvoiceId":{invoice},"CustomerId":3,"BillingCountry":"{country}","Total":{total}}}"#
+    );
+    let (before, after) = match op {
+        "d" => (row.as_str(), "null"),
+        "u" => (row.as_str(), row.as_str()),
+        _ => ("null", row.as_str()),
+    };
+    let event = format!(
+        r#"{{"schema":{{}},"payload":{{"before":{before},"after":{after},"source":{{"table":"invoice"}},"op":"{op}","ts_ms":1}}}}"#
+    );
+    call::<String>(
+        con,
+        &[
+            "XADD",
+            "data:chinook.public.invoice",
+            "*",
+            &format!(r#"{{"InvoiceId":{invoice}}}"#),
+            &event,
+        ],
+    )
+    .unwrap();
+}
+
+fn feed(con: &mut Connection) {
+    for invoice in 1..=20 {
+        debezium(con, "c", invoice, f64::from(invoice), "Germany");
+    }
+    for invoice in (1..=20).step_by(4) {
+        debezium(con, "u", invoice, 100.0, "France");
+    }
+    for invoice in [2, 7] {
+        debezium(con, "d", invoice, 0.0, "Germany");
+    }
+}
+
+fn wait_for_stream(server: &RedisServer, key: &str, length: i64, worker: &Worker) {
+    server.wait_until(
+        &format!("{key} has {length} entries\n{}", worker.log()),
+        |con| Ok(call::<i64>(con, &["XLEN", key])? >= length),
+    );
+}
+
+#[test]
+fn seed_001_and_a_hash_job_over_debezium_events() {
+    let server = RedisServer::start();
+    let mut con = server.connection();
+    feed(&mut con);
+    let mut worker = Worker::start(&server, &[SEED_001, HASH_JOB]);
+    wait_for_stream(&server, "invoice:events", 27, &worker);
+
+    let entries: Vec<(String, Vec<String>)> =
+        call(&mut con, &["XRANGE", "invoice:events", "-", "+"]).unwrap();
+    assert_eq!(entries.len(), 27, "one message per change");
+    for (_, fields) in &entries {
+        let names: Vec<&str> = fields.iter().step_by(2).map(String::as_str).collect();
+        assert_eq!(names, ["message_id", "country", "Total", "op_code"]);
+    }
+    assert_eq!(
+        entries[0].1,
+        [
+            "message_id",
+            "1",
+            "country",
+            "Germany",
+            "Total",
+            "1",
+            "op_code",
+            "c"
+        ]
+    );
+    assert_eq!(entries[20].1[7], "u");
+    assert_eq!(
+        entries[26].1,
+        [
+            "message_id",
+            "7",
+            "country",
+            "Germany",
+            "Total",
+            "0",
+            "op_code",
+            "d"
+        ]
+    );
+    let ttl: i64 = call(&mut con, &["TTL", "invoice:events"]).unwrap();
+    assert!((1..=100).contains(&ttl), "{ttl}");
+
+    // The hash job: each invoice's latest state; deletes removed.
+    let five: Vec<String> = call(&mut con, &["HGETALL", "invoice:5"]).unwrap();
+    assert_eq!(
+        five,
+        [
+            "InvoiceId",
+            "5",
+            "CustomerId",
+            "3",
+            "BillingCountry",
+            "France",
+            "Total",
+            "100"
+        ]
+    );
+    assert_eq!(call::<i64>(&mut con, &["EXISTS", "invoice:2"]).unwrap(), 0);
+    assert_eq!(call::<i64>(&mut con, &["EXISTS", "invoice:7"]).unwrap(), 0);
+    server.wait_until("every entry acknowledged", |con| {
+        let pending: Vec<redis::Value> =
+            call(con, &["XPENDING", "data:chinook.public.invoice", "redsink"])?;
+        Ok(pending.first() == Some(&redis::Value::Int(0)))
+    });
+    assert_eq!(worker.stop(), Some(0), "{}", worker.log());
+    assert!(worker.log().contains("finishing the batch in hand"));
+}
+
+#[test]
+fn without_the_module_the_final_state_is_the_same() {
+    let with_module = RedisServer::start();
+    let without = RedisServer::with(Options::default().without_module());
+    for server in [&with_module, &without] {
+        feed(&mut server.connection());
+        let worker = Worker::start(server, &[SEED_001, HASH_JOB]);
+        wait_for_stream(server, "invoice:events", 27, &worker);
+        server.wait_until("hashes written", |con| {
+            Ok(call::<i64>(con, &["EXISTS", "invoice:20"])? == 1)
+        });
+        if std::ptr::eq(server, &without) {
+            assert!(
+                worker.log().contains("no redsink module"),
+                "{}",
+                worker.log()
+            );
+        }
+    }
+    let state = |server: &RedisServer| {
+        let mut con = server.connection();
+        // Entry ids differ between the two servers' source streams (and so their outputs,
+        // which carry them), as does the consumer group's bookkeeping; the data must not.
+        let keys: Vec<_> = snapshot(&mut con)
+            .into_iter()
+            .filter(|(key, _)| !key.starts_with(b"data:") && key != b"invoice:events")
+            .collect();
+        let messages: Vec<(String, Vec<String>)> =
+            call(&mut con, &["XRANGE", "invoice:events", "-", "+"]).unwrap();
+        let messages: Vec<Vec<String>> = messages.into_iter().map(|(_, fields)| fields).collect();
+        let ttl: i64 = call(&mut con, &["TTL", "invoice:events"]).unwrap();
+        (keys, messages, ttl > 0)
+    };
+    assert_eq!(state(&with_module), state(&without));
+}
+
+#[test]
+fn a_poison_entry_goes_to_the_dead_letter_stream_and_holds_nothing_up() {
+    let server = RedisServer::start();
+    let mut con = server.connection();
+    debezium(&mut con, "c", 1, 1.0, "Germany");
+    // Not JSON at all, in Debezium's shape: fails every time.
+    call::<String>(
+        &mut con,
+        &[
+            "XADD",
+            "data:chinook.public.invoice",
+            "*",
+            r#"{"InvoiceId":2}"#,
+            "{not json",
+        ],
+    )
+    .unwrap();
+    // A row whose key expression gives null.
+    call::<String>(
+        &mut con,
+        &[
+            "XADD",
+            "data:chinook.public.invoice",
+            "*",
+            "body",
+            r#"{"Other":1}"#,
+        ],
+    )
+    .unwrap();
+    debezium(&mut con, "c", 3, 3.0, "Germany");
+    let worker = Worker::start(&server, &[HASH_JOB]);
+    server.wait_until(&format!("later entries written\n{}", worker.log()), |con| {
+        Ok(call::<i64>(con, &["EXISTS", "invoice:3"])? == 1)
+    });
+    server.wait_until(
+        &format!("two entries dead-lettered\n{}", worker.log()),
+        |con| Ok(call::<i64>(con, &["XLEN", "dlq:data:chinook.public.invoice"])? == 2),
+    );
+    let dead: Vec<(String, Vec<String>)> = call(
+        &mut con,
+        &["XRANGE", "dlq:data:chinook.public.invoice", "-", "+"],
+    )
+    .unwrap();
+    let field = |entry: &[String], name: &str| {
+        entry
+            .iter()
+            .position(|f| f == name)
+            .map(|i| entry[i + 1].clone())
+            .unwrap_or_default()
+    };
+    assert_eq!(
+        field(&dead[0].1, "source_stream"),
+        "data:chinook.public.invoice"
+    );
+    assert_eq!(field(&dead[0].1, "deliveries"), "3");
+    assert!(
+        field(&dead[1].1, "error")
+            .contains("the key expression 'concat(['invoice:', InvoiceId])' gave"),
+        "{:?}",
+        dead[1].1
+    );
+    assert_eq!(
+        field(&dead[1].1, "body"),
+        r#"{"Other":1}"#,
+        "the original fields travel along"
+    );
+    server.wait_until("nothing left pending", |con| {
+        let pending: Vec<redis::Value> =
+            call(con, &["XPENDING", "data:chinook.public.invoice", "redsink"])?;
+        Ok(pending.first() == Some(&redis::Value::Int(0)))
+    });
+}
