@@ -72,7 +72,8 @@ pub struct RedisStreamSource {
     /// The consumer group (created if missing).
     #[serde(default = "default_group")]
     pub group: String,
-    /// This worker's consumer name in the group (default: host name and process id).
+    /// This worker's consumer name in the group (default: the host name). It must stay the
+    /// same across restarts and differ between workers sharing the group.
     pub consumer: Option<String>,
 }
 

@@ -116,14 +116,15 @@ async fn has_module(con: &mut redis::aio::ConnectionManager) -> Result<bool> {
     Ok(matches!(info, Value::Array(items) if items.first().is_some_and(|item| *item != Value::Nil)))
 }
 
-/// This worker's name in consumer groups: host name and process id.
+/// This worker's name in consumer groups: the host name, the same across restarts, so
+/// that a restarted worker takes up its own pending entries before anything new (give
+/// each worker on one host its own `consumer`).
 fn default_consumer() -> String {
-    let host = std::fs::read_to_string("/etc/hostname")
+    std::fs::read_to_string("/etc/hostname")
         .ok()
         .map(|name| name.trim().to_owned())
         .filter(|name| !name.is_empty())
-        .unwrap_or_else(|| "worker".into());
-    format!("{host}-{}", std::process::id())
+        .unwrap_or_else(|| "redsink-worker".into())
 }
 
 async fn wait_for_signal() {

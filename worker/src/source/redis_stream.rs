@@ -131,10 +131,46 @@ impl StreamSource {
                     "no job reads this stream; its entries will be acknowledged unwritten"
                 );
             }
+            self.own_pending(&stream).await?;
             tracing::info!(stream, "reading");
             streams.insert(stream);
         }
         Ok(())
+    }
+
+    /// Processes what this consumer read before a crash or restart and never
+    /// acknowledged, before anything new: writes then stay in stream order.
+    async fn own_pending(&mut self, stream: &str) -> Result<()> {
+        // Pending entries after `after`, a batch at a time; failures stay pending for the
+        // reclaim pass, and the walk moves on.
+        let mut after = "0".to_owned();
+        loop {
+            let reply: Value = redis::cmd("XREADGROUP")
+                .arg("GROUP")
+                .arg(&self.settings.group)
+                .arg(&self.consumer)
+                .arg("COUNT")
+                .arg(self.processors.read_batch_size)
+                .arg("STREAMS")
+                .arg(stream)
+                .arg(&after)
+                .query_async(&mut self.writer)
+                .await?;
+            let entries: Vec<Entry> = parse_read(&reply)
+                .into_iter()
+                .flat_map(|(_, entries)| entries)
+                .collect();
+            let Some(last) = entries.last().map(|entry| entry.id.clone()) else {
+                return Ok(());
+            };
+            tracing::info!(
+                stream,
+                count = entries.len(),
+                "resuming entries read before a restart"
+            );
+            self.process(stream, entries).await?;
+            after = last;
+        }
     }
 
     /// One cycle: reclaim idle entries, read new ones, process both.
