@@ -1,11 +1,11 @@
 //! The worker as a process against real redis-servers: seed 001's job and a hash job
 //! over Debezium events, without the module, a poison entry, and a graceful stop.
 
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-
 use redis::Connection;
 use redsink_tests::{call, snapshot, Options, RedisServer};
+
+mod common;
+use common::Worker;
 
 const SEED_001: &str = r#"source:
   server_name: chinook
@@ -38,77 +38,6 @@ output:
         expression: concat(['invoice:', InvoiceId])
         language: jmespath
 "#;
-
-/// A worker process with its own folder, config and jobs; killed on drop.
-struct Worker {
-    child: Option<Child>,
-    dir: tempfile::TempDir,
-}
-
-impl Worker {
-    fn start(server: &RedisServer, jobs: &[&str]) -> Worker {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir(dir.path().join("jobs")).unwrap();
-        for (i, job) in jobs.iter().enumerate() {
-            std::fs::write(dir.path().join(format!("jobs/job{i}.yaml")), job).unwrap();
-        }
-        std::fs::write(
-            dir.path().join("config.yaml"),
-            format!(
-                "connections:\n  target: {{type: redis, host: 127.0.0.1, port: {}}}\n\
-                 sources:\n  - {{type: redis-stream, connection: target, streams: \"data:*\"}}\n\
-                 processors: {{block_ms: 100, reclaim_idle_ms: 300, max_deliveries: 3}}\n\
-                 jobs: ./jobs\n",
-                server.port()
-            ),
-        )
-        .unwrap();
-        let mut worker = Worker { child: None, dir };
-        worker.spawn();
-        worker
-    }
-
-    fn spawn(&mut self) {
-        let log = std::fs::File::create(self.log_path()).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_redsink-worker"))
-            .arg("--config")
-            .arg(self.dir.path().join("config.yaml"))
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start redsink-worker");
-        self.child = Some(child);
-    }
-
-    fn log_path(&self) -> PathBuf {
-        self.dir.path().join("worker.log")
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.log_path()).unwrap_or_default()
-    }
-
-    /// SIGTERM, and the exit code.
-    fn stop(&mut self) -> Option<i32> {
-        let mut child = self.child.take()?;
-        Command::new("kill")
-            .arg("-TERM")
-            .arg(child.id().to_string())
-            .status()
-            .unwrap();
-        child.wait().unwrap().code()
-    }
-}
-
-impl Drop for Worker {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
 
 /// Debezium Server's Redis format: key JSON → change event JSON.
 fn debezium(con: &mut Connection, op: &str, invoice: u32, total: f64, country: &str) {

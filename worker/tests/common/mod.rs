@@ -1,0 +1,92 @@
+//! What the worker's process tests share: a worker process with its own folder.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+
+use redsink_tests::RedisServer;
+
+/// A worker process with its own folder, config and jobs; killed on drop.
+pub struct Worker {
+    child: Option<Child>,
+    dir: tempfile::TempDir,
+}
+
+impl Worker {
+    pub fn start(server: &RedisServer, jobs: &[&str]) -> Worker {
+        Worker::with_processors(
+            server,
+            jobs,
+            "{block_ms: 100, reclaim_idle_ms: 300, max_deliveries: 3}",
+        )
+    }
+
+    /// With `processors` as given (YAML flow mapping).
+    pub fn with_processors(server: &RedisServer, jobs: &[&str], processors: &str) -> Worker {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("jobs")).unwrap();
+        for (i, job) in jobs.iter().enumerate() {
+            std::fs::write(dir.path().join(format!("jobs/job{i}.yaml")), job).unwrap();
+        }
+        std::fs::write(
+            dir.path().join("config.yaml"),
+            format!(
+                "connections:\n  target: {{type: redis, host: 127.0.0.1, port: {}}}\n\
+                 sources:\n  - {{type: redis-stream, connection: target, streams: \"data:*\"}}\n\
+                 processors: {processors}\n\
+                 jobs: ./jobs\n",
+                server.port()
+            ),
+        )
+        .unwrap();
+        let mut worker = Worker { child: None, dir };
+        worker.spawn();
+        worker
+    }
+
+    /// Starts the process (again, after a kill).
+    pub fn spawn(&mut self) {
+        let log = std::fs::File::create(self.log_path()).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_redsink-worker"))
+            .arg("--config")
+            .arg(self.dir.path().join("config.yaml"))
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start redsink-worker");
+        self.child = Some(child);
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.dir.path().join("worker.log")
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    /// SIGKILL: no chance to finish or acknowledge anything.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM, and the exit code.
+    pub fn stop(&mut self) -> Option<i32> {
+        let mut child = self.child.take()?;
+        Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status()
+            .unwrap();
+        child.wait().unwrap().code()
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
