@@ -1,5 +1,8 @@
 //! What the worker's process tests share: a worker process with its own folder.
 
+// Compiled into each test binary, each of which uses a part of it.
+#![allow(dead_code)]
+
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 
