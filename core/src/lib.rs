@@ -10,6 +10,7 @@ pub mod ds;
 pub mod error;
 pub mod glob;
 pub mod json;
+pub mod late;
 pub mod named;
 pub mod sink;
 pub mod time;

@@ -1,5 +1,6 @@
 //! The module's background work, on one timer: reclaiming expired device records (every
-//! 100 ms, a slice at a time) and forgetting expired tombstones (every second).
+//! 100 ms, a slice at a time) and forgetting expired tombstones and late stream ids
+//! (every second).
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::Duration;
@@ -31,7 +32,10 @@ fn run(ctx: &Context, mut maintenance: Maintenance) {
         maintenance.reclaimer.run(ctx);
         maintenance.runs = maintenance.runs.wrapping_add(1);
         if maintenance.runs.is_multiple_of(PURGE_EVERY) {
-            sink::state().versions.purge(time::now_ms());
+            let now = time::now_ms();
+            let mut state = sink::state();
+            state.versions.purge(now);
+            state.late.purge(now);
         }
     }));
     if outcome.is_err() {

@@ -164,19 +164,71 @@ fn a_version_lives_and_dies_with_its_key() {
 }
 
 #[test]
-fn stream_ids_make_adds_idempotent() {
+fn stream_ids_make_adds_idempotent_and_late_ones_are_kept() {
     let server = RedisServer::start();
     let mut con = server.connection();
-    for (id, expected) in [
-        ("5-1", Some("5-1")),
-        ("5-1", None),
-        ("4", None),
-        ("6", Some("6-0")),
-        ("5-9", None),
-    ] {
-        let reply: Option<String> =
-            call(&mut con, &["SINK.STREAM", "events", r#"{"a":1}"#, "ID", id]).unwrap();
-        assert_eq!(reply.as_deref(), expected, "ID {id}");
+    let mut add = |id: &str| -> Option<String> {
+        call(
+            &mut con,
+            &[
+                "SINK.STREAM",
+                "events",
+                &format!(r#"{{"id":"{id}"}}"#),
+                "ID",
+                id,
+            ],
+        )
+        .unwrap()
+    };
+    assert_eq!(add("5-1").as_deref(), Some("5-1"));
+    assert_eq!(add("5-1"), None, "a replay adds nothing");
+    assert_eq!(
+        add("4"),
+        None,
+        "below the first entry: taken as added and trimmed"
+    );
+    assert_eq!(add("6").as_deref(), Some("6-0"));
+    // 5-9 arrives after 6-0 (another writer got ahead): added with a new id...
+    let late = add("5-9").expect("a late id is added");
+    let late_ms: u64 = late.split('-').next().unwrap().parse().unwrap();
+    assert!(late_ms > 6, "a new id above 6-0: {late}");
+    // ... and remembered, so that its replay adds nothing.
+    assert_eq!(add("5-9"), None);
+    assert_eq!(add("6"), None);
+    let mut con = server.connection();
+    assert_eq!(call::<i64>(&mut con, &["XLEN", "events"]).unwrap(), 3);
+    // Remembered across a reload.
+    call::<()>(&mut con, &["DEBUG", "RELOAD"]).unwrap();
+    let again: Option<String> = call(
+        &mut con,
+        &["SINK.STREAM", "events", r#"{"id":"5-9"}"#, "ID", "5-9"],
+    )
+    .unwrap();
+    assert_eq!(again, None);
+}
+
+#[test]
+fn late_stream_ids_reach_replicas() {
+    let (primary, replica) = redsink_tests::replicated(|con, round| {
+        let key = format!("events:{round}");
+        for id in ["10", "20", "15"] {
+            call::<Option<String>>(con, &["SINK.STREAM", &key, r#"{"a":1}"#, "ID", id]).unwrap();
+        }
+    });
+    let mut replica_con = replica.connection();
+    assert_eq!(
+        redsink_tests::snapshot(&mut replica_con),
+        redsink_tests::snapshot(&mut primary.connection())
+    );
+    // Promote the replica: it knows 15 was added late, so a replay adds nothing.
+    call::<()>(&mut replica_con, &["REPLICAOF", "NO", "ONE"]).unwrap();
+    for round in ["events:0", "events:1"] {
+        let replay: Option<String> = call(
+            &mut replica_con,
+            &["SINK.STREAM", round, r#"{"a":1}"#, "ID", "15"],
+        )
+        .unwrap();
+        assert_eq!(replay, None, "{round}");
+        assert_eq!(call::<i64>(&mut replica_con, &["XLEN", round]).unwrap(), 3);
     }
-    assert_eq!(call::<i64>(&mut con, &["XLEN", "events"]).unwrap(), 2);
 }

@@ -5,10 +5,11 @@
 
 use redis_module::{raw, Context, RedisString, RedisValue};
 use redsink_core::args::{parse_int, Args};
-use redsink_core::sink::{self, values_then_options, Accepts, WriteOptions};
+use redsink_core::sink::{self, values_then_options, Accepts, StreamId, WriteOptions};
 use redsink_core::versions::Entry;
 use redsink_core::{json, time, Error as CoreError};
 
+use super::write::Added;
 use super::{state, write};
 use crate::command::key_and_args;
 use crate::config;
@@ -154,15 +155,63 @@ pub fn stream(ctx: &Context, args: &[RedisString]) -> Reply {
     }
     let key = key.as_slice();
     write::check_type(ctx, key, &raw::KeyType::Stream)?;
-    let id = write::stream(
-        ctx,
-        key,
-        &fields,
-        options.id,
-        options.max_len,
-        options.ttl_secs,
-    )?;
-    Ok(id.map_or(RedisValue::Null, RedisValue::BulkString))
+    let (max_len, ttl) = (options.max_len, options.ttl_secs);
+    let added = match write::stream(ctx, key, &fields, options.id, max_len, ttl)? {
+        Added::As(id) => Some(id),
+        Added::NotAbove => match options.id {
+            Some(id) if is_late(ctx, key, id) => {
+                // Another writer got ahead: add it now, and remember its id.
+                let Added::As(new_id) = write::stream(ctx, key, &fields, None, max_len, ttl)?
+                else {
+                    return Err(CoreError::Invalid("the stream refused a new id".into()).into());
+                };
+                remember_late(ctx, key, id);
+                Some(new_id)
+            }
+            _ => None,
+        },
+    };
+    Ok(added.map_or(RedisValue::Null, RedisValue::BulkString))
+}
+
+/// Whether `id`, not above the stream's last, was never added: no entry has it, it is
+/// not a late id added already, and it is above the stream's first entry (what trimming
+/// removed counts as added).
+fn is_late(ctx: &Context, key: &[u8], id: StreamId) -> bool {
+    let text = id.to_string();
+    if !write::stream_ids(ctx, key, &text, &text, 1).is_empty() {
+        return false;
+    }
+    let db = write::current_db(ctx);
+    if state().late.contains(db, key, id, time::now_ms()) {
+        return false;
+    }
+    write::stream_ids(ctx, key, "-", "+", 1)
+        .first()
+        .and_then(|first| StreamId::parse(first.as_bytes()).ok())
+        .is_some_and(|first| id > first)
+}
+
+/// Remembers a late id for `redsink.tombstone-ttl`, replicated as SINK.LATEID.
+fn remember_late(ctx: &Context, key: &[u8], id: StreamId) {
+    let until = time::now_ms() + config::tombstone_ttl_ms();
+    let db = write::current_db(ctx);
+    state().late.insert(db, key, id, until);
+    let (id, until) = (id.to_string(), until.to_string());
+    ctx.replicate("SINK.LATEID", &[key, id.as_bytes(), until.as_bytes()]);
+}
+
+/// `SINK.LATEID key id until-ms`: how late stream ids reach replicas and the AOF.
+pub fn late_id(ctx: &Context, args: &[RedisString]) -> Reply {
+    let (key, raw) = key_and_args(args)?;
+    let mut parsed = Args::new(&raw);
+    let id = StreamId::parse(parsed.next_arg()?)?;
+    let until = parse_int(parsed.next_arg()?, "until", 0, i64::MAX)?;
+    parsed.finish()?;
+    let db = write::current_db(ctx);
+    state().late.insert(db, key.as_slice(), id, until);
+    ctx.replicate_verbatim();
+    Ok(RedisValue::SimpleStringStatic("OK"))
 }
 
 /// `SINK.DEL key [VERSION v]`: with VERSION, leaves a tombstone so that older writes

@@ -1,4 +1,5 @@
-//! Persists the sink state (versions and named sink definitions) as RDB aux data, after
+//! Persists the sink state (versions, named sink definitions, late stream ids) as RDB aux
+//! data, after
 //! the keyspace. No key ever holds this type: it exists for its aux callbacks.
 
 use std::ffi::c_void;
@@ -7,7 +8,9 @@ use std::ptr::null_mut;
 
 use redis_module::native_types::RedisType;
 use redis_module::raw::{self, RedisModuleIO, RedisModuleString};
+use redsink_core::late::LateIds;
 use redsink_core::named::SinkDefinition;
+use redsink_core::sink::StreamId;
 use redsink_core::versions::{Entry, Versions};
 
 use super::{state, NamedSink};
@@ -73,6 +76,14 @@ unsafe extern "C" fn aux_save(rdb: *mut RedisModuleIO, when: c_int) {
             raw::save_slice(rdb, option);
         }
     }
+    raw::save_unsigned(rdb, state.late.len() as u64);
+    for (db, key, id, until) in state.late.iter() {
+        raw::save_signed(rdb, i64::from(db));
+        raw::save_slice(rdb, key);
+        raw::save_unsigned(rdb, id.ms);
+        raw::save_unsigned(rdb, id.seq);
+        raw::save_signed(rdb, until);
+    }
 }
 
 unsafe extern "C" fn aux_load(rdb: *mut RedisModuleIO, encver: c_int, when: c_int) -> c_int {
@@ -80,17 +91,22 @@ unsafe extern "C" fn aux_load(rdb: *mut RedisModuleIO, encver: c_int, when: c_in
         return raw::REDISMODULE_ERR as c_int;
     }
     match load(rdb) {
-        Some((versions, sinks)) => {
+        Some((versions, sinks, late)) => {
             let mut state = state();
             state.versions = versions;
             state.sinks = sinks;
+            state.late = late;
             raw::REDISMODULE_OK as c_int
         }
         None => raw::REDISMODULE_ERR as c_int,
     }
 }
 
-type Loaded = (Versions, std::collections::BTreeMap<String, NamedSink>);
+type Loaded = (
+    Versions,
+    std::collections::BTreeMap<String, NamedSink>,
+    LateIds,
+);
 
 fn load(rdb: *mut RedisModuleIO) -> Option<Loaded> {
     let mut versions = Versions::default();
@@ -123,7 +139,17 @@ fn load(rdb: *mut RedisModuleIO) -> Option<Loaded> {
             },
         );
     }
-    Some((versions, sinks))
+    let mut late = LateIds::default();
+    for _ in 0..raw::load_unsigned(rdb).ok()? {
+        let db = i32::try_from(raw::load_signed(rdb).ok()?).ok()?;
+        let key = bytes(rdb)?;
+        let id = StreamId {
+            ms: raw::load_unsigned(rdb).ok()?,
+            seq: raw::load_unsigned(rdb).ok()?,
+        };
+        late.insert(db, &key, id, raw::load_signed(rdb).ok()?);
+    }
+    Some((versions, sinks, late))
 }
 
 fn bytes(rdb: *mut RedisModuleIO) -> Option<Vec<u8>> {

@@ -50,9 +50,10 @@ unsafe extern "C" fn on_flush(
     }
     // SAFETY: Redis passes a RedisModuleFlushInfo with this event.
     let info = unsafe { &*data.cast::<FlushInfo>() };
-    state()
-        .versions
-        .flush((info.dbnum >= 0).then_some(info.dbnum));
+    let db = (info.dbnum >= 0).then_some(info.dbnum);
+    let mut state = state();
+    state.versions.flush(db);
+    state.late.flush(db);
 }
 
 unsafe extern "C" fn on_swap(
@@ -66,7 +67,9 @@ unsafe extern "C" fn on_swap(
     }
     // SAFETY: Redis passes a RedisModuleSwapDbInfo with this event.
     let info = unsafe { &*data.cast::<SwapDbInfo>() };
-    state().versions.swap(info.dbnum_first, info.dbnum_second);
+    let mut state = state();
+    state.versions.swap(info.dbnum_first, info.dbnum_second);
+    state.late.swap(info.dbnum_first, info.dbnum_second);
 }
 
 /// Subscribes to the server events (at module load).

@@ -16,6 +16,7 @@ pub mod write;
 use std::collections::BTreeMap;
 use std::sync::{LazyLock, Mutex, MutexGuard};
 
+use redsink_core::late::LateIds;
 use redsink_core::named::SinkDefinition;
 use redsink_core::versions::Versions;
 
@@ -33,6 +34,8 @@ pub struct NamedSink {
 pub struct SinkState {
     pub versions: Versions,
     pub sinks: BTreeMap<String, NamedSink>,
+    /// Stream ids added late (see `SINK.STREAM … ID`).
+    pub late: LateIds,
 }
 
 static STATE: LazyLock<Mutex<SinkState>> = LazyLock::new(Default::default);

@@ -194,8 +194,16 @@ pub fn zset(
     Ok(added)
 }
 
-/// XADD of `fields` (an entry needs at least one); with `id`, an id not above the
-/// stream's last is skipped (`None`). Returns the new entry's id.
+/// What an XADD with an explicit id did.
+pub enum Added {
+    /// Added, with this id.
+    As(String),
+    /// The id is not above the stream's last: nothing added.
+    NotAbove,
+}
+
+/// XADD of `fields` (an entry needs at least one) with `id` (`None`: a new id), then the
+/// TTL.
 pub fn stream(
     ctx: &Context,
     key: &[u8],
@@ -203,7 +211,7 @@ pub fn stream(
     id: Option<StreamId>,
     max_len: Option<i64>,
     ttl_secs: Option<i64>,
-) -> Result<Option<String>, Error> {
+) -> Result<Added, Error> {
     let id_text = id.map_or_else(|| "*".to_owned(), |id| id.to_string());
     let max_len_text = max_len.map(|n| n.to_string());
     let mut args: Vec<&[u8]> = vec![key];
@@ -219,11 +227,45 @@ pub fn stream(
         Ok(CallReply::String(id)) => String::from_utf8_lossy(id.as_bytes()).into_owned(),
         Ok(_) => return Err(Error::Redis(RedisError::Str("ERR XADD gave no id"))),
         // The only error an XADD of valid arguments to a stream can give.
-        Err(_) if id.is_some() && key_type(ctx, key) == raw::KeyType::Stream => return Ok(None),
+        Err(_) if id.is_some() && key_type(ctx, key) == raw::KeyType::Stream => {
+            return Ok(Added::NotAbove)
+        }
         Err(error) => return Err(error),
     };
     expire(ctx, key, ttl_secs)?;
-    Ok(Some(added))
+    Ok(Added::As(added))
+}
+
+/// The ids of the stream's entries from `start` to `end` (`-`, `+` for the ends), at
+/// most `count`.
+pub fn stream_ids(ctx: &Context, key: &[u8], start: &str, end: &str, count: usize) -> Vec<String> {
+    let count = count.to_string();
+    let reply: CallResult<'static> = ctx.call_ext(
+        "XRANGE",
+        &CallOptionsBuilder::new().errors_as_replies().build(),
+        &[
+            key,
+            start.as_bytes(),
+            end.as_bytes(),
+            b"COUNT",
+            count.as_bytes(),
+        ],
+    );
+    let Ok(CallReply::Array(entries)) = reply else {
+        return Vec::new();
+    };
+    entries
+        .iter()
+        .filter_map(|entry| match entry {
+            Ok(CallReply::Array(pair)) => match pair.get(0) {
+                Some(Ok(CallReply::String(id))) => {
+                    Some(String::from_utf8_lossy(id.as_bytes()).into_owned())
+                }
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect()
 }
 
 /// DEL; true if the key existed.
