@@ -36,6 +36,7 @@ fn run(ctx: &Context, mut maintenance: Maintenance) {
             let mut state = sink::state();
             state.versions.purge(now);
             state.late.purge(now);
+            state.taken.purge(now);
         }
     }));
     if outcome.is_err() {

@@ -9,7 +9,7 @@ use redsink_core::sink::{self, values_then_options, Accepts, StreamId, WriteOpti
 use redsink_core::versions::Entry;
 use redsink_core::{json, time, Error as CoreError};
 
-use super::write::Added;
+use super::write::{Added, NewId};
 use super::{state, write};
 use crate::command::key_and_args;
 use crate::config;
@@ -156,60 +156,87 @@ pub fn stream(ctx: &Context, args: &[RedisString]) -> Reply {
     let key = key.as_slice();
     write::check_type(ctx, key, &raw::KeyType::Stream)?;
     let (max_len, ttl) = (options.max_len, options.ttl_secs);
-    let added = match write::stream(ctx, key, &fields, options.id, max_len, ttl)? {
-        Added::As(id) => Some(id),
-        Added::NotAbove => match options.id {
-            Some(id) if is_late(ctx, key, id) => {
-                // Another writer got ahead: add it now, and remember its id.
-                let Added::As(new_id) = write::stream(ctx, key, &fields, None, max_len, ttl)?
-                else {
-                    return Err(CoreError::Invalid("the stream refused a new id".into()).into());
-                };
-                remember_late(ctx, key, id);
-                Some(new_id)
-            }
-            _ => None,
-        },
+    let Some(id) = options.id else {
+        let Added::As(id) = write::stream(ctx, key, &fields, NewId::Auto, max_len, ttl)? else {
+            return Err(CoreError::Invalid("the stream refused a new id".into()).into());
+        };
+        return Ok(RedisValue::BulkString(id));
     };
-    Ok(added.map_or(RedisValue::Null, RedisValue::BulkString))
+    if let Added::As(added) = write::stream(ctx, key, &fields, NewId::Exactly(id), max_len, ttl)? {
+        return Ok(RedisValue::BulkString(added));
+    }
+    // Not above the stream's last id: a replay, or a late delivery (another writer got
+    // ahead), which goes right after the last entry and is remembered.
+    let bounds = write::stream_bounds(ctx, key);
+    if !is_late(ctx, key, id, &bounds) {
+        return Ok(RedisValue::Null);
+    }
+    let last_ms = bounds.last.map_or(0, |last| last.ms);
+    let Added::As(added) = write::stream(
+        ctx,
+        key,
+        &fields,
+        NewId::InMillisecond(last_ms),
+        max_len,
+        ttl,
+    )?
+    else {
+        return Err(CoreError::Invalid("the stream refused a new id".into()).into());
+    };
+    let given = StreamId::parse(added.as_bytes())?;
+    remember_late(ctx, key, id, given);
+    Ok(RedisValue::BulkString(added))
 }
 
-/// Whether `id`, not above the stream's last, was never added: no entry has it, it is
-/// not a late id added already, and it is above the stream's first entry (what trimming
-/// removed counts as added).
-fn is_late(ctx: &Context, key: &[u8], id: StreamId) -> bool {
+/// Whether `id`, not above the stream's last, is a message never added:
+/// - not added late before (then it is a replay);
+/// - no entry has it, unless that entry is a late one given this id (a collision, not a
+///   replay);
+/// - not in what XDEL or trimming removed (that counts as added).
+fn is_late(ctx: &Context, key: &[u8], id: StreamId, bounds: &write::StreamBounds) -> bool {
+    let db = write::current_db(ctx);
+    let now = time::now_ms();
+    if state().late.contains(db, key, id, now) {
+        return false;
+    }
     let text = id.to_string();
     if !write::stream_ids(ctx, key, &text, &text, 1).is_empty() {
-        return false;
+        return state().taken.contains(db, key, id, now);
     }
-    let db = write::current_db(ctx);
-    if state().late.contains(db, key, id, time::now_ms()) {
-        return false;
-    }
-    write::stream_ids(ctx, key, "-", "+", 1)
-        .first()
-        .and_then(|first| StreamId::parse(first.as_bytes()).ok())
-        .is_some_and(|first| id > first)
+    let deleted = bounds.max_deleted.is_some_and(|deleted| id <= deleted);
+    let trimmed = bounds.removed_any && bounds.first.is_none_or(|first| id < first);
+    !deleted && !trimmed
 }
 
-/// Remembers a late id for `redsink.tombstone-ttl`, replicated as SINK.LATEID.
-fn remember_late(ctx: &Context, key: &[u8], id: StreamId) {
+/// Remembers a late id and the id its entry got, for `redsink.tombstone-ttl`,
+/// replicated as SINK.LATEID.
+fn remember_late(ctx: &Context, key: &[u8], id: StreamId, given: StreamId) {
     let until = time::now_ms() + config::tombstone_ttl_ms();
     let db = write::current_db(ctx);
-    state().late.insert(db, key, id, until);
-    let (id, until) = (id.to_string(), until.to_string());
-    ctx.replicate("SINK.LATEID", &[key, id.as_bytes(), until.as_bytes()]);
+    let mut state = state();
+    state.late.insert(db, key, id, until);
+    state.taken.insert(db, key, given, until);
+    drop(state);
+    let (id, given, until) = (id.to_string(), given.to_string(), until.to_string());
+    ctx.replicate(
+        "SINK.LATEID",
+        &[key, id.as_bytes(), given.as_bytes(), until.as_bytes()],
+    );
 }
 
-/// `SINK.LATEID key id until-ms`: how late stream ids reach replicas and the AOF.
+/// `SINK.LATEID key id given-id until-ms`: how late stream ids reach replicas and the AOF.
 pub fn late_id(ctx: &Context, args: &[RedisString]) -> Reply {
     let (key, raw) = key_and_args(args)?;
     let mut parsed = Args::new(&raw);
     let id = StreamId::parse(parsed.next_arg()?)?;
+    let given = StreamId::parse(parsed.next_arg()?)?;
     let until = parse_int(parsed.next_arg()?, "until", 0, i64::MAX)?;
     parsed.finish()?;
     let db = write::current_db(ctx);
-    state().late.insert(db, key.as_slice(), id, until);
+    let mut state = state();
+    state.late.insert(db, key.as_slice(), id, until);
+    state.taken.insert(db, key.as_slice(), given, until);
+    drop(state);
     ctx.replicate_verbatim();
     Ok(RedisValue::SimpleStringStatic("OK"))
 }

@@ -2,6 +2,7 @@
 //! data, after
 //! the keyspace. No key ever holds this type: it exists for its aux callbacks.
 
+use std::collections::BTreeMap;
 use std::ffi::c_void;
 use std::os::raw::c_int;
 use std::ptr::null_mut;
@@ -76,13 +77,15 @@ unsafe extern "C" fn aux_save(rdb: *mut RedisModuleIO, when: c_int) {
             raw::save_slice(rdb, option);
         }
     }
-    raw::save_unsigned(rdb, state.late.len() as u64);
-    for (db, key, id, until) in state.late.iter() {
-        raw::save_signed(rdb, i64::from(db));
-        raw::save_slice(rdb, key);
-        raw::save_unsigned(rdb, id.ms);
-        raw::save_unsigned(rdb, id.seq);
-        raw::save_signed(rdb, until);
+    for ids in [&state.late, &state.taken] {
+        raw::save_unsigned(rdb, ids.len() as u64);
+        for (db, key, id, until) in ids.iter() {
+            raw::save_signed(rdb, i64::from(db));
+            raw::save_slice(rdb, key);
+            raw::save_unsigned(rdb, id.ms);
+            raw::save_unsigned(rdb, id.seq);
+            raw::save_signed(rdb, until);
+        }
     }
 }
 
@@ -91,22 +94,25 @@ unsafe extern "C" fn aux_load(rdb: *mut RedisModuleIO, encver: c_int, when: c_in
         return raw::REDISMODULE_ERR as c_int;
     }
     match load(rdb) {
-        Some((versions, sinks, late)) => {
+        Some(loaded) => {
             let mut state = state();
-            state.versions = versions;
-            state.sinks = sinks;
-            state.late = late;
+            state.versions = loaded.versions;
+            state.sinks = loaded.sinks;
+            state.late = loaded.late;
+            state.taken = loaded.taken;
             raw::REDISMODULE_OK as c_int
         }
         None => raw::REDISMODULE_ERR as c_int,
     }
 }
 
-type Loaded = (
-    Versions,
-    std::collections::BTreeMap<String, NamedSink>,
-    LateIds,
-);
+/// The sink state as read back.
+struct Loaded {
+    versions: Versions,
+    sinks: BTreeMap<String, NamedSink>,
+    late: LateIds,
+    taken: LateIds,
+}
 
 fn load(rdb: *mut RedisModuleIO) -> Option<Loaded> {
     let mut versions = Versions::default();
@@ -122,7 +128,7 @@ fn load(rdb: *mut RedisModuleIO) -> Option<Loaded> {
         };
         versions.set(db, &key, entry);
     }
-    let mut sinks = std::collections::BTreeMap::new();
+    let mut sinks = BTreeMap::new();
     for _ in 0..raw::load_unsigned(rdb).ok()? {
         let name = String::from_utf8(bytes(rdb)?).ok()?;
         let options = (0..raw::load_unsigned(rdb).ok()?)
@@ -139,7 +145,16 @@ fn load(rdb: *mut RedisModuleIO) -> Option<Loaded> {
             },
         );
     }
-    let mut late = LateIds::default();
+    Some(Loaded {
+        versions,
+        sinks,
+        late: load_ids(rdb)?,
+        taken: load_ids(rdb)?,
+    })
+}
+
+fn load_ids(rdb: *mut RedisModuleIO) -> Option<LateIds> {
+    let mut ids = LateIds::default();
     for _ in 0..raw::load_unsigned(rdb).ok()? {
         let db = i32::try_from(raw::load_signed(rdb).ok()?).ok()?;
         let key = bytes(rdb)?;
@@ -147,9 +162,9 @@ fn load(rdb: *mut RedisModuleIO) -> Option<Loaded> {
             ms: raw::load_unsigned(rdb).ok()?,
             seq: raw::load_unsigned(rdb).ok()?,
         };
-        late.insert(db, &key, id, raw::load_signed(rdb).ok()?);
+        ids.insert(db, &key, id, raw::load_signed(rdb).ok()?);
     }
-    Some((versions, sinks, late))
+    Some(ids)
 }
 
 fn bytes(rdb: *mut RedisModuleIO) -> Option<Vec<u8>> {

@@ -54,6 +54,7 @@ unsafe extern "C" fn on_flush(
     let mut state = state();
     state.versions.flush(db);
     state.late.flush(db);
+    state.taken.flush(db);
 }
 
 unsafe extern "C" fn on_swap(
@@ -70,6 +71,7 @@ unsafe extern "C" fn on_swap(
     let mut state = state();
     state.versions.swap(info.dbnum_first, info.dbnum_second);
     state.late.swap(info.dbnum_first, info.dbnum_second);
+    state.taken.swap(info.dbnum_first, info.dbnum_second);
 }
 
 /// Subscribes to the server events (at module load).

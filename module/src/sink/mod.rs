@@ -34,8 +34,10 @@ pub struct NamedSink {
 pub struct SinkState {
     pub versions: Versions,
     pub sinks: BTreeMap<String, NamedSink>,
-    /// Stream ids added late (see `SINK.STREAM … ID`).
+    /// Stream ids added late (see `SINK.STREAM … ID`) ...
     pub late: LateIds,
+    /// ... and the ids those entries were given instead.
+    pub taken: LateIds,
 }
 
 static STATE: LazyLock<Mutex<SinkState>> = LazyLock::new(Default::default);

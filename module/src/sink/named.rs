@@ -174,7 +174,14 @@ fn apply(
             write::zset(ctx, key, member.as_bytes(), *score, definition.max_len, ttl)?;
         }
         Write::Stream(fields) => {
-            write::stream(ctx, key, fields, None, definition.max_len, ttl)?;
+            write::stream(
+                ctx,
+                key,
+                fields,
+                write::NewId::Auto,
+                definition.max_len,
+                ttl,
+            )?;
         }
     }
     Ok(())

@@ -194,6 +194,17 @@ pub fn zset(
     Ok(added)
 }
 
+/// The id an XADD asks for.
+#[derive(Debug, Clone, Copy)]
+pub enum NewId {
+    /// `*`: the server's clock.
+    Auto,
+    /// This id; refused if not above the stream's last.
+    Exactly(StreamId),
+    /// `<ms>-*`: the next sequence number in this millisecond.
+    InMillisecond(u64),
+}
+
 /// What an XADD with an explicit id did.
 pub enum Added {
     /// Added, with this id.
@@ -208,11 +219,15 @@ pub fn stream(
     ctx: &Context,
     key: &[u8],
     fields: &[(String, String)],
-    id: Option<StreamId>,
+    id: NewId,
     max_len: Option<i64>,
     ttl_secs: Option<i64>,
 ) -> Result<Added, Error> {
-    let id_text = id.map_or_else(|| "*".to_owned(), |id| id.to_string());
+    let id_text = match id {
+        NewId::Auto => "*".to_owned(),
+        NewId::Exactly(id) => id.to_string(),
+        NewId::InMillisecond(ms) => format!("{ms}-*"),
+    };
     let max_len_text = max_len.map(|n| n.to_string());
     let mut args: Vec<&[u8]> = vec![key];
     if let Some(max_len) = &max_len_text {
@@ -227,7 +242,7 @@ pub fn stream(
         Ok(CallReply::String(id)) => String::from_utf8_lossy(id.as_bytes()).into_owned(),
         Ok(_) => return Err(Error::Redis(RedisError::Str("ERR XADD gave no id"))),
         // The only error an XADD of valid arguments to a stream can give.
-        Err(_) if id.is_some() && key_type(ctx, key) == raw::KeyType::Stream => {
+        Err(_) if matches!(id, NewId::Exactly(_)) && key_type(ctx, key) == raw::KeyType::Stream => {
             return Ok(Added::NotAbove)
         }
         Err(error) => return Err(error),
@@ -266,6 +281,49 @@ pub fn stream_ids(ctx: &Context, key: &[u8], start: &str, end: &str, count: usiz
             _ => None,
         })
         .collect()
+}
+
+/// What XINFO STREAM says of the ids a stream has seen.
+#[derive(Debug, Default)]
+pub struct StreamBounds {
+    pub last: Option<StreamId>,
+    pub first: Option<StreamId>,
+    /// The highest id XDEL removed (`max-deleted-entry-id`; trimming does not set it).
+    pub max_deleted: Option<StreamId>,
+    /// Whether entries were ever removed (`entries-added` > `length`).
+    pub removed_any: bool,
+}
+
+pub fn stream_bounds(ctx: &Context, key: &[u8]) -> StreamBounds {
+    let reply: CallResult<'static> = ctx.call_ext(
+        "XINFO",
+        &CallOptionsBuilder::new().errors_as_replies().build(),
+        &[&b"STREAM"[..], key],
+    );
+    let Ok(CallReply::Array(fields)) = reply else {
+        return StreamBounds::default();
+    };
+    let fields: Vec<CallReply> = fields.iter().filter_map(Result::ok).collect();
+    let value = |wanted: &[u8]| {
+        fields.chunks(2).find_map(|pair| match pair {
+            [CallReply::String(name), value] if name.as_bytes() == wanted => Some(value),
+            _ => None,
+        })
+    };
+    let id = |wanted: &[u8]| match value(wanted) {
+        Some(CallReply::String(id)) => StreamId::parse(id.as_bytes()).ok(),
+        _ => None,
+    };
+    let number = |wanted: &[u8]| match value(wanted) {
+        Some(CallReply::I64(number)) => number.to_i64(),
+        _ => 0,
+    };
+    StreamBounds {
+        last: id(b"last-generated-id"),
+        first: id(b"recorded-first-entry-id"),
+        max_deleted: id(b"max-deleted-entry-id"),
+        removed_any: number(b"entries-added") > number(b"length"),
+    }
 }
 
 /// DEL; true if the key existed.

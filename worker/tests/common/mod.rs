@@ -25,6 +25,11 @@ impl Worker {
 
     /// With `processors` as given (YAML flow mapping).
     pub fn with_processors(server: &RedisServer, jobs: &[&str], processors: &str) -> Worker {
+        Worker::named(server, jobs, processors, "test-worker")
+    }
+
+    /// With `processors` as given and this consumer name in the group.
+    pub fn named(server: &RedisServer, jobs: &[&str], processors: &str, consumer: &str) -> Worker {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir(dir.path().join("jobs")).unwrap();
         for (i, job) in jobs.iter().enumerate() {
@@ -34,7 +39,7 @@ impl Worker {
             dir.path().join("config.yaml"),
             format!(
                 "connections:\n  target: {{type: redis, host: 127.0.0.1, port: {}}}\n\
-                 sources:\n  - {{type: redis-stream, connection: target, streams: \"data:*\"}}\n\
+                 sources:\n  - {{type: redis-stream, connection: target, streams: \"data:*\", consumer: {consumer}}}\n\
                  processors: {processors}\n\
                  jobs: ./jobs\n",
                 server.port()

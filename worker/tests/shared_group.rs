@@ -1,0 +1,100 @@
+//! Two workers share one consumer group while events flow; one is killed for good. The
+//! other takes over its pending entries, and every change arrives exactly once.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use redsink_tests::{call, RedisServer};
+
+mod common;
+use common::Worker;
+
+const EVENTS: usize = 6_000;
+
+const STREAM_JOB: &str = r#"source: {server_name: chinook, schema: public, table: invoice}
+output:
+  - uses: redis.write
+    with:
+      data_type: stream
+      key: {expression: "`invoice:events`", language: jmespath}
+      mapping: [{InvoiceId: message_id}, Seq]
+"#;
+
+const HASH_JOB: &str = r#"source: {server_name: chinook, schema: public, table: invoice}
+output:
+  - uses: redis.write
+    with:
+      key: {expression: "concat(['invoice:', InvoiceId])", language: jmespath}
+"#;
+
+#[test]
+fn the_survivor_takes_over_and_everything_arrives_once() {
+    let server = RedisServer::start();
+    let processors = "{read_batch_size: 100, block_ms: 50, reclaim_idle_ms: 500}";
+    let mut doomed = Worker::named(&server, &[STREAM_JOB, HASH_JOB], processors, "worker-a");
+    let survivor = Worker::named(&server, &[STREAM_JOB, HASH_JOB], processors, "worker-b");
+    let url = server.url();
+    let feeder = std::thread::spawn(move || {
+        let mut con = redis::Client::open(url).unwrap().get_connection().unwrap();
+        for chunk in (0..EVENTS).collect::<Vec<_>>().chunks(200) {
+            let mut pipe = redis::pipe();
+            for &seq in chunk {
+                let invoice = seq % 500;
+                let event = format!(
+                    r#"{{"before":null,"after":{{"InvoiceId":{invoice},"Seq":{seq}}},"source":{{}},"op":"u"}}"#
+                );
+                pipe.cmd("XADD")
+                    .arg("data:chinook.public.invoice")
+                    .arg("*")
+                    .arg(format!(r#"{{"InvoiceId":{invoice}}}"#))
+                    .arg(event)
+                    .ignore();
+            }
+            pipe.query::<()>(&mut con).unwrap();
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    doomed.kill();
+    feeder.join().unwrap();
+    let mut con = server.connection();
+    server.wait_until(&format!("every event written\n{}", survivor.log()), |con| {
+        let pending: Vec<redis::Value> =
+            call(con, &["XPENDING", "data:chinook.public.invoice", "redsink"])?;
+        Ok(pending.first() == Some(&redis::Value::Int(0))
+            && call::<i64>(con, &["XLEN", "invoice:events"])? >= EVENTS as i64)
+    });
+    // Both consumers did work, and the kill left entries for the survivor to take over.
+    let consumers: Vec<Vec<redis::Value>> = call(
+        &mut con,
+        &[
+            "XINFO",
+            "CONSUMERS",
+            "data:chinook.public.invoice",
+            "redsink",
+        ],
+    )
+    .unwrap();
+    assert_eq!(consumers.len(), 2);
+    assert!(
+        survivor.log().contains("took over idle entries"),
+        "{}",
+        survivor.log()
+    );
+
+    let messages: Vec<(String, Vec<String>)> =
+        call(&mut con, &["XRANGE", "invoice:events", "-", "+"]).unwrap();
+    let seqs: Vec<usize> = messages
+        .iter()
+        .map(|(_, fields)| fields[3].parse().unwrap())
+        .collect();
+    let unique: BTreeSet<usize> = seqs.iter().copied().collect();
+    assert_eq!(seqs.len(), EVENTS, "no duplicate");
+    assert_eq!(unique, (0..EVENTS).collect(), "nothing lost");
+    // Each invoice holds its last change, whatever order the workers wrote in.
+    for invoice in [0, 1, 250, 499] {
+        let last = (0..EVENTS).rev().find(|seq| seq % 500 == invoice).unwrap();
+        let seq: String = call(&mut con, &["HGET", &format!("invoice:{invoice}"), "Seq"]).unwrap();
+        assert_eq!(seq, last.to_string(), "invoice {invoice}");
+    }
+}
