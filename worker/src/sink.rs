@@ -181,39 +181,41 @@ pub fn is_replayed(error: &RedisError) -> bool {
         .is_some_and(|detail| detail.contains("equal or smaller than the target stream top item"))
 }
 
-/// Applies each event's writes; returns, per event, `Ok` or the first error. With the
-/// module, one pipeline carries the whole batch; without, each event is one MULTI/EXEC.
+/// Applies each event's writes; returns, per event, `Ok` or the error Redis gave it.
+/// With the module, one pipeline carries the whole batch; without, each event is one
+/// MULTI/EXEC. A transport failure (Redis gone) fails the whole call instead: it says
+/// nothing about the events, and must not count against them.
 pub async fn apply<C: ConnectionLike>(
     con: &mut C,
     events: &[Vec<Write>],
     module: bool,
-) -> Vec<Result<(), String>> {
+) -> Result<Vec<Result<(), String>>, RedisError> {
     if module {
         apply_with_module(con, events).await
     } else {
         let mut outcomes = Vec::with_capacity(events.len());
         for writes in events {
-            outcomes.push(apply_plain(con, writes).await);
+            outcomes.push(apply_plain(con, writes).await?);
         }
-        outcomes
+        Ok(outcomes)
     }
 }
 
 async fn apply_with_module<C: ConnectionLike>(
     con: &mut C,
     events: &[Vec<Write>],
-) -> Vec<Result<(), String>> {
+) -> Result<Vec<Result<(), String>>, RedisError> {
+    if events.iter().all(Vec::is_empty) {
+        return Ok(vec![Ok(()); events.len()]);
+    }
     let mut pipe = Pipeline::new();
     pipe.ignore_errors();
     for write in events.iter().flatten() {
         pipe.add_command(module_command(write));
     }
-    let results: Vec<redis::RedisResult<Value>> = match pipe.query_async(con).await {
-        Ok(results) => results,
-        Err(error) => return vec![Err(error.to_string()); events.len()],
-    };
+    let results: Vec<redis::RedisResult<Value>> = pipe.query_async(con).await?;
     let mut results = results.into_iter();
-    events
+    Ok(events
         .iter()
         .map(|writes| {
             let mut outcome = Ok(());
@@ -226,10 +228,18 @@ async fn apply_with_module<C: ConnectionLike>(
             }
             outcome
         })
-        .collect()
+        .collect())
 }
 
-async fn apply_plain<C: ConnectionLike>(con: &mut C, writes: &[Write]) -> Result<(), String> {
+/// One event's writes in MULTI/EXEC: `Err` for a transport failure, `Ok(Err)` for an
+/// error Redis gave.
+async fn apply_plain<C: ConnectionLike>(
+    con: &mut C,
+    writes: &[Write],
+) -> Result<Result<(), String>, RedisError> {
+    if writes.is_empty() {
+        return Ok(Ok(()));
+    }
     let mut pipe = Pipeline::new();
     pipe.atomic();
     for write in writes {
@@ -238,9 +248,14 @@ async fn apply_plain<C: ConnectionLike>(con: &mut C, writes: &[Write]) -> Result
         }
     }
     match pipe.query_async::<Vec<Value>>(con).await {
-        Ok(_) => Ok(()),
-        Err(error) if is_replayed(&error) => Ok(()),
-        Err(error) => Err(error.to_string()),
+        Ok(_) => Ok(Ok(())),
+        Err(error) if is_replayed(&error) => Ok(Ok(())),
+        Err(error)
+            if error.is_io_error() || error.is_connection_dropped() || error.is_timeout() =>
+        {
+            Err(error)
+        }
+        Err(error) => Ok(Err(error.to_string())),
     }
 }
 

@@ -122,7 +122,7 @@ async fn run(server: &RedisServer, batches: &[Vec<Write>], module: bool) {
     let client = redis::Client::open(server.url()).unwrap();
     let mut con = client.get_multiplexed_async_connection().await.unwrap();
     for chunk in batches.chunks(7) {
-        for outcome in apply(&mut con, chunk, module).await {
+        for outcome in apply(&mut con, chunk, module).await.unwrap() {
             outcome.unwrap();
         }
     }

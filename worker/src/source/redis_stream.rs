@@ -46,6 +46,9 @@ impl StreamSource {
         let mut streams = BTreeSet::new();
         let mut discovered_at: Option<Instant> = None;
         let mut backoff = Duration::from_millis(100);
+        // After a failure (Redis went away mid-batch), this consumer's own pending entries
+        // come first, so that writes stay in stream order.
+        let mut resume_pending = false;
         while !*shutdown.borrow() {
             if discovered_at.is_none_or(|at| at.elapsed() >= DISCOVERY_INTERVAL) {
                 match self.discover(&mut streams).await {
@@ -60,9 +63,21 @@ impl StreamSource {
                 }
                 continue;
             }
-            match self.cycle(&streams).await {
-                Ok(()) => backoff = Duration::from_millis(100),
+            let cycle = async {
+                if resume_pending {
+                    for stream in &streams {
+                        self.own_pending(stream).await?;
+                    }
+                }
+                self.cycle(&streams).await
+            };
+            match cycle.await {
+                Ok(()) => {
+                    backoff = Duration::from_millis(100);
+                    resume_pending = false;
+                }
                 Err(error) => {
+                    resume_pending = true;
                     tracing::warn!("redis-stream source: {error}; retrying in {backoff:?}");
                     tokio::select! {
                         _ = tokio::time::sleep(backoff) => {}
@@ -231,7 +246,7 @@ impl StreamSource {
                 }
             })
             .collect();
-        let applied = sink::apply(&mut self.writer, &writes, self.module).await;
+        let applied = sink::apply(&mut self.writer, &writes, self.module).await?;
         let mut acked = Vec::new();
         for ((entry, plan_error), applied) in entries.iter().zip(plan_errors).zip(applied) {
             match plan_error.map_or(applied, Err) {
