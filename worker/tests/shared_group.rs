@@ -54,10 +54,27 @@ fn the_survivor_takes_over_and_everything_arrives_once() {
             std::thread::sleep(Duration::from_millis(20));
         }
     });
-    std::thread::sleep(Duration::from_millis(300));
+    // Kill worker A while it holds entries it read and has not acknowledged: freeze it
+    // when it has some, check that it still does, then kill it.
+    let mut con = server.connection();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "worker A never held pending entries\n{}",
+            doomed.log()
+        );
+        if holds_pending(&mut con, "worker-a") {
+            doomed.signal("STOP");
+            if holds_pending(&mut con, "worker-a") {
+                break;
+            }
+            doomed.signal("CONT");
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
     doomed.kill();
     feeder.join().unwrap();
-    let mut con = server.connection();
     server.wait_until(&format!("every event written\n{}", survivor.log()), |con| {
         let pending: Vec<redis::Value> =
             call(con, &["XPENDING", "data:chinook.public.invoice", "redsink"])?;
@@ -97,4 +114,22 @@ fn the_survivor_takes_over_and_everything_arrives_once() {
         let seq: String = call(&mut con, &["HGET", &format!("invoice:{invoice}"), "Seq"]).unwrap();
         assert_eq!(seq, last.to_string(), "invoice {invoice}");
     }
+}
+
+/// Whether `consumer` has entries it read and has not acknowledged.
+fn holds_pending(con: &mut redis::Connection, consumer: &str) -> bool {
+    let pending: Vec<redis::Value> = call(
+        con,
+        &[
+            "XPENDING",
+            "data:chinook.public.invoice",
+            "redsink",
+            "-",
+            "+",
+            "1",
+            consumer,
+        ],
+    )
+    .unwrap_or_default();
+    !pending.is_empty()
 }

@@ -73,6 +73,17 @@ impl Worker {
         std::fs::read_to_string(self.log_path()).unwrap_or_default()
     }
 
+    /// Sends a signal (`STOP`, `CONT`, …) to the process.
+    pub fn signal(&self, signal: &str) {
+        if let Some(child) = &self.child {
+            Command::new("kill")
+                .arg(format!("-{signal}"))
+                .arg(child.id().to_string())
+                .status()
+                .unwrap();
+        }
+    }
+
     /// SIGKILL: no chance to finish or acknowledge anything.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
