@@ -246,9 +246,12 @@ impl RedisServer {
             .spawn()
             .expect("start redis-server (is it installed? run `cargo make setup`)");
         self.child = Some(child);
-        self.wait_until("redis-server answers PING", |con| {
+        // Loading done: INFO says so, and a keyspace command is served (a multi-part AOF
+        // loads file after file, and INFO can say loading:0 in between).
+        self.wait_until("redis-server has loaded its data", |con| {
             let loading: String = redis::cmd("INFO").arg("persistence").query(con)?;
-            Ok(loading.contains("loading:0"))
+            let served = redis::cmd("DBSIZE").query::<i64>(con).is_ok();
+            Ok(loading.contains("loading:0") && served)
         });
     }
 }
