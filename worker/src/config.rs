@@ -1,8 +1,9 @@
 //! The worker's configuration file (`config.yaml`): connections, sources, processor
 //! settings and the jobs folder.
 //!
-//! `${NAME}` in any string value is replaced by the environment variable `NAME`, after the
-//! YAML is parsed, so that a password full of YAML syntax stays a password.
+//! `${NAME}` in any string value is replaced by the environment variable `NAME` (or by
+//! `default` in `${NAME:-default}` when it is not set), after the YAML is parsed, so that
+//! a password full of YAML syntax stays a password. Numeric settings accept such text.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -37,11 +38,13 @@ pub enum Connection {
 #[serde(deny_unknown_fields)]
 pub struct RedisConnection {
     pub host: Option<String>,
+    #[serde(default, deserialize_with = "number_or_text")]
     pub port: Option<u16>,
     pub url: Option<String>,
     pub urls: Option<Vec<String>>,
     pub user: Option<String>,
     pub password: Option<String>,
+    #[serde(default, deserialize_with = "number_or_text")]
     pub db: Option<i64>,
     /// Connect with TLS (implied by `rediss://`).
     #[serde(default)]
@@ -127,6 +130,29 @@ impl Default for Processors {
             reclaim_idle_ms: 30_000,
             stream_prefix: "data:".into(),
         }
+    }
+}
+
+/// A number written as a number or as text (what `${PORT}` becomes).
+fn number_or_text<'de, D, T>(deserializer: D) -> std::result::Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: std::str::FromStr + TryFrom<u64>,
+{
+    use serde::de::Error as _;
+    match Value::deserialize(deserializer)? {
+        Value::Number(number) => number
+            .as_u64()
+            .and_then(|n| T::try_from(n).ok())
+            .map(Some)
+            .ok_or_else(|| D::Error::custom(format!("{number:?} is out of range"))),
+        Value::String(text) => text
+            .trim()
+            .parse()
+            .map(Some)
+            .map_err(|_| D::Error::custom(format!("'{text}' is not a number"))),
+        Value::Null => Ok(None),
+        _ => Err(D::Error::custom("expected a number")),
     }
 }
 
@@ -219,8 +245,14 @@ fn expand_text(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Strin
         let end = after
             .find('}')
             .ok_or_else(|| Error::Invalid(format!("unclosed ${{ in '{text}'")))?;
-        let name = &after[..end];
-        let value = env(name).ok_or_else(|| Error::MissingEnv(name.to_owned()))?;
+        let reference = &after[..end];
+        let (name, default) = match reference.split_once(":-") {
+            Some((name, default)) => (name, Some(default)),
+            None => (reference, None),
+        };
+        let value = env(name)
+            .or_else(|| default.map(str::to_owned))
+            .ok_or_else(|| Error::MissingEnv(name.to_owned()))?;
         out.push_str(&value);
         rest = &after[end + 1..];
     }
@@ -320,5 +352,25 @@ jobs: ./jobs                   # a folder of RDI job files
         )
         .unwrap_err();
         assert!(unclosed.to_string().contains("unclosed"), "{unclosed}");
+    }
+
+    #[test]
+    fn defaults_and_numbers_from_the_environment() {
+        let defaulted = Config::parse(
+            "connections:\n  t: {type: redis, host: h, port: \"${NOPE:-7000}\", db: \"${DB}\"}\n",
+            &|name| (name == "DB").then(|| "3".to_owned()),
+        )
+        .unwrap();
+        let Connection::Redis(t) = &defaulted.connections["t"];
+        assert_eq!((t.port, t.db), (Some(7000), Some(3)));
+        let bad_port = Config::parse(
+            "connections:\n  t: {type: redis, host: h, port: \"${NOPE:-lots}\"}\n",
+            &env,
+        )
+        .unwrap_err();
+        assert!(
+            bad_port.to_string().contains("'lots' is not a number"),
+            "{bad_port}"
+        );
     }
 }
