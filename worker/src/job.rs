@@ -22,12 +22,15 @@ struct JobFile {
     output: Vec<StepFile>,
 }
 
+/// What a job reads: a table's change stream (`server_name`, `schema`, `table`, as RDI), or
+/// streams named directly (`streams`, as a RuleGo endpoint subscribes to them).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct JobSource {
     pub server_name: Option<String>,
     pub schema: Option<String>,
-    pub table: String,
+    pub table: Option<String>,
+    pub streams: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -96,6 +99,8 @@ pub enum DataType {
     Set,
     SortedSet,
     Stream,
+    /// A device data stream (`DS.UPDATE`): key the stream, `args.device` the device id.
+    DeviceStream,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -138,6 +143,8 @@ pub struct Output {
     /// For sorted sets: the expressions of the score and the member.
     pub score: Option<Expr>,
     pub member: Option<Expr>,
+    /// For device streams: the expression of the device id.
+    pub device: Option<Expr>,
 }
 
 #[derive(Debug)]
@@ -174,6 +181,15 @@ impl Job {
         if outputs.is_empty() {
             return Err(Error::Invalid("a job needs at least one output".into()));
         }
+        match (&file.source.table, &file.source.streams) {
+            (Some(_), None) => {}
+            (None, Some(streams)) if !streams.is_empty() => {}
+            _ => {
+                return Err(Error::Invalid(
+                    "a job's source names a table (server_name, schema, table) or streams, one of the two".into(),
+                ))
+            }
+        }
         Ok(Job {
             name,
             file: path.to_owned(),
@@ -183,17 +199,20 @@ impl Job {
         })
     }
 
-    /// The stream this job reads: `<prefix><server_name>.<schema>.<table>`.
-    pub fn stream(&self, prefix: &str) -> String {
+    /// The streams this job reads: those named, or `<prefix><server_name>.<schema>.<table>`.
+    pub fn streams(&self, prefix: &str) -> Vec<String> {
+        if let Some(streams) = &self.source.streams {
+            return streams.clone();
+        }
         let parts: Vec<&str> = [
             self.source.server_name.as_deref(),
             self.source.schema.as_deref(),
-            Some(&self.source.table),
+            self.source.table.as_deref(),
         ]
         .into_iter()
         .flatten()
         .collect();
-        format!("{prefix}{}", parts.join("."))
+        vec![format!("{prefix}{}", parts.join("."))]
     }
 }
 
@@ -311,10 +330,16 @@ fn compile_output(step: &StepFile, source: &JobSource) -> Result<Output> {
     let key = match &with.key {
         Some(key) => compile_expression(key)?,
         // RDI's default key: the table name (for outputs without a key expression).
-        None => Expr::compile(&format!(
-            "`{}`",
-            serde_json::Value::from(source.table.as_str())
-        ))?,
+        None => match &source.table {
+            Some(table) => {
+                Expr::compile(&format!("`{}`", serde_json::Value::from(table.as_str())))?
+            }
+            None => {
+                return Err(Error::Invalid(
+                    "an output of a job that reads streams needs a key".into(),
+                ))
+            }
+        },
     };
     let mapping = with
         .mapping
@@ -353,10 +378,15 @@ fn compile_output(step: &StepFile, source: &JobSource) -> Result<Output> {
             .map(|expression| Expr::compile(expression))
             .transpose()
     };
-    let (score, member) = (arg("score")?, arg("member")?);
+    let (score, member, device) = (arg("score")?, arg("member")?, arg("device")?);
     if with.data_type == DataType::SortedSet && score.is_none() {
         return Err(Error::Invalid(
             "a sorted_set output needs args: {score: <expression>}".into(),
+        ));
+    }
+    if with.data_type == DataType::DeviceStream && device.is_none() {
+        return Err(Error::Invalid(
+            "a device_stream output needs args: {device: <expression>}".into(),
         ));
     }
     Ok(Output {
@@ -368,6 +398,7 @@ fn compile_output(step: &StepFile, source: &JobSource) -> Result<Output> {
         on_update: with.on_update,
         score,
         member,
+        device,
     })
 }
 
@@ -401,7 +432,7 @@ output:
     fn seed_001_job_is_accepted_verbatim() {
         let job = Job::parse(INVOICE_STREAM_JOB, Path::new("jobs/invoice.yaml")).unwrap();
         assert_eq!(job.name, "invoice");
-        assert_eq!(job.stream("data:"), "data:chinook.public.invoice");
+        assert_eq!(job.streams("data:"), ["data:chinook.public.invoice"]);
         let output = &job.outputs[0];
         assert_eq!(output.connection, "target");
         assert_eq!(output.data_type, DataType::Stream);
@@ -449,7 +480,7 @@ output:
 "#;
         let job = Job::parse(text, Path::new("x.yaml")).unwrap();
         assert_eq!(job.name, "invoices");
-        assert_eq!(job.stream("data:"), "data:invoice");
+        assert_eq!(job.streams("data:"), ["data:invoice"]);
         assert_eq!(job.transforms.len(), 4);
         assert_eq!(job.outputs[0].data_type, DataType::Hash);
         assert_eq!(job.outputs[0].on_update, OnUpdate::Merge);

@@ -76,7 +76,7 @@ fn main() -> ExitCode {
                 "job {} ({}): reads {}, {} transform(s), {} output(s)",
                 job.name,
                 job.file.display(),
-                job.stream(&config.processors.stream_prefix),
+                job.streams(&config.processors.stream_prefix).join(", "),
                 job.transforms.len(),
                 job.outputs.len()
             );

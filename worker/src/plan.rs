@@ -19,6 +19,9 @@ pub struct Position {
     pub version: i64,
     /// The id a stream output's entry gets, so that a replay adds nothing.
     pub stream_id: String,
+    /// The event's time (ms since the epoch): a device record's time, so that a replay
+    /// writes the same record.
+    pub time_ms: i64,
 }
 
 /// One write to Redis.
@@ -61,9 +64,20 @@ pub enum Write {
     Stream {
         key: String,
         row: Map<String, Value>,
-        op_code: &'static str,
+        op_code: Option<&'static str>,
         id: String,
         ttl: Option<i64>,
+    },
+    /// A device's record in a device data stream.
+    DeviceUpdate {
+        key: String,
+        device: String,
+        row: Map<String, Value>,
+        time_ms: i64,
+    },
+    DeviceDelete {
+        key: String,
+        device: String,
     },
     Delete {
         key: String,
@@ -197,10 +211,27 @@ fn write_for(
         DataType::Stream => Write::Stream {
             key,
             row: mapped(output, row),
-            op_code: op.code(),
+            op_code: Some(op.code()),
             id: position.stream_id.clone(),
             ttl,
         },
+        DataType::DeviceStream => {
+            let device_expression = output
+                .device
+                .as_ref()
+                .ok_or_else(|| Error::Invalid("a device_stream output needs args.device".into()))?;
+            let device = text(device_expression, searchable, "device")?;
+            if deleted {
+                Write::DeviceDelete { key, device }
+            } else {
+                Write::DeviceUpdate {
+                    key,
+                    device,
+                    row: mapped(output, row),
+                    time_ms: position.time_ms,
+                }
+            }
+        }
     })
 }
 
@@ -269,6 +300,7 @@ mod tests {
         Position {
             version,
             stream_id: format!("{version}-0"),
+            time_ms: version,
         }
     }
 
@@ -308,7 +340,7 @@ output:
                         json!({"message_id": 98, "country": "Germany", "Total": 3.96})
                     )
                     .unwrap(),
-                    op_code: code,
+                    op_code: Some(code),
                     id: "7-0".into(),
                     ttl: Some(100),
                 }]

@@ -9,7 +9,7 @@ use tokio::sync::watch;
 use crate::config::{Config, Connection, Source};
 use crate::connect::connect;
 use crate::error::{Error, Result};
-use crate::job::Job;
+use crate::job::{DataType, Job};
 use crate::source::redis_stream::StreamSource;
 
 /// Runs every source until SIGINT or SIGTERM; each finishes the batch in hand first.
@@ -23,10 +23,9 @@ pub async fn run(config: Config, jobs: Vec<Job>) -> Result<()> {
     let jobs: Vec<Arc<Job>> = jobs.into_iter().map(Arc::new).collect();
     let mut routes: BTreeMap<String, Vec<Arc<Job>>> = BTreeMap::new();
     for job in &jobs {
-        routes
-            .entry(job.stream(&config.processors.stream_prefix))
-            .or_default()
-            .push(Arc::clone(job));
+        for stream in job.streams(&config.processors.stream_prefix) {
+            routes.entry(stream).or_default().push(Arc::clone(job));
+        }
     }
     let mut tasks = Vec::new();
     for source in &config.sources {
@@ -39,6 +38,15 @@ pub async fn run(config: Config, jobs: Vec<Job>) -> Result<()> {
                 let reader = connect(&settings.connection, source_connection, true).await?;
                 let mut writer = connect(&target, target_connection, false).await?;
                 let module = has_module(&mut writer).await?;
+                let device_outputs = jobs
+                    .iter()
+                    .flat_map(|job| &job.outputs)
+                    .any(|o| o.data_type == DataType::DeviceStream);
+                if device_outputs && !module {
+                    return Err(Error::Invalid(format!(
+                        "connection '{target}': device_stream outputs need the redsink module, which this Redis has not loaded"
+                    )));
+                }
                 if module {
                     tracing::info!(
                         connection = target,

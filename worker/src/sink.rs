@@ -70,13 +70,29 @@ pub fn module_command(write: &Write) -> Cmd {
             ttl,
         } => {
             cmd = redis::cmd("SINK.STREAM");
-            cmd.arg(key)
-                .arg(to_text(&Json::Object(row.clone())))
-                .arg("OPCODE")
-                .arg(*op_code)
-                .arg("ID")
-                .arg(id);
+            cmd.arg(key).arg(to_text(&Json::Object(row.clone())));
+            if let Some(op_code) = op_code {
+                cmd.arg("OPCODE").arg(*op_code);
+            }
+            cmd.arg("ID").arg(id);
             ttl
+        }
+        Write::DeviceUpdate {
+            key,
+            device,
+            row,
+            time_ms,
+        } => {
+            return redis::cmd("DS.UPDATE")
+                .arg(key)
+                .arg(device)
+                .arg(to_text(&Json::Object(row.clone())))
+                .arg("TS")
+                .arg(time_ms)
+                .to_owned()
+        }
+        Write::DeviceDelete { key, device } => {
+            return redis::cmd("DS.DEL").arg(key).arg(device).to_owned()
         }
         Write::Delete { key, version } => {
             cmd = redis::cmd("SINK.DEL");
@@ -164,13 +180,18 @@ pub fn plain_commands(write: &Write) -> Vec<Cmd> {
             for (field, value) in flatten(row, ".") {
                 xadd.arg(field).arg(value);
             }
-            xadd.arg("op_code").arg(*op_code);
+            if let Some(op_code) = op_code {
+                xadd.arg("op_code").arg(*op_code);
+            }
             let mut commands = vec![xadd];
             commands.extend(expire(key, ttl));
             commands
         }
         Write::Delete { key, .. } => vec![redis::cmd("DEL").arg(key).to_owned()],
         Write::SetRemove { .. } | Write::SortedSetRemove { .. } => vec![module_command(write)],
+        // Device streams are the module's own type: the worker refuses to start a job
+        // with such an output against a Redis without it.
+        Write::DeviceUpdate { .. } | Write::DeviceDelete { .. } => vec![module_command(write)],
     }
 }
 
@@ -292,7 +313,7 @@ mod tests {
         let stream = Write::Stream {
             key: "s".into(),
             row: row(),
-            op_code: "d",
+            op_code: Some("d"),
             id: "7-0".into(),
             ttl: None,
         };
@@ -328,7 +349,7 @@ mod tests {
         let stream = Write::Stream {
             key: "s".into(),
             row: row(),
-            op_code: "c",
+            op_code: Some("c"),
             id: "7-0".into(),
             ttl: Some(100),
         };

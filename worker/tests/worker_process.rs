@@ -263,3 +263,114 @@ fn a_poison_entry_goes_to_the_dead_letter_stream_and_holds_nothing_up() {
         Ok(pending.first() == Some(&redis::Value::Int(0)))
     });
 }
+
+/// Seed 004 (RuleGo's stream endpoint): device messages on a stream, routed by a
+/// condition to a device data stream, with a reply on the message's `responseTopic`.
+#[test]
+fn rulego_style_routing_to_a_device_stream_with_replies() {
+    let server = RedisServer::start();
+    let mut con = server.connection();
+    call::<()>(&mut con, &["DS.CREATE", "telemetry"]).unwrap();
+    let route = r#"name: device-telemetry
+source:
+  streams: [device.msg.request]
+transform:
+  - uses: filter
+    with: {expression: "type == 'telemetry'", language: jmespath}
+output:
+  - uses: redis.write
+    with:
+      data_type: device_stream
+      key: {expression: "`telemetry`", language: jmespath}
+      args: {device: deviceId}
+"#;
+    let request = |con: &mut Connection, fields: &[&str]| -> String {
+        let mut args = vec!["XADD", "device.msg.request", "*"];
+        args.extend_from_slice(fields);
+        call(con, &args).unwrap()
+    };
+    let d1 = request(
+        &mut con,
+        &[
+            "body",
+            r#"{"deviceId":"d1","type":"telemetry","temperature":21.5,"responseTopic":"device.msg.response"}"#,
+        ],
+    );
+    let d2 = request(
+        &mut con,
+        &[
+            "deviceId",
+            "d2",
+            "type",
+            "telemetry",
+            "temperature",
+            "19",
+            "responseTopic",
+            "device.msg.response",
+        ],
+    );
+    let heartbeat = request(
+        &mut con,
+        &[
+            "body",
+            r#"{"deviceId":"d3","type":"heartbeat","responseTopic":"device.msg.response"}"#,
+        ],
+    );
+    let no_device = request(
+        &mut con,
+        &[
+            "body",
+            r#"{"type":"telemetry","responseTopic":"device.msg.response"}"#,
+        ],
+    );
+    let worker = Worker::reading(&server, &[route], "[device.msg.request]");
+
+    server.wait_until(&format!("four replies\n{}", worker.log()), |con| {
+        Ok(call::<i64>(con, &["XLEN", "device.msg.response"])? == 4)
+    });
+    let record: serde_json::Value =
+        serde_json::from_str(&call::<String>(&mut con, &["DS.GET", "telemetry", "d1"]).unwrap())
+            .unwrap();
+    assert_eq!(record["temperature"], 21.5);
+    assert_eq!(record["deviceId"], "d1");
+    let ms: i64 = d1.split('-').next().unwrap().parse().unwrap();
+    let stamped = record["timestamp"].as_str().unwrap();
+    assert!(
+        stamped.ends_with('Z') && stamped.len() == 24,
+        "{stamped} (the message's time, {ms})"
+    );
+    let d2_record: serde_json::Value =
+        serde_json::from_str(&call::<String>(&mut con, &["DS.GET", "telemetry", "d2"]).unwrap())
+            .unwrap();
+    assert_eq!(d2_record["temperature"], "19");
+    assert_eq!(
+        call::<Option<String>>(&mut con, &["DS.GET", "telemetry", "d3"]).unwrap(),
+        None,
+        "filtered out"
+    );
+
+    let replies: Vec<(String, Vec<String>)> =
+        call(&mut con, &["XRANGE", "device.msg.response", "-", "+"]).unwrap();
+    let reply_for = |id: &str| {
+        replies
+            .iter()
+            .find(|(_, fields)| {
+                fields
+                    .windows(2)
+                    .any(|pair| pair[0] == "source_id" && pair[1] == id)
+            })
+            .map(|(_, fields)| fields.clone())
+            .unwrap_or_else(|| panic!("no reply for {id}: {replies:?}"))
+    };
+    for id in [&d1, &d2, &heartbeat] {
+        assert_eq!(&reply_for(id)[..2], ["body", "ok"]);
+    }
+    let failed = reply_for(&no_device);
+    assert_eq!(&failed[..2], ["body", "error"]);
+    assert!(
+        failed
+            .iter()
+            .any(|f| f.contains("the device expression 'deviceId' gave null")),
+        "{failed:?}"
+    );
+}

@@ -109,6 +109,7 @@ fn planned() -> Vec<Vec<Write>> {
             };
             let position = Position {
                 version: redsink_worker::event::entry_version(&id).unwrap(),
+                time_ms: id.split('-').next().unwrap().parse().unwrap(),
                 stream_id: id,
             };
             jobs.iter()

@@ -233,29 +233,55 @@ impl StreamSource {
     async fn process(&mut self, stream: &str, entries: Vec<Entry>) -> Result<()> {
         let jobs = self.routes.get(stream).cloned().unwrap_or_default();
         let mut plan_errors = Vec::with_capacity(entries.len());
+        let mut reply_topics = Vec::with_capacity(entries.len());
         let writes: Vec<Vec<Write>> = entries
             .iter()
-            .map(|entry| match plan_entry(&jobs, entry) {
-                Ok(writes) => {
-                    plan_errors.push(None);
-                    writes
-                }
-                Err(error) => {
-                    plan_errors.push(Some(error));
-                    Vec::new()
+            .map(|entry| {
+                let planned = plan_entry(&jobs, entry);
+                reply_topics.push(planned.reply_to);
+                match planned.writes {
+                    Ok(writes) => {
+                        plan_errors.push(None);
+                        writes
+                    }
+                    Err(error) => {
+                        plan_errors.push(Some(error));
+                        Vec::new()
+                    }
                 }
             })
             .collect();
         let applied = sink::apply(&mut self.writer, &writes, self.module).await?;
         let mut acked = Vec::new();
-        for ((entry, plan_error), applied) in entries.iter().zip(plan_errors).zip(applied) {
+        let mut replies = Vec::new();
+        for (((entry, plan_error), applied), topic) in entries
+            .iter()
+            .zip(plan_errors)
+            .zip(applied)
+            .zip(reply_topics)
+        {
             match plan_error.map_or(applied, Err) {
-                Ok(()) => acked.push(entry.id.clone()),
+                Ok(()) => {
+                    acked.push(entry.id.clone());
+                    replies.extend(topic.map(|topic| vec![reply(&topic, stream, entry, None)]));
+                }
                 Err(error) => {
                     if self.dead_letter_if_exhausted(stream, entry, &error).await? {
                         acked.push(entry.id.clone());
+                        replies.extend(
+                            topic.map(|topic| vec![reply(&topic, stream, entry, Some(&error))]),
+                        );
                     }
                 }
+            }
+        }
+        if !replies.is_empty() {
+            for failed in sink::apply(&mut self.writer, &replies, self.module)
+                .await?
+                .into_iter()
+                .filter_map(|outcome| outcome.err())
+            {
+                tracing::warn!(stream, "a reply could not be written: {failed}");
             }
         }
         if !acked.is_empty() {
@@ -328,24 +354,85 @@ impl StreamSource {
     }
 }
 
-/// The writes of one entry under the jobs of its stream.
-fn plan_entry(jobs: &[Arc<Job>], entry: &Entry) -> std::result::Result<Vec<Write>, String> {
-    let change = match decode(&entry.fields).map_err(|e| e.to_string())? {
-        Decoded::Change(change) => change,
-        Decoded::Tombstone => return Ok(Vec::new()),
+/// What one entry asks for: its writes under the jobs of its stream (or why there are
+/// none), and the stream to reply on (`responseTopic`, as a RuleGo endpoint answers),
+/// known once the entry decodes, whether or not its jobs succeed.
+struct Planned {
+    writes: std::result::Result<Vec<Write>, String>,
+    reply_to: Option<String>,
+}
+
+fn plan_entry(jobs: &[Arc<Job>], entry: &Entry) -> Planned {
+    let change = match decode(&entry.fields) {
+        Ok(Decoded::Change(change)) => change,
+        Ok(Decoded::Tombstone) => {
+            return Planned {
+                writes: Ok(Vec::new()),
+                reply_to: None,
+            }
+        }
+        Err(error) => {
+            return Planned {
+                writes: Err(error.to_string()),
+                reply_to: None,
+            }
+        }
     };
-    let position = Position {
-        version: change
-            .lsn
-            .or_else(|| entry_version(&entry.id))
-            .ok_or_else(|| format!("entry id '{}' is not a stream id", entry.id))?,
-        stream_id: entry.id.clone(),
-    };
-    let mut writes = Vec::new();
-    for job in jobs {
-        writes.extend(plan(job, &change, &position).map_err(|e| format!("job {}: {e}", job.name))?);
+    let reply_to = change
+        .row
+        .get(REPLY_FIELD)
+        .and_then(|topic| topic.as_str())
+        .filter(|topic| !topic.is_empty())
+        .map(str::to_owned);
+    let writes = (|| {
+        let not_an_id = || format!("entry id '{}' is not a stream id", entry.id);
+        let time_ms = entry
+            .id
+            .split_once('-')
+            .and_then(|(ms, _)| ms.parse().ok())
+            .ok_or_else(not_an_id)?;
+        let position = Position {
+            version: change
+                .lsn
+                .or_else(|| entry_version(&entry.id))
+                .ok_or_else(not_an_id)?,
+            stream_id: entry.id.clone(),
+            time_ms,
+        };
+        let mut writes = Vec::new();
+        for job in jobs {
+            writes.extend(
+                plan(job, &change, &position).map_err(|e| format!("job {}: {e}", job.name))?,
+            );
+        }
+        Ok(writes)
+    })();
+    Planned { writes, reply_to }
+}
+
+/// The field naming the stream to reply on, as in RuleGo's stream endpoint.
+const REPLY_FIELD: &str = "responseTopic";
+
+/// The reply to an entry: `body` `ok`, or `error` with the error; its id is the entry's,
+/// so that a replayed reply adds nothing.
+fn reply(topic: &str, stream: &str, entry: &Entry, error: Option<&str>) -> Write {
+    let mut row = serde_json::Map::new();
+    row.insert(
+        "body".into(),
+        (if error.is_some() { "error" } else { "ok" }).into(),
+    );
+    row.insert("source_stream".into(), stream.into());
+    row.insert("source_id".into(), entry.id.clone().into());
+    if let Some(error) = error {
+        row.insert("error".into(), error.into());
     }
-    Ok(writes)
+    Write::Stream {
+        key: topic.to_owned(),
+        row,
+        op_code: None,
+        id: entry.id.clone(),
+        ttl: None,
+    }
 }
 
 /// The delivery count in an XPENDING extended reply `[[id, consumer, idle, count]]`.

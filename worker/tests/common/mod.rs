@@ -28,8 +28,29 @@ impl Worker {
         Worker::named(server, jobs, processors, "test-worker")
     }
 
+    /// Reading `streams` (YAML: a pattern or a list) with the default processors.
+    pub fn reading(server: &RedisServer, jobs: &[&str], streams: &str) -> Worker {
+        Worker::configured(
+            server,
+            jobs,
+            "{block_ms: 100, reclaim_idle_ms: 300, max_deliveries: 3}",
+            "test-worker",
+            streams,
+        )
+    }
+
     /// With `processors` as given and this consumer name in the group.
     pub fn named(server: &RedisServer, jobs: &[&str], processors: &str, consumer: &str) -> Worker {
+        Worker::configured(server, jobs, processors, consumer, "\"data:*\"")
+    }
+
+    fn configured(
+        server: &RedisServer,
+        jobs: &[&str],
+        processors: &str,
+        consumer: &str,
+        streams: &str,
+    ) -> Worker {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir(dir.path().join("jobs")).unwrap();
         for (i, job) in jobs.iter().enumerate() {
@@ -39,7 +60,7 @@ impl Worker {
             dir.path().join("config.yaml"),
             format!(
                 "connections:\n  target: {{type: redis, host: 127.0.0.1, port: {}}}\n\
-                 sources:\n  - {{type: redis-stream, connection: target, streams: \"data:*\", consumer: {consumer}}}\n\
+                 sources:\n  - {{type: redis-stream, connection: target, streams: {streams}, consumer: {consumer}}}\n\
                  processors: {processors}\n\
                  jobs: ./jobs\n",
                 server.port()
