@@ -24,6 +24,15 @@ pub struct Config {
     pub processors: Processors,
     /// The folder of RDI job files, relative to the configuration file.
     pub jobs: Option<PathBuf>,
+    /// Prometheus metrics at `http://<address>/metrics`; off without it.
+    pub metrics: Option<Metrics>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Metrics {
+    /// Where to listen, e.g. `127.0.0.1:9121`.
+    pub address: std::net::SocketAddr,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -7,6 +7,7 @@ pub mod error;
 pub mod event;
 pub mod expr;
 pub mod job;
+pub mod metrics;
 pub mod plan;
 pub mod run;
 pub mod sink;

@@ -20,6 +20,9 @@ pub async fn run(config: Config, jobs: Vec<Job>) -> Result<()> {
         tracing::info!("stopping: finishing the batch in hand");
         let _ = stop.send(true);
     });
+    if let Some(metrics) = &config.metrics {
+        crate::metrics::serve(metrics.address)?;
+    }
     let jobs: Vec<Arc<Job>> = jobs.into_iter().map(Arc::new).collect();
     let mut routes: BTreeMap<String, Vec<Arc<Job>>> = BTreeMap::new();
     for job in &jobs {

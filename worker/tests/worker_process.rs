@@ -374,3 +374,43 @@ output:
         "{failed:?}"
     );
 }
+
+#[test]
+fn prometheus_metrics_count_what_happened() {
+    use std::io::{Read, Write};
+    let server = RedisServer::start();
+    let mut con = server.connection();
+    feed(&mut con);
+    let port = redsink_tests::free_port();
+    let worker = Worker::with_metrics(&server, &[SEED_001], port);
+    wait_for_stream(&server, "invoice:events", 27, &worker);
+    let scrape = || {
+        let mut socket = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        socket
+            .write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")
+            .unwrap();
+        let mut page = String::new();
+        socket.read_to_string(&mut page).unwrap();
+        page
+    };
+    server.wait_until("27 events acknowledged in the metrics", |_| {
+        Ok(scrape()
+            .contains(r#"redsink_events_acked_total{stream="data:chinook.public.invoice"} 27"#))
+    });
+    let page = scrape();
+    assert!(
+        page.starts_with("HTTP/1.") && page.contains(" 200 "),
+        "{page}"
+    );
+    for line in [
+        r#"redsink_events_read_total{stream="data:chinook.public.invoice"} 27"#,
+        r#"redsink_events_written_total{stream="data:chinook.public.invoice"} 27"#,
+        r#"redsink_events_dead_lettered_total{stream="data:chinook.public.invoice"} 0"#,
+        r#"redsink_batch_seconds_count{stream="data:chinook.public.invoice"}"#,
+    ] {
+        assert!(page.contains(line), "missing {line}\n{page}");
+    }
+    server.wait_until("lag sampled at 0", |_| {
+        Ok(scrape().contains(r#"redsink_stream_lag{stream="data:chinook.public.invoice"} 0"#))
+    });
+}

@@ -20,9 +20,9 @@ use crate::error::Result;
 use crate::event::{decode, entry_version, Decoded};
 use crate::job::Job;
 use crate::plan::{plan, Position, Write};
-use crate::sink;
+use crate::{metrics, sink};
 
-/// How often a pattern is searched for new streams.
+/// How often a pattern is searched for new streams, and the group's lag sampled.
 const DISCOVERY_INTERVAL: Duration = Duration::from_secs(2);
 
 /// What the source needs to run.
@@ -54,6 +54,11 @@ impl StreamSource {
                 match self.discover(&mut streams).await {
                     Ok(()) => discovered_at = Some(Instant::now()),
                     Err(error) => tracing::warn!("finding streams: {error}"),
+                }
+                for stream in &streams {
+                    if let Ok(lag) = self.lag(stream).await {
+                        metrics::lag(stream, lag);
+                    }
                 }
             }
             if streams.is_empty() {
@@ -89,6 +94,29 @@ impl StreamSource {
         }
         tracing::info!("redis-stream source stopped");
         Ok(())
+    }
+
+    /// Entries of `stream` not yet delivered to the group (XINFO GROUPS `lag`, Redis 7).
+    async fn lag(&mut self, stream: &str) -> Result<i64> {
+        let groups: Vec<Vec<Value>> = redis::cmd("XINFO")
+            .arg("GROUPS")
+            .arg(stream)
+            .query_async(&mut self.writer)
+            .await?;
+        let field = |group: &[Value], name: &[u8]| {
+            group.chunks(2).find_map(|pair| match pair {
+                [Value::BulkString(key), value] if key == name => Some(value.clone()),
+                _ => None,
+            })
+        };
+        let ours = groups.iter().find(|group| {
+            field(group, b"name")
+                == Some(Value::BulkString(self.settings.group.clone().into_bytes()))
+        });
+        Ok(match ours.and_then(|group| field(group, b"lag")) {
+            Some(Value::Int(lag)) => lag,
+            _ => 0,
+        })
     }
 
     /// Finds the streams to read and makes sure the group exists on each.
@@ -231,6 +259,7 @@ impl StreamSource {
 
     /// Plans, writes and acknowledges a batch of one stream's entries.
     async fn process(&mut self, stream: &str, entries: Vec<Entry>) -> Result<()> {
+        let started = Instant::now();
         let jobs = self.routes.get(stream).cloned().unwrap_or_default();
         let mut plan_errors = Vec::with_capacity(entries.len());
         let mut reply_topics = Vec::with_capacity(entries.len());
@@ -254,6 +283,7 @@ impl StreamSource {
         let applied = sink::apply(&mut self.writer, &writes, self.module).await?;
         let mut acked = Vec::new();
         let mut replies = Vec::new();
+        let (mut failed, mut dead_lettered) = (0, 0);
         for (((entry, plan_error), applied), topic) in entries
             .iter()
             .zip(plan_errors)
@@ -266,7 +296,9 @@ impl StreamSource {
                     replies.extend(topic.map(|topic| vec![reply(&topic, stream, entry, None)]));
                 }
                 Err(error) => {
+                    failed += 1;
                     if self.dead_letter_if_exhausted(stream, entry, &error).await? {
+                        dead_lettered += 1;
                         acked.push(entry.id.clone());
                         replies.extend(
                             topic.map(|topic| vec![reply(&topic, stream, entry, Some(&error))]),
@@ -298,6 +330,15 @@ impl StreamSource {
             acked = acked.len(),
             "batch done"
         );
+        metrics::record(&metrics::Batch {
+            stream,
+            read: entries.len(),
+            written: entries.len() - failed,
+            acked: acked.len(),
+            failed,
+            dead_lettered,
+            took: started.elapsed(),
+        });
         Ok(())
     }
 

@@ -8,6 +8,8 @@ use std::process::{Child, Command, Stdio};
 
 use redsink_tests::RedisServer;
 
+const DEFAULT_PROCESSORS: &str = "{block_ms: 100, reclaim_idle_ms: 300, max_deliveries: 3}";
+
 /// A worker process with its own folder, config and jobs; killed on drop.
 pub struct Worker {
     child: Option<Child>,
@@ -16,11 +18,7 @@ pub struct Worker {
 
 impl Worker {
     pub fn start(server: &RedisServer, jobs: &[&str]) -> Worker {
-        Worker::with_processors(
-            server,
-            jobs,
-            "{block_ms: 100, reclaim_idle_ms: 300, max_deliveries: 3}",
-        )
+        Worker::with_processors(server, jobs, DEFAULT_PROCESSORS)
     }
 
     /// With `processors` as given (YAML flow mapping).
@@ -30,18 +28,25 @@ impl Worker {
 
     /// Reading `streams` (YAML: a pattern or a list) with the default processors.
     pub fn reading(server: &RedisServer, jobs: &[&str], streams: &str) -> Worker {
-        Worker::configured(
-            server,
-            jobs,
-            "{block_ms: 100, reclaim_idle_ms: 300, max_deliveries: 3}",
-            "test-worker",
-            streams,
-        )
+        Worker::configured(server, jobs, DEFAULT_PROCESSORS, "test-worker", streams, "")
     }
 
     /// With `processors` as given and this consumer name in the group.
     pub fn named(server: &RedisServer, jobs: &[&str], processors: &str, consumer: &str) -> Worker {
-        Worker::configured(server, jobs, processors, consumer, "\"data:*\"")
+        Worker::configured(server, jobs, processors, consumer, "\"data:*\"", "")
+    }
+
+    /// Serving Prometheus metrics on `port`.
+    pub fn with_metrics(server: &RedisServer, jobs: &[&str], port: u16) -> Worker {
+        let extra = format!("metrics: {{address: \"127.0.0.1:{port}\"}}\n");
+        Worker::configured(
+            server,
+            jobs,
+            DEFAULT_PROCESSORS,
+            "test-worker",
+            "\"data:*\"",
+            &extra,
+        )
     }
 
     fn configured(
@@ -50,6 +55,7 @@ impl Worker {
         processors: &str,
         consumer: &str,
         streams: &str,
+        extra: &str,
     ) -> Worker {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir(dir.path().join("jobs")).unwrap();
@@ -62,7 +68,7 @@ impl Worker {
                 "connections:\n  target: {{type: redis, host: 127.0.0.1, port: {}}}\n\
                  sources:\n  - {{type: redis-stream, connection: target, streams: {streams}, consumer: {consumer}}}\n\
                  processors: {processors}\n\
-                 jobs: ./jobs\n",
+                 jobs: ./jobs\n{extra}",
                 server.port()
             ),
         )

@@ -1,0 +1,50 @@
+//! Prometheus metrics at `/metrics` (when `metrics.address` is configured): what each
+//! source stream has seen, and how far behind the group is.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use metrics::{counter, gauge, histogram};
+use metrics_exporter_prometheus::PrometheusBuilder;
+
+use crate::error::{Error, Result};
+
+/// Serves `/metrics` on `address` (inside the tokio runtime).
+pub fn serve(address: SocketAddr) -> Result<()> {
+    PrometheusBuilder::new()
+        .with_http_listener(address)
+        .install()
+        .map_err(|e| Error::Invalid(format!("metrics on {address}: {e}")))?;
+    tracing::info!(%address, "serving Prometheus metrics at /metrics");
+    Ok(())
+}
+
+/// What happened to a batch of one stream's entries.
+pub struct Batch<'a> {
+    pub stream: &'a str,
+    pub read: usize,
+    pub written: usize,
+    pub acked: usize,
+    pub failed: usize,
+    pub dead_lettered: usize,
+    pub took: Duration,
+}
+
+pub fn record(batch: &Batch) {
+    let stream = batch.stream.to_owned();
+    counter!("redsink_events_read_total", "stream" => stream.clone()).increment(batch.read as u64);
+    counter!("redsink_events_written_total", "stream" => stream.clone())
+        .increment(batch.written as u64);
+    counter!("redsink_events_acked_total", "stream" => stream.clone())
+        .increment(batch.acked as u64);
+    counter!("redsink_events_failed_total", "stream" => stream.clone())
+        .increment(batch.failed as u64);
+    counter!("redsink_events_dead_lettered_total", "stream" => stream.clone())
+        .increment(batch.dead_lettered as u64);
+    histogram!("redsink_batch_seconds", "stream" => stream).record(batch.took.as_secs_f64());
+}
+
+/// Entries of `stream` not yet delivered to the group (XINFO GROUPS `lag`).
+pub fn lag(stream: &str, lag: i64) {
+    gauge!("redsink_stream_lag", "stream" => stream.to_owned()).set(lag as f64);
+}
