@@ -203,3 +203,54 @@ async fn replaying_a_batch_changes_nothing() {
     run(&server, &batches, true).await;
     assert_eq!(state(&server), once);
 }
+
+#[tokio::test]
+async fn on_update_replace_drops_fields_merge_keeps_them() {
+    let job = |on_update: &str| {
+        let text = format!(
+            "source: {{table: invoice}}\noutput:\n  - uses: redis.write\n    with:\n      on_update: {on_update}\n      key: {{expression: \"concat(['invoice:', InvoiceId])\"}}\n"
+        );
+        Job::parse(&text, Path::new("job.yaml")).unwrap()
+    };
+    let server = RedisServer::start();
+    for (on_update, expected) in [
+        ("replace", vec!["InvoiceId", "1", "Total", "2"]),
+        (
+            "merge",
+            vec!["InvoiceId", "1", "BillingCountry", "Germany", "Total", "2"],
+        ),
+    ] {
+        let job = job(on_update);
+        let events = [
+            (
+                1,
+                r#"{"before":null,"after":{"InvoiceId":1,"BillingCountry":"Germany","Total":1},"source":{},"op":"c"}"#,
+            ),
+            (
+                2,
+                r#"{"before":null,"after":{"InvoiceId":1,"Total":2},"source":{},"op":"u"}"#,
+            ),
+        ];
+        let batches: Vec<Vec<Write>> = events
+            .iter()
+            .map(|(seq, event)| {
+                let Decoded::Change(change) =
+                    decode(&[(b"{}".to_vec(), event.as_bytes().to_vec())]).unwrap()
+                else {
+                    panic!("a change");
+                };
+                let position = Position {
+                    version: *seq,
+                    stream_id: format!("{seq}-0"),
+                    time_ms: *seq,
+                };
+                plan(&job, &change, &position).unwrap()
+            })
+            .collect();
+        call::<()>(&mut server.connection(), &["FLUSHALL"]).unwrap();
+        run(&server, &batches, true).await;
+        let fields: Vec<String> =
+            call(&mut server.connection(), &["HGETALL", "invoice:1"]).unwrap();
+        assert_eq!(fields, expected, "on_update: {on_update}");
+    }
+}
