@@ -2,89 +2,61 @@
 //! one with a higher id was added. It is then added with a new id, and its own id is
 //! remembered here until a deadline, so that a replay of it adds nothing.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+use crate::per_db::PerDb;
 
 use crate::sink::StreamId;
 
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct LateIds {
     /// Per database, per stream key: late ids and when each may be forgotten.
-    dbs: HashMap<i32, HashMap<Vec<u8>, BTreeMap<StreamId, i64>>>,
+    ids: PerDb<BTreeMap<StreamId, i64>>,
 }
 
 impl LateIds {
     pub fn contains(&self, db: i32, key: &[u8], id: StreamId, now: i64) -> bool {
-        self.dbs
-            .get(&db)
-            .and_then(|keys| keys.get(key))
+        self.ids
+            .get(db, key)
             .and_then(|ids| ids.get(&id))
             .is_some_and(|&until| until > now)
     }
 
     pub fn insert(&mut self, db: i32, key: &[u8], id: StreamId, until: i64) {
-        self.dbs
-            .entry(db)
-            .or_default()
-            .entry(key.to_vec())
-            .or_default()
-            .insert(id, until);
+        self.ids.entry(db, key).insert(id, until);
     }
 
-    /// Forgets ids past their deadline; returns how many.
-    pub fn purge(&mut self, now: i64) -> usize {
-        let before = self.len();
-        for keys in self.dbs.values_mut() {
-            for ids in keys.values_mut() {
-                ids.retain(|_, until| *until > now);
-            }
-            keys.retain(|_, ids| !ids.is_empty());
-        }
-        self.dbs.retain(|_, keys| !keys.is_empty());
-        before - self.len()
+    /// Forgets ids past their deadline.
+    pub fn purge(&mut self, now: i64) {
+        self.ids.retain(|ids| {
+            ids.retain(|_, until| *until > now);
+            !ids.is_empty()
+        });
     }
 
     /// FLUSHDB (`Some(db)`) or FLUSHALL (`None`).
     pub fn flush(&mut self, db: Option<i32>) {
-        match db {
-            Some(db) => {
-                self.dbs.remove(&db);
-            }
-            None => self.dbs.clear(),
-        }
+        self.ids.flush(db);
     }
 
     /// SWAPDB.
     pub fn swap(&mut self, first: i32, second: i32) {
-        let a = self.dbs.remove(&first);
-        let b = self.dbs.remove(&second);
-        if let Some(keys) = a {
-            self.dbs.insert(second, keys);
-        }
-        if let Some(keys) = b {
-            self.dbs.insert(first, keys);
-        }
+        self.ids.swap(first, second);
     }
 
     pub fn len(&self) -> usize {
-        self.dbs
-            .values()
-            .flat_map(HashMap::values)
-            .map(BTreeMap::len)
-            .sum()
+        self.ids.iter().map(|(_, _, ids)| ids.len()).sum()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.dbs.is_empty()
+        self.ids.is_empty()
     }
 
     /// Every late id as (db, key, id, deadline).
     pub fn iter(&self) -> impl Iterator<Item = (i32, &[u8], StreamId, i64)> {
-        self.dbs.iter().flat_map(|(&db, keys)| {
-            keys.iter().flat_map(move |(key, ids)| {
-                ids.iter()
-                    .map(move |(&id, &until)| (db, key.as_slice(), id, until))
-            })
-        })
+        self.ids
+            .iter()
+            .flat_map(|(db, key, ids)| ids.iter().map(move |(&id, &until)| (db, key, id, until)))
     }
 }
 
@@ -103,7 +75,7 @@ mod tests {
         assert!(!late.contains(1, b"s", ID, 0));
         assert!(!late.contains(0, b"t", ID, 0));
         assert_eq!(late.iter().count(), 1);
-        assert_eq!(late.purge(100), 1);
+        late.purge(100);
         assert!(late.is_empty());
     }
 

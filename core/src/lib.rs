@@ -12,6 +12,7 @@ pub mod glob;
 pub mod json;
 pub mod late;
 pub mod named;
+pub mod per_db;
 pub mod sink;
 pub mod time;
 pub mod versions;

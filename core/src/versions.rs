@@ -6,7 +6,7 @@
 //! leaves a tombstone instead, until a deadline, so that an older write arriving after
 //! the delete cannot bring the key back.
 
-use std::collections::HashMap;
+use crate::per_db::PerDb;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Entry {
@@ -17,9 +17,9 @@ pub struct Entry {
 
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct Versions {
-    /// Per database, per key. Looked up by `&[u8]` without allocating: every delete in
-    /// the server passes through [`Versions::forget`].
-    dbs: HashMap<i32, HashMap<Vec<u8>, Entry>>,
+    /// Every delete in the server passes through [`Versions::forget`]: looked up without
+    /// allocating.
+    entries: PerDb<Entry>,
     /// A `rename_from`/`move_from` waiting for its `_to` half.
     moving: Option<Entry>,
 }
@@ -35,34 +35,24 @@ impl Versions {
 
     /// The key's entry, unless it is a tombstone past its deadline.
     pub fn get(&self, db: i32, key: &[u8], now: i64) -> Option<Entry> {
-        self.dbs
-            .get(&db)?
-            .get(key)
+        self.entries
+            .get(db, key)
             .copied()
             .filter(|entry| entry.tombstone_until.is_none_or(|until| until > now))
     }
 
     pub fn set(&mut self, db: i32, key: &[u8], entry: Entry) {
-        self.dbs.entry(db).or_default().insert(key.to_vec(), entry);
+        self.entries.insert(db, key, entry);
     }
 
     /// The key went away (deleted, expired, evicted, overwritten by RESTORE or COPY).
     pub fn forget(&mut self, db: i32, key: &[u8]) {
-        self.take(db, key);
-    }
-
-    fn take(&mut self, db: i32, key: &[u8]) -> Option<Entry> {
-        let keys = self.dbs.get_mut(&db)?;
-        let entry = keys.remove(key);
-        if keys.is_empty() {
-            self.dbs.remove(&db);
-        }
-        entry
+        self.entries.remove(db, key);
     }
 
     /// First half of a rename or move: the key leaves `db`.
     pub fn move_from(&mut self, db: i32, key: &[u8]) {
-        self.moving = self.take(db, key);
+        self.moving = self.entries.remove(db, key);
     }
 
     /// Second half: the key arrives, under its new name or in its new database.
@@ -75,50 +65,31 @@ impl Versions {
 
     /// FLUSHDB (`Some(db)`) or FLUSHALL (`None`).
     pub fn flush(&mut self, db: Option<i32>) {
-        match db {
-            Some(db) => {
-                self.dbs.remove(&db);
-            }
-            None => self.dbs.clear(),
-        }
+        self.entries.flush(db);
     }
 
     /// SWAPDB.
     pub fn swap(&mut self, first: i32, second: i32) {
-        let a = self.dbs.remove(&first);
-        let b = self.dbs.remove(&second);
-        if let Some(keys) = a {
-            self.dbs.insert(second, keys);
-        }
-        if let Some(keys) = b {
-            self.dbs.insert(first, keys);
-        }
+        self.entries.swap(first, second);
     }
 
-    /// Forgets tombstones past their deadline; returns how many.
-    pub fn purge(&mut self, now: i64) -> usize {
-        let before = self.len();
-        for keys in self.dbs.values_mut() {
-            keys.retain(|_, entry| entry.tombstone_until.is_none_or(|until| until > now));
-        }
-        self.dbs.retain(|_, keys| !keys.is_empty());
-        before - self.len()
+    /// Forgets tombstones past their deadline.
+    pub fn purge(&mut self, now: i64) {
+        self.entries
+            .retain(|entry| entry.tombstone_until.is_none_or(|until| until > now));
     }
 
     pub fn len(&self) -> usize {
-        self.dbs.values().map(HashMap::len).sum()
+        self.entries.iter().count()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.dbs.is_empty()
+        self.entries.is_empty()
     }
 
     /// Every entry as (db, key, entry).
     pub fn iter(&self) -> impl Iterator<Item = (i32, &[u8], &Entry)> {
-        self.dbs.iter().flat_map(|(&db, keys)| {
-            keys.iter()
-                .map(move |(key, entry)| (db, key.as_slice(), entry))
-        })
+        self.entries.iter()
     }
 }
 
@@ -155,8 +126,9 @@ mod tests {
         versions.set(0, b"k", entry(9, Some(1000)));
         assert!(!versions.is_newer(0, b"k", 8, 999));
         assert!(versions.is_newer(0, b"k", 8, 1000));
-        assert_eq!(versions.purge(999), 0);
-        assert_eq!(versions.purge(1000), 1);
+        versions.purge(999);
+        assert_eq!(versions.len(), 1);
+        versions.purge(1000);
         assert!(versions.is_empty());
     }
 
