@@ -10,6 +10,9 @@ use std::sync::OnceLock;
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
+pub mod postgres;
+
+pub use postgres::PostgresServer;
 pub use redis;
 use redis::{Connection, FromRedisValue, RedisResult, ToRedisArgs};
 use tempfile::TempDir;
