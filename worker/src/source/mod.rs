@@ -2,3 +2,4 @@
 
 pub mod entries;
 pub mod redis_stream;
+pub mod wal2json;

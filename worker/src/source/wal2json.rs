@@ -1,0 +1,346 @@
+//! PostgreSQL changes as wal2json (format version 2) writes them, turned into the same
+//! change events Debezium would produce, and PostgreSQL values into JSON:
+//!
+//! | PostgreSQL | JSON |
+//! |---|---|
+//! | smallint, integer, bigint, real, double precision | number |
+//! | numeric, decimal, money | string with the exact digits (`"3.96"`): no float rounding |
+//! | boolean | `true` / `false` |
+//! | text, varchar, char, uuid, other types | string |
+//! | timestamp with time zone | ISO 8601 in UTC: `"2021-01-01T09:30:00Z"` (fraction kept) |
+//! | timestamp without time zone | ISO 8601, taken as UTC: `"2021-01-01T09:30:00Z"` |
+//! | date | `"2021-01-01"` |
+//! | json, jsonb | the JSON itself, nested |
+//! | arrays (one dimension) | JSON arrays of the element type's values |
+//! | NULL | null |
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use serde_json::{Map, Value};
+
+use crate::error::{Error, Result};
+use crate::event::{ChangeEvent, Op};
+
+/// One wal2json format-2 message.
+#[derive(Debug, Deserialize)]
+struct Message<'a> {
+    action: &'a str,
+    schema: Option<String>,
+    table: Option<String>,
+    #[serde(borrow, default)]
+    columns: Vec<Column<'a>>,
+    #[serde(borrow, default)]
+    identity: Vec<Column<'a>>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Column<'a> {
+    name: String,
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(borrow)]
+    value: &'a RawValue,
+}
+
+/// What one message is.
+#[derive(Debug, PartialEq)]
+pub enum Change {
+    /// A row change of `schema.table`.
+    Row { table: String, event: ChangeEvent },
+    /// TRUNCATE of `schema.table`.
+    Truncate { table: String },
+    /// Transaction boundaries and messages that change no row.
+    Other,
+}
+
+/// Decodes a wal2json format-2 message at `lsn`.
+pub fn decode(data: &str, lsn: i64) -> Result<Change> {
+    let message: Message =
+        serde_json::from_str(data).map_err(|e| Error::Event(format!("wal2json message: {e}")))?;
+    let table = || {
+        format!(
+            "{}.{}",
+            message.schema.as_deref().unwrap_or("public"),
+            message.table.as_deref().unwrap_or("")
+        )
+    };
+    let op = match message.action {
+        "I" => Op::Create,
+        "U" => Op::Update,
+        "D" => Op::Delete,
+        "T" => return Ok(Change::Truncate { table: table() }),
+        _ => return Ok(Change::Other),
+    };
+    // A delete carries the old key as `identity` (all columns with REPLICA IDENTITY FULL).
+    let columns = if op == Op::Delete {
+        &message.identity
+    } else {
+        &message.columns
+    };
+    let row = columns
+        .iter()
+        .map(|column| {
+            Ok((
+                column.name.clone(),
+                value(&column.kind, column.value.get())?,
+            ))
+        })
+        .collect::<Result<Map<String, Value>>>()?;
+    Ok(Change::Row {
+        table: table(),
+        event: ChangeEvent {
+            op,
+            row,
+            lsn: Some(lsn),
+        },
+    })
+}
+
+/// A column value (`raw`: its JSON text from wal2json) as JSON, by its type name.
+pub fn value(kind: &str, raw: &str) -> Result<Value> {
+    if raw == "null" {
+        return Ok(Value::Null);
+    }
+    let parsed = || {
+        serde_json::from_str::<Value>(raw).map_err(|e| Error::Event(format!("a {kind} value: {e}")))
+    };
+    let kind = kind.trim_start_matches('"');
+    if let Some(element) = kind.strip_suffix("[]") {
+        let text = parsed()?;
+        return array(element, text.as_str().unwrap_or(raw));
+    }
+    let base = kind.split('(').next().unwrap_or(kind).trim();
+    Ok(match base {
+        "numeric" | "decimal" | "money" => Value::String(raw.trim_matches('"').to_owned()),
+        "json" | "jsonb" => match parsed()? {
+            Value::String(text) => serde_json::from_str(&text)
+                .map_err(|e| Error::Event(format!("a {kind} value: {e}")))?,
+            other => other,
+        },
+        "timestamp with time zone"
+        | "timestamptz"
+        | "timestamp without time zone"
+        | "timestamp" => Value::String(iso_timestamp(parsed()?.as_str().unwrap_or(raw))),
+        _ => parsed()?,
+    })
+}
+
+/// `2021-01-01 09:30:00.5+02` → `2021-01-01T07:30:00.5Z`; without an offset, as UTC.
+pub fn iso_timestamp(text: &str) -> String {
+    let text = text.trim();
+    let Some((date, time)) = text.split_once([' ', 'T']) else {
+        return text.to_owned();
+    };
+    // The offset: the last '+' or '-' in the time part.
+    let (clock, offset) = match time.rfind(['+', '-']) {
+        Some(at) => (&time[..at], &time[at..]),
+        None => (time.trim_end_matches('Z'), ""),
+    };
+    let offset_minutes = parse_offset(offset);
+    if offset_minutes == 0 {
+        return format!("{date}T{clock}Z");
+    }
+    // Shift to UTC through seconds since the epoch.
+    match (parse_date(date), parse_clock(clock)) {
+        (Some(days), Some((seconds, fraction))) => {
+            let total = days * 86_400 + seconds - offset_minutes * 60;
+            let (days, seconds) = (total.div_euclid(86_400), total.rem_euclid(86_400));
+            let utc_date = redsink_core::time::format_iso8601(days * 86_400_000);
+            format!(
+                "{}T{:02}:{:02}:{:02}{fraction}Z",
+                &utc_date[..10],
+                seconds / 3600,
+                seconds / 60 % 60,
+                seconds % 60
+            )
+        }
+        _ => text.to_owned(),
+    }
+}
+
+fn parse_offset(offset: &str) -> i64 {
+    let Some(sign) = offset.chars().next() else {
+        return 0;
+    };
+    let digits: Vec<i64> = offset[1..]
+        .split(':')
+        .filter_map(|part| part.parse().ok())
+        .collect();
+    let minutes = match digits.as_slice() {
+        [hours] => hours * 60,
+        [hours, minutes, ..] => hours * 60 + minutes,
+        _ => 0,
+    };
+    if sign == '-' {
+        -minutes
+    } else {
+        minutes
+    }
+}
+
+/// Days since 1970-01-01 of `YYYY-MM-DD`.
+fn parse_date(date: &str) -> Option<i64> {
+    let mut parts = date.split('-').map(|part| part.parse::<i64>().ok());
+    let (y, m, d) = (parts.next()??, parts.next()??, parts.next()??);
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    Some(era * 146_097 + yoe * 365 + yoe / 4 - yoe / 100 + doy - 719_468)
+}
+
+/// Seconds into the day of `HH:MM:SS[.fraction]`, and the fraction as written.
+fn parse_clock(clock: &str) -> Option<(i64, String)> {
+    let (whole, fraction) = match clock.split_once('.') {
+        Some((whole, fraction)) => (whole, format!(".{fraction}")),
+        None => (clock, String::new()),
+    };
+    let mut parts = whole.split(':').map(|part| part.parse::<i64>().ok());
+    let (h, m, s) = (parts.next()??, parts.next()??, parts.next()??);
+    Some((h * 3600 + m * 60 + s, fraction))
+}
+
+/// A one-dimensional PostgreSQL array literal (`{1,2,"a b",NULL}`) as a JSON array.
+fn array(element: &str, literal: &str) -> Result<Value> {
+    let inner = literal
+        .trim()
+        .strip_prefix('{')
+        .and_then(|rest| rest.strip_suffix('}'))
+        .ok_or_else(|| Error::Event(format!("an array value '{literal}'")))?;
+    if inner.is_empty() {
+        return Ok(Value::Array(Vec::new()));
+    }
+    let mut items = Vec::new();
+    let mut current = String::new();
+    let (mut quoted, mut was_quoted, mut escaped) = (false, false, false);
+    let mut push = |text: &mut String, was_quoted: bool| -> Result<()> {
+        let item = if !was_quoted && text == "NULL" {
+            Value::Null
+        } else if was_quoted || matches!(element, "text" | "character varying" | "varchar" | "uuid")
+        {
+            // Quoted elements and text types are strings; others go through the mapping.
+            let as_json = Value::String(std::mem::take(text)).to_string();
+            value(element, &as_json)?
+        } else {
+            value(element, text)?
+        };
+        text.clear();
+        items.push(item);
+        Ok(())
+    };
+    for c in inner.chars() {
+        match c {
+            _ if escaped => {
+                current.push(c);
+                escaped = false;
+            }
+            '\\' if quoted => escaped = true,
+            '"' => {
+                quoted = !quoted;
+                was_quoted = true;
+            }
+            ',' if !quoted => {
+                push(&mut current, was_quoted)?;
+                was_quoted = false;
+            }
+            _ => current.push(c),
+        }
+    }
+    push(&mut current, was_quoted)?;
+    Ok(Value::Array(items))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn inserts_updates_deletes_and_truncates() {
+        let insert = r#"{"action":"I","schema":"public","table":"invoice","columns":[{"name":"InvoiceId","type":"integer","value":1},{"name":"Total","type":"numeric(10,2)","value":3.96},{"name":"BillingCountry","type":"character varying(40)","value":"Germany"}]}"#;
+        let Change::Row { table, event } = decode(insert, 42).unwrap() else {
+            panic!("a row");
+        };
+        assert_eq!(table, "public.invoice");
+        assert_eq!(event.op, Op::Create);
+        assert_eq!(event.lsn, Some(42));
+        assert_eq!(
+            Value::Object(event.row),
+            json!({"InvoiceId": 1, "Total": "3.96", "BillingCountry": "Germany"})
+        );
+        let delete = r#"{"action":"D","schema":"public","table":"invoice","identity":[{"name":"InvoiceId","type":"integer","value":1}]}"#;
+        let Change::Row { event, .. } = decode(delete, 43).unwrap() else {
+            panic!("a row");
+        };
+        assert_eq!(
+            (event.op, Value::Object(event.row)),
+            (Op::Delete, json!({"InvoiceId": 1}))
+        );
+        assert_eq!(
+            decode(r#"{"action":"T","schema":"public","table":"invoice"}"#, 44).unwrap(),
+            Change::Truncate {
+                table: "public.invoice".into()
+            }
+        );
+        assert_eq!(decode(r#"{"action":"B"}"#, 45).unwrap(), Change::Other);
+        assert!(decode("{broken", 46).is_err());
+    }
+
+    #[test]
+    fn values_by_type() {
+        assert_eq!(
+            value("numeric", "12345678901234567890.12").unwrap(),
+            json!("12345678901234567890.12")
+        );
+        assert_eq!(
+            value("bigint", "9007199254740993").unwrap(),
+            json!(9007199254740993u64)
+        );
+        assert_eq!(value("boolean", "true").unwrap(), json!(true));
+        assert_eq!(value("text", "\"a \\\"b\\\"\"").unwrap(), json!("a \"b\""));
+        assert_eq!(
+            value("uuid", "\"4b5c2f9e-0000-4000-8000-000000000001\"").unwrap(),
+            json!("4b5c2f9e-0000-4000-8000-000000000001")
+        );
+        assert_eq!(
+            value("date", "\"2021-01-01\"").unwrap(),
+            json!("2021-01-01")
+        );
+        assert_eq!(
+            value("jsonb", "\"{\\\"a\\\": [1, 2]}\"").unwrap(),
+            json!({"a": [1, 2]})
+        );
+        assert_eq!(
+            value("integer[]", "\"{1,2,NULL}\"").unwrap(),
+            json!([1, 2, null])
+        );
+        assert_eq!(
+            value("text[]", "\"{a,\\\"b c\\\",\\\"d,e\\\"}\"").unwrap(),
+            json!(["a", "b c", "d,e"])
+        );
+        assert_eq!(value("text[]", "\"{}\"").unwrap(), json!([]));
+        assert_eq!(value("integer", "null").unwrap(), json!(null));
+    }
+
+    #[test]
+    fn timestamps_become_utc_iso_8601() {
+        assert_eq!(iso_timestamp("2021-01-01 09:30:00"), "2021-01-01T09:30:00Z");
+        assert_eq!(
+            iso_timestamp("2021-01-01 09:30:00.25+00"),
+            "2021-01-01T09:30:00.25Z"
+        );
+        assert_eq!(
+            iso_timestamp("2021-01-01 01:30:00+02"),
+            "2020-12-31T23:30:00Z"
+        );
+        assert_eq!(
+            iso_timestamp("2021-12-31 23:00:00-05:30"),
+            "2022-01-01T04:30:00Z"
+        );
+        assert_eq!(
+            value("timestamp with time zone", "\"2021-06-01 12:00:00+02\"").unwrap(),
+            json!("2021-06-01T10:00:00Z")
+        );
+    }
+}
