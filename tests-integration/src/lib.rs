@@ -10,9 +10,11 @@ use std::sync::OnceLock;
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
-pub mod postgres;
+pub mod pg_server;
 
-pub use postgres::PostgresServer;
+pub use pg_server::PostgresServer;
+/// The PostgreSQL client the tests use, for crates that depend on this one.
+pub use postgres as pg_client;
 pub use redis;
 use redis::{Connection, FromRedisValue, RedisResult, ToRedisArgs};
 use tempfile::TempDir;

@@ -108,7 +108,44 @@ pub struct PostgresSource {
     pub database: String,
     pub user: String,
     pub password: Option<String>,
+    /// Tables to capture, as `schema.table`.
     pub tables: Vec<String>,
+    /// The logical replication slot (default `redsink_<server_name>`), created if missing.
+    pub slot: Option<String>,
+    /// How often the slot is polled for changes, in milliseconds.
+    #[serde(default = "default_poll_ms")]
+    pub poll_ms: u64,
+    /// The connection the changes are written to (default `target`).
+    #[serde(default = "default_target")]
+    pub connection: String,
+}
+
+fn default_poll_ms() -> u64 {
+    100
+}
+
+fn default_target() -> String {
+    "target".into()
+}
+
+impl PostgresSource {
+    /// The replication slot's name: lower-case letters, digits and underscores.
+    pub fn slot_name(&self) -> String {
+        self.slot.clone().unwrap_or_else(|| {
+            let name: String = self
+                .server_name
+                .chars()
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() {
+                        c.to_ascii_lowercase()
+                    } else {
+                        '_'
+                    }
+                })
+                .collect();
+            format!("redsink_{name}")
+        })
+    }
 }
 
 /// How events are processed.

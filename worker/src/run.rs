@@ -10,6 +10,7 @@ use crate::config::{Config, Connection, Source};
 use crate::connect::connect;
 use crate::error::{Error, Result};
 use crate::job::{DataType, Job};
+use crate::source::postgres::PgSource;
 use crate::source::redis_stream::StreamSource;
 
 /// Runs every source until SIGINT or SIGTERM; each finishes the batch in hand first.
@@ -72,11 +73,38 @@ pub async fn run(config: Config, jobs: Vec<Job>) -> Result<()> {
                 };
                 tasks.push(tokio::spawn(source.run(stopped.clone())));
             }
-            Source::Postgres(postgres) => {
-                return Err(Error::Invalid(format!(
-                    "source postgres '{}': the PostgreSQL source is not part of this release",
-                    postgres.server_name
-                )))
+            Source::Postgres(settings) => {
+                let Some(Connection::Redis(target)) = config.connections.get(&settings.connection)
+                else {
+                    return Err(Error::Invalid(format!(
+                        "source postgres '{}' writes to connection '{}', which is not defined under connections",
+                        settings.server_name, settings.connection
+                    )));
+                };
+                let mut writer = connect(&settings.connection, target, false).await?;
+                let module = has_module(&mut writer).await?;
+                let mut table_routes: BTreeMap<String, Vec<Arc<Job>>> = BTreeMap::new();
+                for job in &jobs {
+                    let source = &job.source;
+                    if source.server_name.as_deref() != Some(settings.server_name.as_str()) {
+                        continue;
+                    }
+                    if let Some(table) = &source.table {
+                        let schema = source.schema.as_deref().unwrap_or("public");
+                        table_routes
+                            .entry(format!("{schema}.{table}"))
+                            .or_default()
+                            .push(Arc::clone(job));
+                    }
+                }
+                let source = PgSource {
+                    settings: settings.clone(),
+                    processors: config.processors.clone(),
+                    routes: table_routes,
+                    writer,
+                    module,
+                };
+                tasks.push(tokio::spawn(source.run(stopped.clone())));
             }
         }
     }

@@ -1,5 +1,6 @@
 //! Where change events come from.
 
 pub mod entries;
+pub mod postgres;
 pub mod redis_stream;
 pub mod wal2json;

@@ -106,8 +106,11 @@ pub fn value(kind: &str, raw: &str) -> Result<Value> {
     };
     let kind = kind.trim_start_matches('"');
     if let Some(element) = kind.strip_suffix("[]") {
-        let text = parsed()?;
-        return array(element, text.as_str().unwrap_or(raw));
+        return match parsed()? {
+            // row_to_json (the snapshot) writes arrays as JSON already.
+            Value::Array(items) => Ok(Value::Array(items)),
+            text => array(element, text.as_str().unwrap_or(raw)),
+        };
     }
     let base = kind.split('(').next().unwrap_or(kind).trim();
     Ok(match base {

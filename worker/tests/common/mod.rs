@@ -36,6 +36,19 @@ impl Worker {
         Worker::configured(server, jobs, processors, consumer, "\"data:*\"", "")
     }
 
+    /// With this whole configuration (`jobs: ./jobs` is where `jobs` go).
+    pub fn from_config(config: &str, jobs: &[&str]) -> Worker {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("jobs")).unwrap();
+        for (i, job) in jobs.iter().enumerate() {
+            std::fs::write(dir.path().join(format!("jobs/job{i}.yaml")), job).unwrap();
+        }
+        std::fs::write(dir.path().join("config.yaml"), config).unwrap();
+        let mut worker = Worker { child: None, dir };
+        worker.spawn();
+        worker
+    }
+
     /// Serving Prometheus metrics on `port`.
     pub fn with_metrics(server: &RedisServer, jobs: &[&str], port: u16) -> Worker {
         let extra = format!("metrics: {{address: \"127.0.0.1:{port}\"}}\n");
