@@ -136,7 +136,7 @@ fn snapshot_then_changes_end_equal_to_the_table() {
         got_pairs.sort();
         want_pairs.sort();
         // NULL columns are left out of hashes.
-        want_pairs.retain(|pair| !(pair[0] == "BillingState"));
+        want_pairs.retain(|pair| pair[0] != "BillingState");
         assert_eq!(got_pairs, want_pairs, "{key}");
     }
     for deleted in [11, 12, 13, 60, 70] {
