@@ -22,6 +22,8 @@ pub enum Error {
     Event(String),
     #[error("redis: {0}")]
     Redis(#[from] redis::RedisError),
+    #[error("postgres: {0}")]
+    Postgres(#[from] tokio_postgres::Error),
 }
 
 impl Error {

@@ -7,6 +7,12 @@ use std::process::ExitCode;
 use clap::Parser;
 use redsink_worker::config::{Config, Source};
 use redsink_worker::job;
+use tracing_indicatif::filter::{hide_indicatif_span_fields, IndicatifFilter};
+use tracing_indicatif::IndicatifLayer;
+use tracing_subscriber::fmt::format::DefaultFields;
+use tracing_subscriber::layer::{Layer, SubscriberExt};
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::EnvFilter;
 
 /// Keeps Redis in sync with change events, writing through the redsink module.
 ///
@@ -26,14 +32,20 @@ struct Cli {
     check: bool,
 }
 
-fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
+/// Log lines on stderr (`RUST_LOG` filters them, default `info`), and progress bars for
+/// long work (the PostgreSQL snapshot) when stderr is a terminal.
+fn init_logging() {
+    let bars = IndicatifLayer::new()
+        .with_span_field_formatter(hide_indicatif_span_fields(DefaultFields::new()));
+    tracing_subscriber::registry()
+        .with(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
+        .with(tracing_subscriber::fmt::layer().with_writer(bars.get_stderr_writer()))
+        .with(bars.with_filter(IndicatifFilter::new(false)))
         .init();
+}
+
+fn main() -> ExitCode {
+    init_logging();
     let cli = Cli::parse();
     let config = match Config::load(&cli.config) {
         Ok(config) => config,

@@ -3,4 +3,3 @@
 pub mod entries;
 pub mod postgres;
 pub mod redis_stream;
-pub mod wal2json;

@@ -25,6 +25,8 @@ use crate::event::{ChangeEvent, Op};
 #[derive(Debug, Deserialize)]
 struct Message<'a> {
     action: &'a str,
+    /// On `B`: the transaction's commit LSN.
+    lsn: Option<&'a str>,
     schema: Option<String>,
     table: Option<String>,
     #[serde(borrow, default)]
@@ -49,6 +51,8 @@ pub enum Change {
     Row { table: String, event: ChangeEvent },
     /// TRUNCATE of `schema.table`.
     Truncate { table: String },
+    /// The start of a transaction that commits at `commit_lsn`.
+    Begin { commit_lsn: i64 },
     /// Transaction boundaries and messages that change no row.
     Other,
 }
@@ -69,6 +73,12 @@ pub fn decode(data: &str, lsn: i64) -> Result<Change> {
         "U" => Op::Update,
         "D" => Op::Delete,
         "T" => return Ok(Change::Truncate { table: table() }),
+        "B" => {
+            let commit_lsn = message.lsn.and_then(parse_lsn).ok_or_else(|| {
+                Error::Event(format!("wal2json begin message without an LSN: {data}"))
+            })?;
+            return Ok(Change::Begin { commit_lsn });
+        }
         _ => return Ok(Change::Other),
     };
     // A delete carries the old key as `identity` (all columns with REPLICA IDENTITY FULL).
@@ -94,6 +104,16 @@ pub fn decode(data: &str, lsn: i64) -> Result<Change> {
             lsn: Some(lsn),
         },
     })
+}
+
+/// `X/Y` (PostgreSQL's LSN text) as a number.
+pub fn parse_lsn(text: &str) -> Option<i64> {
+    let (high, low) = text.split_once('/')?;
+    let (high, low) = (
+        i64::from_str_radix(high, 16).ok()?,
+        i64::from_str_radix(low, 16).ok()?,
+    );
+    Some((high << 32) | low)
 }
 
 /// A column value (`raw`: its JSON text from wal2json) as JSON, by its type name.
@@ -286,8 +306,29 @@ mod tests {
                 table: "public.invoice".into()
             }
         );
-        assert_eq!(decode(r#"{"action":"B"}"#, 45).unwrap(), Change::Other);
+        assert_eq!(
+            decode(
+                r#"{"action":"B","lsn":"0/152D250","nextlsn":"0/152D280"}"#,
+                45
+            )
+            .unwrap(),
+            Change::Begin {
+                commit_lsn: 0x152_D250
+            }
+        );
+        assert_eq!(
+            decode(r#"{"action":"C","lsn":"0/152D250"}"#, 45).unwrap(),
+            Change::Other
+        );
         assert!(decode("{broken", 46).is_err());
+    }
+
+    #[test]
+    fn lsns_as_numbers() {
+        assert_eq!(parse_lsn("0/16B3748"), Some(0x16B_3748));
+        assert_eq!(parse_lsn("1/0"), Some(1 << 32));
+        assert!(parse_lsn("1/0").unwrap() > parse_lsn("0/FFFFFFFF").unwrap());
+        assert_eq!(parse_lsn("nonsense"), None);
     }
 
     #[test]

@@ -1,0 +1,460 @@
+//! The PostgreSQL source: logical decoding with wal2json, polled through SQL.
+//!
+//! A fresh slot is followed by a snapshot of the tables (see [`snapshot`]). Then, every
+//! `poll_ms`, the changes after the slot's confirmed position are peeked, planned with
+//! the jobs whose `source` names this server and the table, written, and only then is
+//! the slot advanced past them: a crash anywhere loses nothing, and what is written again
+//! changes nothing.
+//!
+//! Order: a change's VERSION is its own LSN (changes of one row are ordered by PostgreSQL's
+//! row locks, so their LSNs rise in commit order); its stream id is `<commit LSN>-<n>`,
+//! n counting the transaction's row changes, so that ids rise in the order transactions
+//! commit even when their changes interleave in the WAL, and a replay gets the same ids.
+
+mod snapshot;
+pub mod wal2json;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use redis::aio::ConnectionManager;
+use tokio::sync::watch;
+use tokio_postgres::{Client, NoTls};
+
+use self::snapshot::{Batch, Progress};
+use self::wal2json::{parse_lsn, Change};
+use crate::config::{PostgresSource, Processors};
+use crate::error::{Error, Result};
+use crate::event::ChangeEvent;
+use crate::job::Job;
+use crate::plan::{plan, Position, Write};
+use crate::{metrics, sink};
+
+pub struct PgSource {
+    pub settings: PostgresSource,
+    pub processors: Processors,
+    /// Jobs by table (`schema.table`).
+    pub routes: BTreeMap<String, Vec<Arc<Job>>>,
+    pub writer: ConnectionManager,
+    pub module: bool,
+}
+
+/// What one poll of the slot found.
+struct Polled {
+    /// Messages peeked (row changes and transaction boundaries).
+    messages: usize,
+    /// Changes that could not be written; the slot was not advanced past them.
+    failed: usize,
+}
+
+impl PgSource {
+    fn name(&self) -> String {
+        format!("postgres:{}", self.settings.server_name)
+    }
+
+    fn snapshot_marker(&self) -> String {
+        format!(
+            "redsink:snapshot:{}:{}",
+            self.settings.server_name,
+            self.settings.slot_name()
+        )
+    }
+
+    /// Runs until `shutdown`: snapshot if due, then changes as they come. A bad
+    /// configuration fails at once; a connection lost later is retried with backoff.
+    pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) -> Result<()> {
+        let mut client = self.connect().await?;
+        let created = self.ensure_slot(&client).await?;
+        let mut snapshot = self.snapshot_due(&client, created).await?;
+        let mut failures = 0u64;
+        loop {
+            let outcome = self
+                .follow(&client, &mut snapshot, &mut failures, &mut shutdown)
+                .await;
+            let Err(error) = outcome else { break };
+            if *shutdown.borrow() {
+                break;
+            }
+            failures += 1;
+            let delay = Duration::from_millis(200 * failures.min(25));
+            tracing::warn!(
+                source = self.name(),
+                failures,
+                "{error}; retrying in {} ms",
+                delay.as_millis()
+            );
+            tokio::select! {
+                _ = tokio::time::sleep(delay) => {}
+                _ = shutdown.changed() => {}
+            }
+            if client.is_closed() {
+                match self.connect().await {
+                    Ok(reconnected) => {
+                        tracing::info!(source = self.name(), "reconnected to postgres");
+                        client = reconnected;
+                    }
+                    Err(error) => tracing::warn!(source = self.name(), "{error}"),
+                }
+            }
+        }
+        tracing::info!(source = self.name(), "postgres source stopped");
+        Ok(())
+    }
+
+    /// The snapshot if one is due, then the slot's changes until `shutdown`.
+    async fn follow(
+        &mut self,
+        client: &Client,
+        snapshot: &mut Option<Progress>,
+        failures: &mut u64,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Result<()> {
+        if let Some(progress) = snapshot {
+            self.snapshot(client, progress, shutdown).await?;
+            if *shutdown.borrow() {
+                return Ok(());
+            }
+            *snapshot = None;
+        }
+        let mut attempts = 0u64;
+        while !*shutdown.borrow() {
+            let polled = self
+                .poll(client, attempts + 1 >= self.processors.max_deliveries)
+                .await?;
+            *failures = 0;
+            let pause = if polled.failed > 0 {
+                attempts += 1;
+                tracing::warn!(
+                    source = self.name(),
+                    attempts,
+                    failed = polled.failed,
+                    "changes not written, retrying"
+                );
+                200 * attempts.min(25)
+            } else {
+                attempts = 0;
+                if polled.messages > 0 {
+                    continue;
+                }
+                self.settings.poll_ms
+            };
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(pause)) => {}
+                _ = shutdown.changed() => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Connects and checks what the source needs, with errors that say what to do.
+    async fn connect(&self) -> Result<Client> {
+        let s = &self.settings;
+        let mut config = tokio_postgres::Config::new();
+        config
+            .host(&s.host)
+            .port(s.port)
+            .dbname(&s.database)
+            .user(&s.user)
+            .application_name("redsink-worker")
+            .connect_timeout(Duration::from_secs(10));
+        if let Some(password) = &s.password {
+            config.password(password);
+        }
+        let (client, connection) = config.connect(NoTls).await.map_err(|e| {
+            Error::Invalid(format!(
+                "postgres '{}': cannot connect to {}:{} as {}: {e}; check host, port, database, \
+                 user and password (write `password: ${{PGPASSWORD}}` to take it from the environment)",
+                s.server_name, s.host, s.port, s.user
+            ))
+        })?;
+        tokio::spawn(async move {
+            if let Err(error) = connection.await {
+                tracing::warn!("postgres connection: {error}");
+            }
+        });
+        let wal_level: String = client.query_one("SHOW wal_level", &[]).await?.get(0);
+        if wal_level != "logical" {
+            return Err(Error::Invalid(format!(
+                "postgres '{}': wal_level is '{wal_level}'; set wal_level = logical in postgresql.conf and restart PostgreSQL",
+                s.server_name
+            )));
+        }
+        for table in &s.tables {
+            let identity: Option<(String, bool)> = client
+                .query_opt(
+                    "SELECT c.relreplident::text, EXISTS (SELECT 1 FROM pg_index i \
+                     WHERE i.indrelid = c.oid AND i.indisprimary) \
+                     FROM pg_class c WHERE c.oid = to_regclass($1)",
+                    &[table],
+                )
+                .await?
+                .map(|row| (row.get(0), row.get(1)));
+            match identity {
+                None => {
+                    return Err(Error::Invalid(format!(
+                        "postgres '{}': table {table} does not exist in database {} \
+                         (tables are named schema.table, e.g. public.invoice)",
+                        s.server_name, s.database
+                    )))
+                }
+                Some((identity, has_key)) if identity == "n" || (identity == "d" && !has_key) => {
+                    tracing::warn!(
+                        table,
+                        "no replica identity: updates and deletes of this table cannot be captured; \
+                         add a primary key or ALTER TABLE {table} REPLICA IDENTITY FULL"
+                    )
+                }
+                Some((identity, _)) if identity == "d" => tracing::info!(
+                    table,
+                    "deletes carry only the primary key (REPLICA IDENTITY DEFAULT); \
+                     ALTER TABLE {table} REPLICA IDENTITY FULL gives them whole rows"
+                ),
+                Some(_) => {}
+            }
+        }
+        Ok(client)
+    }
+
+    /// Creates the slot if it is missing; `true` if it had to be created now.
+    async fn ensure_slot(&self, client: &Client) -> Result<bool> {
+        let slot = self.settings.slot_name();
+        let exists = client
+            .query_opt(
+                "SELECT 1 FROM pg_replication_slots WHERE slot_name = $1",
+                &[&slot],
+            )
+            .await?
+            .is_some();
+        if exists {
+            return Ok(false);
+        }
+        let row = client
+            .query_one(
+                "SELECT lsn::text FROM pg_create_logical_replication_slot($1, 'wal2json')",
+                &[&slot],
+            )
+            .await
+            .map_err(|e| match e.as_db_error() {
+                Some(db) if db.message().contains("wal2json") => Error::Invalid(format!(
+                    "postgres '{}': the wal2json output plugin is not installed on the server \
+                     (Debian: apt-get install postgresql-15-wal2json, for your PostgreSQL version)",
+                    self.settings.server_name
+                )),
+                Some(db) => Error::Invalid(format!(
+                    "postgres '{}': cannot create replication slot {slot}: {}; the user needs the \
+                     REPLICATION attribute (ALTER ROLE {} REPLICATION) and max_replication_slots a free slot",
+                    self.settings.server_name,
+                    db.message(),
+                    self.settings.user
+                )),
+                None => Error::Postgres(e),
+            })?;
+        let lsn: String = row.get(0);
+        tracing::info!(slot, lsn, "replication slot created");
+        Ok(true)
+    }
+
+    /// What is left to snapshot: everything after a slot is created (a new slot has
+    /// seen none of the rows), else the tables the marker does not list as read.
+    async fn snapshot_due(&mut self, client: &Client, created: bool) -> Result<Option<Progress>> {
+        let marker = self.snapshot_marker();
+        if created {
+            redis::cmd("DEL")
+                .arg(&marker)
+                .query_async::<()>(&mut self.writer)
+                .await?;
+        }
+        let fields: BTreeMap<String, String> = redis::cmd("HGETALL")
+            .arg(&marker)
+            .query_async(&mut self.writer)
+            .await?;
+        let restart_lsn: Option<String> = client
+            .query_one(
+                "SELECT restart_lsn::text FROM pg_replication_slots WHERE slot_name = $1",
+                &[&self.settings.slot_name()],
+            )
+            .await?
+            .get(0);
+        let restart_lsn = restart_lsn.as_deref().and_then(parse_lsn).unwrap_or(0);
+        Ok(Progress::from_marker(
+            &fields,
+            &self.settings.tables,
+            restart_lsn,
+        ))
+    }
+
+    /// Writes a snapshot batch. Rows that fail go to the dead-letter stream: reading
+    /// them again would give the same rows.
+    async fn write_snapshot(&mut self, batch: Batch) -> Result<()> {
+        let jobs = self.routes.get(&batch.table).cloned().unwrap_or_default();
+        let mut planned = Vec::with_capacity(batch.events.len());
+        let mut plan_errors = Vec::with_capacity(batch.events.len());
+        for (i, event) in batch.events.iter().enumerate() {
+            let position = Position {
+                version: event.lsn.unwrap_or(0),
+                stream_id: format!("{}-{}", event.lsn.unwrap_or(0), batch.first_row + i as i64),
+                time_ms: redsink_core::time::now_ms(),
+            };
+            let (writes, error) = match plan_all(&jobs, event, &position) {
+                Ok(writes) => (writes, None),
+                Err(error) => (Vec::new(), Some(error.to_string())),
+            };
+            planned.push(writes);
+            plan_errors.push(error);
+        }
+        let applied = sink::apply(&mut self.writer, &planned, self.module).await?;
+        for (i, (plan_error, applied)) in plan_errors.into_iter().zip(applied).enumerate() {
+            if let Some(error) = plan_error.map_or(applied, Err).err() {
+                let row = serde_json::Value::Object(batch.events[i].row.clone()).to_string();
+                let at = format!("snapshot row {}", batch.first_row + i as i64);
+                self.dead_letter(&at, &error, &row).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// One poll: peeks changes, writes them, advances the slot. With `last_attempt`,
+    /// changes that keep failing go to the dead-letter stream so that the slot moves on.
+    async fn poll(&mut self, client: &Client, last_attempt: bool) -> Result<Polled> {
+        let started = Instant::now();
+        let tables = self.settings.tables.join(",");
+        let limit = self.processors.read_batch_size as i32;
+        // Whole transactions come back, so the last message is a commit.
+        let rows = client
+            .query(
+                "SELECT lsn::text, data FROM pg_logical_slot_peek_changes($1, NULL, $2, \
+                 'format-version', '2', 'include-lsn', 'true', 'add-tables', $3)",
+                &[&self.settings.slot_name(), &limit, &tables],
+            )
+            .await?;
+        let Some(last) = rows.last().map(|row| row.get::<_, String>(0)) else {
+            return Ok(Polled {
+                messages: 0,
+                failed: 0,
+            });
+        };
+        let mut changes = Vec::new();
+        let (mut commit_lsn, mut number) = (None, 0);
+        for row in &rows {
+            let (lsn_text, data): (String, String) = (row.get(0), row.get(1));
+            let lsn = parse_lsn(&lsn_text).unwrap_or(0);
+            let decoded = wal2json::decode(&data, lsn);
+            match &decoded {
+                Ok(Change::Begin { commit_lsn: at }) => (commit_lsn, number) = (Some(*at), 0),
+                Ok(Change::Row { .. }) | Err(_) => number += 1,
+                Ok(Change::Truncate { table }) => tracing::warn!(
+                    table,
+                    "TRUNCATE is not applied to Redis: the keys it empties cannot be listed"
+                ),
+                Ok(Change::Other) => {}
+            }
+            let stream_id = format!("{}-{number}", commit_lsn.unwrap_or(lsn));
+            changes.push((lsn, stream_id, data, decoded));
+        }
+        let mut planned = Vec::with_capacity(changes.len());
+        let mut plan_errors = Vec::with_capacity(changes.len());
+        for (lsn, stream_id, _, decoded) in &changes {
+            let writes = match decoded {
+                Ok(Change::Row { table, event }) => {
+                    let position = Position {
+                        version: *lsn,
+                        stream_id: stream_id.clone(),
+                        time_ms: redsink_core::time::now_ms(),
+                    };
+                    let jobs = self.routes.get(table).cloned().unwrap_or_default();
+                    plan_all(&jobs, event, &position)
+                }
+                Ok(_) => Ok(Vec::new()),
+                Err(error) => Err(Error::Event(error.to_string())),
+            };
+            let (writes, error) = match writes {
+                Ok(writes) => (writes, None),
+                Err(error) => (Vec::new(), Some(error.to_string())),
+            };
+            planned.push(writes);
+            plan_errors.push(error);
+        }
+        let applied = sink::apply(&mut self.writer, &planned, self.module).await?;
+        let failures: Vec<(usize, String)> = plan_errors
+            .into_iter()
+            .zip(applied)
+            .enumerate()
+            .filter_map(|(i, (plan_error, applied))| {
+                plan_error.map_or(applied, Err).err().map(|e| (i, e))
+            })
+            .collect();
+        let retry = !failures.is_empty() && !last_attempt;
+        metrics::record(&metrics::Batch {
+            stream: &self.name(),
+            read: changes.len(),
+            written: changes.len() - failures.len(),
+            acked: if retry { 0 } else { changes.len() },
+            failed: failures.len(),
+            dead_lettered: if retry { 0 } else { failures.len() },
+            took: started.elapsed(),
+        });
+        if retry {
+            tracing::warn!(
+                source = self.name(),
+                "{} change(s) failed, first: {}",
+                failures.len(),
+                failures[0].1
+            );
+            return Ok(Polled {
+                messages: changes.len(),
+                failed: failures.len(),
+            });
+        }
+        for (i, error) in &failures {
+            let (lsn, _, data, _) = &changes[*i];
+            self.dead_letter(&format!("lsn {lsn}"), error, data).await?;
+        }
+        client
+            .query_one(
+                "SELECT pg_replication_slot_advance($1, $2::text::pg_lsn)::text",
+                &[&self.settings.slot_name(), &last],
+            )
+            .await?;
+        Ok(Polled {
+            messages: changes.len(),
+            failed: 0,
+        })
+    }
+
+    /// Moves a change that cannot be written to the dead-letter stream, with the reason.
+    async fn dead_letter(&mut self, at: &str, error: &str, change: &str) -> Result<()> {
+        let dlq = self.processors.dlq_stream.replace("{stream}", &self.name());
+        redis::cmd("XADD")
+            .arg(&dlq)
+            .arg("*")
+            .arg("source")
+            .arg(self.name())
+            .arg("at")
+            .arg(at)
+            .arg("error")
+            .arg(error)
+            .arg("change")
+            .arg(change)
+            .query_async::<String>(&mut self.writer)
+            .await?;
+        tracing::error!(
+            source = self.name(),
+            at,
+            dlq,
+            "change moved to the dead-letter stream: {error}"
+        );
+        Ok(())
+    }
+}
+
+fn plan_all(jobs: &[Arc<Job>], event: &ChangeEvent, position: &Position) -> Result<Vec<Write>> {
+    let mut writes = Vec::new();
+    for job in jobs {
+        writes.extend(
+            plan(job, event, position)
+                .map_err(|e| Error::Event(format!("job {}: {e}", job.name)))?,
+        );
+    }
+    Ok(writes)
+}
