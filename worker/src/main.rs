@@ -1,6 +1,7 @@
 //! redsink-worker: the process that feeds change events into Redis through the redsink
 //! module's commands.
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -39,7 +40,11 @@ fn init_logging() {
         .with_span_field_formatter(hide_indicatif_span_fields(DefaultFields::new()));
     tracing_subscriber::registry()
         .with(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
-        .with(tracing_subscriber::fmt::layer().with_writer(bars.get_stderr_writer()))
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_ansi(std::io::stderr().is_terminal())
+                .with_writer(bars.get_stderr_writer()),
+        )
         .with(bars.with_filter(IndicatifFilter::new(false)))
         .init();
 }

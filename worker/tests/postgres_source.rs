@@ -1,8 +1,15 @@
 //! The PostgreSQL source against a real PostgreSQL (wal2json) and redis-server: seed
 //! 001's job and a hash job over the chinook-style `invoice` table — snapshot, inserts,
-//! updates, deletes — end with Redis equal to the table.
+//! updates, deletes — end with Redis equal to the table, also when the worker is killed
+//! and PostgreSQL crashes along the way.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
 
 use redsink_tests::{call, pg_client, PostgresServer, RedisServer};
 
@@ -95,6 +102,32 @@ fn expected(client: &mut pg_client::Client) -> BTreeMap<String, Vec<String>> {
         .collect()
 }
 
+/// Asserts that the `invoice:*` hashes are exactly the table's rows; returns how many.
+fn hashes_equal_the_table(redis: &RedisServer, client: &mut pg_client::Client) -> usize {
+    let mut con = redis.connection();
+    let want = expected(client);
+    let keys: BTreeSet<String> = call::<Vec<String>>(&mut con, &["KEYS", "invoice:[0-9]*"])
+        .unwrap()
+        .into_iter()
+        .collect();
+    assert_eq!(
+        keys,
+        want.keys().cloned().collect::<BTreeSet<_>>(),
+        "one hash per row, none for deleted rows"
+    );
+    for (key, fields) in &want {
+        let got: Vec<String> = call(&mut con, &["HGETALL", key]).unwrap();
+        let (mut got_pairs, mut want_pairs): (Vec<_>, Vec<_>) =
+            (got.chunks(2).collect(), fields.chunks(2).collect());
+        got_pairs.sort();
+        want_pairs.sort();
+        // NULL columns are left out of hashes.
+        want_pairs.retain(|pair| pair[0] != "BillingState");
+        assert_eq!(got_pairs, want_pairs, "{key}");
+    }
+    want.len()
+}
+
 #[test]
 fn snapshot_then_changes_end_equal_to_the_table() {
     let redis = RedisServer::start();
@@ -127,18 +160,7 @@ fn snapshot_then_changes_end_equal_to_the_table() {
     });
 
     let mut con = redis.connection();
-    let want = expected(&mut client);
-    assert_eq!(want.len(), 65);
-    for (key, fields) in &want {
-        let got: Vec<String> = call(&mut con, &["HGETALL", key]).unwrap();
-        let (mut got_pairs, mut want_pairs): (Vec<_>, Vec<_>) =
-            (got.chunks(2).collect(), fields.chunks(2).collect());
-        got_pairs.sort();
-        want_pairs.sort();
-        // NULL columns are left out of hashes.
-        want_pairs.retain(|pair| pair[0] != "BillingState");
-        assert_eq!(got_pairs, want_pairs, "{key}");
-    }
+    assert_eq!(hashes_equal_the_table(&redis, &mut client), 65);
     for deleted in [11, 12, 13, 60, 70] {
         assert_eq!(
             call::<i64>(&mut con, &["EXISTS", &format!("invoice:{deleted}")]).unwrap(),
@@ -169,4 +191,154 @@ fn snapshot_then_changes_end_equal_to_the_table() {
     }
     let ttl: i64 = call(&mut con, &["TTL", "invoice:events"]).unwrap();
     assert!((1..=100).contains(&ttl));
+}
+
+/// Counts what committed, whatever crashes: a trigger in the changing transaction.
+const AUDIT: &str = r#"CREATE TABLE audit (op text NOT NULL);
+CREATE FUNCTION audit() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO audit VALUES (CASE TG_OP WHEN 'INSERT' THEN 'c' WHEN 'UPDATE' THEN 'u' ELSE 'd' END);
+    RETURN NULL;
+END $$;
+CREATE TRIGGER audit AFTER INSERT OR UPDATE OR DELETE ON invoice FOR EACH ROW EXECUTE FUNCTION audit();"#;
+
+const SNAPSHOT_ROWS: i32 = 3_000;
+
+/// Small transactions of inserts, updates and deletes until `stop`, through crashes of
+/// PostgreSQL. Every insert and update sets a Total no other change sets, so that each
+/// stream message can be told apart.
+fn churn(port: u16, writer: i32, stop: Arc<AtomicBool>) {
+    let mut rng = StdRng::seed_from_u64(writer as u64);
+    let (mut next_id, mut serial) = (100_000 * writer, 10_000_000 * writer);
+    let mut client: Option<pg_client::Client> = None;
+    while !stop.load(Ordering::Relaxed) {
+        let Some(con) = client.as_mut().filter(|con| !con.is_closed()) else {
+            client = pg_client::Client::connect(
+                &format!("host=127.0.0.1 port={port} user=postgres dbname=postgres"),
+                pg_client::NoTls,
+            )
+            .ok();
+            std::thread::sleep(Duration::from_millis(20));
+            continue;
+        };
+        let mut sql = String::from("BEGIN;");
+        for _ in 0..rng.random_range(1..=4) {
+            serial += 1;
+            let id = rng.random_range(1..=SNAPSHOT_ROWS);
+            sql += &match rng.random_range(0..10) {
+                0..=2 => {
+                    next_id += 1;
+                    format!(
+                        r#"INSERT INTO invoice VALUES ({next_id}, 1, '2021-01-01 10:00:00', 'Street 1', 'Oslo', NULL, 'Norway', '0150', {serial});"#
+                    )
+                }
+                3 => format!(r#"DELETE FROM invoice WHERE "InvoiceId" = {id};"#),
+                _ => format!(
+                    r#"UPDATE invoice SET "Total" = {serial}, "BillingCity" = 'City {serial}' WHERE "InvoiceId" = {id};"#
+                ),
+            };
+        }
+        sql += "COMMIT;";
+        // Deadlocks between the writers and crashes roll transactions back: fine.
+        if con.batch_execute(&sql).is_err() && !con.is_closed() {
+            let _ = con.batch_execute("ROLLBACK");
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+#[test]
+fn worker_killed_and_postgres_crashing_lose_and_duplicate_nothing() {
+    let redis = RedisServer::start();
+    let mut postgres = PostgresServer::start();
+    let mut client = postgres.client().unwrap();
+    client.batch_execute(INVOICE_TABLE).unwrap();
+    client
+        .batch_execute("ALTER TABLE invoice REPLICA IDENTITY FULL")
+        .unwrap();
+    client
+        .execute(
+            r#"INSERT INTO invoice SELECT i, i % 7, '2021-01-01 10:00:00', 'Street 1', 'Berlin', NULL, 'Germany', '10115', i FROM generate_series(1, $1) i"#,
+            &[&SNAPSHOT_ROWS],
+        )
+        .unwrap();
+    client.batch_execute(AUDIT).unwrap();
+    let xlen = |con: &mut redis::Connection| call::<i64>(con, &["XLEN", "invoice:events"]);
+
+    // Killed in the middle of the snapshot, the worker resumes it.
+    let mut worker = Worker::from_config(&config(&redis, &postgres), &[SEED_001, HASH_JOB]);
+    redis.wait_until("a third of the snapshot", |con| Ok(xlen(con)? >= 1_000));
+    worker.kill();
+    worker.spawn();
+    redis.wait_until(&format!("the snapshot\n{}", worker.log()), |con| {
+        Ok(xlen(con)? >= SNAPSHOT_ROWS as i64)
+    });
+
+    // Changes flow while the worker is killed and PostgreSQL crashes.
+    let stop = Arc::new(AtomicBool::new(false));
+    let writers: Vec<_> = (1..=2)
+        .map(|writer| {
+            let (port, stop) = (postgres.port(), Arc::clone(&stop));
+            std::thread::spawn(move || churn(port, writer, stop))
+        })
+        .collect();
+    let mut rng = StdRng::seed_from_u64(5);
+    let mut kill_at_random = |worker: &mut Worker| {
+        std::thread::sleep(Duration::from_millis(rng.random_range(300..900)));
+        worker.kill();
+        std::thread::sleep(Duration::from_millis(100));
+        worker.spawn();
+    };
+    kill_at_random(&mut worker);
+    kill_at_random(&mut worker);
+    // A crash of PostgreSQL also takes the slot back to its last checkpoint: what the
+    // worker wrote since comes again, and must change nothing.
+    std::thread::sleep(Duration::from_millis(300));
+    postgres.restart();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !worker.log().contains("reconnected to postgres") {
+        assert!(std::time::Instant::now() < deadline, "{}", worker.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    for _ in 0..3 {
+        kill_at_random(&mut worker);
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    stop.store(true, Ordering::Relaxed);
+    for writer in writers {
+        writer.join().unwrap();
+    }
+
+    let mut client = postgres.client().unwrap();
+    let committed: BTreeMap<String, i64> = client
+        .query("SELECT op, count(*) FROM audit GROUP BY op", &[])
+        .unwrap()
+        .iter()
+        .map(|row| (row.get(0), row.get(1)))
+        .collect();
+    assert!(committed.values().all(|&n| n > 50), "{committed:?}");
+    let changes: i64 = committed.values().sum();
+    redis.wait_until(&format!("every change\n{}", worker.log()), |con| {
+        Ok(xlen(con)? >= SNAPSHOT_ROWS as i64 + changes)
+    });
+    // Nothing more arrives: no duplicates written late.
+    std::thread::sleep(Duration::from_millis(500));
+    let mut con = redis.connection();
+    let messages: Vec<(String, Vec<String>)> =
+        call(&mut con, &["XRANGE", "invoice:events", "-", "+"]).unwrap();
+    let mut by_op: BTreeMap<String, i64> = BTreeMap::new();
+    let mut distinct = BTreeSet::new();
+    for (_, fields) in &messages {
+        let field = |name: &str| {
+            let at = fields.iter().position(|f| f == name).unwrap();
+            fields[at + 1].clone()
+        };
+        *by_op.entry(field("op_code")).or_default() += 1;
+        distinct.insert((field("op_code"), field("message_id"), field("Total")));
+    }
+    assert_eq!(distinct.len(), messages.len(), "no message twice");
+    let mut want = committed.clone();
+    want.insert("r".into(), SNAPSHOT_ROWS as i64);
+    assert_eq!(by_op, want, "one message per committed change");
+    hashes_equal_the_table(&redis, &mut client);
 }

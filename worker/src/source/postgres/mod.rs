@@ -67,6 +67,16 @@ impl PgSource {
         let mut client = self.connect().await?;
         let created = self.ensure_slot(&client).await?;
         let mut snapshot = self.snapshot_due(&client, created).await?;
+        tracing::info!(
+            source = self.name(),
+            slot = self.settings.slot_name(),
+            tables = self.settings.tables.join(", "),
+            snapshot = match &snapshot {
+                Some(progress) => progress.due.join(", "),
+                None => "done".into(),
+            },
+            "postgres source started"
+        );
         let mut failures = 0u64;
         loop {
             let outcome = self
