@@ -17,6 +17,8 @@ pub struct PostgresServer {
     child: Option<Child>,
     port: u16,
     dir: TempDir,
+    /// `name=value` server settings given after the defaults, so they win.
+    settings: Vec<String>,
 }
 
 fn running_as_root() -> bool {
@@ -48,6 +50,11 @@ fn as_postgres(program: &str) -> Command {
 
 impl PostgresServer {
     pub fn start() -> Self {
+        PostgresServer::start_with(&[])
+    }
+
+    /// With these `name=value` server settings over the defaults (`wal_level=replica`…).
+    pub fn start_with(settings: &[&str]) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("redsink-pg-")
             .tempdir()
@@ -77,6 +84,7 @@ impl PostgresServer {
             child: None,
             port: free_port(),
             dir,
+            settings: settings.iter().map(|s| (*s).to_owned()).collect(),
         };
         server.launch();
         server
@@ -99,6 +107,7 @@ impl PostgresServer {
             // Only an operating system crash could lose data without fsync: tests kill
             // processes, not machines.
             .args(["-c", "fsync=off"])
+            .args(self.settings.iter().flat_map(|setting| ["-c", setting]))
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()

@@ -22,7 +22,7 @@ pub enum Error {
     Event(String),
     #[error("redis: {0}")]
     Redis(#[from] redis::RedisError),
-    #[error("postgres: {0}")]
+    #[error("postgres: {}", describe_postgres(.0))]
     Postgres(#[from] tokio_postgres::Error),
 }
 
@@ -33,6 +33,22 @@ impl Error {
             file: file.to_owned(),
             error: Box::new(self),
         }
+    }
+}
+
+/// A PostgreSQL error with the server's own message (tokio-postgres's `Display` says
+/// only "db error") or the cause of a connection failure.
+pub fn describe_postgres(error: &tokio_postgres::Error) -> String {
+    if let Some(db) = error.as_db_error() {
+        let mut text = format!("{}: {}", db.severity(), db.message());
+        if let Some(hint) = db.hint() {
+            text += &format!(" (hint: {hint})");
+        }
+        return text;
+    }
+    match std::error::Error::source(error) {
+        Some(cause) => format!("{error}: {cause}"),
+        None => error.to_string(),
     }
 }
 

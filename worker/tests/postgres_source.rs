@@ -342,3 +342,92 @@ fn worker_killed_and_postgres_crashing_lose_and_duplicate_nothing() {
     assert_eq!(by_op, want, "one message per committed change");
     hashes_equal_the_table(&redis, &mut client);
 }
+
+/// Starts a worker on `config` that must refuse to start; its log.
+fn refused(config: &str) -> String {
+    let mut worker = Worker::from_config(config, &[HASH_JOB]);
+    assert_eq!(worker.exit_code(), Some(1), "{}", worker.log());
+    worker.log()
+}
+
+#[test]
+fn unknown_tables_and_wrong_passwords_are_refused_with_what_to_do() {
+    let redis = RedisServer::start();
+    let postgres = PostgresServer::start();
+    let mut client = postgres.client().unwrap();
+    client.batch_execute(INVOICE_TABLE).unwrap();
+    let config = config(&redis, &postgres);
+
+    let log = refused(&config.replace("public.invoice", "public.invoices"));
+    assert!(
+        log.contains("table public.invoices does not exist in database postgres"),
+        "{log}"
+    );
+
+    client
+        .batch_execute(
+            "CREATE ROLE redsink LOGIN REPLICATION PASSWORD 'right'; GRANT SELECT ON invoice TO redsink",
+        )
+        .unwrap();
+    let hba = postgres.dir().join("data/pg_hba.conf");
+    let rules = std::fs::read_to_string(&hba).unwrap();
+    std::fs::write(
+        &hba,
+        format!("host all redsink 127.0.0.1/32 scram-sha-256\n{rules}"),
+    )
+    .unwrap();
+    client.batch_execute("SELECT pg_reload_conf()").unwrap();
+    let as_redsink = |password: &str| {
+        config.replace(
+            "user: postgres",
+            &format!("user: redsink\n    password: {password}"),
+        )
+    };
+    let log = refused(&as_redsink("wrong"));
+    assert!(
+        log.contains(&format!(
+            "cannot connect to 127.0.0.1:{} as redsink",
+            postgres.port()
+        )) && log.contains("password authentication failed")
+            && log.contains("check host, port, database, user and password"),
+        "{log}"
+    );
+    let worker = Worker::from_config(&as_redsink("right"), &[HASH_JOB]);
+    redis.wait_until(&format!("started\n{}", worker.log()), |_| {
+        Ok(worker.log().contains("postgres source started"))
+    });
+}
+
+#[test]
+fn wal_level_below_logical_is_refused_with_what_to_do() {
+    let redis = RedisServer::start();
+    let postgres = PostgresServer::start_with(&["wal_level=replica"]);
+    postgres
+        .client()
+        .unwrap()
+        .batch_execute(INVOICE_TABLE)
+        .unwrap();
+    let log = refused(&config(&redis, &postgres));
+    assert!(
+        log.contains("wal_level is 'replica'; set wal_level = logical in postgresql.conf and restart PostgreSQL"),
+        "{log}"
+    );
+}
+
+#[test]
+fn a_server_without_wal2json_is_refused_with_what_to_do() {
+    let redis = RedisServer::start();
+    // Output plugins are found on dynamic_library_path: an empty folder hides wal2json.
+    let postgres = PostgresServer::start_with(&["dynamic_library_path=/nonexistent"]);
+    postgres
+        .client()
+        .unwrap()
+        .batch_execute(INVOICE_TABLE)
+        .unwrap();
+    let log = refused(&config(&redis, &postgres));
+    assert!(
+        log.contains("the wal2json output plugin is not installed on the server")
+            && log.contains("apt-get install postgresql-15-wal2json"),
+        "{log}"
+    );
+}

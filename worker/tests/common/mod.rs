@@ -132,6 +132,24 @@ impl Worker {
         }
     }
 
+    /// Waits (up to 30 s) for the process to end by itself; its exit code.
+    pub fn exit_code(&mut self) -> Option<i32> {
+        let child = self.child.as_mut()?;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                self.child = None;
+                return status.code();
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the worker did not exit:\n{}",
+                self.log()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
     /// SIGTERM, and the exit code.
     pub fn stop(&mut self) -> Option<i32> {
         let mut child = self.child.take()?;

@@ -25,7 +25,7 @@ use tokio_postgres::{Client, NoTls};
 use self::snapshot::{Batch, Progress};
 use self::wal2json::{parse_lsn, Change};
 use crate::config::{PostgresSource, Processors};
-use crate::error::{Error, Result};
+use crate::error::{describe_postgres, Error, Result};
 use crate::event::ChangeEvent;
 use crate::job::Job;
 use crate::plan::{plan, Position, Write};
@@ -173,9 +173,13 @@ impl PgSource {
         }
         let (client, connection) = config.connect(NoTls).await.map_err(|e| {
             Error::Invalid(format!(
-                "postgres '{}': cannot connect to {}:{} as {}: {e}; check host, port, database, \
+                "postgres '{}': cannot connect to {}:{} as {}: {}; check host, port, database, \
                  user and password (write `password: ${{PGPASSWORD}}` to take it from the environment)",
-                s.server_name, s.host, s.port, s.user
+                s.server_name,
+                s.host,
+                s.port,
+                s.user,
+                describe_postgres(&e)
             ))
         })?;
         tokio::spawn(async move {
