@@ -11,6 +11,7 @@ use std::thread::sleep;
 use std::time::{Duration, Instant};
 
 pub mod pg_server;
+pub mod tls;
 
 pub use pg_server::PostgresServer;
 /// The PostgreSQL client the tests use, for crates that depend on this one.
@@ -18,6 +19,7 @@ pub use postgres as pg_client;
 pub use redis;
 use redis::{Connection, FromRedisValue, RedisResult, ToRedisArgs};
 use tempfile::TempDir;
+pub use tls::TestCertificates;
 
 /// The workspace's root folder.
 pub fn workspace_dir() -> PathBuf {

@@ -21,7 +21,7 @@ pub struct PostgresServer {
     settings: Vec<String>,
 }
 
-fn running_as_root() -> bool {
+pub(crate) fn running_as_root() -> bool {
     Command::new("id")
         .arg("-u")
         .output()
@@ -145,6 +145,42 @@ impl PostgresServer {
             ),
             postgres::NoTls,
         )
+    }
+
+    /// Turns TLS on with these certificates (a reload: plain connections still work).
+    pub fn enable_tls(&self, certificates: &crate::TestCertificates) {
+        let mut client = self.client().unwrap();
+        // One statement each: ALTER SYSTEM cannot run in a transaction.
+        for statement in [
+            format!(
+                "ALTER SYSTEM SET ssl_cert_file = '{}'",
+                certificates.cert.display()
+            ),
+            format!(
+                "ALTER SYSTEM SET ssl_key_file = '{}'",
+                certificates.key.display()
+            ),
+            "ALTER SYSTEM SET ssl = on".to_owned(),
+            "SELECT pg_reload_conf()".to_owned(),
+        ] {
+            client.batch_execute(&statement).unwrap();
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self
+            .client()
+            .unwrap()
+            .query_one("SHOW ssl", &[])
+            .unwrap()
+            .get::<_, String>(0)
+            != "on"
+        {
+            assert!(
+                Instant::now() < deadline,
+                "TLS did not come on:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// SIGKILL, as a crash.

@@ -108,6 +108,14 @@ pub struct PostgresSource {
     pub database: String,
     pub user: String,
     pub password: Option<String>,
+    /// Connect with TLS (required: no fallback to plain text).
+    #[serde(default)]
+    pub tls: bool,
+    /// PEM file of the CA that signed the server's certificate (default: the system's).
+    pub ca_cert: Option<PathBuf>,
+    /// Accept any server certificate (testing only: open to man-in-the-middle attacks).
+    #[serde(default)]
+    pub skip_verify: bool,
     /// Tables to capture, as `schema.table`.
     pub tables: Vec<String>,
     /// The logical replication slot (default `redsink_<server_name>`), created if missing.

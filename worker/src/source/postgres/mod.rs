@@ -12,6 +12,7 @@
 //! commit even when their changes interleave in the WAL, and a replay gets the same ids.
 
 mod snapshot;
+mod tls;
 pub mod wal2json;
 
 use std::collections::BTreeMap;
@@ -20,6 +21,7 @@ use std::time::{Duration, Instant};
 
 use redis::aio::ConnectionManager;
 use tokio::sync::watch;
+use tokio_postgres::config::SslMode;
 use tokio_postgres::{Client, NoTls};
 
 use self::snapshot::{Batch, Progress};
@@ -171,7 +173,20 @@ impl PgSource {
         if let Some(password) = &s.password {
             config.password(password);
         }
-        let (client, connection) = config.connect(NoTls).await.map_err(|e| {
+        let connected = if s.tls {
+            config.ssl_mode(SslMode::Require);
+            let connector = tls::connector(s.ca_cert.as_deref(), s.skip_verify)?;
+            config.connect(connector).await.map(|(client, connection)| {
+                tokio::spawn(watch_connection(connection));
+                client
+            })
+        } else {
+            config.connect(NoTls).await.map(|(client, connection)| {
+                tokio::spawn(watch_connection(connection));
+                client
+            })
+        };
+        let client = connected.map_err(|e| {
             Error::Invalid(format!(
                 "postgres '{}': cannot connect to {}:{} as {}: {}; check host, port, database, \
                  user and password (write `password: ${{PGPASSWORD}}` to take it from the environment)",
@@ -180,13 +195,7 @@ impl PgSource {
                 s.port,
                 s.user,
                 describe_postgres(&e)
-            ))
-        })?;
-        tokio::spawn(async move {
-            if let Err(error) = connection.await {
-                tracing::warn!("postgres connection: {error}");
-            }
-        });
+            ))        })?;
         let wal_level: String = client.query_one("SHOW wal_level", &[]).await?.get(0);
         if wal_level != "logical" {
             return Err(Error::Invalid(format!(
@@ -459,6 +468,16 @@ impl PgSource {
             "change moved to the dead-letter stream: {error}"
         );
         Ok(())
+    }
+}
+
+/// Drives a connection's I/O until it closes; the client notices (`is_closed`).
+async fn watch_connection<F>(connection: F)
+where
+    F: std::future::Future<Output = std::result::Result<(), tokio_postgres::Error>>,
+{
+    if let Err(error) = connection.await {
+        tracing::warn!("postgres connection: {}", describe_postgres(&error));
     }
 }
 
