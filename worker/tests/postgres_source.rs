@@ -431,3 +431,48 @@ fn a_server_without_wal2json_is_refused_with_what_to_do() {
         "{log}"
     );
 }
+
+#[test]
+fn an_idle_slot_follows_wal_written_by_other_databases() {
+    let redis = RedisServer::start();
+    let postgres = PostgresServer::start();
+    let mut client = postgres.client().unwrap();
+    client.batch_execute(INVOICE_TABLE).unwrap();
+    let worker = Worker::from_config(&config(&redis, &postgres), &[HASH_JOB]);
+    let confirmed = |client: &mut pg_client::Client| -> i64 {
+        client
+            .query_one(
+                "SELECT (confirmed_flush_lsn - '0/0')::bigint FROM pg_replication_slots",
+                &[],
+            )
+            .map(|row| row.get(0))
+            .unwrap_or(0)
+    };
+    redis.wait_until(&format!("the slot\n{}", worker.log()), |_| {
+        Ok(confirmed(&mut client) > 0)
+    });
+    // Another database's writes: nothing the slot decodes for us.
+    client.batch_execute("CREATE DATABASE other").unwrap();
+    let mut other = pg_client::Client::connect(
+        &format!(
+            "host=127.0.0.1 port={} user=postgres dbname=other",
+            postgres.port()
+        ),
+        pg_client::NoTls,
+    )
+    .unwrap();
+    other
+        .batch_execute("CREATE TABLE t AS SELECT generate_series(1, 10000) AS n")
+        .unwrap();
+    let written: i64 = other
+        .query_one("SELECT (pg_current_wal_lsn() - '0/0')::bigint", &[])
+        .unwrap()
+        .get(0);
+    assert!(confirmed(&mut client) < written);
+    // poll_ms 50: moved after 100 idle polls, about 5 s.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while confirmed(&mut client) < written {
+        assert!(std::time::Instant::now() < deadline, "{}", worker.log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

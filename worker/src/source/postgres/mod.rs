@@ -42,6 +42,10 @@ pub struct PgSource {
     pub module: bool,
 }
 
+/// After this many polls without changes, the slot is moved to the server's WAL position
+/// (10 s at the default `poll_ms`).
+const POLLS_BEFORE_IDLE_ADVANCE: u64 = 100;
+
 /// What one poll of the slot found.
 struct Polled {
     /// Messages peeked (row changes and transaction boundaries).
@@ -129,12 +133,21 @@ impl PgSource {
             }
             *snapshot = None;
         }
-        let mut attempts = 0u64;
+        let (mut attempts, mut moved_while_idle) = (0u64, Instant::now());
         while !*shutdown.borrow() {
+            let move_if_idle = moved_while_idle.elapsed()
+                >= Duration::from_millis(self.settings.poll_ms * POLLS_BEFORE_IDLE_ADVANCE);
             let polled = self
-                .poll(client, attempts + 1 >= self.processors.max_deliveries)
+                .poll(
+                    client,
+                    attempts + 1 >= self.processors.max_deliveries,
+                    move_if_idle,
+                )
                 .await?;
             *failures = 0;
+            if move_if_idle || polled.messages > 0 {
+                moved_while_idle = Instant::now();
+            }
             let pause = if polled.failed > 0 {
                 attempts += 1;
                 tracing::warn!(
@@ -339,8 +352,25 @@ impl PgSource {
 
     /// One poll: peeks changes, writes them, advances the slot. With `last_attempt`,
     /// changes that keep failing go to the dead-letter stream so that the slot moves on.
-    async fn poll(&mut self, client: &Client, last_attempt: bool) -> Result<Polled> {
+    /// With `move_if_idle`, a poll that finds nothing moves the slot to where the WAL was
+    /// before it looked: WAL that other databases write is then not kept for the slot.
+    async fn poll(
+        &mut self,
+        client: &Client,
+        last_attempt: bool,
+        move_if_idle: bool,
+    ) -> Result<Polled> {
         let started = Instant::now();
+        let wal_before: Option<String> = if move_if_idle {
+            Some(
+                client
+                    .query_one("SELECT pg_current_wal_lsn()::text", &[])
+                    .await?
+                    .get(0),
+            )
+        } else {
+            None
+        };
         let tables = self.settings.tables.join(",");
         let limit = self.processors.read_batch_size as i32;
         // Whole transactions come back, so the last message is a commit.
@@ -352,6 +382,10 @@ impl PgSource {
             )
             .await?;
         let Some(last) = rows.last().map(|row| row.get::<_, String>(0)) else {
+            // Nothing of ours committed before `wal_before`, or the peek would have had it.
+            if let Some(wal_before) = wal_before {
+                self.advance(client, &wal_before).await?;
+            }
             return Ok(Polled {
                 messages: 0,
                 failed: 0,
@@ -433,16 +467,22 @@ impl PgSource {
             let (lsn, _, data, _) = &changes[*i];
             self.dead_letter(&format!("lsn {lsn}"), error, data).await?;
         }
-        client
-            .query_one(
-                "SELECT pg_replication_slot_advance($1, $2::text::pg_lsn)::text",
-                &[&self.settings.slot_name(), &last],
-            )
-            .await?;
+        self.advance(client, &last).await?;
         Ok(Polled {
             messages: changes.len(),
             failed: 0,
         })
+    }
+
+    /// Confirms the slot up to `lsn`: PostgreSQL will not send what is before it again.
+    async fn advance(&self, client: &Client, lsn: &str) -> Result<()> {
+        client
+            .query_one(
+                "SELECT pg_replication_slot_advance($1, $2::text::pg_lsn)::text",
+                &[&self.settings.slot_name(), &lsn],
+            )
+            .await?;
+        Ok(())
     }
 
     /// Moves a change that cannot be written to the dead-letter stream, with the reason.

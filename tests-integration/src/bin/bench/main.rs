@@ -1,10 +1,13 @@
-//! `cargo make bench`: each module command against the plain-Redis ways to do the same
-//! work, in one run, on one server, interleaved A B C A B C over several rounds.
+//! `cargo make bench [commands|postgres]`: each module command against the plain-Redis
+//! ways to do the same work, in one run, on one server, interleaved A B C A B C over
+//! several rounds; and the PostgreSQL source's latency and throughput (see `postgres`).
 //!
 //! Load comes from `redis-benchmark` (redis-tools) on its own CPU; the server is pinned
 //! to another. Reported: median ops/s with the spread over rounds, server CPU µs per
 //! operation (INFO used_cpu_user+sys delta ÷ operations), p50/p99 latency, and each
 //! variant's ratio to the plain built-in command. Prints Markdown for BENCHMARKS.md.
+
+mod postgres;
 
 use std::process::Command;
 
@@ -66,6 +69,23 @@ struct Sample {
 }
 
 fn main() {
+    let section = std::env::args().nth(1);
+    match section.as_deref() {
+        None => {
+            commands();
+            postgres::run(100);
+        }
+        Some("commands") => commands(),
+        Some("postgres") => postgres::run(100),
+        Some(other) => {
+            eprintln!("unknown section '{other}': give commands, postgres, or nothing for both");
+            std::process::exit(2);
+        }
+    }
+}
+
+/// The module's commands against plain Redis, through redis-benchmark.
+fn commands() {
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     let server = RedisServer::with(
         Options::default()
