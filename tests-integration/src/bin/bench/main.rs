@@ -73,10 +73,10 @@ fn main() {
     match section.as_deref() {
         None => {
             commands();
-            postgres::run(100);
+            postgres::run();
         }
         Some("commands") => commands(),
-        Some("postgres") => postgres::run(100),
+        Some("postgres") => postgres::run(),
         Some(other) => {
             eprintln!("unknown section '{other}': give commands, postgres, or nothing for both");
             std::process::exit(2);

@@ -75,8 +75,12 @@ output:
     },
 ];
 
-/// Runs both pipelines and prints the Markdown section for BENCHMARKS.md.
-pub fn run(poll_ms: u64) {
+/// The worker's settings a run uses: `poll_ms` and `read_batch_size`.
+const SETTINGS: [(u64, usize); 2] = [(100, 2_000), (20, 10_000)];
+
+/// Runs both pipelines with each of `SETTINGS` and prints the Markdown section for
+/// BENCHMARKS.md.
+pub fn run() {
     let redis = RedisServer::start();
     let postgres = PostgresServer::start();
     let mut client = postgres.client().unwrap();
@@ -84,44 +88,99 @@ pub fn run(poll_ms: u64) {
     let mut con = redis.connection();
     println!(
         "## PostgreSQL source: direct vs staged\n\n\
-         Release-built worker with `poll_ms: {poll_ms}` (the default is 100), a private \
+         Release-built worker (defaults: `poll_ms: 100`, `read_batch_size: 2000`), a private \
          PostgreSQL 15 (wal2json, `fsync=off`), redis-server with the module. Latency: \
          {LATENCY_SAMPLES} single-row updates, one at a time 20–60 ms apart, from the \
          UPDATE's commit to the new value readable in Redis (polled every 0.2 ms). \
          Throughput: {THROUGHPUT_ROWS} rows inserted in transactions of \
          {ROWS_PER_TRANSACTION}, from the first commit to the last row readable.\n"
     );
-    println!("| pipeline | latency p50 ms | p90 ms | p99 ms | max ms | rows/s | vs direct |");
-    println!("|---|---:|---:|---:|---:|---:|---:|");
-    let mut direct_rate = None;
-    for pipeline in &PIPELINES {
-        client.batch_execute("TRUNCATE bench").unwrap();
-        client
-            .batch_execute(
-                r#"INSERT INTO bench VALUES (0, 1, '2021-01-01 10:00:00', 'Berlin', 'Germany', 0)"#,
-            )
-            .unwrap();
-        let mut worker = WorkerProcess::start(&redis, &postgres, pipeline, poll_ms);
-        let key = format!("{}0", pipeline.key_prefix);
-        wait(&mut con, &key, "Total", "0.00", &worker);
-        let mut latencies = latencies(&mut client, &mut con, &key, &worker);
-        let rate = throughput(&mut client, &mut con, pipeline, &worker);
-        worker.stop();
-        latencies.sort_by(f64::total_cmp);
-        let percentile = |p: f64| latencies[((latencies.len() - 1) as f64 * p) as usize];
-        let direct = *direct_rate.get_or_insert(rate);
-        println!(
-            "| {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.0} | {:.2} |",
-            pipeline.name,
-            percentile(0.5),
-            percentile(0.9),
-            percentile(0.99),
-            percentile(1.0),
-            rate,
-            rate / direct
-        );
+    println!(
+        "| pipeline | poll_ms | read_batch_size | latency p50 ms | p90 ms | p99 ms | max ms | rows/s | rows/s vs direct |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for (poll_ms, batch) in SETTINGS {
+        let mut direct_rate = None;
+        for pipeline in &PIPELINES {
+            let result = measure(
+                &redis,
+                &postgres,
+                &mut client,
+                &mut con,
+                pipeline,
+                poll_ms,
+                batch,
+            );
+            let direct = *direct_rate.get_or_insert(result.rows_per_sec);
+            println!(
+                "| {} | {poll_ms} | {batch} | {:.1} | {:.1} | {:.1} | {:.1} | {:.0} | {:.2} |",
+                pipeline.name,
+                result.percentile(0.5),
+                result.percentile(0.9),
+                result.percentile(0.99),
+                result.percentile(1.0),
+                result.rows_per_sec,
+                result.rows_per_sec / direct
+            );
+        }
     }
     println!();
+}
+
+struct Measured {
+    /// Sorted, in milliseconds.
+    latencies: Vec<f64>,
+    rows_per_sec: f64,
+}
+
+impl Measured {
+    fn percentile(&self, p: f64) -> f64 {
+        self.latencies[((self.latencies.len() - 1) as f64 * p) as usize]
+    }
+}
+
+/// One pipeline with one setting: a fresh table, a worker, latency, then throughput.
+fn measure(
+    redis: &RedisServer,
+    postgres: &PostgresServer,
+    client: &mut pg_client::Client,
+    con: &mut Connection,
+    pipeline: &Pipeline,
+    poll_ms: u64,
+    batch: usize,
+) -> Measured {
+    client.batch_execute("TRUNCATE bench").unwrap();
+    client
+        .batch_execute(
+            r#"INSERT INTO bench VALUES (0, 1, '2021-01-01 10:00:00', 'Berlin', 'Germany', 0)"#,
+        )
+        .unwrap();
+    let mut worker = WorkerProcess::start(redis, postgres, pipeline, poll_ms, batch);
+    let key = format!("{}0", pipeline.key_prefix);
+    wait(con, &key, "Total", "0.00", &worker);
+    let mut latencies = latencies(client, con, &key, &worker);
+    latencies.sort_by(f64::total_cmp);
+    let rows_per_sec = throughput(client, con, pipeline, &worker);
+    worker.stop();
+    // The next run starts from a fresh slot and empty keys.
+    client
+        .batch_execute(&format!(
+            "SELECT pg_drop_replication_slot('{}')",
+            pipeline.slot()
+        ))
+        .unwrap();
+    call::<()>(con, &["FLUSHALL"]).unwrap();
+    Measured {
+        latencies,
+        rows_per_sec,
+    }
+}
+
+impl Pipeline {
+    /// A slot per pipeline: each starts from its own snapshot.
+    fn slot(&self) -> &str {
+        self.key_prefix.trim_end_matches(':')
+    }
 }
 
 /// Milliseconds from each update's commit to its value readable in Redis.
@@ -201,21 +260,21 @@ impl WorkerProcess {
         postgres: &PostgresServer,
         pipeline: &Pipeline,
         poll_ms: u64,
+        batch: usize,
     ) -> WorkerProcess {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir(dir.path().join("jobs")).unwrap();
         for (i, job) in pipeline.jobs.iter().enumerate() {
             std::fs::write(dir.path().join(format!("jobs/job{i}.yaml")), job).unwrap();
         }
-        // A slot per pipeline: each starts from its own snapshot.
-        let slot = pipeline.key_prefix.trim_end_matches(':');
         let config = format!(
             "connections:\n  target: {{type: redis, host: 127.0.0.1, port: {}}}\n\
              sources:\n  - {{type: postgres, server_name: chinook, host: 127.0.0.1, port: {}, \
-             database: postgres, user: postgres, tables: [public.bench], slot: {slot}, poll_ms: {poll_ms}}}\n\
-             {}processors: {{read_batch_size: 10000, block_ms: 1000}}\njobs: ./jobs\n",
+             database: postgres, user: postgres, tables: [public.bench], slot: {}, poll_ms: {poll_ms}}}\n\
+             {}processors: {{read_batch_size: {batch}, block_ms: 1000}}\njobs: ./jobs\n",
             redis.port(),
             postgres.port(),
+            pipeline.slot(),
             pipeline.more_sources
         );
         std::fs::write(dir.path().join("config.yaml"), config).unwrap();
