@@ -9,26 +9,10 @@ use rand::{Rng, SeedableRng};
 use redsink_tests::{call, RedisServer};
 
 mod common;
-use common::Worker;
+use common::{Worker, INVOICE_HASH_JOB, SEQ_STREAM_JOB};
 
 const EVENTS: usize = 20_000;
 const INVOICES: u32 = 2_000;
-
-const STREAM_JOB: &str = r#"source: {server_name: chinook, schema: public, table: invoice}
-output:
-  - uses: redis.write
-    with:
-      data_type: stream
-      key: {expression: "`invoice:events`", language: jmespath}
-      mapping: [{InvoiceId: message_id}, Seq]
-"#;
-
-const HASH_JOB: &str = r#"source: {server_name: chinook, schema: public, table: invoice}
-output:
-  - uses: redis.write
-    with:
-      key: {expression: "concat(['invoice:', InvoiceId])", language: jmespath}
-"#;
 
 #[test]
 fn sigkill_at_random_moments_loses_and_duplicates_nothing() {
@@ -49,7 +33,7 @@ fn sigkill_at_random_moments_loses_and_duplicates_nothing() {
 
     let mut worker = Worker::with_processors(
         &server,
-        &[STREAM_JOB, HASH_JOB],
+        &[SEQ_STREAM_JOB, INVOICE_HASH_JOB],
         "{read_batch_size: 200, block_ms: 100, reclaim_idle_ms: 1000}",
     );
     // The events flow in while the worker is killed and restarted.

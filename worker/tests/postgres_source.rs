@@ -14,33 +14,7 @@ use rand::{Rng, SeedableRng};
 use redsink_tests::{call, pg_client, PostgresServer, RedisServer};
 
 mod common;
-use common::Worker;
-
-const SEED_001: &str = r#"source:
-  server_name: chinook
-  schema: public
-  table: invoice
-output:
-  - uses: redis.write
-    with:
-      connection: target
-      data_type: stream
-      key:
-        expression: "`invoice:events`"
-        language: jmespath
-      mapping:
-        - InvoiceId: message_id
-        - BillingCountry: country
-        - Total
-      expire: 100
-"#;
-
-const HASH_JOB: &str = r#"source: {server_name: chinook, schema: public, table: invoice}
-output:
-  - uses: redis.write
-    with:
-      key: {expression: "concat(['invoice:', InvoiceId])", language: jmespath}
-"#;
+use common::{Worker, INVOICE_HASH_JOB, SEED_001};
 
 const INVOICE_TABLE: &str = r#"CREATE TABLE invoice (
     "InvoiceId" integer PRIMARY KEY,
@@ -141,7 +115,7 @@ fn snapshot_then_changes_end_equal_to_the_table() {
     for id in 1..=50 {
         insert(&mut client, id);
     }
-    let worker = Worker::from_config(&config(&redis, &postgres), &[SEED_001, HASH_JOB]);
+    let worker = Worker::from_config(&config(&redis, &postgres), &[SEED_001, INVOICE_HASH_JOB]);
     redis.wait_until(&format!("snapshot written\n{}", worker.log()), |con| {
         Ok(call::<i64>(con, &["XLEN", "invoice:events"])? == 50)
     });
@@ -266,7 +240,7 @@ fn worker_killed_and_postgres_crashing_lose_and_duplicate_nothing() {
     let xlen = |con: &mut redis::Connection| call::<i64>(con, &["XLEN", "invoice:events"]);
 
     // Killed in the middle of the snapshot, the worker resumes it.
-    let mut worker = Worker::from_config(&config(&redis, &postgres), &[SEED_001, HASH_JOB]);
+    let mut worker = Worker::from_config(&config(&redis, &postgres), &[SEED_001, INVOICE_HASH_JOB]);
     redis.wait_until("a third of the snapshot", |con| Ok(xlen(con)? >= 1_000));
     worker.kill();
     worker.spawn();
@@ -345,7 +319,7 @@ fn worker_killed_and_postgres_crashing_lose_and_duplicate_nothing() {
 
 /// Starts a worker on `config` that must refuse to start; its log.
 fn refused(config: &str) -> String {
-    let mut worker = Worker::from_config(config, &[HASH_JOB]);
+    let mut worker = Worker::from_config(config, &[INVOICE_HASH_JOB]);
     assert_eq!(worker.exit_code(), Some(1), "{}", worker.log());
     worker.log()
 }
@@ -392,22 +366,27 @@ fn unknown_tables_and_wrong_passwords_are_refused_with_what_to_do() {
             && log.contains("check host, port, database, user and password"),
         "{log}"
     );
-    let worker = Worker::from_config(&as_redsink("right"), &[HASH_JOB]);
+    let worker = Worker::from_config(&as_redsink("right"), &[INVOICE_HASH_JOB]);
     redis.wait_until(&format!("started\n{}", worker.log()), |_| {
         Ok(worker.log().contains("postgres source started"))
     });
 }
 
-#[test]
-fn wal_level_below_logical_is_refused_with_what_to_do() {
+/// The log of a worker refused by a PostgreSQL with these settings.
+fn refused_by_server(settings: &[&str]) -> String {
     let redis = RedisServer::start();
-    let postgres = PostgresServer::start_with(&["wal_level=replica"]);
+    let postgres = PostgresServer::start_with(settings);
     postgres
         .client()
         .unwrap()
         .batch_execute(INVOICE_TABLE)
         .unwrap();
-    let log = refused(&config(&redis, &postgres));
+    refused(&config(&redis, &postgres))
+}
+
+#[test]
+fn wal_level_below_logical_is_refused_with_what_to_do() {
+    let log = refused_by_server(&["wal_level=replica"]);
     assert!(
         log.contains("wal_level is 'replica'; set wal_level = logical in postgresql.conf and restart PostgreSQL"),
         "{log}"
@@ -416,15 +395,8 @@ fn wal_level_below_logical_is_refused_with_what_to_do() {
 
 #[test]
 fn a_server_without_wal2json_is_refused_with_what_to_do() {
-    let redis = RedisServer::start();
     // Output plugins are found on dynamic_library_path: an empty folder hides wal2json.
-    let postgres = PostgresServer::start_with(&["dynamic_library_path=/nonexistent"]);
-    postgres
-        .client()
-        .unwrap()
-        .batch_execute(INVOICE_TABLE)
-        .unwrap();
-    let log = refused(&config(&redis, &postgres));
+    let log = refused_by_server(&["dynamic_library_path=/nonexistent"]);
     assert!(
         log.contains("the wal2json output plugin is not installed on the server")
             && log.contains("apt-get install postgresql-15-wal2json"),
@@ -438,7 +410,7 @@ fn an_idle_slot_follows_wal_written_by_other_databases() {
     let postgres = PostgresServer::start();
     let mut client = postgres.client().unwrap();
     client.batch_execute(INVOICE_TABLE).unwrap();
-    let worker = Worker::from_config(&config(&redis, &postgres), &[HASH_JOB]);
+    let worker = Worker::from_config(&config(&redis, &postgres), &[INVOICE_HASH_JOB]);
     let confirmed = |client: &mut pg_client::Client| -> i64 {
         client
             .query_one(

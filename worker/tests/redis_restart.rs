@@ -6,18 +6,9 @@ use std::time::{Duration, Instant};
 use redsink_tests::{call, Options, RedisServer};
 
 mod common;
-use common::Worker;
+use common::{Worker, SEQ_STREAM_JOB};
 
 const EVENTS: usize = 10_000;
-
-const STREAM_JOB: &str = r#"source: {server_name: chinook, schema: public, table: invoice}
-output:
-  - uses: redis.write
-    with:
-      data_type: stream
-      key: {expression: "`invoice:events`", language: jmespath}
-      mapping: [{InvoiceId: message_id}, Seq]
-"#;
 
 fn entries_read(con: &mut redis::Connection) -> i64 {
     let groups: Vec<Vec<redis::Value>> =
@@ -61,7 +52,7 @@ fn the_worker_reconnects_after_a_redis_restart_and_finishes() {
     }
     let worker = Worker::with_processors(
         &server,
-        &[STREAM_JOB],
+        &[SEQ_STREAM_JOB],
         // One delivery before the dead-letter stream: an outage must not count against the
         // entries in flight.
         "{read_batch_size: 50, block_ms: 100, reclaim_idle_ms: 1000, max_deliveries: 1}",

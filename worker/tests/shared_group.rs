@@ -7,32 +7,26 @@ use std::time::Duration;
 use redsink_tests::{call, RedisServer};
 
 mod common;
-use common::Worker;
+use common::{Worker, INVOICE_HASH_JOB, SEQ_STREAM_JOB};
 
 const EVENTS: usize = 6_000;
-
-const STREAM_JOB: &str = r#"source: {server_name: chinook, schema: public, table: invoice}
-output:
-  - uses: redis.write
-    with:
-      data_type: stream
-      key: {expression: "`invoice:events`", language: jmespath}
-      mapping: [{InvoiceId: message_id}, Seq]
-"#;
-
-const HASH_JOB: &str = r#"source: {server_name: chinook, schema: public, table: invoice}
-output:
-  - uses: redis.write
-    with:
-      key: {expression: "concat(['invoice:', InvoiceId])", language: jmespath}
-"#;
 
 #[test]
 fn the_survivor_takes_over_and_everything_arrives_once() {
     let server = RedisServer::start();
     let processors = "{read_batch_size: 100, block_ms: 50, reclaim_idle_ms: 500}";
-    let mut doomed = Worker::named(&server, &[STREAM_JOB, HASH_JOB], processors, "worker-a");
-    let survivor = Worker::named(&server, &[STREAM_JOB, HASH_JOB], processors, "worker-b");
+    let mut doomed = Worker::named(
+        &server,
+        &[SEQ_STREAM_JOB, INVOICE_HASH_JOB],
+        processors,
+        "worker-a",
+    );
+    let survivor = Worker::named(
+        &server,
+        &[SEQ_STREAM_JOB, INVOICE_HASH_JOB],
+        processors,
+        "worker-b",
+    );
     let url = server.url();
     let feeder = std::thread::spawn(move || {
         let mut con = redis::Client::open(url).unwrap().get_connection().unwrap();

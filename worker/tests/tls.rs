@@ -5,14 +5,7 @@
 use redsink_tests::{call, free_port, Options, PostgresServer, RedisServer, TestCertificates};
 
 mod common;
-use common::Worker;
-
-const HASH_JOB: &str = r#"source: {server_name: chinook, schema: public, table: invoice}
-output:
-  - uses: redis.write
-    with:
-      key: {expression: "concat(['invoice:', InvoiceId])", language: jmespath}
-"#;
+use common::{Worker, INVOICE_HASH_JOB};
 
 fn postgres_config(redis: &RedisServer, postgres: &PostgresServer, tls: &str) -> String {
     format!(
@@ -42,7 +35,7 @@ fn postgres_over_tls_checks_the_certificate() {
     // The system's roots do not know our CA.
     let mut refused = Worker::from_config(
         &postgres_config(&redis, &postgres, "tls: true"),
-        &[HASH_JOB],
+        &[INVOICE_HASH_JOB],
     );
     assert_eq!(refused.exit_code(), Some(1));
     assert!(
@@ -52,7 +45,10 @@ fn postgres_over_tls_checks_the_certificate() {
     );
 
     let checked = format!("tls: true, ca_cert: {}", certificates.ca.display());
-    let worker = Worker::from_config(&postgres_config(&redis, &postgres, &checked), &[HASH_JOB]);
+    let worker = Worker::from_config(
+        &postgres_config(&redis, &postgres, &checked),
+        &[INVOICE_HASH_JOB],
+    );
     redis.wait_until(&format!("the snapshot\n{}", worker.log()), |con| {
         Ok(call::<String>(con, &["HGET", "invoice:2", "Total"]).ok() == Some("1.98".into()))
     });
@@ -81,7 +77,7 @@ fn postgres_over_tls_checks_the_certificate() {
 
     let unchecked = Worker::from_config(
         &postgres_config(&redis, &postgres, "tls: true, skip_verify: true"),
-        &[HASH_JOB],
+        &[INVOICE_HASH_JOB],
     );
     redis.wait_until(&format!("started\n{}", unchecked.log()), |_| {
         Ok(unchecked.log().contains("postgres source started"))
@@ -106,7 +102,7 @@ fn redis_over_tls_reads_and_writes() {
          processors: {{block_ms: 100}}\njobs: ./jobs\n",
         certificates.ca.display()
     );
-    let worker = Worker::from_config(&config, &[HASH_JOB]);
+    let worker = Worker::from_config(&config, &[INVOICE_HASH_JOB]);
     let mut con = redis.connection();
     call::<String>(
         &mut con,

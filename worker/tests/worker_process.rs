@@ -5,39 +5,7 @@ use redis::Connection;
 use redsink_tests::{call, snapshot, Options, RedisServer};
 
 mod common;
-use common::Worker;
-
-const SEED_001: &str = r#"source:
-  server_name: chinook
-  schema: public
-  table: invoice
-output:
-  - uses: redis.write
-    with:
-      connection: target
-      data_type: stream
-      key:
-        expression: "`invoice:events`"
-        language: jmespath
-      mapping:
-        - InvoiceId: message_id
-        - BillingCountry: country
-        - Total
-      expire: 100
-"#;
-
-const HASH_JOB: &str = r#"source:
-  server_name: chinook
-  schema: public
-  table: invoice
-output:
-  - uses: redis.write
-    with:
-      connection: target
-      key:
-        expression: concat(['invoice:', InvoiceId])
-        language: jmespath
-"#;
+use common::{Worker, INVOICE_HASH_JOB, SEED_001};
 
 /// Debezium Server's Redis format: key JSON → change event JSON.
 fn debezium(con: &mut Connection, op: &str, invoice: u32, total: f64, country: &str) {
@@ -89,7 +57,7 @@ fn seed_001_and_a_hash_job_over_debezium_events() {
     let server = RedisServer::start();
     let mut con = server.connection();
     feed(&mut con);
-    let mut worker = Worker::start(&server, &[SEED_001, HASH_JOB]);
+    let mut worker = Worker::start(&server, &[SEED_001, INVOICE_HASH_JOB]);
     wait_for_stream(&server, "invoice:events", 27, &worker);
 
     let entries: Vec<(String, Vec<String>)> =
@@ -161,7 +129,7 @@ fn without_the_module_the_final_state_is_the_same() {
     let without = RedisServer::with(Options::default().without_module());
     for server in [&with_module, &without] {
         feed(&mut server.connection());
-        let worker = Worker::start(server, &[SEED_001, HASH_JOB]);
+        let worker = Worker::start(server, &[SEED_001, INVOICE_HASH_JOB]);
         wait_for_stream(server, "invoice:events", 27, &worker);
         server.wait_until("hashes written", |con| {
             Ok(call::<i64>(con, &["EXISTS", "invoice:20"])? == 1)
@@ -221,7 +189,7 @@ fn a_poison_entry_goes_to_the_dead_letter_stream_and_holds_nothing_up() {
     )
     .unwrap();
     debezium(&mut con, "c", 3, 3.0, "Germany");
-    let worker = Worker::start(&server, &[HASH_JOB]);
+    let worker = Worker::start(&server, &[INVOICE_HASH_JOB]);
     server.wait_until(&format!("later entries written\n{}", worker.log()), |con| {
         Ok(call::<i64>(con, &["EXISTS", "invoice:3"])? == 1)
     });

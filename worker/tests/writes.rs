@@ -10,32 +10,12 @@ use redsink_worker::job::Job;
 use redsink_worker::plan::{plan, Position, Write};
 use redsink_worker::sink::apply;
 
+mod common;
+use common::{INVOICE_HASH_JOB, SEED_001};
+
 const JOBS: [&str; 3] = [
-    // Seed 001, verbatim.
-    r#"source:
-  server_name: chinook
-  schema: public
-  table: invoice
-output:
-  - uses: redis.write
-    with:
-      connection: target
-      data_type: stream
-      key:
-        expression: "`invoice:events`"
-        language: jmespath
-      mapping:
-        - InvoiceId: message_id
-        - BillingCountry: country
-        - Total
-      expire: 100
-"#,
-    r#"source: {server_name: chinook, schema: public, table: invoice}
-output:
-  - uses: redis.write
-    with:
-      key: {expression: "concat(['invoice:', InvoiceId])", language: jmespath}
-"#,
+    SEED_001,
+    INVOICE_HASH_JOB,
     r#"source: {server_name: chinook, schema: public, table: invoice}
 output:
   - uses: redis.write

@@ -8,6 +8,44 @@ use std::process::{Child, Command, Stdio};
 
 use redsink_tests::RedisServer;
 
+/// Seed 001's job, verbatim: invoice changes as messages of the stream `invoice:events`.
+pub const SEED_001: &str = r#"source:
+  server_name: chinook
+  schema: public
+  table: invoice
+output:
+  - uses: redis.write
+    with:
+      connection: target
+      data_type: stream
+      key:
+        expression: "`invoice:events`"
+        language: jmespath
+      mapping:
+        - InvoiceId: message_id
+        - BillingCountry: country
+        - Total
+      expire: 100
+"#;
+
+/// Each invoice as the hash `invoice:<InvoiceId>`.
+pub const INVOICE_HASH_JOB: &str = r#"source: {server_name: chinook, schema: public, table: invoice}
+output:
+  - uses: redis.write
+    with:
+      key: {expression: "concat(['invoice:', InvoiceId])", language: jmespath}
+"#;
+
+/// Each change as a message of `invoice:events` with the event's `Seq`, to check order.
+pub const SEQ_STREAM_JOB: &str = r#"source: {server_name: chinook, schema: public, table: invoice}
+output:
+  - uses: redis.write
+    with:
+      data_type: stream
+      key: {expression: "`invoice:events`", language: jmespath}
+      mapping: [{InvoiceId: message_id}, Seq]
+"#;
+
 const DEFAULT_PROCESSORS: &str = "{block_ms: 100, reclaim_idle_ms: 300, max_deliveries: 3}";
 
 /// A worker process with its own folder, config and jobs; killed on drop.
