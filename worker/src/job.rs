@@ -408,25 +408,8 @@ mod tests {
     use crate::expr::input;
     use serde_json::json;
 
-    /// Seed 001, verbatim.
-    const INVOICE_STREAM_JOB: &str = r#"source:
-  server_name: chinook
-  schema: public
-  table: invoice
-output:
-  - uses: redis.write
-    with:
-      connection: target
-      data_type: stream
-      key:
-        expression: "`invoice:events`"
-        language: jmespath
-      mapping:
-        - InvoiceId: message_id
-        - BillingCountry: country
-        - Total
-      expire: 100
-"#;
+    /// Seed 001's job, verbatim (the example the README runs).
+    const INVOICE_STREAM_JOB: &str = include_str!("../../examples/jobs/invoice-events.yaml");
 
     #[test]
     fn seed_001_job_is_accepted_verbatim() {

@@ -304,24 +304,8 @@ mod tests {
         }
     }
 
-    const SEED_001: &str = r#"source:
-  server_name: chinook
-  schema: public
-  table: invoice
-output:
-  - uses: redis.write
-    with:
-      connection: target
-      data_type: stream
-      key:
-        expression: "`invoice:events`"
-        language: jmespath
-      mapping:
-        - InvoiceId: message_id
-        - BillingCountry: country
-        - Total
-      expire: 100
-"#;
+    /// Seed 001's job, verbatim (the example the README runs).
+    const SEED_001: &str = include_str!("../../examples/jobs/invoice-events.yaml");
 
     const INVOICE: &str =
         r#"{"InvoiceId": 98, "CustomerId": 7, "BillingCountry": "Germany", "Total": 3.96}"#;

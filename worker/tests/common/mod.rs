@@ -8,25 +8,8 @@ use std::process::{Child, Command, Stdio};
 
 use redsink_tests::RedisServer;
 
-/// Seed 001's job, verbatim: invoice changes as messages of the stream `invoice:events`.
-pub const SEED_001: &str = r#"source:
-  server_name: chinook
-  schema: public
-  table: invoice
-output:
-  - uses: redis.write
-    with:
-      connection: target
-      data_type: stream
-      key:
-        expression: "`invoice:events`"
-        language: jmespath
-      mapping:
-        - InvoiceId: message_id
-        - BillingCountry: country
-        - Total
-      expire: 100
-"#;
+/// Seed 001's job, verbatim (the example the README runs).
+pub const SEED_001: &str = include_str!("../../../examples/jobs/invoice-events.yaml");
 
 /// Each invoice as the hash `invoice:<InvoiceId>`.
 pub const INVOICE_HASH_JOB: &str = r#"source: {server_name: chinook, schema: public, table: invoice}
