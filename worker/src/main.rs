@@ -42,6 +42,7 @@ fn init_logging() {
         .with(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
         .with(
             tracing_subscriber::fmt::layer()
+                .fmt_fields(hide_indicatif_span_fields(DefaultFields::new()))
                 .with_ansi(std::io::stderr().is_terminal())
                 .with_writer(bars.get_stderr_writer()),
         )

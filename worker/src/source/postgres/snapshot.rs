@@ -326,7 +326,7 @@ impl Report {
         if terminal {
             let span = Span::current();
             if let Ok(style) = ProgressStyle::with_template(
-                "snapshot {span_fields} {wide_bar} {pos}/{len} rows, {per_sec}, {eta} left",
+                                "snapshot {span_fields} {wide_bar} {human_pos}/{human_len} rows, {elapsed} gone, {eta} left",
             ) {
                 span.pb_set_style(&style);
             }
