@@ -79,22 +79,38 @@ fn main() -> ExitCode {
                     streams.connection, streams.streams, streams.group
                 ),
                 Source::Postgres(postgres) => println!(
-                    "source postgres '{}': {}@{}:{}/{} tables {:?}",
+                    "source postgres '{}': {}@{}:{}/{}{} tables {:?}, slot {}, polled every {} ms",
                     postgres.server_name,
                     postgres.user,
                     postgres.host,
                     postgres.port,
                     postgres.database,
-                    postgres.tables
+                    if postgres.tls { " (TLS)" } else { "" },
+                    postgres.tables,
+                    postgres.slot_name(),
+                    postgres.poll_ms
                 ),
             }
         }
         for job in &jobs {
+            let from_postgres = config.sources.iter().any(|source| {
+                matches!(source, Source::Postgres(postgres)
+                    if job.source.server_name.as_deref() == Some(postgres.server_name.as_str()))
+            });
+            let reads = if from_postgres {
+                format!(
+                    "postgres '{}' table {}.{}",
+                    job.source.server_name.as_deref().unwrap_or_default(),
+                    job.source.schema.as_deref().unwrap_or("public"),
+                    job.source.table.as_deref().unwrap_or_default()
+                )
+            } else {
+                job.streams(&config.processors.stream_prefix).join(", ")
+            };
             println!(
-                "job {} ({}): reads {}, {} transform(s), {} output(s)",
+                "job {} ({}): reads {reads}, {} transform(s), {} output(s)",
                 job.name,
                 job.file.display(),
-                job.streams(&config.processors.stream_prefix).join(", "),
                 job.transforms.len(),
                 job.outputs.len()
             );

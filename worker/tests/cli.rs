@@ -78,3 +78,30 @@ fn check_names_the_file_and_the_problem() {
         "{err}"
     );
 }
+
+#[test]
+fn check_shows_what_a_postgres_source_feeds() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("jobs")).unwrap();
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/jobs/invoice-events.yaml"),
+        dir.path().join("jobs/invoice-events.yaml"),
+    )
+    .unwrap();
+    let config = dir.path().join("config.yaml");
+    std::fs::write(
+        &config,
+        "connections:\n  target: {type: redis, host: 127.0.0.1, port: 6379}\n\
+         sources:\n  - {type: postgres, server_name: chinook, host: db, database: chinook, \
+         user: redsink, password: x, tables: [public.invoice], tls: true}\njobs: jobs\n",
+    )
+    .unwrap();
+    let (ok, out, err) = worker(&["--config", &config.to_string_lossy(), "--check"]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains(
+            "source postgres 'chinook': redsink@db:5432/chinook (TLS) tables [\"public.invoice\"], slot redsink_chinook, polled every 100 ms"
+        ) && out.contains("reads postgres 'chinook' table public.invoice"),
+        "{out}"
+    );
+}
