@@ -41,27 +41,7 @@ pub async fn run(config: Config, jobs: Vec<Job>) -> Result<()> {
                 let Connection::Redis(target_connection) = &config.connections[&target];
                 let reader = connect(&settings.connection, source_connection, true).await?;
                 let mut writer = connect(&target, target_connection, false).await?;
-                let module = has_module(&mut writer).await?;
-                let device_outputs = jobs
-                    .iter()
-                    .flat_map(|job| &job.outputs)
-                    .any(|o| o.data_type == DataType::DeviceStream);
-                if device_outputs && !module {
-                    return Err(Error::Invalid(format!(
-                        "connection '{target}': device_stream outputs need the redsink module, which this Redis has not loaded"
-                    )));
-                }
-                if module {
-                    tracing::info!(
-                        connection = target,
-                        "redsink module found: writing with its commands"
-                    );
-                } else {
-                    tracing::warn!(
-                        connection = target,
-                        "no redsink module: writing with plain commands in MULTI/EXEC"
-                    );
-                }
+                let module = writes_with_module(&mut writer, &target, &jobs).await?;
                 let source = StreamSource {
                     settings: settings.clone(),
                     processors: config.processors.clone(),
@@ -82,7 +62,7 @@ pub async fn run(config: Config, jobs: Vec<Job>) -> Result<()> {
                     )));
                 };
                 let mut writer = connect(&settings.connection, target, false).await?;
-                let module = has_module(&mut writer).await?;
+                let module = writes_with_module(&mut writer, &settings.connection, &jobs).await?;
                 let mut table_routes: BTreeMap<String, Vec<Arc<Job>>> = BTreeMap::new();
                 for job in &jobs {
                     let source = &job.source;
@@ -143,6 +123,37 @@ fn target_connection(
             several.join(", ")
         ))),
     }
+}
+
+/// Whether the target has the module (said in the log); without it, jobs with
+/// device_stream outputs cannot run.
+async fn writes_with_module(
+    writer: &mut redis::aio::ConnectionManager,
+    target: &str,
+    jobs: &[Arc<Job>],
+) -> Result<bool> {
+    let module = has_module(writer).await?;
+    let device_outputs = jobs
+        .iter()
+        .flat_map(|job| &job.outputs)
+        .any(|o| o.data_type == DataType::DeviceStream);
+    if device_outputs && !module {
+        return Err(Error::Invalid(format!(
+            "connection '{target}': device_stream outputs need the redsink module, which this Redis has not loaded"
+        )));
+    }
+    if module {
+        tracing::info!(
+            connection = target,
+            "redsink module found: writing with its commands"
+        );
+    } else {
+        tracing::warn!(
+            connection = target,
+            "no redsink module: writing with plain commands in MULTI/EXEC"
+        );
+    }
+    Ok(module)
 }
 
 /// Whether SINK.HASH is a command of the server.
