@@ -54,6 +54,30 @@ pub struct ChangeEvent {
     pub lsn: Option<i64>,
 }
 
+impl ChangeEvent {
+    /// This change as Debezium Server writes it, `{before, after, source, op, ts_ms}`,
+    /// with `source` as given plus the LSN: how a source that reads no stream hands a
+    /// change on (its dead letters), ready to be added to a `data:` stream as is.
+    pub fn to_debezium(&self, mut source: Map<String, Value>) -> Value {
+        let row = Value::Object(self.row.clone());
+        let (before, after) = if self.op == Op::Delete {
+            (row, Value::Null)
+        } else {
+            (Value::Null, row)
+        };
+        if let Some(lsn) = self.lsn {
+            source.insert("lsn".into(), lsn.into());
+        }
+        serde_json::json!({
+            "before": before,
+            "after": after,
+            "source": source,
+            "op": self.op.code(),
+            "ts_ms": redsink_core::time::now_ms(),
+        })
+    }
+}
+
 /// What an entry holds.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Decoded {
@@ -193,6 +217,23 @@ mod tests {
         let wrapped = format!(r#"{{"schema":{{"type":"struct"}},"payload":{event}}}"#);
         let key = r#"{"schema":{},"payload":{"InvoiceId":1}}"#;
         assert_eq!(decode(&entry(&[(key, &wrapped)])).unwrap(), expected);
+    }
+
+    #[test]
+    fn changes_written_as_debezium_events_read_back_the_same() {
+        for op in [Op::Create, Op::Update, Op::Delete, Op::Read] {
+            let change = ChangeEvent {
+                op,
+                row: row(json!({"InvoiceId": 1, "Total": "3.96"})),
+                lsn: Some(42),
+            };
+            let source = row(json!({"connector": "postgresql", "table": "invoice"}));
+            let event = change.to_debezium(source).to_string();
+            assert_eq!(
+                decode(&entry(&[(r#"{"InvoiceId":1}"#, &event)])).unwrap(),
+                Decoded::Change(change)
+            );
+        }
     }
 
     #[test]

@@ -448,3 +448,65 @@ fn an_idle_slot_follows_wal_written_by_other_databases() {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+#[test]
+fn a_change_that_cannot_be_written_is_dead_lettered_as_a_debezium_event_to_replay() {
+    let redis = RedisServer::start();
+    let postgres = PostgresServer::start();
+    let mut client = postgres.client().unwrap();
+    client.batch_execute(INVOICE_TABLE).unwrap();
+    // Keyed by a column that is NULL in the row: no key, the change cannot be written.
+    let by_state = INVOICE_HASH_JOB.replace(
+        "concat(['invoice:', InvoiceId])",
+        "concat(['state:', BillingState])",
+    );
+    let config = config(&redis, &postgres).replace(
+        "processors: {read_batch_size: 100}",
+        "processors: {read_batch_size: 100, max_deliveries: 2, block_ms: 100}",
+    );
+    let mut worker = Worker::from_config(&config, &[&by_state]);
+    redis.wait_until(&format!("started\n{}", worker.log()), |_| {
+        Ok(worker.log().contains("postgres source started"))
+    });
+    insert(&mut client, 1);
+    let mut con = redis.connection();
+    redis.wait_until(&format!("the dead letter\n{}", worker.log()), |con| {
+        Ok(call::<i64>(con, &["XLEN", "dlq:postgres:chinook"])? == 1)
+    });
+    let letters: Vec<(String, BTreeMap<String, String>)> =
+        call(&mut con, &["XRANGE", "dlq:postgres:chinook", "-", "+"]).unwrap();
+    let letter = &letters[0].1;
+    assert!(letter["error"].contains("null"), "{letter:?}");
+    assert!(letter["at"].starts_with("lsn "), "{letter:?}");
+    let event: serde_json::Value = serde_json::from_str(&letter["change"]).unwrap();
+    assert_eq!(event["op"], "c");
+    assert_eq!(event["after"]["InvoiceId"], 1);
+    assert_eq!(event["after"]["Total"], "1.01");
+    assert_eq!(event["source"]["table"], "invoice");
+    assert!(event["source"]["lsn"].as_i64().unwrap() > 0);
+    worker.stop();
+
+    // With the job fixed, the dead letter added to the job's stream is applied.
+    let config = config.replace(
+        "sources:\n",
+        "sources:\n  - {type: redis-stream, connection: target, streams: \"data:*\"}\n",
+    );
+    let worker = Worker::from_config(&config, &[INVOICE_HASH_JOB]);
+    call::<String>(
+        &mut con,
+        &[
+            "XADD",
+            "data:chinook.public.invoice",
+            "*",
+            "value",
+            &letter["change"],
+        ],
+    )
+    .unwrap();
+    redis.wait_until(&format!("the replayed change\n{}", worker.log()), |con| {
+        Ok(
+            call::<Option<String>>(con, &["HGET", "invoice:1", "Total"])?.as_deref()
+                == Some("1.01"),
+        )
+    });
+}

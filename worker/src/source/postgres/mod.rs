@@ -342,9 +342,9 @@ impl PgSource {
         let applied = sink::apply(&mut self.writer, &planned, self.module).await?;
         for (i, (plan_error, applied)) in plan_errors.into_iter().zip(applied).enumerate() {
             if let Some(error) = plan_error.map_or(applied, Err).err() {
-                let row = serde_json::Value::Object(batch.events[i].row.clone()).to_string();
+                let change = self.debezium(&batch.table, &batch.events[i]);
                 let at = format!("snapshot row {}", batch.first_row + i as i64);
-                self.dead_letter(&at, &error, &row).await?;
+                self.dead_letter(&at, &error, &change).await?;
             }
         }
         Ok(())
@@ -464,8 +464,13 @@ impl PgSource {
             });
         }
         for (i, error) in &failures {
-            let (lsn, _, data, _) = &changes[*i];
-            self.dead_letter(&format!("lsn {lsn}"), error, data).await?;
+            let (lsn, _, data, decoded) = &changes[*i];
+            let change = match decoded {
+                Ok(Change::Row { table, event }) => self.debezium(table, event),
+                _ => data.clone(),
+            };
+            self.dead_letter(&format!("lsn {lsn}"), error, &change)
+                .await?;
         }
         self.advance(client, &last).await?;
         Ok(Polled {
@@ -483,6 +488,22 @@ impl PgSource {
             )
             .await?;
         Ok(())
+    }
+
+    /// A change of `table` (`schema.table`) as Debezium's PostgreSQL connector gives it.
+    fn debezium(&self, table: &str, event: &ChangeEvent) -> String {
+        let (schema, name) = table.split_once('.').unwrap_or(("public", table));
+        let source = [
+            ("connector", "postgresql"),
+            ("name", &self.settings.server_name),
+            ("db", &self.settings.database),
+            ("schema", schema),
+            ("table", name),
+        ]
+        .into_iter()
+        .map(|(field, value)| (field.to_owned(), serde_json::Value::from(value)))
+        .collect();
+        event.to_debezium(source).to_string()
     }
 
     /// Moves a change that cannot be written to the dead-letter stream, with the reason.
