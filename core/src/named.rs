@@ -6,7 +6,7 @@ use serde_json::{Map, Value};
 
 use crate::args::{parse_choice, Args};
 use crate::error::{Error, Result};
-use crate::sink::{flatten, stream_fields, value_text, Mapping, MAX_LENGTH, MAX_TTL_SECS};
+use crate::sink::{flatten, stream_fields, value_text, Fields, Mapping, MAX_LENGTH, MAX_TTL_SECS};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SinkType {
@@ -58,11 +58,11 @@ pub struct SinkDefinition {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Write {
     String(String),
-    Hash(Vec<(String, String)>),
+    Hash(Fields),
     List(String),
     Set(String),
     Zset { member: String, score: f64 },
-    Stream(Vec<(String, String)>),
+    Stream(Fields),
 }
 
 impl SinkDefinition {
@@ -184,9 +184,11 @@ impl SinkDefinition {
         let write = match self.kind {
             SinkType::String => Write::String(row_json()),
             SinkType::Hash => match &self.field_field {
-                Some(field) => {
-                    Write::Hash(vec![(required(row, field, "the hash field")?, row_json())])
-                }
+                Some(field) => Write::Hash(
+                    [(required(row, field, "the hash field")?, row_json())]
+                        .into_iter()
+                        .collect(),
+                ),
                 // The key field is in the key already (seed 002: `HGETALL
                 // rudderstack:user:user-3` holds the traits only).
                 None => Write::Hash(
@@ -217,12 +219,14 @@ impl SinkDefinition {
                     Some(field) => Some(required(row, field, "op_code")?),
                     None => None,
                 };
-                Write::Stream(stream_fields(
-                    row,
+                let fields = stream_fields(
+                    row_json().as_bytes(),
                     &self.mappings,
                     separator,
                     op_code.as_deref(),
-                ))
+                    &crate::json::Limits::UNLIMITED,
+                )?;
+                Write::Stream(fields)
             }
         };
         Ok((key, write))
@@ -325,10 +329,10 @@ mod tests {
         assert_eq!(key, b"stock:north");
         assert_eq!(
             write,
-            Write::Hash(vec![(
-                "A-1".into(),
-                r#"{"sku":"A-1","warehouse":"north","quantity":5}"#.into()
-            )])
+            Write::Hash(Fields::from_iter([(
+                "A-1",
+                r#"{"sku":"A-1","warehouse":"north","quantity":5}"#
+            )]))
         );
 
         let events = define(&[
@@ -392,7 +396,7 @@ mod tests {
             .plan(&row(json!({"userId": "user-3", "age": 23})))
             .unwrap();
         assert_eq!(key, b"rudderstack:user:user-3");
-        assert_eq!(write, Write::Hash(vec![("age".into(), "23".into())]));
+        assert_eq!(write, Write::Hash(Fields::from_iter([("age", "23")])));
     }
 
     #[test]
@@ -415,11 +419,11 @@ mod tests {
         assert_eq!(key, b"invoice:events");
         assert_eq!(
             write,
-            Write::Stream(vec![
-                ("message_id".into(), "1".into()),
-                ("Total".into(), "2.5".into()),
-                ("op_code".into(), "u".into())
-            ])
+            Write::Stream(Fields::from_iter([
+                ("message_id", "1"),
+                ("Total", "2.5"),
+                ("op_code", "u")
+            ]))
         );
     }
 

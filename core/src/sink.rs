@@ -10,6 +10,7 @@ use serde_json::{Map, Value};
 use crate::args::{quote, Args};
 use crate::error::{Error, Result};
 use crate::json;
+use crate::json::scan::{write_raw_text, Item, Reader};
 
 /// Largest TTL accepted, in seconds (100 years), as for device streams.
 pub const MAX_TTL_SECS: i64 = crate::ds::MAX_TTL_SECS;
@@ -25,36 +26,112 @@ pub fn value_text(value: &Value) -> Option<String> {
     }
 }
 
-/// An object's members as hash fields: nested objects flattened with `separator`
-/// (`{"location":{"city":"Austin"}}` → `location.city` = `Austin`), in member order.
-pub fn flatten(object: &Map<String, Value>, separator: &str) -> Vec<(String, String)> {
-    let mut fields = Vec::with_capacity(object.len());
-    flatten_into(object, "", separator, &mut fields);
-    fields
+/// Field names and their texts, read from a JSON object, in one buffer.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Fields {
+    bytes: Vec<u8>,
+    /// Per field: where its name starts, where its text starts, where it ends.
+    spans: Vec<(usize, usize, usize)>,
 }
 
-// Recursion is bounded by the payload's nesting, which the JSON limits cap.
-fn flatten_into(
-    object: &Map<String, Value>,
-    prefix: &str,
-    separator: &str,
-    fields: &mut Vec<(String, String)>,
-) {
-    for (name, value) in object {
-        let field = if prefix.is_empty() {
-            name.clone()
-        } else {
-            format!("{prefix}{separator}{name}")
-        };
-        match value {
-            Value::Object(nested) => flatten_into(nested, &field, separator, fields),
-            other => {
-                if let Some(text) = value_text(other) {
-                    fields.push((field, text));
-                }
-            }
-        }
+impl Fields {
+    pub fn len(&self) -> usize {
+        self.spans.len()
     }
+
+    pub fn is_empty(&self) -> bool {
+        self.spans.is_empty()
+    }
+
+    /// (name, text) pairs in order.
+    pub fn iter(&self) -> impl Iterator<Item = (&[u8], &[u8])> + '_ {
+        self.spans
+            .iter()
+            .map(|&(name, text, end)| (&self.bytes[name..text], &self.bytes[text..end]))
+    }
+
+    /// Adds a field whose text `write` appends.
+    fn push_with(&mut self, name: &[u8], write: impl FnOnce(&mut Vec<u8>)) {
+        let start = self.bytes.len();
+        self.bytes.extend_from_slice(name);
+        let text = self.bytes.len();
+        write(&mut self.bytes);
+        self.spans.push((start, text, self.bytes.len()));
+    }
+
+    pub fn push(&mut self, name: &[u8], text: &[u8]) {
+        self.push_with(name, |bytes| bytes.extend_from_slice(text));
+    }
+
+    /// The fields as owned text (lossy for bytes that are not UTF-8, which JSON text is).
+    pub fn to_pairs(&self) -> Vec<(String, String)> {
+        self.iter()
+            .map(|(name, text)| {
+                (
+                    String::from_utf8_lossy(name).into_owned(),
+                    String::from_utf8_lossy(text).into_owned(),
+                )
+            })
+            .collect()
+    }
+}
+
+impl<N: AsRef<[u8]>, T: AsRef<[u8]>> FromIterator<(N, T)> for Fields {
+    fn from_iter<I: IntoIterator<Item = (N, T)>>(pairs: I) -> Self {
+        let mut fields = Fields::default();
+        for (name, text) in pairs {
+            fields.push(name.as_ref(), text.as_ref());
+        }
+        fields
+    }
+}
+
+/// A JSON object's members as hash fields, read in one pass over its text: nested
+/// objects flattened with `separator` (`{"location":{"city":"Austin"}}` →
+/// `location.city` = `Austin`), in member order; numbers as written, arrays as compact
+/// JSON, nulls left out.
+pub fn flatten_json(json: &[u8], separator: &[u8], limits: &json::Limits) -> Result<Fields> {
+    let mut reader = Reader::object(json, limits)?;
+    let mut fields = Fields::default();
+    let mut name = Vec::new();
+    flatten_members(&mut reader, &mut name, separator, &mut fields)?;
+    reader.finish()?;
+    Ok(fields)
+}
+
+// Recursion is bounded by the reader's depth limit.
+fn flatten_members(
+    reader: &mut Reader,
+    name: &mut Vec<u8>,
+    separator: &[u8],
+    fields: &mut Fields,
+) -> Result<()> {
+    let prefix = name.len();
+    while let Some(member) = reader.member()? {
+        if prefix > 0 {
+            name.extend_from_slice(separator);
+        }
+        member.write_to(name);
+        match reader.item()? {
+            Item::Object => flatten_members(reader, name, separator, fields)?,
+            Item::Null => {}
+            item => fields.push_with(name, |bytes| item.write_text(bytes)),
+        }
+        name.truncate(prefix);
+    }
+    Ok(())
+}
+
+/// [`flatten_json`] of an object already parsed (numbers as serde_json writes them).
+pub fn flatten(object: &Map<String, Value>, separator: &str) -> Vec<(String, String)> {
+    let text = json::to_text(&Value::Object(object.clone()));
+    flatten_json(
+        text.as_bytes(),
+        separator.as_bytes(),
+        &json::Limits::UNLIMITED,
+    )
+    .map(|fields| fields.to_pairs())
+    .unwrap_or_default()
 }
 
 /// A stream entry id `ms-seq` (or `ms`, meaning `ms-0`).
@@ -123,29 +200,45 @@ impl Mapping {
     }
 }
 
-/// The fields of a stream entry: the mapped members (all of them, flattened, without a
-/// mapping), then `op_code` if given. Members missing from the JSON are left out.
+/// The fields of a stream entry, read from a JSON object: the mapped top-level members
+/// (each as text, objects as compact JSON), or every member flattened with `separator`
+/// without a mapping; then `op_code` if given. Members missing or null are left out.
 pub fn stream_fields(
-    object: &Map<String, Value>,
+    json: &[u8],
     mappings: &[Mapping],
     separator: &str,
     op_code: Option<&str>,
-) -> Vec<(String, String)> {
+    limits: &json::Limits,
+) -> Result<Fields> {
     let mut fields = if mappings.is_empty() {
-        flatten(object, separator)
+        flatten_json(json, separator.as_bytes(), limits)?
     } else {
-        mappings
-            .iter()
-            .filter_map(|mapping| {
-                let text = value_text(object.get(&mapping.field)?)?;
-                Some((mapping.name().to_owned(), text))
-            })
-            .collect()
+        let mut reader = Reader::object(json, limits)?;
+        // The last of duplicate members counts, as in a parsed object.
+        let mut found: Vec<Option<&[u8]>> = vec![None; mappings.len()];
+        while let Some(member) = reader.member()? {
+            let raw = reader.raw_item()?;
+            for (slot, mapping) in found.iter_mut().zip(mappings) {
+                if member.is(&mapping.field) {
+                    *slot = Some(raw);
+                }
+            }
+        }
+        reader.finish()?;
+        let mut fields = Fields::default();
+        for (raw, mapping) in found.iter().zip(mappings) {
+            if let Some(raw) = raw.filter(|raw| !raw.starts_with(b"null")) {
+                fields.push_with(mapping.name().as_bytes(), |bytes| {
+                    write_raw_text(raw, bytes);
+                });
+            }
+        }
+        fields
     };
     if let Some(op) = op_code {
-        fields.push(("op_code".to_owned(), op.to_owned()));
+        fields.push(b"op_code", op.as_bytes());
     }
-    fields
+    Ok(fields)
 }
 
 /// Options shared by the write commands; each command accepts a subset.
@@ -322,6 +415,28 @@ mod tests {
     }
 
     #[test]
+    fn flattening_json_text_keeps_numbers_as_written() {
+        let fields = flatten_json(
+            br#"{"a":{"b":1.50,"c":[1, 2]},"d":"e\u00e9","n":null,"o":{}}"#,
+            b":",
+            &json::Limits::default(),
+        )
+        .unwrap();
+        assert_eq!(
+            fields.to_pairs(),
+            vec![
+                ("a:b".into(), "1.50".into()),
+                ("a:c".into(), "[1,2]".into()),
+                ("d".into(), "eé".into())
+            ]
+        );
+        assert_eq!(
+            flatten_json(b"[1]", b".", &json::Limits::default()),
+            Err(Error::NotAnObject("an array"))
+        );
+    }
+
+    #[test]
     fn scalars_arrays_and_nulls() {
         let row = object(
             json!({"a": true, "b": [1, "x", null], "c": null, "d": {"e": {"f": 1.5}}, "g": {}}),
@@ -378,14 +493,22 @@ mod tests {
             all,
         )
         .unwrap();
-        let row =
-            object(json!({"InvoiceId": 7, "BillingCountry": "USA", "Total": 3.96, "Other": 1}));
+        let row = br#"{"Total": 3.960, "InvoiceId": 7, "BillingCountry": "USA", "Other": {"a": 1}, "InvoiceId": 8}"#;
+        let fields = stream_fields(
+            row,
+            &options.mappings,
+            ".",
+            options.op_code.as_deref(),
+            &json::Limits::default(),
+        )
+        .unwrap();
+        // In mapping order, numbers as written, the last of a duplicate member.
         assert_eq!(
-            stream_fields(&row, &options.mappings, ".", options.op_code.as_deref()),
+            fields.to_pairs(),
             vec![
-                ("message_id".into(), "7".into()),
+                ("message_id".into(), "8".into()),
                 ("country".into(), "USA".into()),
-                ("Total".into(), "3.96".into()),
+                ("Total".into(), "3.960".into()),
                 ("op_code".into(), "c".into())
             ]
         );

@@ -6,7 +6,8 @@ use rand::{Rng, SeedableRng};
 use redsink_core::ds::{DeviceStream, Settings};
 use redsink_core::glob;
 use redsink_core::json::{self, Limits};
-use serde_json::Value;
+use redsink_core::sink::flatten_json;
+use serde_json::{Map, Value};
 
 /// The obvious exponential matcher, as a reference for `glob::matches`.
 fn reference_glob(pattern: &[u8], text: &[u8]) -> bool {
@@ -54,7 +55,8 @@ fn random_json(rng: &mut StdRng, depth: u32) -> Value {
     match rng.random_range(0..if depth == 0 { 4 } else { 6 }) {
         0 => Value::Null,
         1 => Value::from(rng.random::<bool>()),
-        2 => Value::from(rng.random::<i32>()),
+        2 if rng.random::<bool>() => Value::from(rng.random::<i32>()),
+        2 => Value::from((rng.random::<f64>() - 0.5) * 10f64.powi(rng.random_range(-9..12))),
         3 => Value::from("é\"\\\u{1F680}".repeat(rng.random_range(0..3))),
         4 => Value::Array(
             (0..rng.random_range(0..4))
@@ -98,6 +100,75 @@ fn json_parsing_never_panics_and_accepts_exactly_what_serde_accepts() {
         assert_eq!(
             ours.is_ok(),
             serde.is_ok(),
+            "{:?}",
+            String::from_utf8_lossy(&bytes)
+        );
+    }
+}
+
+/// Flattening as it was done on a parsed object, as a reference for the one-pass reader.
+fn reference_flatten(object: &Map<String, Value>, prefix: &str, out: &mut Vec<(String, String)>) {
+    for (name, value) in object {
+        let field = if prefix.is_empty() {
+            name.clone()
+        } else {
+            format!("{prefix}.{name}")
+        };
+        match value {
+            Value::Object(nested) => reference_flatten(nested, &field, out),
+            Value::Null => {}
+            Value::String(text) => out.push((field, text.clone())),
+            other => out.push((field, other.to_string())),
+        }
+    }
+}
+
+#[test]
+fn one_pass_flattening_agrees_with_the_parsed_reference() {
+    let mut rng = StdRng::seed_from_u64(4);
+    let limits = Limits {
+        max_bytes: 1 << 20,
+        max_depth: json::MAX_SUPPORTED_DEPTH,
+        max_fields: 1 << 20,
+    };
+    for round in 0..20_000 {
+        let value = random_json(&mut rng, 4);
+        let text = if round % 2 == 0 {
+            serde_json::to_string_pretty(&value).unwrap()
+        } else {
+            value.to_string()
+        };
+        let ours = flatten_json(text.as_bytes(), b".", &limits);
+        match &value {
+            Value::Object(object) => {
+                let mut expected = Vec::new();
+                reference_flatten(object, "", &mut expected);
+                assert_eq!(ours.unwrap().to_pairs(), expected, "{text}");
+            }
+            _ => assert!(ours.is_err(), "{text}"),
+        }
+        // Mutated, it accepts exactly the objects serde_json accepts.
+        let mut bytes = text.into_bytes();
+        for _ in 0..rng.random_range(1..3) {
+            if bytes.is_empty() {
+                break;
+            }
+            let at = rng.random_range(0..bytes.len());
+            match rng.random_range(0..3) {
+                0 => bytes[at] = rng.random(),
+                1 => {
+                    bytes.remove(at);
+                }
+                _ => bytes.insert(at, b"{}[]\",:\\0n-.e"[rng.random_range(0..13)]),
+            }
+        }
+        let serde_object = matches!(
+            serde_json::from_slice::<Value>(&bytes),
+            Ok(Value::Object(_))
+        );
+        assert_eq!(
+            flatten_json(&bytes, b".", &limits).is_ok(),
+            serde_object,
             "{:?}",
             String::from_utf8_lossy(&bytes)
         );

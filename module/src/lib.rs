@@ -6,6 +6,7 @@ mod command;
 mod config;
 mod ds;
 mod error;
+mod keys;
 mod maintenance;
 mod sink;
 

@@ -14,6 +14,7 @@ use super::{state, write};
 use crate::command::key_and_args;
 use crate::config;
 use crate::error::Error;
+use crate::keys::WriteKey;
 
 type Reply = Result<RedisValue, Error>;
 
@@ -34,15 +35,17 @@ pub fn hash(ctx: &Context, args: &[RedisString]) -> Reply {
         ..WITH_TTL_AND_VERSION
     };
     let options = WriteOptions::parse(&mut parsed, accepts)?;
-    let object = json::parse_object(payload, &config::limits())?;
-    let key = key.as_slice();
-    write::check_type(ctx, key, &raw::KeyType::Hash)?;
-    if !admit(ctx, key, options.version) {
+    let separator = options.separator().as_bytes();
+    let fields = sink::flatten_json(payload, separator, &config::limits())?;
+    let target = WriteKey::open(ctx, key);
+    target.check_type(raw::KeyType::Hash)?;
+    if !admit(ctx, key.as_slice(), options.version) {
         return Ok(RedisValue::Null);
     }
-    let fields = sink::flatten(&object, options.separator());
-    write::hash(ctx, key, &fields, options.replace, options.ttl_secs)?;
-    remember(ctx, key, options.version);
+    write::hash(&target, &fields, options.replace, options.ttl_secs);
+    let exists = target.exists();
+    drop(target);
+    remember(ctx, key.as_slice(), options.version, exists);
     Ok(RedisValue::Integer(fields.len() as i64))
 }
 
@@ -65,7 +68,7 @@ pub fn string(ctx: &Context, args: &[RedisString]) -> Reply {
         return Ok(RedisValue::Null);
     }
     write::string(ctx, key, value, options.ttl_secs)?;
-    remember(ctx, key, options.version);
+    remember(ctx, key, options.version, true);
     Ok(RedisValue::SimpleStringStatic("OK"))
 }
 
@@ -146,8 +149,13 @@ pub fn stream(ctx: &Context, args: &[RedisString]) -> Reply {
         ..Accepts::NOTHING
     };
     let options = WriteOptions::parse(&mut parsed, accepts)?;
-    let object = json::parse_object(payload, &config::limits())?;
-    let fields = sink::stream_fields(&object, &options.mappings, ".", options.op_code.as_deref());
+    let fields = sink::stream_fields(
+        payload,
+        &options.mappings,
+        ".",
+        options.op_code.as_deref(),
+        &config::limits(),
+    )?;
     if fields.is_empty() {
         return Err(
             CoreError::Invalid("nothing to add: no field of the JSON is mapped".into()).into(),
@@ -257,7 +265,7 @@ pub fn del(ctx: &Context, args: &[RedisString]) -> Reply {
         return Ok(RedisValue::Null);
     }
     let deleted = write::delete(ctx, key)?;
-    remember(ctx, key, options.version);
+    remember(ctx, key, options.version, false);
     Ok(RedisValue::Integer(i64::from(deleted)))
 }
 
@@ -306,12 +314,11 @@ fn admit(ctx: &Context, key: &[u8], version: Option<i64>) -> bool {
 
 /// After a write with `version`: the key's version, or a tombstone if the key is gone;
 /// replicated as SINK.SETVERSION.
-fn remember(ctx: &Context, key: &[u8], version: Option<i64>) {
+fn remember(ctx: &Context, key: &[u8], version: Option<i64>, exists: bool) {
     let Some(version) = version else {
         return;
     };
-    let tombstone_until =
-        (!write::exists(ctx, key)).then(|| time::now_ms() + config::tombstone_ttl_ms());
+    let tombstone_until = (!exists).then(|| time::now_ms() + config::tombstone_ttl_ms());
     let db = write::current_db(ctx);
     state().versions.set(
         db,

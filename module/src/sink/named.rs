@@ -10,8 +10,10 @@ use redsink_core::named::{SinkDefinition, SinkType, Write};
 use redsink_core::{json, Error as CoreError};
 
 use super::{state, write, NamedSink};
+use crate::command::redis_string;
 use crate::config;
 use crate::error::Error;
+use crate::keys::WriteKey;
 
 type Reply = Result<RedisValue, Error>;
 
@@ -156,7 +158,10 @@ fn apply(
     let ttl = definition.ttl_secs;
     match planned {
         Write::String(value) => write::string(ctx, key, value.as_bytes(), ttl)?,
-        Write::Hash(fields) => write::hash(ctx, key, fields, false, ttl)?,
+        Write::Hash(fields) => {
+            let name = redis_string(ctx, key);
+            write::hash(&WriteKey::open(ctx, &name), fields, false, ttl);
+        }
         Write::List(value) => {
             write::list(
                 ctx,

@@ -1,14 +1,16 @@
-//! Writes onto Redis's types through `RM_Call` with replication: each function checks
-//! nothing and does one target's work; callers check key types first, so that a command
-//! either writes everything or nothing.
+//! Writes onto Redis's types: hashes through the low-level key API (see `keys`), the
+//! others through `RM_Call` with replication. Each function checks nothing and does one
+//! target's work; callers check key types first, so that a command either writes
+//! everything or nothing.
 
 use redis_module::{
     raw, CallOptions, CallOptionsBuilder, CallReply, CallResult, Context, RedisError,
 };
-use redsink_core::sink::StreamId;
+use redsink_core::sink::{Fields, StreamId};
 
 use crate::command::redis_string;
 use crate::error::Error;
+use crate::keys::WriteKey;
 
 /// The options of every call: replicate what it did, return errors as replies.
 fn options() -> CallOptions {
@@ -57,10 +59,6 @@ pub fn check_type(ctx: &Context, key: &[u8], expected: &raw::KeyType) -> Result<
     }
 }
 
-pub fn exists(ctx: &Context, key: &[u8]) -> bool {
-    key_type(ctx, key) != raw::KeyType::Empty
-}
-
 fn expire(ctx: &Context, key: &[u8], ttl_secs: Option<i64>) -> Result<(), Error> {
     if let Some(ttl) = ttl_secs {
         run(ctx, "EXPIRE", &[key, ttl.to_string().as_bytes()])?;
@@ -77,58 +75,16 @@ pub fn string(ctx: &Context, key: &[u8], value: &[u8], ttl_secs: Option<i64>) ->
     Ok(())
 }
 
-/// HSET of `fields`; with `replace`, the hash's other fields are removed first.
-pub fn hash(
-    ctx: &Context,
-    key: &[u8],
-    fields: &[(String, String)],
-    replace: bool,
-    ttl_secs: Option<i64>,
-) -> Result<(), Error> {
+/// HSET of `fields`; with `replace`, the hash's other fields are removed first; then
+/// the TTL.
+pub fn hash(key: &WriteKey, fields: &Fields, replace: bool, ttl_secs: Option<i64>) {
     if replace {
-        let stale = stale_fields(ctx, key, fields)?;
-        if !stale.is_empty() {
-            let mut args: Vec<&[u8]> = vec![key];
-            args.extend(stale.iter().map(Vec::as_slice));
-            run(ctx, "HDEL", &args)?;
-        }
+        key.hash_keep_only(fields);
     }
-    if !fields.is_empty() {
-        let mut args: Vec<&[u8]> = Vec::with_capacity(1 + 2 * fields.len());
-        args.push(key);
-        for (field, value) in fields {
-            args.push(field.as_bytes());
-            args.push(value.as_bytes());
-        }
-        run(ctx, "HSET", &args)?;
+    key.hash_set(fields);
+    if let Some(ttl) = ttl_secs {
+        key.expire_in(ttl);
     }
-    expire(ctx, key, ttl_secs)
-}
-
-/// The hash's fields that are not among `fields`.
-fn stale_fields(
-    ctx: &Context,
-    key: &[u8],
-    fields: &[(String, String)],
-) -> Result<Vec<Vec<u8>>, Error> {
-    let reply: CallResult<'static> = ctx.call_ext(
-        "HKEYS",
-        &CallOptionsBuilder::new().errors_as_replies().build(),
-        &[key],
-    );
-    let Ok(CallReply::Array(existing)) = reply else {
-        return Ok(Vec::new());
-    };
-    let keep: std::collections::HashSet<&[u8]> = fields.iter().map(|(f, _)| f.as_bytes()).collect();
-    Ok(existing
-        .iter()
-        .filter_map(|field| match field {
-            Ok(CallReply::String(name)) if !keep.contains(name.as_bytes()) => {
-                Some(name.as_bytes().to_vec())
-            }
-            _ => None,
-        })
-        .collect())
 }
 
 /// RPUSH (or LPUSH), then keeps the newest `max_len`; returns the list's length.
@@ -218,7 +174,7 @@ pub enum Added {
 pub fn stream(
     ctx: &Context,
     key: &[u8],
-    fields: &[(String, String)],
+    fields: &Fields,
     id: NewId,
     max_len: Option<i64>,
     ttl_secs: Option<i64>,
@@ -234,9 +190,9 @@ pub fn stream(
         args.extend([&b"MAXLEN"[..], max_len.as_bytes()]);
     }
     args.push(id_text.as_bytes());
-    for (field, value) in fields {
-        args.push(field.as_bytes());
-        args.push(value.as_bytes());
+    for (field, value) in fields.iter() {
+        args.push(field);
+        args.push(value);
     }
     let added = match run(ctx, "XADD", &args) {
         Ok(CallReply::String(id)) => String::from_utf8_lossy(id.as_bytes()).into_owned(),

@@ -3,6 +3,8 @@
 //! Every byte of JSON reaching the module is untrusted, so parsing checks size before it
 //! starts and nesting depth and field count after, and reports each with the limit's name.
 
+pub mod scan;
+
 use serde_json::{Map, Value};
 
 use crate::error::{Error, Result};
@@ -16,6 +18,15 @@ pub struct Limits {
     pub max_bytes: usize,
     pub max_depth: usize,
     pub max_fields: usize,
+}
+
+impl Limits {
+    /// For JSON that is ours already (serialized from a parsed value).
+    pub const UNLIMITED: Limits = Limits {
+        max_bytes: usize::MAX,
+        max_depth: MAX_SUPPORTED_DEPTH,
+        max_fields: usize::MAX,
+    };
 }
 
 impl Default for Limits {
