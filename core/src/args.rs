@@ -30,9 +30,14 @@ impl<'s, 'a> Args<'s, 'a> {
     /// The next option keyword, upper-cased (printable ASCII, see [`quote`]), or `None`
     /// at the end.
     pub fn next_keyword(&mut self) -> Option<String> {
-        let arg = self.args.get(self.pos)?;
+                let arg = self.args.get(self.pos)?;
         self.pos += 1;
-        Some(quote(&arg.to_ascii_uppercase()))
+        let upper = arg.to_ascii_uppercase();
+        if upper.len() <= 64 && upper.iter().all(|b| (b' '..=b'~').contains(b)) {
+            // Printable ASCII is its own quote: one allocation, not two.
+            return String::from_utf8(upper).ok();
+        }
+        Some(quote(&upper))
     }
 
     /// The value that follows option `name`.
@@ -109,14 +114,13 @@ pub fn parse_choice(
 /// `\xNN`, cut after 64 bytes. (A reply must not carry raw bytes a client cannot read.)
 pub fn quote(value: &[u8]) -> String {
     const SHOWN: usize = 64;
-    let mut text: String = value
-        .iter()
-        .take(SHOWN)
-        .map(|&b| match b {
-            b' '..=b'~' => char::from(b).to_string(),
-            _ => format!("\\x{b:02x}"),
-        })
-        .collect();
+    let mut text = String::with_capacity(value.len().min(SHOWN) + 3);
+    for &b in value.iter().take(SHOWN) {
+        match b {
+            b' '..=b'~' => text.push(char::from(b)),
+            _ => text.push_str(&format!("\\x{b:02x}")),
+        }
+    }
     if value.len() > SHOWN {
         text.push_str("...");
     }

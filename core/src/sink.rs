@@ -10,7 +10,7 @@ use serde_json::{Map, Value};
 use crate::args::{quote, Args};
 use crate::error::{Error, Result};
 use crate::json;
-use crate::json::scan::{write_raw_text, Item, Reader};
+use crate::json::scan::{write_raw_text, Item, Reader, Step};
 
 /// Largest TTL accepted, in seconds (100 years), as for device streams.
 pub const MAX_TTL_SECS: i64 = crate::ds::MAX_TTL_SECS;
@@ -92,9 +92,15 @@ impl<N: AsRef<[u8]>, T: AsRef<[u8]>> FromIterator<(N, T)> for Fields {
 /// JSON, nulls left out.
 pub fn flatten_json(json: &[u8], separator: &[u8], limits: &json::Limits) -> Result<Fields> {
     let mut reader = Reader::object(json, limits)?;
-    let mut fields = Fields::default();
-    let mut name = Vec::new();
-    flatten_members(&mut reader, &mut name, separator, &mut fields)?;
+    // Sized once: names and texts take about the payload's bytes (nested names repeat
+    // their prefixes), and a field takes a dozen bytes or more.
+    let mut fields = Fields {
+        bytes: Vec::with_capacity(json.len() * 2),
+        spans: Vec::with_capacity(json.len() / 12 + 4),
+    };
+    let mut name = Vec::with_capacity(64);
+    let step = flatten_members(&mut reader, &mut name, separator, &mut fields);
+    step.map_err(|stop| reader.error(stop))?;
     reader.finish()?;
     Ok(fields)
 }
@@ -105,7 +111,7 @@ fn flatten_members(
     name: &mut Vec<u8>,
     separator: &[u8],
     fields: &mut Fields,
-) -> Result<()> {
+) -> Step<()> {
     let prefix = name.len();
     while let Some(member) = reader.member()? {
         if prefix > 0 {
@@ -132,6 +138,23 @@ pub fn flatten(object: &Map<String, Value>, separator: &str) -> Vec<(String, Str
     )
     .map(|fields| fields.to_pairs())
     .unwrap_or_default()
+}
+
+/// The raw values of the top-level members `mappings` name, into `found`.
+fn find_mapped<'a>(
+    reader: &mut Reader<'a>,
+    mappings: &[Mapping],
+    found: &mut [Option<&'a [u8]>],
+) -> Step<()> {
+    while let Some(member) = reader.member()? {
+        let raw = reader.raw_item()?;
+        for (slot, mapping) in found.iter_mut().zip(mappings) {
+            if member.is(&mapping.field) {
+                *slot = Some(raw);
+            }
+        }
+    }
+    Ok(())
 }
 
 /// A stream entry id `ms-seq` (or `ms`, meaning `ms-0`).
@@ -216,14 +239,8 @@ pub fn stream_fields(
         let mut reader = Reader::object(json, limits)?;
         // The last of duplicate members counts, as in a parsed object.
         let mut found: Vec<Option<&[u8]>> = vec![None; mappings.len()];
-        while let Some(member) = reader.member()? {
-            let raw = reader.raw_item()?;
-            for (slot, mapping) in found.iter_mut().zip(mappings) {
-                if member.is(&mapping.field) {
-                    *slot = Some(raw);
-                }
-            }
-        }
+        let step = find_mapped(&mut reader, mappings, &mut found);
+        step.map_err(|stop| reader.error(stop))?;
         reader.finish()?;
         let mut fields = Fields::default();
         for (raw, mapping) in found.iter().zip(mappings) {

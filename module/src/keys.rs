@@ -52,27 +52,13 @@ impl<'a> WriteKey<'a> {
         if fields.is_empty() {
             return;
         }
-        let strings: Vec<RedisString> = fields
-            .iter()
-            .flat_map(|(name, text)| [name, text])
-            .map(|bytes| RedisString::create_from_slice(self.ctx.ctx, bytes))
-            .collect();
-        for pair in strings.chunks(2) {
-            // SAFETY: an open key, two strings alive until the end of this function, and
-            // the NULL that ends RM_HashSet's field/value list.
-            unsafe {
-                if let Some(hash_set) = raw::RedisModule_HashSet {
-                    hash_set(
-                        self.key,
-                        raw::REDISMODULE_HASH_NONE as c_int,
-                        pair[0].inner,
-                        pair[1].inner,
-                        ptr::null_mut::<raw::RedisModuleString>(),
-                    );
-                }
-            }
-        }
-        self.replicate(c"HSET", &strings);
+                let strings = Strings::new(
+            self.ctx,
+            fields.iter().flat_map(|(name, text)| [name, text]),
+            2 * fields.len(),
+        );
+        self.hash_set_pointers(&strings.0);
+        self.replicate(c"HSET", &strings.0);
         self.notify(raw::NotifyEvent::HASH, "hset");
     }
 
@@ -82,31 +68,63 @@ impl<'a> WriteKey<'a> {
             return;
         }
         let wanted: std::collections::HashSet<&[u8]> = keep.iter().map(|(name, _)| name).collect();
-        let stale: Vec<RedisString> = self
-            .hash_field_names()
-            .into_iter()
-            .filter(|name| !wanted.contains(name.as_slice()))
-            .map(|name| RedisString::create_from_slice(self.ctx.ctx, &name))
+                let names = self.hash_field_names();
+        let stale: Vec<&[u8]> = names
+            .iter()
+            .map(Vec::as_slice)
+            .filter(|name| !wanted.contains(name))
             .collect();
         if stale.is_empty() {
             return;
         }
-        for field in &stale {
-            // SAFETY: as in `hash_set`; HASH_DELETE is Redis's marker for deletion.
+        let stale = Strings::new(self.ctx, stale.iter().copied(), stale.len());
+        let pairs: Vec<*mut raw::RedisModuleString> = stale
+            .0
+            .iter()
+            .flat_map(|&field| [field, HASH_DELETE])
+            .collect();
+        self.hash_set_pointers(&pairs);
+        self.replicate(c"HDEL", &stale.0);
+        self.notify(raw::NotifyEvent::HASH, "hdel");
+    }
+
+    /// RM_HashSet of field/value pointers (HASH_DELETE as a value deletes), eight pairs a
+    /// call: its list is C varargs, so each call has a fixed shape, ended by NULL.
+    fn hash_set_pointers(&self, pairs: &[*mut raw::RedisModuleString]) {
+        const PAIRS: usize = 8;
+        let Some(hash_set) = (unsafe { raw::RedisModule_HashSet }) else {
+            return;
+        };
+        for chunk in pairs.chunks(2 * PAIRS) {
+            let mut slots = [ptr::null_mut::<raw::RedisModuleString>(); 2 * PAIRS + 1];
+            slots[..chunk.len()].copy_from_slice(chunk);
+            let s = &slots;
+            // SAFETY: an open key; field/value pointers alive for this call; the first
+            // NULL ends the list, and RM_HashSet reads no further.
             unsafe {
-                if let Some(hash_set) = raw::RedisModule_HashSet {
-                    hash_set(
-                        self.key,
-                        raw::REDISMODULE_HASH_NONE as c_int,
-                        field.inner,
-                        HASH_DELETE,
-                        ptr::null_mut::<raw::RedisModuleString>(),
-                    );
-                }
+                hash_set(
+                    self.key,
+                    raw::REDISMODULE_HASH_NONE as c_int,
+                    s[0],
+                    s[1],
+                    s[2],
+                    s[3],
+                    s[4],
+                    s[5],
+                    s[6],
+                    s[7],
+                    s[8],
+                    s[9],
+                    s[10],
+                    s[11],
+                    s[12],
+                    s[13],
+                    s[14],
+                    s[15],
+                    s[16],
+                );
             }
         }
-        self.replicate(c"HDEL", &stale);
-        self.notify(raw::NotifyEvent::HASH, "hdel");
     }
 
     /// The hash's field names, read with RM_ScanKey.
@@ -147,22 +165,31 @@ impl<'a> WriteKey<'a> {
             return;
         }
         let at = redsink_core::time::now_ms().saturating_add(secs.saturating_mul(1000));
-        // SAFETY: an open key that exists.
-        let set = unsafe {
-            raw::RedisModule_SetAbsExpire.map_or(raw::REDISMODULE_ERR as c_int, |f| f(self.key, at))
-        };
-        if set == raw::REDISMODULE_OK as c_int {
-            let at = RedisString::create_from_slice(self.ctx.ctx, at.to_string().as_bytes());
-            self.replicate(c"PEXPIREAT", std::slice::from_ref(&at));
-            self.notify(raw::NotifyEvent::GENERIC, "expire");
+        // SAFETY: an open key that exists; RM_Replicate's "sl" is a string and a long long.
+        unsafe {
+            let set = raw::RedisModule_SetAbsExpire
+                .map_or(raw::REDISMODULE_ERR as c_int, |f| f(self.key, at));
+            if set != raw::REDISMODULE_OK as c_int {
+                return;
+            }
+            if let Some(replicate) = raw::RedisModule_Replicate {
+                replicate(
+                    self.ctx.ctx,
+                    c"PEXPIREAT".as_ptr(),
+                    c"sl".as_ptr(),
+                    self.name.inner,
+                    at,
+                );
+            }
         }
+        self.notify(raw::NotifyEvent::GENERIC, "expire");
     }
 
-    /// Replicates `command key args…` (RM_Replicate's "sv": the key, then a vector).
-    fn replicate(&self, command: &CStr, args: &[RedisString]) {
-        let mut argv: Vec<*mut raw::RedisModuleString> = args.iter().map(|arg| arg.inner).collect();
-        // SAFETY: the command and format are C strings; argv points at `args.len()`
-        // strings that live until the end of this call, which copies what it keeps.
+        /// Replicates `command key args…` (RM_Replicate's "sv": the key, then a vector).
+    fn replicate(&self, command: &CStr, args: &[*mut raw::RedisModuleString]) {
+        // SAFETY: the command and format are C strings; `args` are strings alive for this
+        // call, which takes its own references to what it keeps (it does not write to the
+        // vector, whatever the pointer's mutability says).
         unsafe {
             if let Some(replicate) = raw::RedisModule_Replicate {
                 replicate(
@@ -170,8 +197,8 @@ impl<'a> WriteKey<'a> {
                     command.as_ptr(),
                     c"sv".as_ptr(),
                     self.name.inner,
-                    argv.as_mut_ptr(),
-                    argv.len(),
+                    args.as_ptr(),
+                    args.len(),
                 );
             }
         }
@@ -179,6 +206,39 @@ impl<'a> WriteKey<'a> {
 
     fn notify(&self, event: raw::NotifyEvent, name: &str) {
         self.ctx.notify_keyspace_event(event, name, self.name);
+    }
+}
+
+/// Redis strings made from bytes, freed when dropped.
+struct Strings<'a>(Vec<*mut raw::RedisModuleString>, &'a Context);
+
+impl<'a> Strings<'a> {
+    fn new<'b>(ctx: &'a Context, bytes: impl Iterator<Item = &'b [u8]>, count: usize) -> Self {
+        let mut strings = Strings(Vec::with_capacity(count), ctx);
+        for bytes in bytes {
+            // SAFETY: a context Redis handed us and a valid byte slice; RM_CreateString
+            // copies it.
+            let string = unsafe {
+                raw::RedisModule_CreateString.map_or(ptr::null_mut(), |create| {
+                    create(ctx.ctx, bytes.as_ptr().cast(), bytes.len())
+                })
+            };
+            strings.0.push(string);
+        }
+        strings
+    }
+}
+
+impl Drop for Strings<'_> {
+    fn drop(&mut self) {
+        for &string in &self.0 {
+            // SAFETY: strings created above with this context, freed once.
+            unsafe {
+                if let Some(free) = raw::RedisModule_FreeString {
+                    free(self.1.ctx, string);
+                }
+            }
+        }
     }
 }
 

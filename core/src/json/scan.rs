@@ -138,15 +138,19 @@ pub fn compact(text: &[u8], out: &mut Vec<u8>) {
     }
 }
 
-/// Why reading stopped.
-enum Stop {
+/// Why reading stopped: small, so that the hot path moves little; [`Reader::error`]
+/// makes the user's error of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stop {
     /// Not JSON: serde_json gives the message.
     Syntax,
-    /// Valid so far, but over a limit.
-    Limit(Error),
+    /// Nested deeper than the limit.
+    TooDeep,
+    /// Valid JSON, but not an object: what it is.
+    NotAnObject(&'static str),
 }
 
-type Step<T> = std::result::Result<T, Stop>;
+pub type Step<T> = std::result::Result<T, Stop>;
 
 /// Reads one JSON object from bytes, member by member.
 pub struct Reader<'a> {
@@ -181,7 +185,7 @@ impl<'a> Reader<'a> {
             },
         };
         if std::str::from_utf8(text).is_err() {
-            return Err(reader.fail(Stop::Syntax));
+            return Err(reader.error(Stop::Syntax));
         }
         reader.space();
         let kind = match reader.peek() {
@@ -191,52 +195,48 @@ impl<'a> Reader<'a> {
             Some(b'-' | b'0'..=b'9') => Some("a number"),
             Some(b't' | b'f') => Some("a boolean"),
             Some(b'n') => Some("null"),
-            _ => return Err(reader.fail(Stop::Syntax)),
+            _ => return Err(reader.error(Stop::Syntax)),
         };
         let opened = match kind {
             None => reader.open(),
             Some(kind) => match reader.skip_value().and_then(|()| reader.end_of_text()) {
-                Ok(()) => Err(Stop::Limit(Error::NotAnObject(kind))),
+                Ok(()) => Err(Stop::NotAnObject(kind)),
                 Err(stop) => Err(stop),
             },
         };
-        opened.map_err(|stop| reader.fail(stop))?;
+        opened.map_err(|stop| reader.error(stop))?;
         Ok(reader)
     }
 
     /// The next member's name of the innermost open object, or `None` at its end (which
     /// closes it).
-    pub fn member(&mut self) -> Result<Option<Str<'a>>> {
-        let step = self.next_member();
-        step.map_err(|stop| self.fail(stop))
+    pub fn member(&mut self) -> Step<Option<Str<'a>>> {
+        self.next_member()
     }
 
     /// The value after a member's name. An object is opened, not read.
-    pub fn item(&mut self) -> Result<Item<'a>> {
-        let step = self.next_item();
-        step.map_err(|stop| self.fail(stop))
+    pub fn item(&mut self) -> Step<Item<'a>> {
+        self.next_item()
     }
 
     /// The value after a member's name, skipped (validated) and given as written.
-    pub fn raw_item(&mut self) -> Result<&'a [u8]> {
+    pub fn raw_item(&mut self) -> Step<&'a [u8]> {
         self.space();
         let start = self.at;
-        let step = self.skip_value();
-        step.map_err(|stop| self.fail(stop))?;
+        self.skip_value()?;
         Ok(&self.text[start..self.at])
     }
 
     /// Skips the rest of the innermost open object, validating it.
-    pub fn skip_object(&mut self) -> Result<()> {
-        let step = self.skip_members();
-        step.map_err(|stop| self.fail(stop))
+    pub fn skip_object(&mut self) -> Step<()> {
+        self.skip_members()
     }
 
     /// After the top-level object: only whitespace may follow, and the field count is
     /// checked against its limit.
     pub fn finish(mut self) -> Result<()> {
         let step = self.end_of_text();
-        step.map_err(|stop| self.fail(stop))?;
+        step.map_err(|stop| self.error(stop))?;
         if self.fields > self.limits.max_fields {
             return Err(Error::TooManyFields {
                 count: self.fields,
@@ -246,10 +246,13 @@ impl<'a> Reader<'a> {
         Ok(())
     }
 
-    /// The error for `stop`: a limit's own, or serde_json's message for the text.
-    fn fail(&self, stop: Stop) -> Error {
+    /// The user's error for `stop`: a limit's own, or serde_json's message for the text.
+    pub fn error(&self, stop: Stop) -> Error {
         match stop {
-            Stop::Limit(error) => error,
+            Stop::TooDeep => Error::TooDeep {
+                limit: self.limits.max_depth,
+            },
+            Stop::NotAnObject(kind) => Error::NotAnObject(kind),
             Stop::Syntax => match serde_json::from_slice::<serde_json::Value>(self.text) {
                 Err(error) if error.to_string().starts_with("recursion limit exceeded") => {
                     Error::TooDeep {
@@ -295,9 +298,7 @@ impl<'a> Reader<'a> {
         self.at += 1;
         self.depth += 1;
         if self.depth > self.limits.max_depth {
-            return Err(Stop::Limit(Error::TooDeep {
-                limit: self.limits.max_depth,
-            }));
+            return Err(Stop::TooDeep);
         }
         Ok(())
     }
@@ -408,6 +409,14 @@ impl<'a> Reader<'a> {
         let start = self.at;
         let mut escaped = false;
         loop {
+            // Plain bytes up to the next quote or backslash in one search; none of them
+            // may be a control character.
+            let rest = &self.text[self.at..];
+            let plain = memchr::memchr2(b'"', b'\\', rest).unwrap_or(rest.len());
+            if rest[..plain].iter().any(|&byte| byte < 0x20) {
+                return Err(Stop::Syntax);
+            }
+            self.at += plain;
             match self.peek() {
                 None => return Err(Stop::Syntax),
                 Some(b'"') => {
@@ -526,22 +535,27 @@ mod tests {
     fn members(text: &str) -> Result<Vec<(String, String)>> {
         let mut reader = Reader::object(text.as_bytes(), &limits())?;
         let mut found = Vec::new();
-        while let Some(name) = reader.member()? {
-            let mut name_text = Vec::new();
-            name.write_to(&mut name_text);
-            let item = reader.item()?;
-            let mut value = Vec::new();
-            if item == Item::Object {
-                reader.skip_object()?;
-                value.extend_from_slice(b"{object}");
-            } else {
-                item.write_text(&mut value);
+        let mut read = |reader: &mut Reader| -> Step<()> {
+            while let Some(name) = reader.member()? {
+                let mut name_text = Vec::new();
+                name.write_to(&mut name_text);
+                let item = reader.item()?;
+                let mut value = Vec::new();
+                if item == Item::Object {
+                    reader.skip_object()?;
+                    value.extend_from_slice(b"{object}");
+                } else {
+                    item.write_text(&mut value);
+                }
+                found.push((
+                    String::from_utf8(name_text).unwrap(),
+                    String::from_utf8(value).unwrap(),
+                ));
             }
-            found.push((
-                String::from_utf8(name_text).unwrap(),
-                String::from_utf8(value).unwrap(),
-            ));
-        }
+            Ok(())
+        };
+        let step = read(&mut reader);
+        step.map_err(|stop| reader.error(stop))?;
         reader.finish()?;
         Ok(found)
     }
@@ -613,7 +627,8 @@ mod tests {
         };
         let read_all = |text: &str| -> Result<()> {
             let mut reader = Reader::object(text.as_bytes(), &tight)?;
-            reader.skip_object()?;
+            let step = reader.skip_object();
+            step.map_err(|stop| reader.error(stop))?;
             reader.finish()
         };
         assert!(read_all(r#"{"a":[1]}"#).is_ok());
@@ -637,7 +652,8 @@ mod tests {
         };
         assert!(matches!(
             Reader::object(format!("{{\"a\":{deep}").as_bytes(), &wide).and_then(|mut r| {
-                r.skip_object()?;
+                let step = r.skip_object();
+                step.map_err(|stop| r.error(stop))?;
                 r.finish()
             }),
             Err(Error::TooDeep { .. })
