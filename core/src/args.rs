@@ -30,7 +30,7 @@ impl<'s, 'a> Args<'s, 'a> {
     /// The next option keyword, upper-cased (printable ASCII, see [`quote`]), or `None`
     /// at the end.
     pub fn next_keyword(&mut self) -> Option<String> {
-                let arg = self.args.get(self.pos)?;
+        let arg = self.args.get(self.pos)?;
         self.pos += 1;
         let upper = arg.to_ascii_uppercase();
         if upper.len() <= 64 && upper.iter().all(|b| (b' '..=b'~').contains(b)) {

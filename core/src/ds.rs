@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::mem::size_of;
 use std::ops::Bound;
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use crate::args::{parse_choice, Args};
 use crate::error::{Error, Result};
@@ -38,13 +38,6 @@ impl DateFormat {
 
     pub fn from_index(index: usize) -> Option<Self> {
         [Self::Epoch, Self::Iso8601].get(index).copied()
-    }
-
-    fn stamp(self, ms: i64) -> Value {
-        match self {
-            DateFormat::Epoch => Value::from(time::epoch_seconds(ms)),
-            DateFormat::Iso8601 => Value::from(time::format_iso8601(ms)),
-        }
     }
 }
 
@@ -274,9 +267,9 @@ impl DeviceStream {
         self.settings.ttl_secs == 0 || ms.saturating_add(self.settings.ttl_secs * 1000) > now
     }
 
-    /// Stores `patch` as `device`'s record at time `ms` (REPLACE), or merges it into the
-    /// current record (MERGE), stamped with the timestamp and device fields. Returns the
-    /// record stored, for replication.
+    /// Stores the JSON object `payload` as `device`'s record at time `ms` (REPLACE), or
+    /// merges it into the current record (MERGE); the stamp fields come when it is read
+    /// ([`DeviceStream::render`]). Returns the record stored, for replication.
     ///
     /// `expire_now` is the clock for expiry decisions, or `None` when replaying a
     /// replication stream or AOF, where a record present is a record live on the primary.
@@ -284,7 +277,7 @@ impl DeviceStream {
     pub fn update(
         &mut self,
         device: &str,
-        patch: Map<String, Value>,
+        payload: &[u8],
         ms: i64,
         expire_now: Option<i64>,
         limits: &Limits,
@@ -298,7 +291,10 @@ impl DeviceStream {
             }
             _ => None,
         };
-        let json = self.stamped_record(device, base, patch, ms, limits)?;
+        let json = match base {
+            Some(base) => self.merged_body(device, base, payload, limits)?,
+            None => self.body(payload, limits)?,
+        };
         Ok(self.put(device, Record { ms, json }, expire_now))
     }
 
@@ -355,39 +351,70 @@ impl DeviceStream {
         (outcome, &slot.current)
     }
 
-    /// The JSON text to store: `patch` merged into `base` (or on its own), stamped.
-    fn stamped_record(
+    /// The body stored for the JSON object `json`: compact, without nulls, without the
+    /// stamp fields (they are added when the record is read).
+    pub fn body(&self, json: &[u8], limits: &Limits) -> Result<Box<str>> {
+        Ok(json::compact_object(json, limits, &self.stamp_fields())?.into_boxed_str())
+    }
+
+    /// The body stored when `payload` is merged into the stored body `base`.
+    fn merged_body(
         &self,
         device: &str,
-        base: Option<&str>,
-        patch: Map<String, Value>,
-        ms: i64,
+        base: &str,
+        payload: &[u8],
         limits: &Limits,
     ) -> Result<Box<str>> {
-        let mut record = Value::Object(patch);
-        if let Some(text) = base {
-            let mut merged: Value =
-                serde_json::from_str(text).map_err(|_| Error::CorruptRecord(device.to_owned()))?;
-            json::merge_patch(&mut merged, record);
-            // A merge can grow a record past the limits one payload is held to.
-            json::check_shape(&merged, limits)?;
-            record = merged;
-        } else {
-            json::strip_nulls(&mut record);
+        let patch = json::parse_object(payload, limits)?;
+        let mut merged: Value =
+            serde_json::from_str(base).map_err(|_| Error::CorruptRecord(device.to_owned()))?;
+        json::merge_patch(&mut merged, Value::Object(patch));
+        if let Value::Object(members) = &mut merged {
+            for stamp in self.stamp_fields() {
+                members.shift_remove(stamp);
+            }
         }
-        if let Value::Object(fields) = &mut record {
-            let stamp = self.settings.date_format.stamp(ms);
-            set_field(fields, &self.settings.timestamp_field, stamp);
-            set_field(fields, &self.settings.device_field, Value::from(device));
-        }
-        let text = json::to_text(&record);
-        if base.is_some() && text.len() > limits.max_bytes {
+        // A merge can grow a record past the limits one payload is held to.
+        json::check_shape(&merged, limits)?;
+        let text = json::to_text(&merged);
+        if text.len() > limits.max_bytes {
             return Err(Error::PayloadTooLarge {
                 size: text.len(),
                 limit: limits.max_bytes,
             });
         }
         Ok(text.into_boxed_str())
+    }
+
+    fn stamp_fields(&self) -> [&str; 2] {
+        [&self.settings.timestamp_field, &self.settings.device_field]
+    }
+
+    /// The record as read: its body with the timestamp field (its time, in the stream's
+    /// date format) and the device field added at the end.
+    pub fn render(&self, device: &str, record: &Record) -> String {
+        let body = record.json.strip_suffix('}').unwrap_or(&record.json);
+        let mut out = String::with_capacity(body.len() + 64);
+        out.push_str(body);
+        if body.len() > 1 {
+            out.push(',');
+        }
+        push_json_string(&mut out, &self.settings.timestamp_field);
+        out.push(':');
+        match self.settings.date_format {
+            DateFormat::Epoch => out.push_str(&time::epoch_seconds(record.ms).to_string()),
+            DateFormat::Iso8601 => {
+                out.push('"');
+                out.push_str(&time::format_iso8601(record.ms));
+                out.push('"');
+            }
+        }
+        out.push(',');
+        push_json_string(&mut out, &self.settings.device_field);
+        out.push(':');
+        push_json_string(&mut out, device);
+        out.push('}');
+        out
     }
 
     /// The device's live record.
@@ -523,14 +550,21 @@ impl DeviceStream {
     }
 }
 
-/// Sets `name` to `value`, allocating the name only when the field is new.
-fn set_field(fields: &mut Map<String, Value>, name: &str, value: Value) {
-    match fields.get_mut(name) {
-        Some(slot) => *slot = value,
-        None => {
-            fields.insert(name.to_owned(), value);
+/// Appends `text` as a JSON string.
+fn push_json_string(out: &mut String, text: &str) {
+    out.push('"');
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if u32::from(c) < 0x20 => out.push_str(&format!("\\u{:04x}", u32::from(c))),
+            c => out.push(c),
         }
     }
+    out.push('"');
 }
 
 /// The cursor that resumes a walk at `name`: its bytes in hex, so never "0".
@@ -564,11 +598,9 @@ mod tests {
 
     const T0: i64 = 1_795_290_468_019;
 
-    fn object(value: Value) -> Map<String, Value> {
-        match value {
-            Value::Object(map) => map,
-            _ => unreachable!("test payloads are objects"),
-        }
+    /// The device's record as DS.GET gives it.
+    fn read(ds: &DeviceStream, device: &str, now: i64) -> String {
+        ds.render(device, ds.get(device, now).unwrap())
     }
 
     fn stream(change: &[&str]) -> DeviceStream {
@@ -578,9 +610,15 @@ mod tests {
     }
 
     fn update(ds: &mut DeviceStream, device: &str, value: Value, ms: i64) -> Updated {
-        ds.update(device, object(value), ms, Some(ms), &Limits::default())
-            .unwrap()
-            .0
+        ds.update(
+            device,
+            value.to_string().as_bytes(),
+            ms,
+            Some(ms),
+            &Limits::default(),
+        )
+        .unwrap()
+        .0
     }
 
     #[test]
@@ -589,15 +627,12 @@ mod tests {
         let outcome = update(&mut ds, "dev-1", json!({"temp": 21.5}), T0);
         assert!(outcome.created);
         assert_eq!(
-            &*ds.get("dev-1", T0).unwrap().json,
+            read(&ds, "dev-1", T0),
             r#"{"temp":21.5,"timestamp":"2026-11-21T19:47:48.019Z","deviceId":"dev-1"}"#
         );
         let mut ds = stream(&["TIMESTAMP", "ts", "DEVICE", "id", "DATEFORMAT", "epoch"]);
         update(&mut ds, "d", json!({"id": "spoofed", "ts": 1}), T0);
-        assert_eq!(
-            &*ds.get("d", T0).unwrap().json,
-            r#"{"id":"d","ts":1795290468}"#
-        );
+        assert_eq!(read(&ds, "d", T0), r#"{"ts":1795290468,"id":"d"}"#);
     }
 
     #[test]
@@ -607,7 +642,7 @@ mod tests {
         let again = update(&mut ds, "d", json!({"c": 3}), T0 + 1);
         assert!(!again.created);
         assert_eq!(ds.stored_len(), 1);
-        assert!(ds.get("d", T0).unwrap().json.starts_with(r#"{"c":3,"#));
+        assert!(read(&ds, "d", T0).starts_with(r#"{"c":3,"#));
 
         let mut ds = stream(&["ONUPDATE", "MERGE"]);
         update(&mut ds, "d", json!({"a": 1, "b": {"x": 1, "y": 2}}), T0);
@@ -617,11 +652,11 @@ mod tests {
             json!({"a": null, "b": {"y": 3}, "c": true}),
             T0 + 5,
         );
-        let record: Value = serde_json::from_str(&ds.get("d", T0).unwrap().json).unwrap();
+        let record: Value = serde_json::from_str(&read(&ds, "d", T0)).unwrap();
         assert_eq!(
             record,
-            json!({"b": {"x": 1, "y": 3}, "timestamp": "2026-11-21T19:47:48.024Z",
-                   "deviceId": "d", "c": true})
+            json!({"b": {"x": 1, "y": 3}, "c": true, "timestamp": "2026-11-21T19:47:48.024Z",
+                   "deviceId": "d"})
         );
     }
 
@@ -630,7 +665,7 @@ mod tests {
         let mut ds = stream(&[]);
         update(&mut ds, "d", json!({"a": null, "b": {"c": null}}), T0);
         assert_eq!(
-            &*ds.get("d", T0).unwrap().json,
+            read(&ds, "d", T0),
             r#"{"b":{},"timestamp":"2026-11-21T19:47:48.019Z","deviceId":"d"}"#
         );
     }
@@ -642,13 +677,26 @@ mod tests {
             max_fields: 4,
             ..Limits::default()
         };
-        ds.update("d", object(json!({"a": 1, "b": 2})), T0, None, &limits)
-            .unwrap();
+        ds.update(
+            "d",
+            json!({"a": 1, "b": 2}).to_string().as_bytes(),
+            T0,
+            None,
+            &limits,
+        )
+        .unwrap();
         let before = ds.clone();
         let err = ds
-            .update("d", object(json!({"c": 1, "e": 2})), T0, None, &limits)
+            .update(
+                "d",
+                json!({"c": 1, "e": 2, "f": 3}).to_string().as_bytes(),
+                T0,
+                None,
+                &limits,
+            )
             .unwrap_err();
-        assert_eq!(err, Error::TooManyFields { count: 6, limit: 4 });
+        // The stamp fields are not stored, so they do not count.
+        assert_eq!(err, Error::TooManyFields { count: 5, limit: 4 });
         assert_eq!(ds, before);
     }
 
@@ -682,17 +730,23 @@ mod tests {
                 dropped_expired: true
             }
         );
-        assert!(!ds.get("d", T0 + 1_000).unwrap().json.contains("stale"));
+        assert!(!read(&ds, "d", T0 + 1_000).contains("stale"));
         assert_eq!(ds.range("d", 0, i64::MAX, 10, T0 + 1_000).len(), 1);
         // Replaying (no clock): the record present is taken as live.
         let mut replica = stream(&["TTL", "1", "ONUPDATE", "MERGE"]);
         replica
-            .update("d", object(json!({"a": 1})), T0, None, &Limits::default())
+            .update(
+                "d",
+                json!({"a": 1}).to_string().as_bytes(),
+                T0,
+                None,
+                &Limits::default(),
+            )
             .unwrap();
         let (outcome, stored) = replica
             .update(
                 "d",
-                object(json!({"b": 1})),
+                json!({"b": 1}).to_string().as_bytes(),
                 T0 + 9_000,
                 None,
                 &Limits::default(),

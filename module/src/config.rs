@@ -37,11 +37,7 @@ pub fn tombstone_ttl_ms() -> i64 {
 /// No limits: for commands replayed from the primary or the AOF, which the primary
 /// already admitted. A replica with smaller limits must not diverge from its primary.
 pub fn replay_limits() -> Limits {
-    Limits {
-        max_bytes: usize::MAX,
-        max_depth: redsink_core::json::MAX_SUPPORTED_DEPTH,
-        max_fields: usize::MAX,
-    }
+    Limits::UNLIMITED
 }
 
 /// Every setting: name (without the `redsink.` prefix), value, range.

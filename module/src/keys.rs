@@ -52,7 +52,7 @@ impl<'a> WriteKey<'a> {
         if fields.is_empty() {
             return;
         }
-                let strings = Strings::new(
+        let strings = Strings::new(
             self.ctx,
             fields.iter().flat_map(|(name, text)| [name, text]),
             2 * fields.len(),
@@ -68,7 +68,7 @@ impl<'a> WriteKey<'a> {
             return;
         }
         let wanted: std::collections::HashSet<&[u8]> = keep.iter().map(|(name, _)| name).collect();
-                let names = self.hash_field_names();
+        let names = self.hash_field_names();
         let stale: Vec<&[u8]> = names
             .iter()
             .map(Vec::as_slice)
@@ -185,7 +185,7 @@ impl<'a> WriteKey<'a> {
         self.notify(raw::NotifyEvent::GENERIC, "expire");
     }
 
-        /// Replicates `command key args…` (RM_Replicate's "sv": the key, then a vector).
+    /// Replicates `command key args…` (RM_Replicate's "sv": the key, then a vector).
     fn replicate(&self, command: &CStr, args: &[*mut raw::RedisModuleString]) {
         // SAFETY: the command and format are C strings; `args` are strings alive for this
         // call, which takes its own references to what it keeps (it does not write to the

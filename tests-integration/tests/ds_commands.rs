@@ -97,7 +97,7 @@ fn timestamps_in_both_formats_and_custom_field_names() {
     // EPOCH: whole seconds since 1970-01-01 UTC; the device field is the device's id.
     assert_eq!(
         call::<String>(&mut con, &["DS.GET", "epoch", "a"]).unwrap(),
-        r#"{"device":"a","ts":1795290468}"#
+        r#"{"ts":1795290468,"device":"a"}"#
     );
     // Without TS the server clock stamps the record.
     let before = now_ms() / 1000;
@@ -436,7 +436,7 @@ fn updates_emit_keyspace_events() {
 }
 
 #[test]
-fn put_stores_a_record_verbatim() {
+fn put_stores_a_record_stamped_when_read() {
     let server = RedisServer::start();
     let mut con = server.connection();
     call::<()>(&mut con, &["DS.CREATE", "s"]).unwrap();
@@ -448,9 +448,10 @@ fn put_stores_a_record_verbatim() {
         .unwrap(),
         1
     );
+    // Stamps come from the record's time and device when it is read.
     assert_eq!(
         call::<String>(&mut con, &["DS.GET", "s", "d"]).unwrap(),
-        r#"{"any":"object"}"#
+        r#"{"any":"object","timestamp":"1970-01-01T00:00:01.234Z","deviceId":"d"}"#
     );
     let kept: Vec<(i64, String)> = call(&mut con, &["DS.RANGE", "s", "d", "-", "+"]).unwrap();
     assert_eq!(kept[0].0, 1234);

@@ -105,6 +105,52 @@ pub fn strip_nulls(value: &mut Value) {
     }
 }
 
+/// The JSON object `text`, within `limits`, as compact text without null members (at
+/// every level, as [`strip_nulls`]) and without the top-level members `drop` names; in one
+/// pass, strings and numbers as written.
+pub fn compact_object(text: &[u8], limits: &Limits, drop: &[&str]) -> Result<String> {
+    let mut reader = scan::Reader::object(text, limits)?;
+    let mut out = Vec::with_capacity(text.len());
+    let step = compact_members(&mut reader, &mut out, drop);
+    step.map_err(|stop| reader.error(stop))?;
+    reader.finish()?;
+    // Built from valid UTF-8 input by whole tokens.
+    String::from_utf8(out).map_err(|_| Error::InvalidJson("not UTF-8".into()))
+}
+
+// Recursion is bounded by the reader's depth limit; nested objects drop nothing.
+fn compact_members(reader: &mut scan::Reader, out: &mut Vec<u8>, drop: &[&str]) -> scan::Step<()> {
+    out.push(b'{');
+    let mut first = true;
+    while let Some(name) = reader.member()? {
+        let item = reader.item()?;
+        if item == scan::Item::Null || drop.iter().any(|dropped| name.is(dropped)) {
+            if item == scan::Item::Object {
+                reader.skip_object()?;
+            }
+            continue;
+        }
+        if !first {
+            out.push(b',');
+        }
+        first = false;
+        out.push(b'"');
+        out.extend_from_slice(name.raw());
+        out.extend_from_slice(b"\":");
+        match item {
+            scan::Item::Object => compact_members(reader, out, &[])?,
+            scan::Item::String(text) => {
+                out.push(b'"');
+                out.extend_from_slice(text.raw());
+                out.push(b'"');
+            }
+            other => other.write_text(out),
+        }
+    }
+    out.push(b'}');
+    Ok(())
+}
+
 /// Applies `patch` to `target` as an RFC 7396 JSON merge patch: objects merge member by
 /// member, `null` removes a member, anything else replaces. Member order is kept.
 pub fn merge_patch(target: &mut Value, patch: Value) {
@@ -152,6 +198,22 @@ mod tests {
 
     fn nested(depth: usize) -> String {
         "[".repeat(depth) + &"]".repeat(depth)
+    }
+
+    #[test]
+    fn objects_compact_without_nulls_and_dropped_members() {
+        let limits = Limits::default();
+        let text = br#" { "a" : 1.50 , "ts": {"x": 1}, "n": null, "b": {"c": null, "d": [1, null]},
+            "s": "q\"\u00e9", "id": "x" } "#;
+        assert_eq!(
+            compact_object(text, &limits, &["ts", "id"]).unwrap(),
+            r#"{"a":1.50,"b":{"d":[1,null]},"s":"q\"\u00e9"}"#
+        );
+        assert_eq!(compact_object(b"{}", &limits, &[]).unwrap(), "{}");
+        assert_eq!(
+            compact_object(b"[1]", &limits, &[]),
+            Err(Error::NotAnObject("an array"))
+        );
     }
 
     #[test]

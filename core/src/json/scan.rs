@@ -22,6 +22,7 @@ impl<'a> Str<'a> {
     }
 
     /// Appends the string's text, escapes decoded.
+    #[inline(always)]
     pub fn write_to(&self, out: &mut Vec<u8>) {
         if !self.escaped {
             out.extend_from_slice(self.raw);
@@ -91,6 +92,7 @@ pub enum Item<'a> {
 impl Item<'_> {
     /// Appends the value as text for a hash or stream field: strings decoded, numbers as
     /// written, arrays as compact JSON. Null and open objects write nothing.
+    #[inline(always)]
     pub fn write_text(&self, out: &mut Vec<u8>) {
         match self {
             Item::String(text) => text.write_to(out),
@@ -210,11 +212,13 @@ impl<'a> Reader<'a> {
 
     /// The next member's name of the innermost open object, or `None` at its end (which
     /// closes it).
+    #[inline(always)]
     pub fn member(&mut self) -> Step<Option<Str<'a>>> {
         self.next_member()
     }
 
     /// The value after a member's name. An object is opened, not read.
+    #[inline(always)]
     pub fn item(&mut self) -> Step<Item<'a>> {
         self.next_item()
     }
@@ -265,16 +269,19 @@ impl<'a> Reader<'a> {
         }
     }
 
+    #[inline(always)]
     fn peek(&self) -> Option<u8> {
         self.text.get(self.at).copied()
     }
 
+    #[inline(always)]
     fn space(&mut self) {
         while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.peek() {
             self.at += 1;
         }
     }
 
+    #[inline(always)]
     fn expect(&mut self, byte: u8) -> Step<()> {
         if self.peek() == Some(byte) {
             self.at += 1;
@@ -309,6 +316,7 @@ impl<'a> Reader<'a> {
         Ok(())
     }
 
+    #[inline(always)]
     fn next_member(&mut self) -> Step<Option<Str<'a>>> {
         self.space();
         if self.peek() == Some(b'}') {
@@ -332,6 +340,7 @@ impl<'a> Reader<'a> {
         Ok(Some(name))
     }
 
+    #[inline(always)]
     fn next_item(&mut self) -> Step<Item<'a>> {
         self.space();
         Ok(match self.peek() {
@@ -394,6 +403,7 @@ impl<'a> Reader<'a> {
         }
     }
 
+    #[inline(always)]
     fn literal(&mut self, word: &[u8], item: Item<'a>) -> Step<Item<'a>> {
         if self.text[self.at..].starts_with(word) {
             self.at += word.len();
@@ -404,6 +414,7 @@ impl<'a> Reader<'a> {
     }
 
     /// At `"`: the string, its escapes checked.
+    #[inline(always)]
     fn string(&mut self) -> Step<Str<'a>> {
         self.at += 1;
         let start = self.at;
@@ -412,10 +423,10 @@ impl<'a> Reader<'a> {
             // Plain bytes up to the next quote or backslash in one search; none of them
             // may be a control character.
             let rest = &self.text[self.at..];
-            let plain = memchr::memchr2(b'"', b'\\', rest).unwrap_or(rest.len());
-            if rest[..plain].iter().any(|&byte| byte < 0x20) {
-                return Err(Stop::Syntax);
-            }
+            let plain = rest
+                .iter()
+                .position(|&byte| byte == b'"' || byte == b'\\' || byte < 0x20)
+                .unwrap_or(rest.len());
             self.at += plain;
             match self.peek() {
                 None => return Err(Stop::Syntax),
@@ -463,6 +474,7 @@ impl<'a> Reader<'a> {
     }
 
     /// A number by JSON's grammar, within f64's range as serde_json requires.
+    #[inline(always)]
     fn number(&mut self) -> Step<&'a [u8]> {
         let start = self.at;
         if self.peek() == Some(b'-') {
@@ -499,6 +511,7 @@ impl<'a> Reader<'a> {
         Ok(number)
     }
 
+    #[inline(always)]
     fn digits(&mut self) {
         while let Some(b'0'..=b'9') = self.peek() {
             self.at += 1;

@@ -6,8 +6,8 @@
 
 use redis_module::{Context, ContextFlags, NotifyEvent, RedisString, RedisValue};
 use redsink_core::args::{parse_int, Args};
-use redsink_core::ds::{Record, Settings, SettingsChange, Updated};
-use redsink_core::{json, time, Error as CoreError};
+use redsink_core::ds::{DeviceStream, Record, Settings, SettingsChange, Updated};
+use redsink_core::{time, Error as CoreError};
 
 use super::{read_stream, write_stream, StreamValue, DS_TYPE};
 use crate::command::key_and_args;
@@ -70,19 +70,20 @@ pub fn update(ctx: &Context, args: &[RedisString]) -> Reply {
     } else {
         config::limits()
     };
-    let patch = json::parse_object(payload, &limits)?;
     let key = ctx.open_key_writable(key_name);
     let stream = write_stream(&key)?.ok_or(Error::NoStream)?;
     let now = time::now_ms();
     let expire_now = (!replaying).then_some(now);
-    let (outcome, record) = stream.update(device, patch, ts.unwrap_or(now), expire_now, &limits)?;
+    let (outcome, record) =
+        stream.update(device, payload, ts.unwrap_or(now), expire_now, &limits)?;
     replicate_put(ctx, key_name, device, outcome, record);
     ctx.notify_keyspace_event(NotifyEvent::MODULE, "ds.update", key_name);
     Ok(RedisValue::Integer(i64::from(outcome.created)))
 }
 
-/// `DS.PUT key device ms json`: stores a record exactly as given. Replication and AOF
-/// rewrites use it; from a client, the JSON must be an object within the limits.
+/// `DS.PUT key device ms json`: stores a record as given, its stamp fields left out
+/// (they come from `ms` and `device` when it is read). Replication and AOF rewrites use
+/// it; from a client, the JSON must be an object within the limits.
 pub fn put(ctx: &Context, args: &[RedisString]) -> Reply {
     let (key_name, raw) = key_and_args(args)?;
     let mut parsed = Args::new(&raw);
@@ -91,14 +92,14 @@ pub fn put(ctx: &Context, args: &[RedisString]) -> Reply {
     let payload = parsed.next_arg()?;
     parsed.finish()?;
     let replaying = is_replaying(ctx);
-    let json: Box<str> = if replaying {
-        redsink_core::args::to_str(payload, "record")?.into()
+    let limits = if replaying {
+        config::replay_limits()
     } else {
-        let object = json::parse_object(payload, &config::limits())?;
-        json::to_text(&serde_json::Value::Object(object)).into()
+        config::limits()
     };
     let key = ctx.open_key_writable(key_name);
     let stream = write_stream(&key)?.ok_or(Error::NoStream)?;
+    let json = stream.body(payload, &limits)?;
     let expire_now = (!replaying).then(time::now_ms);
     let (outcome, record) = stream.put(device, Record { ms, json }, expire_now);
     replicate_put(ctx, key_name, device, outcome, record);
@@ -138,7 +139,7 @@ pub fn get(ctx: &Context, args: &[RedisString]) -> Reply {
     let Some(stream) = read_stream(&key)? else {
         return Ok(RedisValue::Null);
     };
-    Ok(record_reply(stream.get(device, time::now_ms())))
+    Ok(record_reply(stream, device, time::now_ms()))
 }
 
 /// `DS.MGET key device [device …]`
@@ -150,7 +151,10 @@ pub fn mget(ctx: &Context, args: &[RedisString]) -> Reply {
     let now = time::now_ms();
     let records = devices
         .iter()
-        .map(|device| record_reply(stream.and_then(|stream| stream.get(device, now))))
+        .map(|device| match stream {
+            Some(stream) => record_reply(stream, device, now),
+            None => RedisValue::Null,
+        })
         .collect();
     Ok(RedisValue::Array(records))
 }
@@ -234,7 +238,12 @@ pub fn range(ctx: &Context, args: &[RedisString]) -> Reply {
     let records = stream
         .range(device, from, to, count, time::now_ms())
         .into_iter()
-        .map(|record| RedisValue::Array(vec![RedisValue::Integer(record.ms), bulk(&record.json)]))
+        .map(|record| {
+            RedisValue::Array(vec![
+                RedisValue::Integer(record.ms),
+                RedisValue::BulkString(stream.render(device, record)),
+            ])
+        })
         .collect();
     Ok(RedisValue::Array(records))
 }
@@ -306,8 +315,11 @@ fn time_bound(value: &[u8], name: &'static str) -> Result<i64, Error> {
     })
 }
 
-fn record_reply(record: Option<&Record>) -> RedisValue {
-    record.map_or(RedisValue::Null, |record| bulk(&record.json))
+/// The device's live record as read, or nil.
+fn record_reply(stream: &DeviceStream, device: &str, now: i64) -> RedisValue {
+    stream.get(device, now).map_or(RedisValue::Null, |record| {
+        RedisValue::BulkString(stream.render(device, record))
+    })
 }
 
 fn bulk(text: &str) -> RedisValue {

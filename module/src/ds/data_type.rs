@@ -10,13 +10,15 @@ use std::ptr::null_mut;
 use redis_module::native_types::RedisType;
 use redis_module::raw::{self, RedisModuleIO, RedisModuleString};
 use redsink_core::ds::{DateFormat, DeviceStream, OnUpdate, Record, Settings};
+use redsink_core::json::Limits;
 
 use super::StreamValue;
 
 /// The type's name as `TYPE key` shows it (Redis wants exactly nine characters).
 pub const TYPE_NAME: &str = "redsinkDS";
 /// Bumped whenever the RDB layout changes; `rdb_load` refuses versions it does not know.
-const ENCODING_VERSION: i32 = 0;
+/// 1: records are stored without their stamp fields (version 0 stored them stamped).
+const ENCODING_VERSION: i32 = 1;
 
 pub static DS_TYPE: RedisType = RedisType::new(
     TYPE_NAME,
@@ -98,17 +100,18 @@ fn save_record(rdb: *mut RedisModuleIO, record: &Record) {
 }
 
 unsafe extern "C" fn rdb_load(rdb: *mut RedisModuleIO, encver: c_int) -> *mut c_void {
-    if encver != ENCODING_VERSION {
+    if !(0..=ENCODING_VERSION).contains(&encver) {
         return null_mut();
     }
-    match load_stream(rdb) {
+    match load_stream(rdb, encver) {
         Some(stream) => Box::into_raw(Box::new(StreamValue::new(stream))).cast(),
         None => null_mut(),
     }
 }
 
 /// Reads what `rdb_save` wrote; `None` on a short read or a value out of range.
-fn load_stream(rdb: *mut RedisModuleIO) -> Option<DeviceStream> {
+/// Records of encoding 0 lose their stored stamp fields.
+fn load_stream(rdb: *mut RedisModuleIO, encver: c_int) -> Option<DeviceStream> {
     let settings = Settings {
         timestamp_field: load_text(rdb)?,
         device_field: load_text(rdb)?,
@@ -118,12 +121,26 @@ fn load_stream(rdb: *mut RedisModuleIO) -> Option<DeviceStream> {
         on_update: OnUpdate::from_index(load_index(rdb)?)?,
     };
     let mut stream = DeviceStream::new(settings);
+    let load = |rdb| {
+        let record = load_record(rdb)?;
+        if encver > 0 {
+            return Some(record);
+        }
+        let json = stream
+            .body(record.json.as_bytes(), &Limits::UNLIMITED)
+            .ok()?;
+        Some(Record { json, ..record })
+    };
+    let mut devices = Vec::new();
     for _ in 0..raw::load_unsigned(rdb).ok()? {
         let name = load_text(rdb)?.into_boxed_str();
-        let current = load_record(rdb)?;
+        let current = load(rdb)?;
         let history = (0..raw::load_unsigned(rdb).ok()?)
-            .map(|_| load_record(rdb))
+            .map(|_| load(rdb))
             .collect::<Option<Vec<Record>>>()?;
+        devices.push((name, current, history));
+    }
+    for (name, current, history) in devices {
         stream.insert_loaded(name, current, history);
     }
     Some(stream)
