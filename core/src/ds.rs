@@ -184,6 +184,20 @@ impl Device {
         self.history.iter().flat_map(|history| history.iter())
     }
 
+    /// `record` as the current one, and in the last `keep` records if history is kept.
+    fn store(&mut self, record: Record, keep: Option<usize>) {
+        if let Some(keep) = keep {
+            let history = self.history.get_or_insert_with(Default::default);
+            // Kept in time order, so that a late record with an older time lands in place.
+            let at = history.partition_point(|r| r.ms <= record.ms);
+            history.insert(at, record.clone());
+            while history.len() > keep {
+                history.pop_front();
+            }
+        }
+        self.current = record;
+    }
+
     fn heap_bytes(&self, name: &str) -> usize {
         let history = self.history.as_ref().map_or(0, |history| {
             size_of::<VecDeque<Record>>()
@@ -282,14 +296,13 @@ impl DeviceStream {
         expire_now: Option<i64>,
         limits: &Limits,
     ) -> Result<(Updated, &Record)> {
-        let base = match self.devices.get(device) {
-            Some(found)
-                if self.settings.on_update == OnUpdate::Merge
-                    && expire_now.is_none_or(|now| self.is_live(found.current.ms, now)) =>
-            {
-                Some(&*found.current.json)
-            }
-            _ => None,
+        let base = match self.settings.on_update {
+            OnUpdate::Merge => self
+                .devices
+                .get(device)
+                .filter(|found| expire_now.is_none_or(|now| self.is_live(found.current.ms, now)))
+                .map(|found| &*found.current.json),
+            OnUpdate::Replace => None,
         };
         let json = match base {
             Some(base) => self.merged_body(device, base, payload, limits)?,
@@ -307,48 +320,38 @@ impl DeviceStream {
         expire_now: Option<i64>,
     ) -> (Updated, &Record) {
         let keep = self.history_len();
-        let existing = self.devices.get(device).map(|found| found.current.ms);
-        let dropped_expired = match (existing, expire_now) {
-            (Some(ms), Some(now)) => !self.is_live(ms, now),
-            _ => false,
-        };
-        let created = existing.is_none() || dropped_expired;
-        if existing.is_none() {
-            // Only a new device pays for its name.
-            let empty = Device {
-                current: Record {
-                    ms: 0,
-                    json: Box::default(),
-                },
-                history: None,
-            };
-            self.heap_bytes += empty.heap_bytes(device);
-            self.devices.insert(device.into(), empty);
-        }
-        let slot = self
-            .devices
-            .get_mut(device)
-            .expect("the device is stored: it was found or inserted above");
-        self.heap_bytes -= slot.heap_bytes(device);
-        if dropped_expired {
-            slot.history = None;
-        }
-        if let Some(keep) = keep {
-            let history = slot.history.get_or_insert_with(Default::default);
-            // Kept in time order, so that a late record with an older time lands in place.
-            let at = history.partition_point(|r| r.ms <= record.ms);
-            history.insert(at, record.clone());
-            while history.len() > keep {
-                history.pop_front();
+        let (ttl_secs, mut created, mut dropped_expired) = (self.settings.ttl_secs, true, false);
+        match self.devices.get_mut(device) {
+            Some(slot) => {
+                self.heap_bytes -= slot.heap_bytes(device);
+                dropped_expired = expire_now.is_some_and(|now| {
+                    ttl_secs > 0 && slot.current.ms.saturating_add(ttl_secs * 1000) <= now
+                });
+                created = dropped_expired;
+                if dropped_expired {
+                    slot.history = None;
+                }
+                slot.store(record, keep);
+                self.heap_bytes += slot.heap_bytes(device);
+            }
+            None => {
+                let mut device_slot = Device {
+                    current: Record {
+                        ms: 0,
+                        json: Box::default(),
+                    },
+                    history: None,
+                };
+                device_slot.store(record, keep);
+                self.heap_bytes += device_slot.heap_bytes(device);
+                self.devices.insert(device.into(), device_slot);
             }
         }
-        slot.current = record;
-        self.heap_bytes += slot.heap_bytes(device);
         let outcome = Updated {
             created,
             dropped_expired,
         };
-        (outcome, &slot.current)
+        (outcome, &self.devices[device].current)
     }
 
     /// The body stored for the JSON object `json`: compact, without nulls, without the

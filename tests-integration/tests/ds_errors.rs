@@ -251,11 +251,12 @@ fn limits_are_enforced_with_clear_errors() {
     // Limits are module configuration, changed at run time.
     call::<()>(&mut con, &["CONFIG", "SET", "redsink.max-fields", "3"]).unwrap();
     call::<()>(&mut con, &["DS.UPDATE", "s", "d", r#"{"a":1}"#]).unwrap();
-    // A merge that would grow the record past the limit is refused as a whole.
+        // A merge that would grow the record past the limit is refused as a whole (the stamp
+    // fields, added when the record is read, do not count).
     refused(
         &mut server,
-        &words(r#"DS.UPDATE s d {"b":1,"c":2}"#),
-        "ERR JSON has 5 fields, over redsink.max-fields (3)",
+        &words(r#"DS.UPDATE s d {"b":1,"c":2,"e":3}"#),
+        "ERR JSON has 4 fields, over redsink.max-fields (3)",
     );
     let mut con = server.connection();
     call::<()>(

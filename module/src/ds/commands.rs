@@ -4,7 +4,9 @@
 //! their arguments: the stamp depends on the clock, and whether an old record had expired
 //! depends on it too.
 
-use redis_module::{Context, ContextFlags, NotifyEvent, RedisString, RedisValue};
+use std::os::raw::{c_char, c_longlong};
+
+use redis_module::{raw, Context, ContextFlags, NotifyEvent, RedisString, RedisValue};
 use redsink_core::args::{parse_int, Args};
 use redsink_core::ds::{DeviceStream, Record, Settings, SettingsChange, Updated};
 use redsink_core::{time, Error as CoreError};
@@ -117,16 +119,23 @@ fn replicate_put(
     if outcome.dropped_expired {
         ctx.replicate("DS.DEL", &[key.as_slice(), device.as_bytes()]);
     }
-    let ms = record.ms.to_string();
-    ctx.replicate(
-        "DS.PUT",
-        &[
-            key.as_slice(),
-            device.as_bytes(),
-            ms.as_bytes(),
-            record.json.as_bytes(),
-        ],
-    );
+    // SAFETY: C strings for the command and the format ("sblb": a string, a buffer, a
+    // long long, a buffer); the buffers are alive for this call, which copies them.
+    unsafe {
+        if let Some(replicate) = raw::RedisModule_Replicate {
+            replicate(
+                ctx.ctx,
+                c"DS.PUT".as_ptr(),
+                c"sblb".as_ptr(),
+                key.inner,
+                device.as_ptr().cast::<c_char>(),
+                device.len(),
+                record.ms as c_longlong,
+                record.json.as_ptr().cast::<c_char>(),
+                record.json.len(),
+            );
+        }
+    }
 }
 
 /// `DS.GET key device`
