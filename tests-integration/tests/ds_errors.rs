@@ -251,7 +251,7 @@ fn limits_are_enforced_with_clear_errors() {
     // Limits are module configuration, changed at run time.
     call::<()>(&mut con, &["CONFIG", "SET", "redsink.max-fields", "3"]).unwrap();
     call::<()>(&mut con, &["DS.UPDATE", "s", "d", r#"{"a":1}"#]).unwrap();
-        // A merge that would grow the record past the limit is refused as a whole (the stamp
+    // A merge that would grow the record past the limit is refused as a whole (the stamp
     // fields, added when the record is read, do not count).
     refused(
         &mut server,

@@ -7,7 +7,7 @@
 use std::sync::{Arc, LazyLock};
 
 use jmespath::{Context, ErrorReason, JmespathError, Rcvar, Runtime, RuntimeError, Variable};
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use crate::error::{Error, Result};
 
@@ -33,6 +33,101 @@ static RUNTIME: LazyLock<Runtime> = LazyLock::new(|| {
 pub struct Expr {
     text: String,
     compiled: jmespath::Expression<'static>,
+    /// The same, when it is one of the shapes key expressions nearly always take.
+    direct: Option<Direct>,
+}
+
+/// Expressions evaluated on the row itself, without converting it for JMESPath: a field,
+/// a literal, or `concat` of literals and fields. They give what JMESPath gives.
+#[derive(Debug)]
+enum Direct {
+    Field(String),
+    Literal(Value),
+    Concat(Vec<Part>),
+}
+
+#[derive(Debug)]
+enum Part {
+    Text(String),
+    Field(String),
+}
+
+impl Direct {
+    fn of(ast: &jmespath::ast::Ast) -> Option<Direct> {
+        use jmespath::ast::Ast;
+        let part = |ast: &Ast| match ast {
+            Ast::Field { name, .. } => Some(Part::Field(name.clone())),
+            Ast::Literal { value, .. } => text_of(value).map(Part::Text),
+            _ => None,
+        };
+        match ast {
+            Ast::Field { name, .. } => Some(Direct::Field(name.clone())),
+            Ast::Literal { value, .. } => serde_json::to_value(&**value).ok().map(Direct::Literal),
+            Ast::Function { name, args, .. } if name == "concat" => {
+                let items = match args.as_slice() {
+                    [Ast::MultiList { elements, .. }] => elements.as_slice(),
+                    [Ast::Field { .. } | Ast::Literal { .. }, ..] => args.as_slice(),
+                    _ => return None,
+                };
+                items
+                    .iter()
+                    .map(part)
+                    .collect::<Option<Vec<_>>>()
+                    .map(Direct::Concat)
+            }
+            _ => None,
+        }
+    }
+
+    /// The value on `row`, or `None` where JMESPath must decide (a field holding an
+    /// array or object).
+    fn eval(&self, row: &Map<String, Value>) -> Option<Value> {
+        match self {
+            Direct::Field(name) => Some(row.get(name).cloned().unwrap_or(Value::Null)),
+            Direct::Literal(value) => Some(value.clone()),
+            Direct::Concat(parts) => {
+                let mut joined = String::new();
+                for part in parts {
+                    match part {
+                        Part::Text(text) => joined.push_str(text),
+                        Part::Field(name) => match row.get(name) {
+                            None | Some(Value::Null) => return Some(Value::Null),
+                            Some(Value::String(text)) => joined.push_str(text),
+                            Some(value @ (Value::Number(_) | Value::Bool(_))) => {
+                                joined.push_str(&value.to_string())
+                            }
+                            Some(_) => return None,
+                        },
+                    }
+                }
+                Some(Value::String(joined))
+            }
+        }
+    }
+}
+
+/// A row and, made on first need, its JMESPath form: most key expressions read the row
+/// directly ([`Direct`]), and the conversion costs more than they do.
+pub struct Input<'a> {
+    row: &'a Map<String, Value>,
+    searchable: std::cell::OnceCell<Rcvar>,
+}
+
+impl<'a> Input<'a> {
+    pub fn new(row: &'a Map<String, Value>) -> Self {
+        Input {
+            row,
+            searchable: std::cell::OnceCell::new(),
+        }
+    }
+
+    fn searchable(&self) -> Result<&Rcvar> {
+        if let Some(searchable) = self.searchable.get() {
+            return Ok(searchable);
+        }
+        let made = input_of_map(self.row)?;
+        Ok(self.searchable.get_or_init(|| made))
+    }
 }
 
 impl std::fmt::Debug for Expr {
@@ -50,10 +145,25 @@ impl Expr {
                     expression: text.to_owned(),
                     reason: e.to_string(),
                 })?;
+        let direct = Direct::of(compiled.as_ast());
         Ok(Expr {
             text: text.to_owned(),
             compiled,
+            direct,
         })
+    }
+
+    /// The expression's value on a row: directly where the expression allows, else
+    /// through JMESPath.
+    pub fn eval(&self, input: &Input) -> Result<Value> {
+        if let Some(value) = self
+            .direct
+            .as_ref()
+            .and_then(|direct| direct.eval(input.row))
+        {
+            return Ok(value);
+        }
+        self.search(input.searchable()?)
     }
 
     pub fn text(&self) -> &str {
@@ -119,6 +229,21 @@ fn quote_bare_literals(text: &str) -> String {
     }
     out.push_str(rest);
     out
+}
+
+/// A row as JMESPath input.
+fn input_of_map(row: &Map<String, Value>) -> Result<Rcvar> {
+    let variable = Variable::Object(
+        row.iter()
+            .map(|(name, value)| {
+                let value: Variable = value.try_into().map_err(|e: JmespathError| {
+                    Error::Event(format!("cannot search this event: {e}"))
+                })?;
+                Ok((name.clone(), Arc::new(value)))
+            })
+            .collect::<Result<_>>()?,
+    );
+    Ok(Arc::new(variable))
 }
 
 /// `value` as JMESPath input.
@@ -236,6 +361,38 @@ mod tests {
             .unwrap()
             .search(&input(&data).unwrap())
             .unwrap()
+    }
+
+    #[test]
+    fn direct_evaluation_gives_what_jmespath_gives() {
+        let rows = [
+            json!({"InvoiceId": 98, "Name": "x", "Flag": true, "Total": 3.5}),
+            json!({"InvoiceId": "A-1", "Name": null}),
+            json!({"InvoiceId": [1, 2], "Name": {"a": 1}}),
+            json!({}),
+        ];
+        for text in [
+            "InvoiceId",
+            "Name",
+            "`invoice:events`",
+            "'raw'",
+            "concat(['invoice:', InvoiceId])",
+            "concat(['a', Name, ':', Flag, Total])",
+            "concat('x', InvoiceId)",
+        ] {
+            let expr = Expr::compile(text).unwrap();
+            assert!(expr.direct.is_some(), "{text} is evaluated directly");
+            for row in &rows {
+                let Value::Object(map) = row else {
+                    unreachable!()
+                };
+                let direct = expr.eval(&Input::new(map));
+                let searched = expr.search(&input(row).unwrap());
+                assert_eq!(direct.ok(), searched.ok(), "{text} on {row}");
+            }
+        }
+        assert!(Expr::compile("a.b").unwrap().direct.is_none());
+        assert!(Expr::compile("lower(a)").unwrap().direct.is_none());
     }
 
     #[test]

@@ -8,7 +8,7 @@ use redsink_core::json::to_text;
 
 use crate::error::{Error, Result};
 use crate::event::{ChangeEvent, Op};
-use crate::expr::{input, Expr};
+use crate::expr::{input, Expr, Input};
 use crate::job::{DataType, Expire, Job, OnUpdate, Output, Transform};
 
 /// Where an event sits in its source.
@@ -27,9 +27,10 @@ pub struct Position {
 /// One write to Redis.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Write {
+    /// The row as compact JSON text.
     Hash {
         key: String,
-        row: Map<String, Value>,
+        json: String,
         replace: bool,
         ttl: Option<i64>,
         version: i64,
@@ -63,7 +64,7 @@ pub enum Write {
     /// A stream message: streams keep every change, deletes included (`op_code d`).
     Stream {
         key: String,
-        row: Map<String, Value>,
+        json: String,
         op_code: Option<&'static str>,
         id: String,
         ttl: Option<i64>,
@@ -72,7 +73,7 @@ pub enum Write {
     DeviceUpdate {
         key: String,
         device: String,
-        row: Map<String, Value>,
+        json: String,
         time_ms: i64,
     },
     DeviceDelete {
@@ -87,18 +88,26 @@ pub enum Write {
 
 /// The writes for `event` under `job`; none when a filter drops it.
 pub fn plan(job: &Job, event: &ChangeEvent, position: &Position) -> Result<Vec<Write>> {
-    let Some(row) = transform(job, Value::Object(event.row.clone()))? else {
-        return Ok(Vec::new());
+    // Without transforms the event's own row is read; with them, a copy is changed.
+    let transformed;
+    let row = if job.transforms.is_empty() {
+        &event.row
+    } else {
+        let Some(row) = transform(job, Value::Object(event.row.clone()))? else {
+            return Ok(Vec::new());
+        };
+        let Value::Object(row) = row else {
+            return Err(Error::Event(
+                "a transform turned the row into something else than an object".into(),
+            ));
+        };
+        transformed = row;
+        &transformed
     };
-    let searchable = input(&row)?;
-    let Value::Object(row) = row else {
-        return Err(Error::Event(
-            "a transform turned the row into something else than an object".into(),
-        ));
-    };
+    let input = Input::new(row);
     job.outputs
         .iter()
-        .map(|output| write_for(output, event.op, &row, &searchable, position))
+        .map(|output| write_for(output, event.op, row, &input, position))
         .collect()
 }
 
@@ -146,20 +155,20 @@ fn write_for(
     output: &Output,
     op: Op,
     row: &Map<String, Value>,
-    searchable: &jmespath::Rcvar,
+    input: &Input,
     position: &Position,
 ) -> Result<Write> {
-    let key = text(&output.key, searchable, "key")?;
+    let key = text(&output.key, input, "key")?;
     let ttl = match &output.expire {
         Some(Expire::Seconds(seconds)) => Some(*seconds),
-        Some(Expire::Expression(expression)) => Some(seconds(expression, searchable)?),
+        Some(Expire::Expression(expression)) => Some(seconds(expression, input)?),
         None => None,
     };
     let version = position.version;
     let deleted = op == Op::Delete;
     let member = || match &output.member {
-        Some(expression) => text(expression, searchable, "member"),
-        None => Ok(to_text(&Value::Object(mapped(output, row)))),
+        Some(expression) => text(expression, input, "member"),
+        None => Ok(mapped_json(output, row)),
     };
     Ok(match output.data_type {
         DataType::Hash | DataType::String | DataType::Json if deleted => {
@@ -167,14 +176,14 @@ fn write_for(
         }
         DataType::Hash => Write::Hash {
             key,
-            row: mapped(output, row),
+            json: mapped_json(output, row),
             replace: output.on_update == OnUpdate::Replace,
             ttl,
             version,
         },
         DataType::String | DataType::Json => Write::Json {
             key,
-            json: to_text(&Value::Object(mapped(output, row))),
+            json: mapped_json(output, row),
             ttl,
             version,
         },
@@ -197,7 +206,7 @@ fn write_for(
                 .as_ref()
                 .ok_or_else(|| Error::Invalid("a sorted_set output needs args.score".into()))?;
             let score = redsink_core::named::score(
-                Some(&score_expression.search(searchable)?),
+                Some(&score_expression.eval(input)?),
                 score_expression.text(),
             )
             .map_err(|e| Error::Event(e.to_string()))?;
@@ -210,7 +219,7 @@ fn write_for(
         }
         DataType::Stream => Write::Stream {
             key,
-            row: mapped(output, row),
+            json: mapped_json(output, row),
             op_code: Some(op.code()),
             id: position.stream_id.clone(),
             ttl,
@@ -220,14 +229,14 @@ fn write_for(
                 .device
                 .as_ref()
                 .ok_or_else(|| Error::Invalid("a device_stream output needs args.device".into()))?;
-            let device = text(device_expression, searchable, "device")?;
+            let device = text(device_expression, input, "device")?;
             if deleted {
                 Write::DeviceDelete { key, device }
             } else {
                 Write::DeviceUpdate {
                     key,
                     device,
-                    row: mapped(output, row),
+                    json: mapped_json(output, row),
                     time_ms: position.time_ms,
                 }
             }
@@ -235,21 +244,24 @@ fn write_for(
     })
 }
 
-/// The row's fields through the output's mapping (all of them without one).
-fn mapped(output: &Output, row: &Map<String, Value>) -> Map<String, Value> {
+/// The row's fields through the output's mapping (all of them without one), as compact
+/// JSON text.
+fn mapped_json(output: &Output, row: &Map<String, Value>) -> String {
     if output.mapping.is_empty() {
-        return row.clone();
+        // Serializing a map of JSON values cannot fail.
+        return serde_json::to_string(row).unwrap_or_default();
     }
-    output
+    let mapped: Map<String, Value> = output
         .mapping
         .iter()
         .filter_map(|(field, name)| Some((name.clone(), row.get(field)?.clone())))
-        .collect()
+        .collect();
+    to_text(&Value::Object(mapped))
 }
 
 /// An expression's value as text: it must be a string, number or boolean.
-fn text(expression: &Expr, searchable: &jmespath::Rcvar, role: &str) -> Result<String> {
-    match expression.search(searchable)? {
+fn text(expression: &Expr, input: &Input, role: &str) -> Result<String> {
+    match expression.eval(input)? {
         Value::String(text) if !text.is_empty() => Ok(text),
         value @ (Value::Number(_) | Value::Bool(_)) => Ok(value.to_string()),
         other => Err(Error::Event(format!(
@@ -265,9 +277,9 @@ fn text(expression: &Expr, searchable: &jmespath::Rcvar, role: &str) -> Result<S
     }
 }
 
-fn seconds(expression: &Expr, searchable: &jmespath::Rcvar) -> Result<i64> {
+fn seconds(expression: &Expr, input: &Input) -> Result<i64> {
     expression
-        .search(searchable)?
+        .eval(input)?
         .as_f64()
         .filter(|seconds| *seconds >= 1.0 && *seconds <= redsink_core::sink::MAX_TTL_SECS as f64)
         .map(|seconds| seconds as i64)
@@ -320,10 +332,8 @@ mod tests {
                 writes,
                 vec![Write::Stream {
                     key: "invoice:events".into(),
-                    row: serde_json::from_value(
-                        json!({"message_id": 98, "country": "Germany", "Total": 3.96})
-                    )
-                    .unwrap(),
+                    json: json!({"message_id": 98, "country": "Germany", "Total": 3.96})
+                        .to_string(),
                     op_code: Some(code),
                     id: "7-0".into(),
                     ttl: Some(100),

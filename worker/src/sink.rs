@@ -8,9 +8,8 @@
 
 use redis::aio::ConnectionLike;
 use redis::{Cmd, Pipeline, RedisError, Value};
-use redsink_core::json::to_text;
-use redsink_core::sink::flatten;
-use serde_json::Value as Json;
+use redsink_core::json::Limits;
+use redsink_core::sink::{flatten_json, Fields};
 
 use crate::plan::Write;
 
@@ -20,13 +19,13 @@ pub fn module_command(write: &Write) -> Cmd {
     let ttl = match write {
         Write::Hash {
             key,
-            row,
+            json,
             replace,
             ttl,
             version,
         } => {
             cmd = redis::cmd("SINK.HASH");
-            cmd.arg(key).arg(to_text(&Json::Object(row.clone())));
+            cmd.arg(key).arg(json);
             if *replace {
                 cmd.arg("REPLACE");
             }
@@ -64,13 +63,13 @@ pub fn module_command(write: &Write) -> Cmd {
         }
         Write::Stream {
             key,
-            row,
+            json,
             op_code,
             id,
             ttl,
         } => {
             cmd = redis::cmd("SINK.STREAM");
-            cmd.arg(key).arg(to_text(&Json::Object(row.clone())));
+            cmd.arg(key).arg(json);
             if let Some(op_code) = op_code {
                 cmd.arg("OPCODE").arg(*op_code);
             }
@@ -80,13 +79,13 @@ pub fn module_command(write: &Write) -> Cmd {
         Write::DeviceUpdate {
             key,
             device,
-            row,
+            json,
             time_ms,
         } => {
             return redis::cmd("DS.UPDATE")
                 .arg(key)
                 .arg(device)
-                .arg(to_text(&Json::Object(row.clone())))
+                .arg(json)
                 .arg("TS")
                 .arg(time_ms)
                 .to_owned()
@@ -120,12 +119,12 @@ pub fn plain_commands(write: &Write) -> Vec<Cmd> {
     match write {
         Write::Hash {
             key,
-            row,
+            json,
             replace,
             ttl,
             ..
         } => {
-            let fields = flatten(row, ".");
+            let fields = flat_fields(json);
             let mut commands = Vec::new();
             if *replace {
                 commands.push(redis::cmd("DEL").arg(key).to_owned());
@@ -133,7 +132,7 @@ pub fn plain_commands(write: &Write) -> Vec<Cmd> {
             if !fields.is_empty() {
                 let mut hset = redis::cmd("HSET");
                 hset.arg(key);
-                for (field, value) in &fields {
+                for (field, value) in fields.iter() {
                     hset.arg(field).arg(value);
                 }
                 commands.push(hset);
@@ -170,14 +169,14 @@ pub fn plain_commands(write: &Write) -> Vec<Cmd> {
         }
         Write::Stream {
             key,
-            row,
+            json,
             op_code,
             id,
             ttl,
         } => {
             let mut xadd = redis::cmd("XADD");
             xadd.arg(key).arg(id);
-            for (field, value) in flatten(row, ".") {
+            for (field, value) in flat_fields(json).iter() {
                 xadd.arg(field).arg(value);
             }
             if let Some(op_code) = op_code {
@@ -193,6 +192,12 @@ pub fn plain_commands(write: &Write) -> Vec<Cmd> {
         // with such an output against a Redis without it.
         Write::DeviceUpdate { .. } | Write::DeviceDelete { .. } => vec![module_command(write)],
     }
+}
+
+/// A row's JSON text (which the worker made) as hash or stream fields, flattened with `.`
+/// as the module's commands flatten it.
+fn flat_fields(json: &str) -> Fields {
+    flatten_json(json.as_bytes(), b".", &Limits::UNLIMITED).unwrap_or_default()
 }
 
 /// An error that means the write was already made: a replayed stream id.
@@ -293,15 +298,15 @@ mod tests {
             .join(" ")
     }
 
-    fn row() -> serde_json::Map<String, Json> {
-        serde_json::from_value(json!({"id": 1, "n": {"a": "x"}})).unwrap()
+    fn row() -> String {
+        json!({"id": 1, "n": {"a": "x"}}).to_string()
     }
 
     #[test]
     fn module_commands() {
         let hash = Write::Hash {
             key: "k".into(),
-            row: row(),
+            json: row(),
             replace: true,
             ttl: Some(5),
             version: 9,
@@ -312,7 +317,7 @@ mod tests {
         );
         let stream = Write::Stream {
             key: "s".into(),
-            row: row(),
+            json: row(),
             op_code: Some("d"),
             id: "7-0".into(),
             ttl: None,
@@ -339,7 +344,7 @@ mod tests {
     fn plain_commands_do_the_same_work() {
         let hash = Write::Hash {
             key: "k".into(),
-            row: row(),
+            json: row(),
             replace: true,
             ttl: Some(5),
             version: 9,
@@ -348,7 +353,7 @@ mod tests {
         assert_eq!(commands, ["DEL k", "HSET k id 1 n.a x", "EXPIRE k 5"]);
         let stream = Write::Stream {
             key: "s".into(),
-            row: row(),
+            json: row(),
             op_code: Some("c"),
             id: "7-0".into(),
             ttl: Some(100),

@@ -469,7 +469,7 @@ fn reply(topic: &str, stream: &str, entry: &Entry, error: Option<&str>) -> Write
     }
     Write::Stream {
         key: topic.to_owned(),
-        row,
+        json: redsink_core::json::to_text(&serde_json::Value::Object(row)),
         op_code: None,
         id: entry.id.clone(),
         ttl: None,

@@ -94,6 +94,11 @@ impl Record {
         }
     }
 
+    /// Whether each command waits for the reply to the one before.
+    pub fn round_trips(&self) -> bool {
+        self.round_trip_each
+    }
+
     fn replies(&self) -> usize {
         self.commands.len()
     }

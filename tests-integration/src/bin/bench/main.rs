@@ -6,6 +6,8 @@
 mod commands;
 mod load;
 mod postgres;
+mod process;
+mod worker;
 
 use redis::Connection;
 use redsink_tests::{call, Options, RedisServer};
@@ -17,6 +19,7 @@ fn main() {
             let medians = commands::run(None);
             memory();
             targets(&medians);
+            worker::run();
             postgres::run();
         }
         Some("commands") => {
@@ -27,9 +30,10 @@ fn main() {
             targets(&medians);
         }
         Some("postgres") => postgres::run(),
+        Some("worker") => worker::run(),
         Some(other) => {
             eprintln!(
-                "unknown section '{other}': give commands [scenario], postgres, or nothing for all"
+                "unknown section '{other}': give commands [scenario], worker, postgres, or nothing for all"
             );
             std::process::exit(2);
         }

@@ -7,12 +7,12 @@
 //! The staged entries are plain field/value pairs, lighter than Debezium's JSON
 //! envelopes, which flatters the staged pipeline.
 
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use redis::Connection;
-use redsink_tests::{call, pg_client, workspace_dir, PostgresServer, RedisServer};
+use redsink_tests::{call, pg_client, PostgresServer, RedisServer};
+
+use crate::process::WorkerProcess;
 
 /// Single-row updates timed from commit to visible in Redis, one at a time.
 const LATENCY_SAMPLES: usize = 200;
@@ -155,7 +155,7 @@ fn measure(
             r#"INSERT INTO bench VALUES (0, 1, '2021-01-01 10:00:00', 'Berlin', 'Germany', 0)"#,
         )
         .unwrap();
-    let mut worker = WorkerProcess::start(redis, postgres, pipeline, poll_ms, batch);
+    let mut worker = start_worker(redis, postgres, pipeline, poll_ms, batch);
     let key = format!("{}0", pipeline.key_prefix);
     wait(con, &key, "Total", "0.00", &worker);
     let mut latencies = latencies(client, con, &key, &worker);
@@ -248,71 +248,33 @@ fn wait(con: &mut Connection, key: &str, field: &str, value: &str, worker: &Work
     }
 }
 
-/// The release-built worker, run on one pipeline's configuration.
-struct WorkerProcess {
-    child: Child,
-    dir: tempfile::TempDir,
-}
-
-impl WorkerProcess {
-    fn start(
-        redis: &RedisServer,
-        postgres: &PostgresServer,
-        pipeline: &Pipeline,
-        poll_ms: u64,
-        batch: usize,
-    ) -> WorkerProcess {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir(dir.path().join("jobs")).unwrap();
-        for (i, job) in pipeline.jobs.iter().enumerate() {
-            std::fs::write(dir.path().join(format!("jobs/job{i}.yaml")), job).unwrap();
-        }
-        let config = format!(
-            "connections:\n  target: {{type: redis, host: 127.0.0.1, port: {}}}\n\
-             sources:\n  - {{type: postgres, server_name: chinook, host: 127.0.0.1, port: {}, \
-             database: postgres, user: postgres, tables: [public.bench], slot: {}, poll_ms: {poll_ms}}}\n\
-             {}processors: {{read_batch_size: {batch}, block_ms: 1000}}\njobs: ./jobs\n",
-            redis.port(),
-            postgres.port(),
-            pipeline.slot(),
-            pipeline.more_sources
-        );
-        std::fs::write(dir.path().join("config.yaml"), config).unwrap();
-        let log = std::fs::File::create(dir.path().join("worker.log")).unwrap();
-        let child = Command::new(worker_path())
-            .arg("--config")
-            .arg(dir.path().join("config.yaml"))
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start redsink-worker (cargo make bench builds it)");
-        WorkerProcess { child, dir }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("worker.log")).unwrap_or_default()
-    }
-
-    fn stop(&mut self) {
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.child.id().to_string())
-            .status();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for WorkerProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// `$REDSINK_WORKER`, else the release build in the workspace's target folder.
-fn worker_path() -> PathBuf {
-    std::env::var_os("REDSINK_WORKER")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace_dir().join("target/release/redsink-worker"))
+/// The worker on one pipeline's configuration.
+fn start_worker(
+    redis: &RedisServer,
+    postgres: &PostgresServer,
+    pipeline: &Pipeline,
+    poll_ms: u64,
+    batch: usize,
+) -> WorkerProcess {
+    let config = format!(
+        "connections:\n  target: {{type: redis, host: 127.0.0.1, port: {}}}\n\
+         sources:\n  - {{type: postgres, server_name: chinook, host: 127.0.0.1, port: {}, \
+         database: postgres, user: postgres, tables: [public.bench], slot: {}, poll_ms: {poll_ms}}}\n\
+         {}processors: {{read_batch_size: {batch}, block_ms: 1000}}\njobs: ./jobs\n",
+        redis.port(),
+        postgres.port(),
+        pipeline.slot(),
+        pipeline.more_sources
+    );
+    let jobs: Vec<(String, &str)> = pipeline
+        .jobs
+        .iter()
+        .enumerate()
+        .map(|(i, job)| (format!("job{i}.yaml"), *job))
+        .collect();
+    let jobs: Vec<(&str, &str)> = jobs
+        .iter()
+        .map(|(name, job)| (name.as_str(), *job))
+        .collect();
+    WorkerProcess::start(&config, &jobs)
 }

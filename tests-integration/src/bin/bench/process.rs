@@ -1,0 +1,62 @@
+//! The release-built worker as the benchmarks run it: its own folder, configuration and
+//! jobs, log lines at `warn`, killed when dropped.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+
+use redsink_tests::workspace_dir;
+
+pub struct WorkerProcess {
+    child: Child,
+    dir: tempfile::TempDir,
+}
+
+impl WorkerProcess {
+    /// Starts the worker on `config` (YAML, with `jobs: ./jobs`) and `jobs` (file name,
+    /// text).
+    pub fn start(config: &str, jobs: &[(&str, &str)]) -> WorkerProcess {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("jobs")).unwrap();
+        for (name, text) in jobs {
+            std::fs::write(dir.path().join("jobs").join(name), text).unwrap();
+        }
+        std::fs::write(dir.path().join("config.yaml"), config).unwrap();
+        let log = std::fs::File::create(dir.path().join("worker.log")).unwrap();
+        let child = Command::new(worker_path())
+            .arg("--config")
+            .arg(dir.path().join("config.yaml"))
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start redsink-worker (cargo make bench builds it)");
+        WorkerProcess { child, dir }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("worker.log")).unwrap_or_default()
+    }
+
+    /// SIGTERM, and wait for the exit.
+    pub fn stop(&mut self) {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for WorkerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `$REDSINK_WORKER`, else the release build in the workspace's target folder.
+fn worker_path() -> PathBuf {
+    std::env::var_os("REDSINK_WORKER")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_dir().join("target/release/redsink-worker"))
+}
