@@ -49,6 +49,7 @@ impl StreamSource {
         // After a failure (Redis went away mid-batch), this consumer's own pending entries
         // come first, so that writes stay in stream order.
         let mut resume_pending = false;
+        let mut in_flight = None;
         while !*shutdown.borrow() {
             if discovered_at.is_none_or(|at| at.elapsed() >= DISCOVERY_INTERVAL) {
                 match self.discover(&mut streams).await {
@@ -74,7 +75,7 @@ impl StreamSource {
                         self.own_pending(stream).await?;
                     }
                 }
-                self.cycle(&streams).await
+                self.cycle(&streams, &mut in_flight).await
             };
             match cycle.await {
                 Ok(()) => {
@@ -82,6 +83,8 @@ impl StreamSource {
                     resume_pending = false;
                 }
                 Err(error) => {
+                    // A batch in flight stays pending: it is read again with the rest.
+                    in_flight = None;
                     resume_pending = true;
                     tracing::warn!("redis-stream source: {error}; retrying in {backoff:?}");
                     tokio::select! {
@@ -91,6 +94,9 @@ impl StreamSource {
                     backoff = (backoff * 2).min(Duration::from_secs(5));
                 }
             }
+        }
+        if let Some(last) = in_flight.take() {
+            self.finish(last).await?;
         }
         tracing::info!("redis-stream source stopped");
         Ok(())
@@ -216,12 +222,21 @@ impl StreamSource {
         }
     }
 
-    /// One cycle: reclaim idle entries, read new ones, process both.
-    async fn cycle(&mut self, streams: &BTreeSet<String>) -> Result<()> {
+    /// One cycle: reclaim idle entries, read new ones, process both. A batch read is
+    /// planned while the one before is still being written (`in_flight`); a read waits
+    /// for new entries only when nothing is in flight.
+    async fn cycle(
+        &mut self,
+        streams: &BTreeSet<String>,
+        in_flight: &mut Option<InFlight>,
+    ) -> Result<()> {
         for stream in streams {
             let reclaimed = self.reclaim(stream).await?;
             if !reclaimed.is_empty() {
                 tracing::info!(stream, count = reclaimed.len(), "took over idle entries");
+                if let Some(previous) = in_flight.take() {
+                    self.finish(previous).await?;
+                }
                 self.process(stream, reclaimed).await?;
             }
         }
@@ -230,15 +245,26 @@ impl StreamSource {
             .arg(&self.settings.group)
             .arg(&self.consumer)
             .arg("COUNT")
-            .arg(self.processors.read_batch_size)
-            .arg("BLOCK")
-            .arg(self.processors.block_ms)
-            .arg("STREAMS");
+            .arg(self.processors.read_batch_size);
+        if in_flight.is_none() {
+            read.arg("BLOCK").arg(self.processors.block_ms);
+        }
+        read.arg("STREAMS");
         read.arg(streams.iter().collect::<Vec<_>>());
         read.arg(vec![">"; streams.len()]);
         let reply: Value = read.query_async(&mut self.reader).await?;
-        for (stream, entries) in parse_read(&reply) {
-            self.process(&stream, entries).await?;
+        let batches = parse_read(&reply);
+        if batches.is_empty() {
+            if let Some(previous) = in_flight.take() {
+                self.finish(previous).await?;
+            }
+        }
+        for (stream, entries) in batches {
+            let planned = self.plan(&stream, entries);
+            if let Some(previous) = in_flight.take() {
+                self.finish(previous).await?;
+            }
+            *in_flight = Some(self.send(planned));
         }
         Ok(())
     }
@@ -259,6 +285,12 @@ impl StreamSource {
 
     /// Plans, writes and acknowledges a batch of one stream's entries.
     async fn process(&mut self, stream: &str, entries: Vec<Entry>) -> Result<()> {
+        let batch = self.send(self.plan(stream, entries));
+        self.finish(batch).await
+    }
+
+    /// Plans a batch: its writes, and what to do with each entry after them.
+    fn plan(&self, stream: &str, entries: Vec<Entry>) -> PlannedBatch {
         let started = Instant::now();
         let jobs = self.routes.get(stream).cloned().unwrap_or_default();
         let mut plan_errors = Vec::with_capacity(entries.len());
@@ -280,7 +312,56 @@ impl StreamSource {
                 }
             })
             .collect();
-        let applied = sink::apply(&mut self.writer, &writes, self.module).await?;
+        PlannedBatch {
+            stream: stream.to_owned(),
+            entries,
+            writes,
+            plan_errors,
+            reply_topics,
+            started,
+        }
+    }
+
+    /// Sends a planned batch's writes without waiting for them, so that the next batch is
+    /// read and planned while Redis writes this one. Called only once the batch before is
+    /// finished, so that writes reach Redis in stream order.
+    fn send(&self, batch: PlannedBatch) -> InFlight {
+        let PlannedBatch {
+            stream,
+            entries,
+            writes,
+            plan_errors,
+            reply_topics,
+            started,
+        } = batch;
+        let mut writer = self.writer.clone();
+        let module = self.module;
+        let applied = tokio::spawn(async move { sink::apply(&mut writer, &writes, module).await });
+        InFlight {
+            stream,
+            entries,
+            plan_errors,
+            reply_topics,
+            started,
+            applied,
+        }
+    }
+
+    /// Waits for a batch's writes, then acknowledges what was written, dead-letters what
+    /// failed too often, and sends the replies.
+    async fn finish(&mut self, batch: InFlight) -> Result<()> {
+        let InFlight {
+            stream,
+            entries,
+            plan_errors,
+            reply_topics,
+            started,
+            applied,
+        } = batch;
+        let stream = stream.as_str();
+        let applied = applied
+            .await
+            .map_err(|e| crate::error::Error::Invalid(format!("writing a batch: {e}")))??;
         let mut acked = Vec::new();
         let mut replies = Vec::new();
         let (mut failed, mut dead_lettered) = (0, 0);
@@ -393,6 +474,28 @@ impl StreamSource {
         );
         Ok(true)
     }
+}
+
+/// A batch planned, its writes not sent yet.
+struct PlannedBatch {
+    stream: String,
+    entries: Vec<Entry>,
+    writes: Vec<Vec<Write>>,
+    plan_errors: Vec<Option<String>>,
+    reply_topics: Vec<Option<String>>,
+    started: Instant,
+}
+
+/// A batch whose writes were sent and are not yet confirmed.
+struct InFlight {
+    stream: String,
+    entries: Vec<Entry>,
+    plan_errors: Vec<Option<String>>,
+    reply_topics: Vec<Option<String>>,
+    started: Instant,
+    applied: tokio::task::JoinHandle<
+        std::result::Result<Vec<std::result::Result<(), String>>, redis::RedisError>,
+    >,
 }
 
 /// What one entry asks for: its writes under the jobs of its stream (or why there are
