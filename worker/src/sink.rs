@@ -209,44 +209,56 @@ pub fn is_replayed(error: &RedisError) -> bool {
 
 /// Applies each event's writes; returns, per event, `Ok` or the error Redis gave it.
 /// With the module, one pipeline carries the whole batch; without, each event is one
-/// MULTI/EXEC. A transport failure (Redis gone) fails the whole call instead: it says
-/// nothing about the events, and must not count against them.
+/// MULTI/EXEC, all of them in one pipeline. A transport failure (Redis gone) fails the
+/// whole call instead: it says nothing about the events, and must not count against them.
 pub async fn apply<C: ConnectionLike>(
     con: &mut C,
     events: &[Vec<Write>],
     module: bool,
 ) -> Result<Vec<Result<(), String>>, RedisError> {
-    if module {
-        apply_with_module(con, events).await
-    } else {
-        let mut outcomes = Vec::with_capacity(events.len());
-        for writes in events {
-            outcomes.push(apply_plain(con, writes).await?);
-        }
-        Ok(outcomes)
-    }
-}
-
-async fn apply_with_module<C: ConnectionLike>(
-    con: &mut C,
-    events: &[Vec<Write>],
-) -> Result<Vec<Result<(), String>>, RedisError> {
     if events.iter().all(Vec::is_empty) {
         return Ok(vec![Ok(()); events.len()]);
     }
+    // Per event: its commands, each answered by one reply.
+    let commands: Vec<Vec<Cmd>> = events
+        .iter()
+        .map(|writes| {
+            if module {
+                writes.iter().map(module_command).collect()
+            } else if writes.is_empty() {
+                Vec::new()
+            } else {
+                let mut transaction = vec![redis::cmd("MULTI")];
+                transaction.extend(writes.iter().flat_map(plain_commands));
+                transaction.push(redis::cmd("EXEC"));
+                transaction
+            }
+        })
+        .collect();
     let mut pipe = Pipeline::new();
     pipe.ignore_errors();
-    for write in events.iter().flatten() {
-        pipe.add_command(module_command(write));
+    for command in commands.iter().flatten() {
+        pipe.add_command(command.clone());
     }
     let results: Vec<redis::RedisResult<Value>> = pipe.query_async(con).await?;
     let mut results = results.into_iter();
-    Ok(events
+    Ok(commands
         .iter()
-        .map(|writes| {
+        .map(|event| {
             let mut outcome = Ok(());
-            for result in results.by_ref().take(writes.len()) {
-                if let Err(error) = result {
+            for result in results.by_ref().take(event.len()) {
+                let failure = match result {
+                    Err(error) => Some(error),
+                    // EXEC's reply holds each command's, errors included.
+                    Ok(Value::Array(replies)) => {
+                        replies.into_iter().find_map(|reply| match reply {
+                            Value::ServerError(error) => Some(RedisError::from(error)),
+                            _ => None,
+                        })
+                    }
+                    Ok(_) => None,
+                };
+                if let Some(error) = failure.filter(|error| !is_replayed(error)) {
                     if outcome.is_ok() {
                         outcome = Err(error.to_string());
                     }
@@ -255,34 +267,6 @@ async fn apply_with_module<C: ConnectionLike>(
             outcome
         })
         .collect())
-}
-
-/// One event's writes in MULTI/EXEC: `Err` for a transport failure, `Ok(Err)` for an
-/// error Redis gave.
-async fn apply_plain<C: ConnectionLike>(
-    con: &mut C,
-    writes: &[Write],
-) -> Result<Result<(), String>, RedisError> {
-    if writes.is_empty() {
-        return Ok(Ok(()));
-    }
-    let mut pipe = Pipeline::new();
-    pipe.atomic();
-    for write in writes {
-        for command in plain_commands(write) {
-            pipe.add_command(command);
-        }
-    }
-    match pipe.query_async::<Vec<Value>>(con).await {
-        Ok(_) => Ok(Ok(())),
-        Err(error) if is_replayed(&error) => Ok(Ok(())),
-        Err(error)
-            if error.is_io_error() || error.is_connection_dropped() || error.is_timeout() =>
-        {
-            Err(error)
-        }
-        Err(error) => Ok(Err(error.to_string())),
-    }
 }
 
 #[cfg(test)]

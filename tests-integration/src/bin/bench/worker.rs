@@ -60,7 +60,7 @@ pub fn run() {
             if module {
                 "the module (SINK.HASH … VERSION)"
             } else {
-                "plain commands (MULTI HSET EXPIRE EXEC)"
+                "plain commands (MULTI DEL HSET EXEC an event, pipelined)"
             },
             events as f64 / seconds
         );
