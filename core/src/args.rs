@@ -1,6 +1,8 @@
 //! Parsing of command arguments: keywords, integers and choices, with errors that name
 //! the option and the accepted range.
 
+use std::borrow::Cow;
+
 use crate::error::{Error, Result};
 
 /// Reads a command's arguments (already split by Redis) from left to right. What it
@@ -29,15 +31,20 @@ impl<'s, 'a> Args<'s, 'a> {
 
     /// The next option keyword, upper-cased (printable ASCII, see [`quote`]), or `None`
     /// at the end.
-    pub fn next_keyword(&mut self) -> Option<String> {
-        let arg = self.args.get(self.pos)?;
+    pub fn next_keyword(&mut self) -> Option<Cow<'a, str>> {
+        let arg: &'a [u8] = self.args.get(self.pos)?;
         self.pos += 1;
-        let upper = arg.to_ascii_uppercase();
-        if upper.len() <= 64 && upper.iter().all(|b| (b' '..=b'~').contains(b)) {
-            // Printable ASCII is its own quote: one allocation, not two.
-            return String::from_utf8(upper).ok();
+        let printable = arg.len() <= 64 && arg.iter().all(|b| (b' '..=b'~').contains(b));
+        if printable && !arg.iter().any(u8::is_ascii_lowercase) {
+            // Written in capitals already, as clients send keywords: no copy.
+            return std::str::from_utf8(arg).ok().map(Cow::Borrowed);
         }
-        Some(quote(&upper))
+        let upper = arg.to_ascii_uppercase();
+        if printable {
+            // Printable ASCII is its own quote.
+            return String::from_utf8(upper).ok().map(Cow::Owned);
+        }
+        Some(Cow::Owned(quote(&upper)))
     }
 
     /// The value that follows option `name`.

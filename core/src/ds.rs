@@ -104,7 +104,7 @@ impl SettingsChange {
     pub fn parse(args: &mut Args) -> Result<Self> {
         let mut change = SettingsChange::default();
         while let Some(option) = args.next_keyword() {
-            match option.as_str() {
+            match option.as_ref() {
                 "TIMESTAMP" => {
                     change.timestamp_field = Some(args.text_value("TIMESTAMP")?.to_owned())
                 }
@@ -129,7 +129,7 @@ impl SettingsChange {
                     )?;
                     change.on_update = OnUpdate::from_index(index);
                 }
-                _ => return Err(Error::UnknownOption(option)),
+                _ => return Err(Error::UnknownOption(option.into_owned())),
             }
         }
         Ok(change)

@@ -89,7 +89,7 @@ impl SinkDefinition {
         };
         while let Some(option) = args.next_keyword() {
             let field = |args: &mut Args, name| args.text_value(name).map(str::to_owned);
-            match option.as_str() {
+            match option.as_ref() {
                 "TYPE" => {
                     let index = parse_choice(
                         args.value("TYPE")?,
@@ -121,7 +121,7 @@ impl SinkDefinition {
                     }
                 }
                 "OPCODE" => definition.op_code_field = Some(field(&mut args, "OPCODE")?),
-                _ => return Err(Error::UnknownOption(option)),
+                _ => return Err(Error::UnknownOption(option.into_owned())),
             }
         }
         definition.kind = kind.ok_or_else(|| Error::Invalid("a sink needs TYPE".into()))?;

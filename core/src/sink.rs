@@ -323,7 +323,7 @@ impl WriteOptions {
     pub fn parse(args: &mut Args, accepts: Accepts) -> Result<Self> {
         let mut options = WriteOptions::default();
         while let Some(option) = args.next_keyword() {
-            match option.as_str() {
+            match option.as_ref() {
                 "FLATTEN" if accepts.flatten => {
                     options.flatten = Some(args.text_value("FLATTEN")?.to_owned())
                 }
@@ -355,7 +355,7 @@ impl WriteOptions {
                     options.op_code = Some(args.text_value("OPCODE")?.to_owned())
                 }
                 "ID" if accepts.stream => options.id = Some(StreamId::parse(args.value("ID")?)?),
-                _ => return Err(Error::UnknownOption(option)),
+                _ => return Err(Error::UnknownOption(option.into_owned())),
             }
         }
         Ok(options)

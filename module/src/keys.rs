@@ -158,6 +158,89 @@ impl<'a> WriteKey<'a> {
         names
     }
 
+    /// ZADD of one member; replicated as `ZADD key score member`. Whether it was new.
+    pub fn zset_add(&self, member: &[u8], score: f64) -> bool {
+        let strings = Strings::new(
+            self.ctx,
+            [score.to_string().as_bytes(), member].into_iter(),
+            2,
+        );
+        let mut flags: c_int = 0;
+        // SAFETY: an open key, a string alive for this call, a flags slot for the outcome.
+        let added = unsafe {
+            match raw::RedisModule_ZsetAdd {
+                Some(add) => {
+                    add(self.key, score, strings.0[1], &mut flags);
+                    flags & raw::REDISMODULE_ZADD_ADDED as c_int != 0
+                }
+                None => false,
+            }
+        };
+        self.replicate(c"ZADD", &strings.0);
+        self.notify(raw::NotifyEvent::ZSET, "zadd");
+        added
+    }
+
+    /// Removes the lowest members (by score, then name, as ranks go) beyond the `keep`
+    /// highest; replicated as one `ZREM`.
+    pub fn zset_keep_highest(&self, keep: usize) {
+        // SAFETY: an open key holding a sorted set.
+        let length = unsafe { raw::RedisModule_ValueLength.map_or(0, |len| len(self.key)) };
+        if length <= keep {
+            return;
+        }
+        let lowest = self.zset_lowest(length - keep);
+        let pointers: Vec<*mut raw::RedisModuleString> = lowest.iter().map(|m| m.inner).collect();
+        for &member in &pointers {
+            // SAFETY: an open key and a member string alive for this call.
+            unsafe {
+                if let Some(remove) = raw::RedisModule_ZsetRem {
+                    remove(self.key, member, ptr::null_mut());
+                }
+            }
+        }
+        self.replicate(c"ZREM", &pointers);
+        self.notify(raw::NotifyEvent::ZSET, "zrem");
+    }
+
+    /// The `count` lowest members, lowest first.
+    fn zset_lowest(&self, count: usize) -> Vec<RedisString> {
+        let mut members = Vec::with_capacity(count);
+        // SAFETY: a range opened on an open key, walked, then stopped; each element is a
+        // new string we own (freed by RedisString's drop).
+        unsafe {
+            let (Some(first), Some(current), Some(next), Some(stop)) = (
+                raw::RedisModule_ZsetFirstInScoreRange,
+                raw::RedisModule_ZsetRangeCurrentElement,
+                raw::RedisModule_ZsetRangeNext,
+                raw::RedisModule_ZsetRangeStop,
+            ) else {
+                return members;
+            };
+            if first(
+                self.key,
+                raw::REDISMODULE_NEGATIVE_INFINITE,
+                raw::REDISMODULE_POSITIVE_INFINITE,
+                0,
+                0,
+            ) == raw::REDISMODULE_OK as c_int
+            {
+                while members.len() < count {
+                    let element = current(self.key, ptr::null_mut());
+                    if element.is_null() {
+                        break;
+                    }
+                    members.push(RedisString::from_redis_module_string(self.ctx.ctx, element));
+                    if next(self.key) == 0 {
+                        break;
+                    }
+                }
+            }
+            stop(self.key);
+        }
+        members
+    }
+
     /// Expires the key `secs` seconds from now; replicated as `PEXPIREAT`. A missing key
     /// is left alone, as EXPIRE does.
     pub fn expire_in(&self, secs: i64) {

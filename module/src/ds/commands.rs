@@ -61,9 +61,9 @@ pub fn update(ctx: &Context, args: &[RedisString]) -> Reply {
     let payload = parsed.next_arg()?;
     let mut ts = None;
     while let Some(option) = parsed.next_keyword() {
-        match option.as_str() {
+        match option.as_ref() {
             "TS" => ts = Some(parsed.int_value("TS", 0, time::MAX_MS)?),
-            _ => return Err(CoreError::UnknownOption(option).into()),
+            _ => return Err(CoreError::UnknownOption(option.into_owned()).into()),
         }
     }
     let replaying = is_replaying(ctx);
@@ -195,11 +195,11 @@ pub fn devices(ctx: &Context, args: &[RedisString]) -> Reply {
     let mut parsed = Args::new(&raw);
     let (mut cursor, mut count, mut pattern): (&[u8], i64, Option<&[u8]>) = (b"0", 10, None);
     while let Some(option) = parsed.next_keyword() {
-        match option.as_str() {
+        match option.as_ref() {
             "CURSOR" => cursor = parsed.value("CURSOR")?,
             "COUNT" => count = parsed.int_value("COUNT", 1, 1_000_000)?,
             "MATCH" => pattern = Some(parsed.value("MATCH")?),
-            _ => return Err(CoreError::UnknownOption(option).into()),
+            _ => return Err(CoreError::UnknownOption(option.into_owned()).into()),
         }
     }
     let key = ctx.open_key(key_name);
@@ -234,9 +234,9 @@ pub fn range(ctx: &Context, args: &[RedisString]) -> Reply {
     let to = time_bound(parsed.next_arg()?, "to")?;
     let mut count = i64::MAX;
     while let Some(option) = parsed.next_keyword() {
-        match option.as_str() {
+        match option.as_ref() {
             "COUNT" => count = parsed.int_value("COUNT", 0, i64::MAX)?,
-            _ => return Err(CoreError::UnknownOption(option).into()),
+            _ => return Err(CoreError::UnknownOption(option.into_owned()).into()),
         }
     }
     let key = ctx.open_key(key_name);

@@ -131,9 +131,9 @@ pub fn zset(ctx: &Context, args: &[RedisString]) -> Reply {
         ..Accepts::NOTHING
     };
     let options = WriteOptions::parse(&mut parsed, accepts)?;
-    let key = key.as_slice();
-    write::check_type(ctx, key, &raw::KeyType::ZSet)?;
-    let added = write::zset(ctx, key, member, score, options.max_len, options.ttl_secs)?;
+    let target = WriteKey::open(ctx, key);
+    target.check_type(raw::KeyType::ZSet)?;
+    let added = write::zset(&target, member, score, options.max_len, options.ttl_secs);
     Ok(RedisValue::Integer(added))
 }
 
@@ -286,9 +286,9 @@ pub fn set_version(ctx: &Context, args: &[RedisString]) -> Reply {
     let version = parse_int(parsed.next_arg()?, "version", i64::MIN, i64::MAX)?;
     let mut tombstone_until = None;
     while let Some(option) = parsed.next_keyword() {
-        match option.as_str() {
+        match option.as_ref() {
             "TOMBSTONE" => tombstone_until = Some(parsed.int_value("TOMBSTONE", 0, i64::MAX)?),
-            _ => return Err(CoreError::UnknownOption(option).into()),
+            _ => return Err(CoreError::UnknownOption(option.into_owned()).into()),
         }
     }
     let db = write::current_db(ctx);

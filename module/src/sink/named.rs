@@ -176,7 +176,9 @@ fn apply(
             write::set(ctx, key, &[member.as_bytes()], ttl)?;
         }
         Write::Zset { member, score } => {
-            write::zset(ctx, key, member.as_bytes(), *score, definition.max_len, ttl)?;
+            let name = redis_string(ctx, key);
+            let target = WriteKey::open(ctx, &name);
+            write::zset(&target, member.as_bytes(), *score, definition.max_len, ttl);
         }
         Write::Stream(fields) => {
             write::stream(

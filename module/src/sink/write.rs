@@ -127,27 +127,23 @@ pub fn set(
     Ok(added)
 }
 
-/// ZADD, then keeps the `max_len` highest scores; returns 1 if the member was new.
+/// ZADD, then keeps the `max_len` highest scores, then the TTL; returns 1 if the member
+/// was new.
 pub fn zset(
-    ctx: &Context,
-    key: &[u8],
+    key: &WriteKey,
     member: &[u8],
     score: f64,
     max_len: Option<i64>,
     ttl_secs: Option<i64>,
-) -> Result<i64, Error> {
-    let added = integer(&run(
-        ctx,
-        "ZADD",
-        &[key, score.to_string().as_bytes(), member],
-    )?);
+) -> i64 {
+    let added = key.zset_add(member, score);
     if let Some(max_len) = max_len {
-        // Ranks 0 .. -(max_len+1) are everything below the top max_len.
-        let stop = (-max_len - 1).to_string();
-        run(ctx, "ZREMRANGEBYRANK", &[key, b"0", stop.as_bytes()])?;
+        key.zset_keep_highest(usize::try_from(max_len).unwrap_or(usize::MAX));
     }
-    expire(ctx, key, ttl_secs)?;
-    Ok(added)
+    if let Some(ttl) = ttl_secs {
+        key.expire_in(ttl);
+    }
+    i64::from(added)
 }
 
 /// The id an XADD asks for.
