@@ -4,13 +4,16 @@
 //! same work at several times the cost: a client, a command lookup, an argument vector
 //! and a reply per call.
 
-use std::ffi::{c_int, c_void, CStr};
+use std::ffi::{c_int, c_longlong, c_void, CStr};
 use std::ptr;
 
 use redis_module::{raw, Context, RedisString};
-use redsink_core::sink::Fields;
+use redsink_core::sink::{Fields, StreamId};
 
 use crate::error::Error;
+
+/// errno for "the id is not above the stream's last" (Linux, macOS).
+const EDOM: i32 = 33;
 
 /// `RedisModuleString *` that tells RM_HashSet to delete the field.
 const HASH_DELETE: *mut raw::RedisModuleString = ptr::without_provenance_mut(1);
@@ -239,6 +242,86 @@ impl<'a> WriteKey<'a> {
             stop(self.key);
         }
         members
+    }
+
+    /// XADD of `fields` with `id` (`None`: the next id by the clock); replicated as XADD
+    /// with the id given. `Ok(None)` when `id` is not above the stream's last.
+    pub fn stream_add(
+        &self,
+        fields: &Fields,
+        id: Option<StreamId>,
+    ) -> Result<Option<StreamId>, Error> {
+        let strings = Strings::new(
+            self.ctx,
+            fields.iter().flat_map(|(name, text)| [name, text]),
+            2 * fields.len(),
+        );
+        let mut given = raw::RedisModuleStreamID {
+            ms: id.map_or(0, |id| id.ms),
+            seq: id.map_or(0, |id| id.seq),
+        };
+        let flags = if id.is_none() {
+            raw::REDISMODULE_STREAM_ADD_AUTOID as c_int
+        } else {
+            0
+        };
+        // SAFETY: an open key; `strings` holds field/value pairs alive for this call, and
+        // `given` is read (explicit id) or written (AUTOID).
+        let added = unsafe {
+            raw::RedisModule_StreamAdd.map_or(raw::REDISMODULE_ERR as c_int, |add| {
+                add(
+                    self.key,
+                    flags,
+                    &mut given,
+                    strings.0.as_ptr().cast_mut(),
+                    fields.len() as i64,
+                )
+            })
+        };
+        if added != raw::REDISMODULE_OK as c_int {
+            // EDOM: the id is not above the stream's last (RM_StreamAdd's contract).
+            if id.is_some() && std::io::Error::last_os_error().raw_os_error() == Some(EDOM) {
+                return Ok(None);
+            }
+            return Err(Error::Redis(redis_module::RedisError::Str(
+                "ERR the stream refused the entry",
+            )));
+        }
+        let added = StreamId {
+            ms: given.ms,
+            seq: given.seq,
+        };
+        let id_text = Strings::new(self.ctx, [added.to_string().as_bytes()].into_iter(), 1);
+        let argv: Vec<*mut raw::RedisModuleString> =
+            id_text.0.iter().chain(&strings.0).copied().collect();
+        self.replicate(c"XADD", &argv);
+        self.notify(raw::NotifyEvent::STREAM, "xadd");
+        Ok(Some(added))
+    }
+
+    /// Trims the stream to its newest `max_len` entries, exactly; replicated as XTRIM.
+    pub fn stream_trim(&self, max_len: i64) {
+        // SAFETY: an open key holding a stream; 0 asks for exact trimming.
+        let trimmed = unsafe {
+            raw::RedisModule_StreamTrimByLength.map_or(0, |trim| trim(self.key, 0, max_len))
+        };
+        if trimmed > 0 {
+            // SAFETY: C strings for the command and format ("scl": a string, a C string,
+            // a long long).
+            unsafe {
+                if let Some(replicate) = raw::RedisModule_Replicate {
+                    replicate(
+                        self.ctx.ctx,
+                        c"XTRIM".as_ptr(),
+                        c"scl".as_ptr(),
+                        self.name.inner,
+                        c"MAXLEN".as_ptr(),
+                        max_len as c_longlong,
+                    );
+                }
+            }
+            self.notify(raw::NotifyEvent::STREAM, "xtrim");
+        }
     }
 
     /// Expires the key `secs` seconds from now; replicated as `PEXPIREAT`. A missing key

@@ -161,16 +161,17 @@ pub fn stream(ctx: &Context, args: &[RedisString]) -> Reply {
             CoreError::Invalid("nothing to add: no field of the JSON is mapped".into()).into(),
         );
     }
+    let target = WriteKey::open(ctx, key);
+    target.check_type(raw::KeyType::Stream)?;
     let key = key.as_slice();
-    write::check_type(ctx, key, &raw::KeyType::Stream)?;
     let (max_len, ttl) = (options.max_len, options.ttl_secs);
     let Some(id) = options.id else {
-        let Added::As(id) = write::stream(ctx, key, &fields, NewId::Auto, max_len, ttl)? else {
+        let Added::As(id) = write::stream(&target, &fields, NewId::Auto, max_len, ttl)? else {
             return Err(CoreError::Invalid("the stream refused a new id".into()).into());
         };
         return Ok(RedisValue::BulkString(id));
     };
-    if let Added::As(added) = write::stream(ctx, key, &fields, NewId::Exactly(id), max_len, ttl)? {
+    if let Added::As(added) = write::stream(&target, &fields, NewId::Exactly(id), max_len, ttl)? {
         return Ok(RedisValue::BulkString(added));
     }
     // Not above the stream's last id: a replay, or a late delivery (another writer got
@@ -179,15 +180,8 @@ pub fn stream(ctx: &Context, args: &[RedisString]) -> Reply {
     if !is_late(ctx, key, id, &bounds) {
         return Ok(RedisValue::Null);
     }
-    let last_ms = bounds.last.map_or(0, |last| last.ms);
-    let Added::As(added) = write::stream(
-        ctx,
-        key,
-        &fields,
-        NewId::InMillisecond(last_ms),
-        max_len,
-        ttl,
-    )?
+    let last = bounds.last.unwrap_or(StreamId { ms: 0, seq: 0 });
+    let Added::As(added) = write::stream(&target, &fields, NewId::After(last), max_len, ttl)?
     else {
         return Err(CoreError::Invalid("the stream refused a new id".into()).into());
     };

@@ -181,14 +181,9 @@ fn apply(
             write::zset(&target, member.as_bytes(), *score, definition.max_len, ttl);
         }
         Write::Stream(fields) => {
-            write::stream(
-                ctx,
-                key,
-                fields,
-                write::NewId::Auto,
-                definition.max_len,
-                ttl,
-            )?;
+            let name = redis_string(ctx, key);
+            let target = WriteKey::open(ctx, &name);
+            write::stream(&target, fields, write::NewId::Auto, definition.max_len, ttl)?;
         }
     }
     Ok(())

@@ -153,8 +153,8 @@ pub enum NewId {
     Auto,
     /// This id; refused if not above the stream's last.
     Exactly(StreamId),
-    /// `<ms>-*`: the next sequence number in this millisecond.
-    InMillisecond(u64),
+    /// The id right after this one (the stream's last): a late entry goes there.
+    After(StreamId),
 }
 
 /// What an XADD with an explicit id did.
@@ -165,42 +165,36 @@ pub enum Added {
     NotAbove,
 }
 
-/// XADD of `fields` (an entry needs at least one) with `id` (`None`: a new id), then the
+/// XADD of `fields` (an entry needs at least one) with `id`, then the trimming and the
 /// TTL.
 pub fn stream(
-    ctx: &Context,
-    key: &[u8],
+    key: &WriteKey,
     fields: &Fields,
     id: NewId,
     max_len: Option<i64>,
     ttl_secs: Option<i64>,
 ) -> Result<Added, Error> {
-    let id_text = match id {
-        NewId::Auto => "*".to_owned(),
-        NewId::Exactly(id) => id.to_string(),
-        NewId::InMillisecond(ms) => format!("{ms}-*"),
+    let id = match id {
+        NewId::Auto => None,
+        NewId::Exactly(id) => Some(id),
+        NewId::After(last) => Some(match last.seq.checked_add(1) {
+            Some(seq) => StreamId { ms: last.ms, seq },
+            None => StreamId {
+                ms: last.ms + 1,
+                seq: 0,
+            },
+        }),
     };
-    let max_len_text = max_len.map(|n| n.to_string());
-    let mut args: Vec<&[u8]> = vec![key];
-    if let Some(max_len) = &max_len_text {
-        args.extend([&b"MAXLEN"[..], max_len.as_bytes()]);
-    }
-    args.push(id_text.as_bytes());
-    for (field, value) in fields.iter() {
-        args.push(field);
-        args.push(value);
-    }
-    let added = match run(ctx, "XADD", &args) {
-        Ok(CallReply::String(id)) => String::from_utf8_lossy(id.as_bytes()).into_owned(),
-        Ok(_) => return Err(Error::Redis(RedisError::Str("ERR XADD gave no id"))),
-        // The only error an XADD of valid arguments to a stream can give.
-        Err(_) if matches!(id, NewId::Exactly(_)) && key_type(ctx, key) == raw::KeyType::Stream => {
-            return Ok(Added::NotAbove)
-        }
-        Err(error) => return Err(error),
+    let Some(added) = key.stream_add(fields, id)? else {
+        return Ok(Added::NotAbove);
     };
-    expire(ctx, key, ttl_secs)?;
-    Ok(Added::As(added))
+    if let Some(max_len) = max_len {
+        key.stream_trim(max_len);
+    }
+    if let Some(ttl) = ttl_secs {
+        key.expire_in(ttl);
+    }
+    Ok(Added::As(added.to_string()))
 }
 
 /// The ids of the stream's entries from `start` to `end` (`-`, `+` for the ends), at
