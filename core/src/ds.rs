@@ -247,10 +247,35 @@ impl DeviceStream {
         &self.settings
     }
 
-    /// Applies new settings. A smaller HISTORY trims every device's history now.
+    /// Applies new settings. A smaller HISTORY trims every device's history now. Stamp
+    /// fields are added when a record is read, so new field names and date formats apply
+    /// to stored records too; a stored member that now bears a stamp field's name is
+    /// dropped, as it would have been had it come in an update.
     pub fn alter(&mut self, settings: Settings) {
         let history_changed = settings.history != self.settings.history;
+        let stamps_renamed = settings.timestamp_field != self.settings.timestamp_field
+            || settings.device_field != self.settings.device_field;
         self.settings = settings;
+        if stamps_renamed {
+            let stamps = self.stamp_fields().map(str::to_owned);
+            let stamps = [stamps[0].as_str(), stamps[1].as_str()];
+            let unstamped = |record: &mut Record| {
+                // Bodies were compacted on the way in, so they read back without error.
+                if let Ok(body) =
+                    json::compact_object(record.json.as_bytes(), &Limits::UNLIMITED, &stamps)
+                {
+                    record.json = body.into_boxed_str();
+                }
+            };
+            for device in self.devices.values_mut() {
+                unstamped(&mut device.current);
+                device
+                    .history
+                    .iter_mut()
+                    .flat_map(|h| h.iter_mut())
+                    .for_each(unstamped);
+            }
+        }
         if history_changed {
             let keep = self.history_len();
             for device in self.devices.values_mut() {
@@ -266,6 +291,8 @@ impl DeviceStream {
                     history
                 });
             }
+        }
+        if history_changed || stamps_renamed {
             self.heap_bytes = self.devices.iter().map(|(n, d)| d.heap_bytes(n)).sum();
         }
     }
@@ -781,6 +808,36 @@ mod tests {
         assert_eq!(removed, 25);
         assert_eq!(ds.stored_len(), 0);
         assert_eq!(ds.memory(), stream(&["TTL", "1"]).memory());
+    }
+
+    #[test]
+    fn renamed_stamp_fields_apply_to_stored_records() {
+        let mut ds = stream(&["HISTORY", "2", "DATEFORMAT", "EPOCH"]);
+        update(&mut ds, "d", json!({"ts": 1, "at": "home"}), 1_000);
+        update(&mut ds, "d", json!({"ts": 2, "at": "work"}), 2_000);
+        let renamed = SettingsChange {
+            timestamp_field: Some("ts".into()),
+            ..Default::default()
+        };
+        ds.alter(renamed.applied_to(ds.settings()).unwrap());
+        let read: Vec<String> = ds
+            .range("d", 0, 5_000, 10, 0)
+            .into_iter()
+            .map(|record| ds.render("d", record))
+            .collect();
+        assert_eq!(
+            read,
+            [
+                r#"{"at":"home","ts":1,"deviceId":"d"}"#,
+                r#"{"at":"work","ts":2,"deviceId":"d"}"#
+            ]
+        );
+        assert_eq!(ds.memory(), {
+            let mut fresh = stream(&["HISTORY", "2", "TIMESTAMP", "ts"]);
+            update(&mut fresh, "d", json!({"at": "home"}), 1_000);
+            update(&mut fresh, "d", json!({"at": "work"}), 2_000);
+            fresh.memory()
+        });
     }
 
     #[test]

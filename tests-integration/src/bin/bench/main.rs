@@ -1,7 +1,8 @@
-//! `cargo make bench [commands [scenario]|postgres]`: the module's commands against the
-//! plain-Redis ways to write the same records (see `commands`), the memory of a device
-//! record, and the PostgreSQL source's latency and throughput (see `postgres`). Prints
-//! Markdown for BENCHMARKS.md.
+//! `cargo make bench [commands [scenario]|worker|postgres]`: the module's commands against
+//! the plain-Redis ways to write the same records (see `commands`), the memory of a device
+//! record, the worker's drain rate and lag (see `worker`), and the PostgreSQL source's
+//! latency and throughput (see `postgres`). Prints Markdown; a whole run (no section
+//! named) is what BENCHMARKS.md shows below its marker line (Makefile.toml puts it there).
 
 mod commands;
 mod load;
@@ -16,6 +17,7 @@ fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         None => {
+            machine();
             let medians = commands::run(None);
             memory();
             targets(&medians);
@@ -38,6 +40,45 @@ fn main() {
             std::process::exit(2);
         }
     }
+}
+
+/// When and where the numbers were taken: they only compare within one run.
+fn machine() {
+    let output = |program: &str, args: &[&str]| {
+        std::process::Command::new(program)
+            .args(args)
+            .output()
+            .map(|out| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+            .unwrap_or_default()
+    };
+    let file = |path: &str, key: &str| {
+        std::fs::read_to_string(path)
+            .unwrap_or_default()
+            .lines()
+            .find_map(|line| {
+                line.strip_prefix(key)
+                    .map(|v| v.trim().trim_matches('"').to_owned())
+            })
+            .unwrap_or_default()
+    };
+    let memory_gib = file("/proc/meminfo", "MemTotal:")
+        .trim_end_matches("kB")
+        .trim()
+        .parse::<f64>()
+        .map_or(0.0, |kib| kib / 1024.0 / 1024.0);
+    let server = std::env::var("REDIS_SERVER").unwrap_or_else(|_| "redis-server".into());
+    println!(
+        "Run of {} by `cargo make bench`: {} CPUs ({}), {memory_gib:.0} GiB, {}; {}.\n",
+        output("date", &["+%F"]),
+        std::thread::available_parallelism().map_or(1, |n| n.get()),
+        file("/proc/cpuinfo", "model name\t:"),
+        file("/etc/os-release", "PRETTY_NAME="),
+        output(&server, &["--version"])
+            .split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" "),
+    );
 }
 
 /// The issue's goals, read off this run's medians.

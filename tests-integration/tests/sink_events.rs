@@ -1,0 +1,126 @@
+//! The SINK commands write through the module's low-level key API; applications that
+//! listen to keyspace events must still hear what the plain commands would have told them.
+
+use redis::Connection;
+use redsink_tests::{call, RedisServer};
+use std::time::Duration;
+
+/// A SINK command, and the plain commands that leave the same data and replicate the same
+/// way (`-` stands for the key); `setup` runs on both keys first.
+struct Case {
+    setup: &'static [&'static str],
+    sink: &'static [&'static str],
+    plain: &'static [&'static [&'static str]],
+}
+
+const CASES: &[Case] = &[
+    Case {
+        setup: &[],
+        sink: &["SINK.HASH", "-", r#"{"a":1,"b":{"c":2}}"#, "TTL", "60"],
+        plain: &[&["HSET", "-", "a", "1", "b.c", "2"], &["EXPIRE", "-", "60"]],
+    },
+    Case {
+        setup: &["HSET", "-", "a", "1", "b.c", "2"],
+        sink: &["SINK.HASH", "-", r#"{"a":3}"#, "REPLACE"],
+        plain: &[&["HDEL", "-", "b.c"], &["HSET", "-", "a", "3"]],
+    },
+    Case {
+        setup: &["ZADD", "-", "9", "high", "1", "low"],
+        sink: &["SINK.ZSET", "-", "mid", "5", "MAXLEN", "2"],
+        plain: &[&["ZADD", "-", "5", "mid"], &["ZREM", "-", "low"]],
+    },
+    Case {
+        setup: &["XADD", "-", "1-1", "a", "0"],
+        sink: &["SINK.STREAM", "-", r#"{"a":1}"#, "MAXLEN", "1", "TTL", "60"],
+        plain: &[
+            &["XADD", "-", "MAXLEN", "1", "*", "a", "1"],
+            &["EXPIRE", "-", "60"],
+        ],
+    },
+    Case {
+        setup: &["RPUSH", "-", "x", "y"],
+        sink: &["SINK.LIST", "-", "z", "MAXLEN", "2"],
+        plain: &[&["RPUSH", "-", "z"], &["LTRIM", "-", "-2", "-1"]],
+    },
+];
+
+#[test]
+fn sink_commands_emit_the_keyspace_events_of_the_plain_commands() {
+    let server = RedisServer::start();
+    let mut con = server.connection();
+    call::<()>(&mut con, &["CONFIG", "SET", "notify-keyspace-events", "KA"]).unwrap();
+    let mut listener = server.connection();
+    let mut pubsub = listener.as_pubsub();
+    pubsub.psubscribe("__keyspace@0__:*").unwrap();
+    pubsub
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    for (case, Case { setup, sink, plain }) in CASES.iter().enumerate() {
+        let keys = (format!("sink:{case}"), format!("plain:{case}"));
+        let with_key = |args: &[&str], key: &str| -> Vec<String> {
+            args.iter()
+                .map(|arg| if *arg == "-" { key } else { arg }.to_owned())
+                .collect()
+        };
+        for key in [&keys.0, &keys.1] {
+            if !setup.is_empty() {
+                call::<()>(&mut con, &with_key(setup, key)).unwrap();
+            }
+        }
+        call::<redis::Value>(&mut con, &with_key(sink, &keys.0)).unwrap();
+        for command in *plain {
+            call::<redis::Value>(&mut con, &with_key(command, &keys.1)).unwrap();
+        }
+        let done = format!("done:{case}");
+        call::<()>(&mut con, &["SET", &done, "1"]).unwrap();
+
+        let (mut heard_sink, mut heard_plain) = (Vec::new(), Vec::new());
+        loop {
+            let message = pubsub.get_message().unwrap();
+            let channel = message.get_channel_name().to_owned();
+            let event: String = message.get_payload().unwrap();
+            let key = channel.trim_start_matches("__keyspace@0__:");
+            if key == done {
+                break;
+            } else if key == keys.0 {
+                heard_sink.push(event);
+            } else if key == keys.1 {
+                heard_plain.push(event);
+            }
+        }
+        // The setup's events come first, the same for both keys.
+        assert!(!heard_sink.is_empty(), "{sink:?} emitted nothing");
+        assert_eq!(heard_sink, heard_plain, "{sink:?} against {plain:?}");
+        assert_same_data(&mut con, &keys.0, &keys.1);
+    }
+}
+
+/// The two keys hold the same data (stream ids aside) and both expire or neither does.
+fn assert_same_data(con: &mut Connection, sink: &str, plain: &str) {
+    let dump = |con: &mut Connection, key: &str| -> (String, Vec<String>, bool) {
+        let kind: String = call(con, &["TYPE", key]).unwrap();
+        let data: Vec<String> = match kind.as_str() {
+            "hash" => call(con, &["HGETALL", key]).unwrap(),
+            "zset" => call(con, &["ZRANGE", key, "0", "-1"]).unwrap(),
+            "list" => call(con, &["LRANGE", key, "0", "-1"]).unwrap(),
+            "stream" => {
+                let entries: Vec<(String, Vec<String>)> =
+                    call(con, &["XRANGE", key, "-", "+"]).unwrap();
+                entries.into_iter().flat_map(|(_, fields)| fields).collect()
+            }
+            other => panic!("{key}: unexpected type {other}"),
+        };
+        let expires = call::<i64>(con, &["TTL", key]).unwrap() > 0;
+        (kind, data, expires)
+    };
+    let mut sorted = |key: &str| {
+        let (kind, mut data, expires) = dump(con, key);
+        if kind == "hash" {
+            let mut pairs: Vec<Vec<String>> = data.chunks(2).map(<[String]>::to_vec).collect();
+            pairs.sort();
+            data = pairs.concat();
+        }
+        (kind, data, expires)
+    };
+    assert_eq!(sorted(sink), sorted(plain), "{sink} against {plain}");
+}
