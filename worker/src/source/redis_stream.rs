@@ -313,51 +313,42 @@ impl StreamSource {
             })
             .collect();
         PlannedBatch {
-            stream: stream.to_owned(),
-            entries,
+            batch: Batch {
+                stream: stream.to_owned(),
+                entries,
+                plan_errors,
+                reply_topics,
+                started,
+            },
             writes,
-            plan_errors,
-            reply_topics,
-            started,
         }
     }
 
     /// Sends a planned batch's writes without waiting for them, so that the next batch is
     /// read and planned while Redis writes this one. Called only once the batch before is
     /// finished, so that writes reach Redis in stream order.
-    fn send(&self, batch: PlannedBatch) -> InFlight {
-        let PlannedBatch {
-            stream,
-            entries,
-            writes,
-            plan_errors,
-            reply_topics,
-            started,
-        } = batch;
+    fn send(&self, planned: PlannedBatch) -> InFlight {
+        let PlannedBatch { batch, writes } = planned;
         let mut writer = self.writer.clone();
         let module = self.module;
         let applied = tokio::spawn(async move { sink::apply(&mut writer, &writes, module).await });
-        InFlight {
-            stream,
-            entries,
-            plan_errors,
-            reply_topics,
-            started,
-            applied,
-        }
+        InFlight { batch, applied }
     }
 
     /// Waits for a batch's writes, then acknowledges what was written, dead-letters what
     /// failed too often, and sends the replies.
-    async fn finish(&mut self, batch: InFlight) -> Result<()> {
+    async fn finish(&mut self, in_flight: InFlight) -> Result<()> {
         let InFlight {
-            stream,
-            entries,
-            plan_errors,
-            reply_topics,
-            started,
+            batch:
+                Batch {
+                    stream,
+                    entries,
+                    plan_errors,
+                    reply_topics,
+                    started,
+                },
             applied,
-        } = batch;
+        } = in_flight;
         let stream = stream.as_str();
         let applied = applied
             .await
@@ -476,23 +467,24 @@ impl StreamSource {
     }
 }
 
-/// A batch planned, its writes not sent yet.
-struct PlannedBatch {
+/// A batch of one stream's entries, and what planning found for each.
+struct Batch {
     stream: String,
     entries: Vec<Entry>,
-    writes: Vec<Vec<Write>>,
     plan_errors: Vec<Option<String>>,
     reply_topics: Vec<Option<String>>,
     started: Instant,
 }
 
+/// A batch planned, its writes not sent yet.
+struct PlannedBatch {
+    batch: Batch,
+    writes: Vec<Vec<Write>>,
+}
+
 /// A batch whose writes were sent and are not yet confirmed.
 struct InFlight {
-    stream: String,
-    entries: Vec<Entry>,
-    plan_errors: Vec<Option<String>>,
-    reply_topics: Vec<Option<String>>,
-    started: Instant,
+    batch: Batch,
     applied: tokio::task::JoinHandle<
         std::result::Result<Vec<std::result::Result<(), String>>, redis::RedisError>,
     >,
