@@ -465,8 +465,9 @@ fn a_change_that_cannot_be_written_is_dead_lettered_as_a_debezium_event_to_repla
         "processors: {read_batch_size: 100, max_deliveries: 2, block_ms: 100}",
     );
     let mut worker = Worker::from_config(&config, &[&by_state]);
-    redis.wait_until(&format!("started\n{}", worker.log()), |_| {
-        Ok(worker.log().contains("postgres source started"))
+    // Inserted after the (empty) snapshot, the row comes as a change, not a snapshot row.
+    redis.wait_until(&format!("snapshot done\n{}", worker.log()), |_| {
+        Ok(worker.log().contains("snapshot of the table done"))
     });
     insert(&mut client, 1);
     let mut con = redis.connection();
