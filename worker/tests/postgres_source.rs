@@ -417,7 +417,8 @@ fn an_idle_slot_follows_wal_written_by_other_databases() {
                 "SELECT (confirmed_flush_lsn - '0/0')::bigint FROM pg_replication_slots",
                 &[],
             )
-            .map(|row| row.get(0))
+            // NULL while the slot is being created.
+            .map(|row| row.get::<_, Option<i64>>(0).unwrap_or(0))
             .unwrap_or(0)
     };
     redis.wait_until(&format!("the slot\n{}", worker.log()), |_| {
