@@ -184,6 +184,17 @@ impl StreamId {
             _ => Err(bad()),
         }
     }
+
+    /// The smallest id above this one; `None` above the largest id a stream can hold.
+    pub fn next(self) -> Option<StreamId> {
+        match self.seq.checked_add(1) {
+            Some(seq) => Some(StreamId { ms: self.ms, seq }),
+            None => Some(StreamId {
+                ms: self.ms.checked_add(1)?,
+                seq: 0,
+            }),
+        }
+    }
 }
 
 impl std::fmt::Display for StreamId {
@@ -394,6 +405,14 @@ fn is_stream_option(arg: &[u8]) -> bool {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn the_next_stream_id_carries_into_ms_and_ends_at_the_largest() {
+        let id = |ms, seq| StreamId { ms, seq };
+        assert_eq!(id(5, 7).next(), Some(id(5, 8)));
+        assert_eq!(id(5, u64::MAX).next(), Some(id(6, 0)));
+        assert_eq!(id(u64::MAX, u64::MAX).next(), None);
+    }
 
     fn object(value: Value) -> Map<String, Value> {
         match value {

@@ -14,6 +14,12 @@ use crate::error::Error;
 
 /// errno for "the id is not above the stream's last" (Linux, macOS).
 const EDOM: i32 = 33;
+/// errno for "the stream holds the largest id there is" (Linux, macOS).
+const EFBIG: i32 = 27;
+
+/// What XADD answers a stream that holds the largest id there is.
+pub const STREAM_EXHAUSTED: &str =
+    "ERR The stream has exhausted the last possible ID, unable to add more items";
 
 /// `RedisModuleString *` that tells RM_HashSet to delete the field.
 const HASH_DELETE: *mut raw::RedisModuleString = ptr::without_provenance_mut(1);
@@ -279,13 +285,17 @@ impl<'a> WriteKey<'a> {
             })
         };
         if added != raw::REDISMODULE_OK as c_int {
-            // EDOM: the id is not above the stream's last (RM_StreamAdd's contract).
-            if id.is_some() && std::io::Error::last_os_error().raw_os_error() == Some(EDOM) {
-                return Ok(None);
-            }
-            return Err(Error::Redis(redis_module::RedisError::Str(
-                "ERR the stream refused the entry",
-            )));
+            // RM_StreamAdd's contract: EDOM, the id is not above the stream's last;
+            // EFBIG, the stream's last id is the largest there is.
+            return match std::io::Error::last_os_error().raw_os_error() {
+                Some(EDOM) if id.is_some() => Ok(None),
+                Some(EFBIG) => Err(Error::Redis(redis_module::RedisError::Str(
+                    STREAM_EXHAUSTED,
+                ))),
+                _ => Err(Error::Redis(redis_module::RedisError::Str(
+                    "ERR the stream refused the entry",
+                ))),
+            };
         }
         let added = StreamId {
             ms: given.ms,

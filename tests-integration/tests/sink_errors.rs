@@ -268,6 +268,24 @@ fn every_bad_argument_gets_one_clear_error() {
         &words(r#"SINK.HASH h {"a":{"b":{"c":1}}}"#),
         "ERR JSON is nested deeper than redsink.max-depth (2)",
     );
+
+    // No id comes after the largest a stream can hold: XADD's own error.
+    call::<String>(
+        &mut con,
+        &[
+            "XADD",
+            "full",
+            "18446744073709551615-18446744073709551615",
+            "f",
+            "v",
+        ],
+    )
+    .unwrap();
+    refused(
+        &mut server,
+        &words(r#"SINK.STREAM full {"a":1} ID 5-0"#),
+        "ERR The stream has exhausted the last possible ID",
+    );
 }
 
 #[test]

@@ -1,5 +1,5 @@
-//! Writes onto Redis's types: hashes through the low-level key API (see `keys`), the
-//! others through `RM_Call` with replication. Each function checks nothing and does one
+//! Writes onto Redis's types: hashes, sorted sets and streams through the low-level key
+//! API (see `keys`), strings, lists and sets through `RM_Call` with replication. Each function checks nothing and does one
 //! target's work; callers check key types first, so that a command either writes
 //! everything or nothing.
 
@@ -10,7 +10,7 @@ use redsink_core::sink::{Fields, StreamId};
 
 use crate::command::redis_string;
 use crate::error::Error;
-use crate::keys::WriteKey;
+use crate::keys::{WriteKey, STREAM_EXHAUSTED};
 
 /// The options of every call: replicate what it did, return errors as replies.
 fn options() -> CallOptions {
@@ -177,13 +177,10 @@ pub fn stream(
     let id = match id {
         NewId::Auto => None,
         NewId::Exactly(id) => Some(id),
-        NewId::After(last) => Some(match last.seq.checked_add(1) {
-            Some(seq) => StreamId { ms: last.ms, seq },
-            None => StreamId {
-                ms: last.ms + 1,
-                seq: 0,
-            },
-        }),
+        NewId::After(last) => Some(
+            last.next()
+                .ok_or(Error::Redis(RedisError::Str(STREAM_EXHAUSTED)))?,
+        ),
     };
     let Some(added) = key.stream_add(fields, id)? else {
         return Ok(Added::NotAbove);
