@@ -45,11 +45,7 @@ impl<'a> WriteKey<'a> {
 
     /// Fails with WRONGTYPE unless the key is missing or holds `expected`.
     pub fn check_type(&self, expected: raw::KeyType) -> Result<(), Error> {
-        match self.key_type() {
-            raw::KeyType::Empty => Ok(()),
-            found if found == expected => Ok(()),
-            _ => Err(Error::WrongType),
-        }
+        expect_type(self.key_type(), &expected)
     }
 
     pub fn exists(&self) -> bool {
@@ -382,6 +378,15 @@ impl<'a> WriteKey<'a> {
 
     fn notify(&self, event: raw::NotifyEvent, name: &str) {
         self.ctx.notify_keyspace_event(event, name, self.name);
+    }
+}
+
+/// WRONGTYPE unless `found` is no key (`Empty`) or `expected`.
+pub fn expect_type(found: raw::KeyType, expected: &raw::KeyType) -> Result<(), Error> {
+    match found {
+        raw::KeyType::Empty => Ok(()),
+        found if &found == expected => Ok(()),
+        _ => Err(Error::WrongType),
     }
 }
 

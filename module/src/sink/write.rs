@@ -10,7 +10,7 @@ use redsink_core::sink::{Fields, StreamId};
 
 use crate::command::redis_string;
 use crate::error::Error;
-use crate::keys::{WriteKey, STREAM_EXHAUSTED};
+use crate::keys::{expect_type, WriteKey, STREAM_EXHAUSTED};
 
 /// The options of every call: replicate what it did, return errors as replies.
 fn options() -> CallOptions {
@@ -45,18 +45,9 @@ pub fn current_db(ctx: &Context) -> i32 {
     unsafe { raw::RedisModule_GetSelectedDb.map_or(0, |selected| selected(ctx.ctx)) }
 }
 
-/// The type of the value at `key`.
-pub fn key_type(ctx: &Context, key: &[u8]) -> raw::KeyType {
-    ctx.open_key(&redis_string(ctx, key)).key_type()
-}
-
 /// Fails with WRONGTYPE unless `key` is missing or holds `expected`.
 pub fn check_type(ctx: &Context, key: &[u8], expected: &raw::KeyType) -> Result<(), Error> {
-    match key_type(ctx, key) {
-        raw::KeyType::Empty => Ok(()),
-        found if &found == expected => Ok(()),
-        _ => Err(Error::WrongType),
-    }
+    expect_type(ctx.open_key(&redis_string(ctx, key)).key_type(), expected)
 }
 
 fn expire(ctx: &Context, key: &[u8], ttl_secs: Option<i64>) -> Result<(), Error> {
