@@ -14,6 +14,22 @@ const EVENTS: usize = 6_000;
 #[test]
 fn the_survivor_takes_over_and_everything_arrives_once() {
     let server = RedisServer::start();
+    // The stream and group exist before the workers start, and the feeder waits until both
+    // read it: a worker that found no stream would look again only 2 s later, by when the
+    // other could have drained everything and A would never hold pending entries.
+    let mut con = server.connection();
+    let _: () = call(
+        &mut con,
+        &[
+            "XGROUP",
+            "CREATE",
+            "data:chinook.public.invoice",
+            "redsink",
+            "0",
+            "MKSTREAM",
+        ],
+    )
+    .unwrap();
     let processors = "{read_batch_size: 100, block_ms: 50, reclaim_idle_ms: 500}";
     let mut doomed = Worker::named(
         &server,
@@ -27,6 +43,18 @@ fn the_survivor_takes_over_and_everything_arrives_once() {
         processors,
         "worker-b",
     );
+    server.wait_until("both workers reading", |con| {
+        let consumers: Vec<redis::Value> = call(
+            con,
+            &[
+                "XINFO",
+                "CONSUMERS",
+                "data:chinook.public.invoice",
+                "redsink",
+            ],
+        )?;
+        Ok(consumers.len() == 2)
+    });
     let url = server.url();
     let feeder = std::thread::spawn(move || {
         let mut con = redis::Client::open(url).unwrap().get_connection().unwrap();
@@ -50,7 +78,6 @@ fn the_survivor_takes_over_and_everything_arrives_once() {
     });
     // Kill worker A while it holds entries it read and has not acknowledged: freeze it
     // when it has some, check that it still does, then kill it.
-    let mut con = server.connection();
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     loop {
         assert!(
