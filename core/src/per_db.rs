@@ -34,8 +34,15 @@ impl<V> PerDb<V> {
         keys.get_mut(key).expect("inserted just above")
     }
 
+    /// Sets the key's value; the key's bytes are copied only when it is new.
     pub fn insert(&mut self, db: i32, key: &[u8], value: V) {
-        self.dbs.entry(db).or_default().insert(key.to_vec(), value);
+        let keys = self.dbs.entry(db).or_default();
+        match keys.get_mut(key) {
+            Some(slot) => *slot = value,
+            None => {
+                keys.insert(key.to_vec(), value);
+            }
+        }
     }
 
     pub fn remove(&mut self, db: i32, key: &[u8]) -> Option<V> {

@@ -43,6 +43,15 @@ impl Fields {
         self.spans.is_empty()
     }
 
+    /// How many different names there are (a JSON object may repeat a member, and
+    /// flattening can make the same name twice: `{"a.b":1,"a":{"b":2}}`).
+    pub fn distinct_names(&self) -> usize {
+        let mut names: Vec<&[u8]> = self.iter().map(|(name, _)| name).collect();
+        names.sort_unstable();
+        names.dedup();
+        names.len()
+    }
+
     /// (name, text) pairs in order.
     pub fn iter(&self) -> impl Iterator<Item = (&[u8], &[u8])> + '_ {
         self.spans
@@ -412,6 +421,16 @@ mod tests {
         assert_eq!(id(5, 7).next(), Some(id(5, 8)));
         assert_eq!(id(5, u64::MAX).next(), Some(id(6, 0)));
         assert_eq!(id(u64::MAX, u64::MAX).next(), None);
+    }
+
+    #[test]
+    fn distinct_names_count_a_repeated_or_flattened_twin_once() {
+        let limits = json::Limits::default();
+        let count = |json: &[u8]| flatten_json(json, b".", &limits).unwrap().distinct_names();
+        assert_eq!(count(br#"{"a":1,"b":{"c":2}}"#), 2);
+        assert_eq!(count(br#"{"a":1,"a":2}"#), 1);
+        assert_eq!(count(br#"{"a.b":1,"a":{"b":2},"c":3}"#), 2);
+        assert_eq!(count(b"{}"), 0);
     }
 
     fn object(value: Value) -> Map<String, Value> {

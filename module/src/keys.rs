@@ -52,6 +52,12 @@ impl<'a> WriteKey<'a> {
         self.key_type() != raw::KeyType::Empty
     }
 
+    /// Fields of a hash, members of a sorted set, entries of a stream; 0 if missing.
+    fn value_length(&self) -> usize {
+        // SAFETY: a key this context opened, not yet closed.
+        unsafe { raw::RedisModule_ValueLength.map_or(0, |len| len(self.key)) }
+    }
+
     /// HSET of every field; replicated as one `HSET`.
     pub fn hash_set(&self, fields: &Fields) {
         if fields.is_empty() {
@@ -67,9 +73,11 @@ impl<'a> WriteKey<'a> {
         self.notify(raw::NotifyEvent::HASH, "hset");
     }
 
-    /// Removes the hash's fields that are not among `keep`; replicated as one `HDEL`.
+    /// After the HSET of `keep`: removes the hash's other fields; replicated as one `HDEL`.
+    /// The hash's length tells whether there are any, so the usual update of a row with
+    /// the same columns reads no field names.
     pub fn hash_keep_only(&self, keep: &Fields) {
-        if self.key_type() != raw::KeyType::Hash {
+        if self.key_type() != raw::KeyType::Hash || self.value_length() == keep.distinct_names() {
             return;
         }
         let wanted: std::collections::HashSet<&[u8]> = keep.iter().map(|(name, _)| name).collect();
@@ -189,8 +197,7 @@ impl<'a> WriteKey<'a> {
     /// Removes the lowest members (by score, then name, as ranks go) beyond the `keep`
     /// highest; replicated as one `ZREM`.
     pub fn zset_keep_highest(&self, keep: usize) {
-        // SAFETY: an open key holding a sorted set.
-        let length = unsafe { raw::RedisModule_ValueLength.map_or(0, |len| len(self.key)) };
+        let length = self.value_length();
         if length <= keep {
             return;
         }

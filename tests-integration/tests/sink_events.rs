@@ -22,7 +22,19 @@ const CASES: &[Case] = &[
     Case {
         setup: &["HSET", "-", "a", "1", "b.c", "2"],
         sink: &["SINK.HASH", "-", r#"{"a":3}"#, "REPLACE"],
-        plain: &[&["HDEL", "-", "b.c"], &["HSET", "-", "a", "3"]],
+        plain: &[&["HSET", "-", "a", "3"], &["HDEL", "-", "b.c"]],
+    },
+    // The same fields again: nothing to remove.
+    Case {
+        setup: &["HSET", "-", "a", "1", "b.c", "2"],
+        sink: &["SINK.HASH", "-", r#"{"b":{"c":3},"a":4}"#, "REPLACE"],
+        plain: &[&["HSET", "-", "b.c", "3", "a", "4"]],
+    },
+    // As many fields as the hash held, but one of them twice: the other one still goes.
+    Case {
+        setup: &["HSET", "-", "a", "1", "z", "2"],
+        sink: &["SINK.HASH", "-", r#"{"a":5,"a":6}"#, "REPLACE"],
+        plain: &[&["HSET", "-", "a", "5", "a", "6"], &["HDEL", "-", "z"]],
     },
     Case {
         setup: &["ZADD", "-", "9", "high", "1", "low"],

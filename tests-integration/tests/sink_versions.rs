@@ -85,6 +85,21 @@ fn a_versioned_delete_keeps_older_writes_out() {
         run(&mut con, &["SINK.STRING", "never", "x", "VERSION", "4"]),
         Value::Nil
     );
+    // REPLACE with an object of no fields removes the hash, and keeps its version as a
+    // tombstone.
+    assert_eq!(
+        call::<i64>(
+            &mut con,
+            &["SINK.HASH", "k", "{}", "REPLACE", "VERSION", "13"]
+        )
+        .unwrap(),
+        0
+    );
+    assert_eq!(call::<i64>(&mut con, &["EXISTS", "k"]).unwrap(), 0);
+    assert_eq!(
+        run(&mut con, &["SINK.HASH", "k", r#"{"a":4}"#, "VERSION", "13"]),
+        Value::Nil
+    );
 }
 
 #[test]

@@ -322,12 +322,5 @@ fn remember(ctx: &Context, key: &[u8], version: Option<i64>, exists: bool) {
             tombstone_until,
         },
     );
-    let version = version.to_string();
-    match tombstone_until.map(|until| until.to_string()) {
-        Some(until) => ctx.replicate(
-            "SINK.SETVERSION",
-            &[key, version.as_bytes(), b"TOMBSTONE", until.as_bytes()],
-        ),
-        None => ctx.replicate("SINK.SETVERSION", &[key, version.as_bytes()]),
-    }
+    write::replicate_version(ctx, key, version, tombstone_until);
 }

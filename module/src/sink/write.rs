@@ -3,6 +3,8 @@
 //! target's work; callers check key types first, so that a command either writes
 //! everything or nothing.
 
+use std::ffi::{c_char, c_longlong};
+
 use redis_module::{
     raw, CallOptions, CallOptionsBuilder, CallReply, CallResult, Context, RedisError,
 };
@@ -45,6 +47,39 @@ pub fn current_db(ctx: &Context) -> i32 {
     unsafe { raw::RedisModule_GetSelectedDb.map_or(0, |selected| selected(ctx.ctx)) }
 }
 
+/// Replicates `SINK.SETVERSION key version [TOMBSTONE until]`. Numbers go as numbers
+/// (RM_Replicate's `l`), the key as bytes: no strings made for a call on every write.
+pub fn replicate_version(ctx: &Context, key: &[u8], version: i64, tombstone_until: Option<i64>) {
+    let Some(replicate) = (unsafe { raw::RedisModule_Replicate }) else {
+        return;
+    };
+    let (key_ptr, key_len) = (key.as_ptr().cast::<c_char>(), key.len());
+    // SAFETY: the command and formats are C strings, and each argument has the type its
+    // format letter says (`b`: pointer and length, `l`: long long, `c`: C string).
+    unsafe {
+        match tombstone_until {
+            Some(until) => replicate(
+                ctx.ctx,
+                c"SINK.SETVERSION".as_ptr(),
+                c"blcl".as_ptr(),
+                key_ptr,
+                key_len,
+                version as c_longlong,
+                c"TOMBSTONE".as_ptr(),
+                until as c_longlong,
+            ),
+            None => replicate(
+                ctx.ctx,
+                c"SINK.SETVERSION".as_ptr(),
+                c"bl".as_ptr(),
+                key_ptr,
+                key_len,
+                version as c_longlong,
+            ),
+        };
+    }
+}
+
 /// Fails with WRONGTYPE unless `key` is missing or holds `expected`.
 pub fn check_type(ctx: &Context, key: &[u8], expected: &raw::KeyType) -> Result<(), Error> {
     expect_type(ctx.open_key(&redis_string(ctx, key)).key_type(), expected)
@@ -66,13 +101,13 @@ pub fn string(ctx: &Context, key: &[u8], value: &[u8], ttl_secs: Option<i64>) ->
     Ok(())
 }
 
-/// HSET of `fields`; with `replace`, the hash's other fields are removed first; then
-/// the TTL.
+/// HSET of `fields`; with `replace`, then the hash's other fields are removed; then the
+/// TTL.
 pub fn hash(key: &WriteKey, fields: &Fields, replace: bool, ttl_secs: Option<i64>) {
+    key.hash_set(fields);
     if replace {
         key.hash_keep_only(fields);
     }
-    key.hash_set(fields);
     if let Some(ttl) = ttl_secs {
         key.expire_in(ttl);
     }
