@@ -59,6 +59,30 @@ pub fn free_port() -> u16 {
         .expect("bind a free port")
 }
 
+/// Keeps the calling thread (or, before exec, the process) on `cpu`.
+pub fn pin_to_cpu(cpu: usize) {
+    // SAFETY: a zeroed cpu_set_t is the empty set; CPU_SET and sched_setaffinity(0, …)
+    // act on this thread only.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+    }
+}
+
+/// Makes the process `command` starts run on `cpu` only.
+pub fn start_on_cpu(command: &mut Command, cpu: usize) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: runs in the child between fork and exec, and only makes one system call
+    // (async-signal-safe).
+    unsafe {
+        command.pre_exec(move || {
+            pin_to_cpu(cpu);
+            Ok(())
+        });
+    }
+}
+
 /// How to start a server.
 #[derive(Clone, Debug)]
 pub struct Options {
@@ -246,6 +270,9 @@ impl RedisServer {
         }
         for (name, value) in &self.options.config {
             command.arg(format!("--{name}")).args(value.split(' '));
+        }
+        if let Some(cpu) = self.options.cpu {
+            start_on_cpu(&mut command, cpu);
         }
         let child = command
             .stdout(Stdio::null())

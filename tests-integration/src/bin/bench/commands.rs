@@ -511,7 +511,8 @@ fn read(con: &mut Connection, stored: &Stored) -> Value {
     }
 }
 
-fn server_cpu_us(con: &mut Connection) -> f64 {
+/// The server's CPU time so far (INFO `used_cpu_user` + `used_cpu_sys`), µs.
+pub fn server_cpu_us(con: &mut Connection) -> f64 {
     let info: String = call(con, &["INFO", "cpu"]).unwrap();
     let field = |name: &str| -> f64 {
         info.lines()

@@ -276,5 +276,5 @@ fn start_worker(
         .iter()
         .map(|(name, job)| (name.as_str(), *job))
         .collect();
-    WorkerProcess::start(&config, &jobs)
+    WorkerProcess::start(&config, &jobs, None)
 }

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 
-use redsink_tests::workspace_dir;
+use redsink_tests::{start_on_cpu, workspace_dir};
 
 pub struct WorkerProcess {
     child: Child,
@@ -13,8 +13,8 @@ pub struct WorkerProcess {
 
 impl WorkerProcess {
     /// Starts the worker on `config` (YAML, with `jobs: ./jobs`) and `jobs` (file name,
-    /// text).
-    pub fn start(config: &str, jobs: &[(&str, &str)]) -> WorkerProcess {
+    /// text), on `cpu` only if given.
+    pub fn start(config: &str, jobs: &[(&str, &str)], cpu: Option<usize>) -> WorkerProcess {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir(dir.path().join("jobs")).unwrap();
         for (name, text) in jobs {
@@ -22,7 +22,11 @@ impl WorkerProcess {
         }
         std::fs::write(dir.path().join("config.yaml"), config).unwrap();
         let log = std::fs::File::create(dir.path().join("worker.log")).unwrap();
-        let child = Command::new(worker_path())
+        let mut command = Command::new(worker_path());
+        if let Some(cpu) = cpu {
+            start_on_cpu(&mut command, cpu);
+        }
+        let child = command
             .arg("--config")
             .arg(dir.path().join("config.yaml"))
             .env("RUST_LOG", "warn")
@@ -35,6 +39,25 @@ impl WorkerProcess {
 
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("worker.log")).unwrap_or_default()
+    }
+
+    /// The CPU time the process has used so far (user + system, /proc), µs.
+    pub fn cpu_us(&self) -> f64 {
+        let stat =
+            std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
+        // The fields after the command name, which is in parentheses and may hold spaces:
+        // utime and stime are the 12th and 13th of them, in clock ticks.
+        let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+        let fields: Vec<&str> = after_name.split_whitespace().collect();
+        let ticks = |i: usize| {
+            fields
+                .get(i)
+                .and_then(|f| f.parse::<f64>().ok())
+                .unwrap_or(0.0)
+        };
+        // SAFETY: sysconf only reads a system setting.
+        let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+        (ticks(11) + ticks(12)) / per_second * 1e6
     }
 
     /// SIGTERM, and wait for the exit.

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use redis::Connection;
 use redsink_tests::{call, Options, RedisServer};
 
+use crate::commands::server_cpu_us;
 use crate::process::WorkerProcess;
 
 const BACKLOG: usize = 1_000_000;
@@ -49,35 +50,44 @@ pub fn run() {
         "## Worker: draining a backlog, and lag at a fixed rate\n\n\
          The release-built worker with one hash job (`concat(['invoice:', InvoiceId])`) reads \
          Debezium events (about 330 bytes, 100,000 invoices) from one stream with default \
-         settings (`read_batch_size: 2000`). Drain: {BACKLOG} events already in the stream, \
+         settings (`read_batch_size: 2000`); Redis runs on CPU {SERVER_CPU}, the worker on CPU \
+         {WORKER_CPU}. Drain: {BACKLOG} events already in the stream, \
          from the worker's start to every event acknowledged, {DRAIN_ROUNDS} times each way, \
          interleaved. Lag: events XADDed at a fixed \
          rate for {LAG_SECONDS} s, each timed from its XADD to the keyspace notification of its \
          hash (every event has its own invoice).\n"
     );
     println!(
-        "| worker writes with | events | events/s (median of {DRAIN_ROUNDS}) | spread |\n\
-         |---|---:|---:|---:|"
+        "| worker writes with | events | events/s (median of {DRAIN_ROUNDS}) | spread | \
+         Redis CPU µs/event | worker CPU µs/event |\n\
+         |---|---:|---:|---:|---:|---:|"
     );
-    let mut rates = [Vec::new(), Vec::new()];
+    let mut drains = [Vec::new(), Vec::new()];
     for _ in 0..DRAIN_ROUNDS {
-        for (module, rates) in [true, false].into_iter().zip(rates.iter_mut()) {
-            let (events, seconds) = drain(module);
-            rates.push(events as f64 / seconds);
+        for (module, drains) in [true, false].into_iter().zip(drains.iter_mut()) {
+            drains.push(drain(module));
         }
     }
-    for (module, mut rates) in [true, false].into_iter().zip(rates) {
-        rates.sort_by(f64::total_cmp);
+    for (module, drains) in [true, false].into_iter().zip(drains) {
+        let median = |value: fn(&Drain) -> f64| {
+            let mut values: Vec<f64> = drains.iter().map(value).collect();
+            values.sort_by(f64::total_cmp);
+            (
+                values[0],
+                values[values.len() / 2],
+                values[values.len() - 1],
+            )
+        };
+        let (slowest, rate, fastest) = median(|drain| drain.events_per_sec);
         println!(
-            "| {} | {BACKLOG} | {:.0} | {:.0}–{:.0} |",
+            "| {} | {BACKLOG} | {rate:.0} | {slowest:.0}–{fastest:.0} | {:.2} | {:.2} |",
             if module {
                 "the module (SINK.HASH … VERSION)"
             } else {
                 "plain commands (MULTI DEL HSET EXEC an event, pipelined)"
             },
-            rates[rates.len() / 2],
-            rates[0],
-            rates[rates.len() - 1]
+            median(|drain| drain.server_us_per_event).1,
+            median(|drain| drain.worker_us_per_event).1,
         );
     }
     println!("\n| events/s offered | events | lag p50 ms | p99 ms | max ms |\n|---:|---:|---:|---:|---:|");
@@ -96,11 +106,20 @@ pub fn run() {
     println!();
 }
 
-fn server(module: bool) -> RedisServer {
-    let options = Options::default()
+/// The CPUs of Redis and of the worker, apart where there are two.
+const SERVER_CPU: usize = 0;
+const WORKER_CPU: usize = 1;
+
+/// A server on its own CPU: with the module or without it; hash keyspace events on for the
+/// lag runs, which time events by them (off, as Redis's default, for the drains).
+fn server(module: bool, keyspace_events: bool) -> RedisServer {
+    let mut options = Options::default()
         .config("save", "")
         .config("appendonly", "no")
-        .config("notify-keyspace-events", "Kh");
+        .on_cpu(SERVER_CPU);
+    if keyspace_events {
+        options = options.config("notify-keyspace-events", "Kh");
+    }
     RedisServer::with(if module {
         options
     } else {
@@ -108,9 +127,15 @@ fn server(module: bool) -> RedisServer {
     })
 }
 
-/// Seconds to drain `BACKLOG` events.
-fn drain(module: bool) -> (usize, f64) {
-    let redis = server(module);
+/// One drain of `BACKLOG` events.
+struct Drain {
+    events_per_sec: f64,
+    server_us_per_event: f64,
+    worker_us_per_event: f64,
+}
+
+fn drain(module: bool) -> Drain {
+    let redis = server(module, false);
     let mut con = redis.connection();
     for chunk in (0..BACKLOG).collect::<Vec<_>>().chunks(5_000) {
         let mut pipe = redis::pipe();
@@ -125,6 +150,7 @@ fn drain(module: bool) -> (usize, f64) {
         }
         pipe.query::<()>(&mut con).unwrap();
     }
+    let server_cpu_before = server_cpu_us(&mut con);
     let started = Instant::now();
     let worker = start_worker(&redis, STREAM, HASH_JOB);
     let deadline = started + Duration::from_secs(600);
@@ -142,9 +168,15 @@ fn drain(module: bool) -> (usize, f64) {
         std::thread::sleep(Duration::from_millis(20));
     }
     let seconds = started.elapsed().as_secs_f64();
+    let server_cpu_us = server_cpu_us(&mut con) - server_cpu_before;
+    let worker_cpu_us = worker.cpu_us();
     let written: i64 = call(&mut con, &["EXISTS", "invoice:99999"]).unwrap();
     assert_eq!(written, 1, "the last invoice was written");
-    (BACKLOG, seconds)
+    Drain {
+        events_per_sec: BACKLOG as f64 / seconds,
+        server_us_per_event: server_cpu_us / BACKLOG as f64,
+        worker_us_per_event: worker_cpu_us / BACKLOG as f64,
+    }
 }
 
 /// The group's lag and pending count (XINFO GROUPS), once it exists.
@@ -161,7 +193,7 @@ fn group_state(con: &mut Connection, stream: &str) -> Option<(i64, i64)> {
 
 /// Milliseconds from XADD to the hash's keyspace notification, per event.
 fn lag(rate: u64) -> Vec<f64> {
-    let redis = server(true);
+    let redis = server(true, true);
     let lag_job = HASH_JOB
         .replace("table: invoice", "table: lag")
         .replace("'invoice:'", "'lag:'");
@@ -247,5 +279,5 @@ fn start_worker(redis: &RedisServer, stream: &str, job: &str) -> WorkerProcess {
          jobs: ./jobs\n",
         redis.port()
     );
-    WorkerProcess::start(&config, &[("job.yaml", job)])
+    WorkerProcess::start(&config, &[("job.yaml", job)], Some(WORKER_CPU))
 }
