@@ -1,19 +1,57 @@
-//! What every command handler shares: the adapter from Redis's calling convention, and
+//! What every command shares: its entry in the module's command table, registration,
+//! the adapter from Redis's calling convention (ACL check, panic guard, reply), and
 //! arguments as byte slices for the core crate's parsers.
 
+use std::ffi::{c_int, CStr};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-use redis_module::{Context, RedisError, RedisResult, RedisString, RedisValue};
+use redis_module::{raw, Context, ContextFlags, RedisError, RedisResult, RedisString, RedisValue};
 
+use crate::acl::{self, Access};
 use crate::error::Error;
+use crate::COMMANDS;
 
 pub type Handler = fn(&Context, &[RedisString]) -> Result<RedisValue, Error>;
 
-/// Adapts `handler` to the `redis_module!` command table. A panic is a bug in redsink;
-/// unwinding into Redis would abort the server and lose the user's data, so it becomes
-/// an error reply and a warning in the log instead.
-pub fn handler(handler: Handler) -> impl Fn(&Context, Vec<RedisString>) -> RedisResult {
-    move |ctx, args| match catch_unwind(AssertUnwindSafe(|| handler(ctx, &args))) {
+/// One command of the module.
+pub struct Command {
+    pub name: &'static CStr,
+    pub handler: Handler,
+    /// Redis's command flags (`write deny-oom`, `readonly`).
+    pub flags: &'static CStr,
+    /// The ACL rules it is held to: its built-in equivalent's. A command with a key takes
+    /// it as its first argument, so that cluster clients route it.
+    pub access: Access,
+}
+
+/// What Redis calls for `COMMANDS[INDEX]`. (Redis passes a command nothing but its
+/// arguments, so each command needs a function of its own; this makes one per index.)
+pub type Callback = unsafe extern "C" fn(
+    *mut raw::RedisModuleCtx,
+    *mut *mut raw::RedisModuleString,
+    c_int,
+) -> c_int;
+
+pub unsafe extern "C" fn callback<const INDEX: usize>(
+    ctx: *mut raw::RedisModuleCtx,
+    argv: *mut *mut raw::RedisModuleString,
+    argc: c_int,
+) -> c_int {
+    let context = Context::new(ctx);
+    let args = redis_module::decode_args(ctx, argv, argc);
+    let reply = run(&COMMANDS[INDEX], &context, &args);
+    context.reply(reply) as c_int
+}
+
+/// Checks ACL, then runs the handler. A panic is a bug in redsink; unwinding into Redis
+/// would abort the server and lose the user's data, so it becomes an error reply and a
+/// warning in the log instead.
+fn run(command: &Command, ctx: &Context, args: &[RedisString]) -> RedisResult {
+    let result = catch_unwind(AssertUnwindSafe(|| {
+        acl::authorize(ctx, command.name, &command.access, args)?;
+        (command.handler)(ctx, args)
+    }));
+    match result {
         Ok(result) => result.map_err(Error::into_redis),
         Err(_) => {
             ctx.log_warning("redsink: a command panicked; please report this bug");
@@ -22,6 +60,53 @@ pub fn handler(handler: Handler) -> impl Fn(&Context, Vec<RedisString>) -> Redis
             ))
         }
     }
+}
+
+/// At load: creates every command, with its key spec and, where the server allows, its
+/// ACL categories; says in the log how ACL applies to them.
+pub fn register(ctx: &Context, callbacks: &[Callback]) -> Result<(), String> {
+    let (Some(create), Some(get)) = (unsafe { raw::RedisModule_CreateCommand }, unsafe {
+        raw::RedisModule_GetCommand
+    }) else {
+        return Err("this server lacks the module API to create commands".into());
+    };
+    let own_category = acl::add_own_category(ctx);
+    for (command, &callback) in COMMANDS.iter().zip(callbacks) {
+        let key = i32::from(command.access.key.is_some());
+        // SAFETY: OnLoad's context, C strings, and a callback for this command.
+        let created = unsafe {
+            create(
+                ctx.ctx,
+                command.name.as_ptr(),
+                Some(callback),
+                command.flags.as_ptr(),
+                key,
+                key,
+                key,
+            )
+        };
+        let name = command.name.to_string_lossy();
+        // SAFETY: the same context and name; the command exists if it was created.
+        let handle = unsafe { get(ctx.ctx, command.name.as_ptr()) };
+        if created != raw::REDISMODULE_OK as c_int || handle.is_null() {
+            return Err(format!("could not create the command {name}"));
+        }
+        acl::declare(handle, &command.access, own_category)
+            .map_err(|error| format!("{name}: {error}"))?;
+    }
+    ctx.log_notice(match (acl::declared(), own_category) {
+        (true, true) => "redsink: commands declared in their built-in equivalents' ACL categories and @redsink",
+        (true, false) => "redsink: commands declared in their built-in equivalents' ACL categories (this server cannot add @redsink)",
+        _ => "redsink: this server cannot put module commands in ACL categories: each command checks that the caller may run its built-in equivalent (docs/commands.md, ACL)",
+    });
+    Ok(())
+}
+
+/// Whether the command comes from the primary or the AOF, which were checked and admitted
+/// where they first ran.
+pub fn is_replaying(ctx: &Context) -> bool {
+    ctx.get_flags()
+        .intersects(ContextFlags::REPLICATED | ContextFlags::LOADING)
 }
 
 /// The key (the first argument, so that cluster clients route by it) and the

@@ -17,6 +17,9 @@ pub enum Error {
     NoSuchKey,
     #[error("no such device stream; create it first with DS.CREATE")]
     NoStream,
+    /// ACL refused the command: the message after `NOPERM`.
+    #[error("NOPERM {0}")]
+    NoPermission(String),
     /// An error already in Redis's form (WRONGTYPE and the like).
     #[error("{0}")]
     Redis(RedisError),
@@ -37,6 +40,7 @@ impl Error {
             Error::Core(redsink_core::Error::WrongArity) => RedisError::WrongArity,
             Error::WrongType => RedisError::WrongType,
             Error::Redis(error) => error,
+            Error::NoPermission(_) => RedisError::String(printable(self.to_string())),
             other => RedisError::String(printable(format!("ERR {other}"))),
         }
     }

@@ -10,6 +10,7 @@ use redsink_core::named::{SinkDefinition, SinkType, Write};
 use redsink_core::{json, Error as CoreError};
 
 use super::{state, write, NamedSink};
+use crate::acl::{self, Access, Caller};
 use crate::command::redis_string;
 use crate::config;
 use crate::error::Error;
@@ -58,7 +59,9 @@ pub fn drop(ctx: &Context, args: &[RedisString]) -> Reply {
 }
 
 /// `SINK.WRITE name json [json …]`: every row is parsed, keyed, type- and ACL-checked
-/// before the first is written, so that either all rows are written or none.
+/// before the first is written, so that either all rows are written or none. Each row's
+/// write is held to the ACL rules of its type's command (`HSET` for a hash sink) on its
+/// key, on every server.
 pub fn write_rows(ctx: &Context, args: &[RedisString]) -> Reply {
     let (name, rows) = name_and_args(args)?;
     if rows.is_empty() {
@@ -75,7 +78,8 @@ pub fn write_rows(ctx: &Context, args: &[RedisString]) -> Reply {
             ))
         })?;
     let limits = config::limits();
-    let expected = target_type(definition.kind);
+    let (expected, access) = target(definition.kind);
+    let caller = Caller::of(ctx);
     let served = served_slots(ctx);
     let mut planned = Vec::with_capacity(rows.len());
     for (index, row) in rows.iter().enumerate() {
@@ -100,13 +104,7 @@ pub fn write_rows(ctx: &Context, args: &[RedisString]) -> Reply {
             }
         }
         write::check_type(ctx, &key, &expected)?;
-        if !write::may_write(ctx, &key) {
-            return Err(Error::Redis(redis_module::RedisError::String(format!(
-                "NOPERM this user has no permission to write the key '{}' (row {})",
-                quote(&key),
-                index + 1
-            ))));
-        }
+        caller.check_row(ctx, access, &redis_string(ctx, &key), index + 1)?;
         planned.push((key, write));
     }
     for (key, write) in &planned {
@@ -138,14 +136,16 @@ fn served_slots(ctx: &Context) -> Option<Vec<(u16, u16)>> {
     Some(cluster::my_slots(&text))
 }
 
-fn target_type(kind: SinkType) -> raw::KeyType {
+/// The type a sink's rows write, and the built-in command whose ACL rules each row's
+/// write follows (row keys are not command arguments: Redis cannot check them).
+fn target(kind: SinkType) -> (raw::KeyType, &'static Access) {
     match kind {
-        SinkType::String => raw::KeyType::String,
-        SinkType::Hash => raw::KeyType::Hash,
-        SinkType::List => raw::KeyType::List,
-        SinkType::Set => raw::KeyType::Set,
-        SinkType::Zset => raw::KeyType::ZSet,
-        SinkType::Stream => raw::KeyType::Stream,
+        SinkType::String => (raw::KeyType::String, &acl::SET),
+        SinkType::Hash => (raw::KeyType::Hash, &acl::HSET),
+        SinkType::List => (raw::KeyType::List, &acl::RPUSH),
+        SinkType::Set => (raw::KeyType::Set, &acl::SADD),
+        SinkType::Zset => (raw::KeyType::ZSet, &acl::ZADD),
+        SinkType::Stream => (raw::KeyType::Stream, &acl::XADD),
     }
 }
 

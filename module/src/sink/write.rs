@@ -299,12 +299,3 @@ pub fn stream_bounds(ctx: &Context, key: &[u8]) -> StreamBounds {
 pub fn delete(ctx: &Context, key: &[u8]) -> Result<bool, Error> {
     Ok(integer(&run(ctx, "DEL", &[key])?) > 0)
 }
-
-/// Whether the user running the command may write `key` (for keys derived from rows,
-/// which Redis could not check from the command's arguments).
-pub fn may_write(ctx: &Context, key: &[u8]) -> bool {
-    let user = ctx.get_current_user();
-    let permissions = redis_module::AclPermissions::INSERT | redis_module::AclPermissions::UPDATE;
-    ctx.acl_check_key_permission(&user, &redis_string(ctx, key), &permissions)
-        .is_ok()
-}

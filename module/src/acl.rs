@@ -1,0 +1,472 @@
+//! ACL: every redsink command is held to the rules of the built-in command it stands for
+//! (its *equivalent*: `SINK.HASH` writes as `HSET` does, `DS.GET` reads as `HGET` does).
+//!
+//! - Redis 7.2+ and Valkey let a module declare a command's ACL categories, and 7.4+ (and
+//!   Valkey 8) let it add its own: there every command takes its equivalent's categories
+//!   and `@redsink`, and Redis checks them before calling us.
+//! - On 7.0 a module command belongs to no category, so `-@write` would not fence it. There
+//!   each command checks, before it reads or writes anything, that the caller may run its
+//!   equivalent on the same key, as Redis would; a denial is a `NOPERM` reply and an
+//!   `ACL LOG` entry, as Redis's own.
+//! - On every server, each command's key spec says what it does with its key (read,
+//!   overwrite, delete) as its equivalent's does, so key selectors such as `%R~*` apply.
+//!
+//! Like Redis, nothing is checked for commands from the primary or the AOF.
+
+use std::ffi::{c_int, CStr};
+use std::ptr;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use redis_module::commands::{get_redis_key_spec, BeginSearch, FindKeys, KeySpec, KeySpecFlags};
+use redis_module::{raw, Context, RedisString};
+
+use crate::command::is_replaying;
+use crate::error::Error;
+
+/// The ACL category of every redsink command, where the server lets modules add one.
+const OWN_CATEGORY: &CStr = c"redsink";
+
+/// Whether Redis checks the categories itself (declared at load); else each command does.
+static DECLARED: AtomicBool = AtomicBool::new(false);
+
+/// The ACL rules a command is held to.
+#[derive(Debug)]
+pub struct Access {
+    pub check: Check,
+    /// The ACL categories declared where the server allows (with `@redsink`, but for
+    /// [`Check::Always`]): those of the equivalent.
+    pub categories: &'static CStr,
+    /// What the command does with its one key, its first argument, as the equivalent
+    /// does (key-spec flags, `REDISMODULE_CMD_KEY_*`); `None` for commands without a key.
+    pub key: Option<u32>,
+}
+
+/// Which built-in commands a command's caller must be allowed to run, as command lines
+/// without arguments (a name, or a name and subcommand), and when it checks them itself.
+#[derive(Debug)]
+pub enum Check {
+    /// Its equivalent, whose categories it is declared in: Redis checks them, but on 7.0,
+    /// where a module cannot declare categories, the command checks the equivalent.
+    Equivalent(&'static [&'static CStr]),
+    /// Each of these, on its key, checked by the command itself on every server, skipping
+    /// the primary's link and the AOF. For the commands that carry state to replicas and
+    /// the AOF: Redis and Valkey releases without the fix of redis/redis#14541 check ACL
+    /// as the *default* user when they load a MULTI/EXEC block from the AOF, and the
+    /// blocks these commands replicate in hold them; declared in `@dangerous` or
+    /// `@redsink`, a hardened default user (`-@dangerous`) would drop them there, silently.
+    Always(&'static [&'static [&'static CStr]]),
+    /// `SINK.WRITE`: each row's write, as its sink's type (`HSET` for a hash sink…), on the
+    /// row's key, by the command on every server (row keys are not command arguments).
+    Rows,
+}
+
+const fn keyed(name: &'static [&'static CStr], categories: &'static CStr, key: u32) -> Access {
+    Access {
+        check: Check::Equivalent(name),
+        categories,
+        key: Some(key),
+    }
+}
+
+const fn keyless(name: &'static [&'static CStr], categories: &'static CStr) -> Access {
+    Access {
+        check: Check::Equivalent(name),
+        categories,
+        key: None,
+    }
+}
+
+// Key-spec flags, as Redis's own command table gives them to each equivalent.
+const RO: u32 = raw::REDISMODULE_CMD_KEY_RO;
+const RW: u32 = raw::REDISMODULE_CMD_KEY_RW;
+const OW: u32 = raw::REDISMODULE_CMD_KEY_OW;
+const RM: u32 = raw::REDISMODULE_CMD_KEY_RM;
+const ACCESS: u32 = raw::REDISMODULE_CMD_KEY_ACCESS;
+const UPDATE: u32 = raw::REDISMODULE_CMD_KEY_UPDATE;
+const INSERT: u32 = raw::REDISMODULE_CMD_KEY_INSERT;
+const DELETE: u32 = raw::REDISMODULE_CMD_KEY_DELETE;
+
+// The equivalents. (Redis panics on a built-in command line whose keys lie past its end,
+// so each keyed equivalent has exactly one key, right after its name.)
+pub const HSET: Access = keyed(&[c"hset"], c"write hash fast", RW | UPDATE);
+pub const HDEL: Access = keyed(&[c"hdel"], c"write hash fast", RW | DELETE);
+pub const HGET: Access = keyed(&[c"hget"], c"read hash fast", RO | ACCESS);
+pub const HMGET: Access = keyed(&[c"hmget"], c"read hash fast", RO | ACCESS);
+pub const HLEN: Access = keyed(&[c"hlen"], c"read hash fast", RO);
+pub const HSCAN: Access = keyed(&[c"hscan"], c"read hash slow", RO | ACCESS);
+pub const HGETALL: Access = keyed(&[c"hgetall"], c"read hash slow", RO | ACCESS);
+/// SET without GET, which overwrites whatever the key held.
+pub const SET: Access = keyed(&[c"set"], c"write string slow", OW | UPDATE);
+pub const RPUSH: Access = keyed(&[c"rpush"], c"write list fast", RW | INSERT);
+pub const SADD: Access = keyed(&[c"sadd"], c"write set fast", RW | INSERT);
+pub const ZADD: Access = keyed(&[c"zadd"], c"write sortedset fast", RW | UPDATE);
+pub const XADD: Access = keyed(&[c"xadd"], c"write stream fast", RW | UPDATE);
+pub const DEL: Access = keyed(&[c"del"], c"write keyspace slow", RM | DELETE);
+pub const EXISTS: Access = keyed(&[c"exists"], c"read keyspace fast", RO);
+/// The commands that carry state to replicas and the AOF set what a key holds (or what
+/// fences later writes to it) unchecked, as RESTORE does: the caller must be allowed
+/// RESTORE (`@dangerous`) and SINK.DEL (`@redsink`, which no built-in command has) on
+/// the key. Declared in `@write` only (see [`Check::Always`]).
+pub const REPLICATION: Access = Access {
+    check: Check::Always(&[&[c"restore"], &[c"sink.del"]]),
+    categories: c"write",
+    key: Some(OW | UPDATE),
+};
+/// Named sinks are stored, replicated definitions that later writes run, as functions
+/// are: they are defined, dropped and listed under the FUNCTION subcommands' rules.
+pub const FUNCTION_LOAD: Access = keyless(&[c"function", c"load"], c"write slow scripting");
+pub const FUNCTION_DELETE: Access = keyless(&[c"function", c"delete"], c"write slow scripting");
+pub const FUNCTION_LIST: Access = keyless(&[c"function", c"list"], c"slow scripting");
+/// `SINK.WRITE`.
+pub const ROWS: Access = Access {
+    check: Check::Rows,
+    categories: c"write slow",
+    key: None,
+};
+
+/// At load: adds the `@redsink` category where the server allows. Whether it did.
+pub fn add_own_category(ctx: &Context) -> bool {
+    // SAFETY: called from OnLoad with its context, as RM_AddACLCategory requires.
+    unsafe {
+        raw::RedisModule_AddACLCategory
+            .is_some_and(|add| add(ctx.ctx, OWN_CATEGORY.as_ptr()) == raw::REDISMODULE_OK as c_int)
+    }
+}
+
+/// At load, for a command just created: its key spec, and its categories where the server
+/// lets modules declare them (`own_category`: with `@redsink`).
+pub fn declare(
+    command: *mut raw::RedisModuleCommand,
+    access: &Access,
+    own_category: bool,
+) -> Result<(), String> {
+    set_key_spec(command, access)?;
+    let Some(set_categories) = (unsafe { raw::RedisModule_SetCommandACLCategories }) else {
+        return Ok(());
+    };
+    let mut categories = access.categories.to_bytes().to_vec();
+    if own_category && !matches!(access.check, Check::Always(_)) {
+        categories.push(b' ');
+        categories.extend_from_slice(OWN_CATEGORY.to_bytes());
+    }
+    let categories = std::ffi::CString::new(categories).map_err(|e| e.to_string())?;
+    // SAFETY: a command this module created during OnLoad, and a C string.
+    if unsafe { set_categories(command, categories.as_ptr()) } != raw::REDISMODULE_OK as c_int {
+        return Err(format!(
+            "the server refused the ACL categories {categories:?}"
+        ));
+    }
+    DECLARED.store(true, Ordering::Relaxed);
+    Ok(())
+}
+
+/// The command's key spec (its first argument, and what it does with it); none without a
+/// key.
+fn set_key_spec(command: *mut raw::RedisModuleCommand, access: &Access) -> Result<(), String> {
+    let Some(flags) = access.key else {
+        return Ok(());
+    };
+    let Some(set_info) = (unsafe { raw::RedisModule_SetCommandInfo }) else {
+        return Ok(());
+    };
+    let key_specs = get_redis_key_spec(vec![KeySpec::new(
+        None,
+        KeySpecFlags::from_bits_truncate(flags),
+        BeginSearch::new_index(1),
+        FindKeys::new_range(0, 1, 0),
+    )]);
+    let version = raw::RedisModuleCommandInfoVersion {
+        version: 1,
+        sizeof_historyentry: std::mem::size_of::<raw::RedisModuleCommandHistoryEntry>(),
+        sizeof_keyspec: std::mem::size_of::<raw::RedisModuleCommandKeySpec>(),
+        sizeof_arg: std::mem::size_of::<raw::RedisModuleCommandArg>(),
+    };
+    let info = raw::RedisModuleCommandInfo {
+        version: &version,
+        summary: ptr::null(),
+        complexity: ptr::null(),
+        since: ptr::null(),
+        history: ptr::null_mut(),
+        tips: ptr::null(),
+        arity: 0,
+        key_specs: key_specs.as_ptr().cast_mut(),
+        args: ptr::null_mut(),
+    };
+    // SAFETY: a command this module created during OnLoad; `info` and the key specs (ended
+    // by a zeroed one, without notes or keywords to free) live through the call, which
+    // copies them.
+    if unsafe { set_info(command, &info) } != raw::REDISMODULE_OK as c_int {
+        return Err("the server refused the command's key spec".into());
+    }
+    Ok(())
+}
+
+/// Whether Redis checks each command's categories (else [`authorize`] does).
+pub fn declared() -> bool {
+    DECLARED.load(Ordering::Relaxed)
+}
+
+/// Before a command runs: on 7.0, where Redis could not check its categories, the caller
+/// must be allowed to run its equivalent on the command's key; on every server, for
+/// [`Check::Always`], each of its commands.
+pub fn authorize(
+    ctx: &Context,
+    command: &CStr,
+    access: &Access,
+    args: &[RedisString],
+) -> Result<(), Error> {
+    let lines: &[&[&CStr]] = match &access.check {
+        Check::Equivalent(line) if !declared() => std::slice::from_ref(line),
+        Check::Always(lines) => lines,
+        Check::Equivalent(_) | Check::Rows => return Ok(()),
+    };
+    let Caller::User(user) = Caller::of(ctx) else {
+        return Ok(());
+    };
+    let key = access.key.and(args.get(1));
+    for line in lines {
+        let Err(denied) = user.check(ctx, line, access.key, key) else {
+            continue;
+        };
+        let command = command.to_string_lossy().to_lowercase();
+        let checked_as = line_name(line);
+        let message = match denied {
+            Denied::Key => {
+                "this user has no permissions to access one of the keys used as arguments".into()
+            }
+            Denied::Command => format!(
+                "this user has no permissions to run the '{command}' command (which needs \
+                 the permissions of '{checked_as}')"
+            ),
+            Denied::NoSuchCommand => format!(
+                "this user has no permissions to run the '{command}' command: redsink checks \
+                 it as '{checked_as}', which is not a command of this server"
+            ),
+        };
+        user.log(ctx, denied, &command, key);
+        return Err(Error::NoPermission(message));
+    }
+    Ok(())
+}
+
+/// Who runs a command, as ACL sees it.
+pub enum Caller {
+    /// The primary's link, the AOF, or a client Redis runs without a user (a module's
+    /// own calls): Redis checks nothing for these, and neither does redsink.
+    Unrestricted,
+    User(User),
+}
+
+impl Caller {
+    pub fn of(ctx: &Context) -> Caller {
+        if is_replaying(ctx) {
+            return Caller::Unrestricted;
+        }
+        let Some(name) = user_name(ctx) else {
+            return Caller::Unrestricted;
+        };
+        // SAFETY: a string this context made; the user found is freed by `User`'s drop.
+        let user = unsafe {
+            raw::RedisModule_GetModuleUserFromUserName
+                .map_or(ptr::null_mut(), |get| get(name.inner))
+        };
+        Caller::User(User(user))
+    }
+
+    /// For `SINK.WRITE`'s rows: whether the caller may run `access`'s equivalent on the
+    /// row's key; a `NOPERM` error naming the row if not.
+    pub fn check_row(
+        &self,
+        ctx: &Context,
+        access: &Access,
+        key: &RedisString,
+        row: usize,
+    ) -> Result<(), Error> {
+        let (Caller::User(user), Check::Equivalent(line)) = (self, &access.check) else {
+            return Ok(());
+        };
+        let Err(denied) = user.check(ctx, line, access.key, Some(key)) else {
+            return Ok(());
+        };
+        let checked_as = line_name(line);
+        let message = match denied {
+            Denied::Key => format!(
+                "this user has no permissions to access the key '{}' (row {row})",
+                redsink_core::args::quote(key.as_slice())
+            ),
+            _ => format!(
+                "this user has no permissions to run the '{checked_as}' command, which row \
+                 {row} needs"
+            ),
+        };
+        user.log(ctx, denied, &checked_as, Some(key));
+        Err(Error::NoPermission(message))
+    }
+}
+
+/// The caller's ACL user name; `None` for a client without a user (root).
+///
+/// `RM_GetCurrentUserName` dereferences the client's user without looking, and the
+/// primary's link, a module's own calls and the scripts they run have none: asking it
+/// there would crash the server. A connected client is looked up by id, which says so
+/// safely; for the others (scripts' and modules' clients), a call made "as the user"
+/// (`C`) is refused with ENOTSUP when there is no user, before anything runs.
+fn user_name(ctx: &Context) -> Option<RedisString> {
+    // SAFETY: the context of a running command; the strings returned are ours to free
+    // (RedisString's drop), the call reply too.
+    unsafe {
+        let id = raw::RedisModule_GetClientId.map_or(0, |id| id(ctx.ctx));
+        if id == 0 {
+            return None;
+        }
+        let name =
+            raw::RedisModule_GetClientUserNameById.map_or(ptr::null_mut(), |get| get(ctx.ctx, id));
+        if !name.is_null() {
+            return Some(RedisString::from_redis_module_string(ctx.ctx, name));
+        }
+        if errno() != Some(ENOENT) {
+            return None;
+        }
+        let probe = raw::RedisModule_Call.map_or(ptr::null_mut(), |call| {
+            call(ctx.ctx, c"ACL".as_ptr(), c"Cc".as_ptr(), c"WHOAMI".as_ptr())
+        });
+        if probe.is_null() && errno() == Some(ENOTSUP) {
+            return None;
+        }
+        // Answered, or refused (EACCES) for a user who may not run ACL WHOAMI: a user.
+        if let (false, Some(free)) = (probe.is_null(), raw::RedisModule_FreeCallReply) {
+            free(probe);
+        }
+        let name = raw::RedisModule_GetCurrentUserName.map_or(ptr::null_mut(), |get| get(ctx.ctx));
+        (!name.is_null()).then(|| RedisString::from_redis_module_string(ctx.ctx, name))
+    }
+}
+
+// errno values of the module API (Linux).
+const ENOENT: i32 = 2;
+const ENOTSUP: i32 = 95;
+
+fn errno() -> Option<i32> {
+    std::io::Error::last_os_error().raw_os_error()
+}
+
+/// An ACL user, freed when dropped; null if the caller's user no longer exists (then
+/// nothing is permitted).
+pub struct User(*mut raw::RedisModuleUser);
+
+/// Why a check failed.
+#[derive(Debug, Clone, Copy)]
+enum Denied {
+    /// The equivalent command (or its category).
+    Command,
+    /// The key.
+    Key,
+    /// The equivalent is not a command of this server (renamed away?).
+    NoSuchCommand,
+}
+
+impl User {
+    /// Whether this user may run the command line `line` on `key` (what the command does
+    /// with it: key-spec flags `flags`).
+    fn check(
+        &self,
+        ctx: &Context,
+        line: &[&CStr],
+        flags: Option<u32>,
+        key: Option<&RedisString>,
+    ) -> Result<(), Denied> {
+        let Some(check) = (unsafe { raw::RedisModule_ACLCheckCommandPermissions }) else {
+            return Ok(());
+        };
+        if self.0.is_null() {
+            return Err(Denied::Command);
+        }
+        // The command line, made without allocating more than its strings: a command
+        // checks on every call on 7.0.
+        let mut words: [Option<RedisString>; 2] = [None, None];
+        let mut argv = [ptr::null_mut(); 3];
+        let mut argc = 0;
+        for (slot, word) in words.iter_mut().zip(line) {
+            let word = slot.insert(RedisString::create_from_slice(ctx.ctx, word.to_bytes()));
+            argv[argc] = word.inner;
+            argc += 1;
+        }
+        if let Some(key) = key {
+            argv[argc] = key.inner;
+            argc += 1;
+        }
+        // SAFETY: a user this module holds, and a command line of strings alive for the
+        // call, whose key (if any) is right after the name, where its key spec says.
+        let allowed = unsafe { check(self.0, argv.as_mut_ptr(), argc as c_int) };
+        if allowed == raw::REDISMODULE_OK as c_int {
+            return Ok(());
+        }
+        if errno() == Some(ENOENT) {
+            return Err(Denied::NoSuchCommand);
+        }
+        match (key, flags) {
+            (Some(key), Some(flags)) if !self.may_access(key, flags) => Err(Denied::Key),
+            _ => Err(Denied::Command),
+        }
+    }
+
+    /// Whether the user's key patterns let it do what `flags` say to `key`.
+    fn may_access(&self, key: &RedisString, flags: u32) -> bool {
+        // The check takes the data flags only (access, insert, delete, update).
+        let data = flags & (ACCESS | INSERT | DELETE | UPDATE);
+        // SAFETY: a user this module holds and a string alive for the call.
+        unsafe {
+            raw::RedisModule_ACLCheckKeyPermissions.is_none_or(|check| {
+                check(self.0, key.inner, data as c_int) == raw::REDISMODULE_OK as c_int
+            })
+        }
+    }
+
+    /// An `ACL LOG` entry for a refusal, as Redis makes for its own: the key refused, or
+    /// the command.
+    fn log(&self, ctx: &Context, denied: Denied, command: &str, key: Option<&RedisString>) {
+        if self.0.is_null() {
+            return;
+        }
+        let command = RedisString::create_from_slice(ctx.ctx, command.as_bytes());
+        let (reason, object) = match (denied, key) {
+            (Denied::Key, Some(key)) => (
+                raw::RedisModuleACLLogEntryReason_REDISMODULE_ACL_LOG_KEY,
+                key,
+            ),
+            _ => (
+                raw::RedisModuleACLLogEntryReason_REDISMODULE_ACL_LOG_CMD,
+                &command,
+            ),
+        };
+        // SAFETY: a command's context, a user this module holds and a string alive for
+        // the call (Redis copies it).
+        unsafe {
+            if let Some(add) = raw::RedisModule_ACLAddLogEntry {
+                add(ctx.ctx, self.0, object.inner, reason);
+            }
+        }
+    }
+}
+
+/// A command line as `COMMAND INFO` names it (`hset`, `function|load`).
+fn line_name(line: &[&CStr]) -> String {
+    line.iter()
+        .map(|word| word.to_string_lossy())
+        .collect::<Vec<_>>()
+        .join("|")
+}
+
+impl Drop for User {
+    fn drop(&mut self) {
+        if self.0.is_null() {
+            return;
+        }
+        // SAFETY: a user from RM_GetModuleUserFromUserName, freed once.
+        unsafe {
+            if let Some(free) = raw::RedisModule_FreeModuleUser {
+                free(self.0);
+            }
+        }
+    }
+}
