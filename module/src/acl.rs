@@ -18,9 +18,9 @@ use std::ptr;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use redis_module::commands::{get_redis_key_spec, BeginSearch, FindKeys, KeySpec, KeySpecFlags};
-use redis_module::{raw, Context, RedisString};
+use redis_module::{raw, Context, ContextFlags, RedisString};
+use redsink_core::args::quote;
 
-use crate::command::is_replaying;
 use crate::error::Error;
 
 /// The ACL category of every redsink command, where the server lets modules add one.
@@ -220,10 +220,16 @@ pub fn authorize(
         Check::Always(lines) => lines,
         Check::Equivalent(_) | Check::Rows => return Ok(()),
     };
+    // A keyed equivalent is never checked without its key: Redis finds some built-in
+    // commands' keys by position (SET's), past the end of a line too short.
+    let key = match (access.key, args.get(1)) {
+        (Some(_), None) => return Err(redsink_core::Error::WrongArity.into()),
+        (Some(_), key) => key,
+        (None, _) => None,
+    };
     let Caller::User(user) = Caller::of(ctx) else {
         return Ok(());
     };
-    let key = access.key.and(args.get(1));
     for line in lines {
         let Err(denied) = user.check(ctx, line, access.key, key) else {
             continue;
@@ -242,6 +248,7 @@ pub fn authorize(
                 "this user has no permissions to run the '{command}' command: redsink checks \
                  it as '{checked_as}', which is not a command of this server"
             ),
+            Denied::UnknownUser => UNKNOWN_USER.into(),
         };
         user.log(ctx, denied, &command, key);
         return Err(Error::NoPermission(message));
@@ -257,20 +264,26 @@ pub enum Caller {
     User(User),
 }
 
+/// The id Redis gives the client that replays the AOF (`CLIENT_ID_AOF`).
+const AOF_CLIENT_ID: u64 = u64::MAX;
+
 impl Caller {
     pub fn of(ctx: &Context) -> Caller {
-        if is_replaying(ctx) {
+        // SAFETY: the context of a running command.
+        let id = unsafe { raw::RedisModule_GetClientId.map_or(0, |id| id(ctx.ctx)) };
+        if id == AOF_CLIENT_ID || ctx.get_flags().contains(ContextFlags::REPLICATED) {
             return Caller::Unrestricted;
         }
-        let Some(name) = user_name(ctx) else {
-            return Caller::Unrestricted;
-        };
-        // SAFETY: a string this context made; the user found is freed by `User`'s drop.
-        let user = unsafe {
-            raw::RedisModule_GetModuleUserFromUserName
-                .map_or(ptr::null_mut(), |get| get(name.inner))
-        };
-        Caller::User(User(user))
+        match user_name(ctx, id) {
+            UserName::Root => Caller::Unrestricted,
+            // SAFETY: a string this context made; the user found is freed by `User`'s
+            // drop.
+            UserName::Known(name) => Caller::User(User(unsafe {
+                raw::RedisModule_GetModuleUserFromUserName
+                    .map_or(ptr::null_mut(), |get| get(name.inner))
+            })),
+            UserName::Unknown => Caller::User(User(ptr::null_mut())),
+        }
     }
 
     /// For `SINK.WRITE`'s rows: whether the caller may run `access`'s equivalent on the
@@ -279,72 +292,97 @@ impl Caller {
         &self,
         ctx: &Context,
         access: &Access,
-        key: &RedisString,
+        key: &[u8],
         row: usize,
     ) -> Result<(), Error> {
         let (Caller::User(user), Check::Equivalent(line)) = (self, &access.check) else {
             return Ok(());
         };
-        let Err(denied) = user.check(ctx, line, access.key, Some(key)) else {
+        let key = RedisString::create_from_slice(ctx.ctx, key);
+        let Err(denied) = user.check(ctx, line, access.key, Some(&key)) else {
             return Ok(());
         };
         let checked_as = line_name(line);
         let message = match denied {
             Denied::Key => format!(
                 "this user has no permissions to access the key '{}' (row {row})",
-                redsink_core::args::quote(key.as_slice())
+                quote(key.as_slice())
             ),
-            _ => format!(
+            Denied::UnknownUser => UNKNOWN_USER.into(),
+            Denied::Command | Denied::NoSuchCommand => format!(
                 "this user has no permissions to run the '{checked_as}' command, which row \
                  {row} needs"
             ),
         };
-        user.log(ctx, denied, &checked_as, Some(key));
+        user.log(ctx, denied, &checked_as, Some(&key));
         Err(Error::NoPermission(message))
     }
 }
 
-/// The caller's ACL user name; `None` for a client without a user (root).
+const UNKNOWN_USER: &str = "redsink cannot tell this client's ACL user (a user that a \
+                            module made and logged the client in as?), so it permits nothing";
+
+/// What the server says of the caller's ACL user.
+enum UserName {
+    Known(RedisString),
+    /// A client without a user: the primary's link, a module's own calls.
+    Root,
+    /// The server cannot say (a script's client, on a server without RM_SetContextUser):
+    /// nothing is permitted.
+    Unknown,
+}
+
+/// The user of the client with `id`, the command's caller.
 ///
 /// `RM_GetCurrentUserName` dereferences the client's user without looking, and the
 /// primary's link, a module's own calls and the scripts they run have none: asking it
 /// there would crash the server. A connected client is looked up by id, which says so
-/// safely; for the others (scripts' and modules' clients), a call made "as the user"
-/// (`C`) is refused with ENOTSUP when there is no user, before anything runs.
-fn user_name(ctx: &Context) -> Option<RedisString> {
+/// safely. For the others (scripts' and modules' clients) a call made "as the user" (`C`)
+/// is refused with ENOTSUP when there is no user, before anything else; made to a name no
+/// command has, it runs nothing and is otherwise refused with ENOENT.
+fn user_name(ctx: &Context, id: u64) -> UserName {
+    if id == 0 {
+        return UserName::Root;
+    }
     // SAFETY: the context of a running command; the strings returned are ours to free
-    // (RedisString's drop), the call reply too.
+    // (RedisString's drop).
     unsafe {
-        let id = raw::RedisModule_GetClientId.map_or(0, |id| id(ctx.ctx));
-        if id == 0 {
-            return None;
-        }
         let name =
             raw::RedisModule_GetClientUserNameById.map_or(ptr::null_mut(), |get| get(ctx.ctx, id));
         if !name.is_null() {
-            return Some(RedisString::from_redis_module_string(ctx.ctx, name));
+            return UserName::Known(RedisString::from_redis_module_string(ctx.ctx, name));
         }
-        if errno() != Some(ENOENT) {
-            return None;
+        match errno() {
+            Some(libc::ENOTSUP) => return UserName::Root,
+            Some(libc::ENOENT) => {}
+            _ => return UserName::Unknown,
         }
-        let probe = raw::RedisModule_Call.map_or(ptr::null_mut(), |call| {
-            call(ctx.ctx, c"ACL".as_ptr(), c"Cc".as_ptr(), c"WHOAMI".as_ptr())
-        });
-        if probe.is_null() && errno() == Some(ENOTSUP) {
-            return None;
+        // The ENOTSUP answer came with RM_SetContextUser: without it, no safe way to ask.
+        let (Some(call), Some(_)) = (raw::RedisModule_Call, raw::RedisModule_SetContextUser) else {
+            return UserName::Unknown;
+        };
+        let reply = call(ctx.ctx, c"redsink: no such command".as_ptr(), c"C".as_ptr());
+        if !reply.is_null() {
+            if let Some(free) = raw::RedisModule_FreeCallReply {
+                free(reply);
+            }
+            return UserName::Unknown;
         }
-        // Answered, or refused (EACCES) for a user who may not run ACL WHOAMI: a user.
-        if let (false, Some(free)) = (probe.is_null(), raw::RedisModule_FreeCallReply) {
-            free(probe);
+        match errno() {
+            Some(libc::ENOTSUP) => UserName::Root,
+            Some(libc::ENOENT) => {
+                let name =
+                    raw::RedisModule_GetCurrentUserName.map_or(ptr::null_mut(), |get| get(ctx.ctx));
+                if name.is_null() {
+                    UserName::Unknown
+                } else {
+                    UserName::Known(RedisString::from_redis_module_string(ctx.ctx, name))
+                }
+            }
+            _ => UserName::Unknown,
         }
-        let name = raw::RedisModule_GetCurrentUserName.map_or(ptr::null_mut(), |get| get(ctx.ctx));
-        (!name.is_null()).then(|| RedisString::from_redis_module_string(ctx.ctx, name))
     }
 }
-
-// errno values of the module API (Linux).
-const ENOENT: i32 = 2;
-const ENOTSUP: i32 = 95;
 
 fn errno() -> Option<i32> {
     std::io::Error::last_os_error().raw_os_error()
@@ -363,6 +401,10 @@ enum Denied {
     Key,
     /// The equivalent is not a command of this server (renamed away?).
     NoSuchCommand,
+    /// No ACL user has the caller's user's name: a user a module made, which a module
+    /// logged the client in as (RM_AuthenticateClientWithUser), or the server could not
+    /// say.
+    UnknownUser,
 }
 
 impl User {
@@ -379,7 +421,7 @@ impl User {
             return Ok(());
         };
         if self.0.is_null() {
-            return Err(Denied::Command);
+            return Err(Denied::UnknownUser);
         }
         // The command line, made without allocating more than its strings: a command
         // checks on every call on 7.0.
@@ -401,7 +443,7 @@ impl User {
         if allowed == raw::REDISMODULE_OK as c_int {
             return Ok(());
         }
-        if errno() == Some(ENOENT) {
+        if errno() == Some(libc::ENOENT) {
             return Err(Denied::NoSuchCommand);
         }
         match (key, flags) {

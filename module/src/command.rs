@@ -5,7 +5,7 @@
 use std::ffi::{c_int, CStr};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-use redis_module::{raw, Context, ContextFlags, RedisError, RedisResult, RedisString, RedisValue};
+use redis_module::{raw, Context, RedisError, RedisResult, RedisString, RedisValue};
 
 use crate::acl::{self, Access};
 use crate::error::Error;
@@ -64,7 +64,7 @@ fn run(command: &Command, ctx: &Context, args: &[RedisString]) -> RedisResult {
 
 /// At load: creates every command, with its key spec and, where the server allows, its
 /// ACL categories; says in the log how ACL applies to them.
-pub fn register(ctx: &Context, callbacks: &[Callback]) -> Result<(), String> {
+pub fn register(ctx: &Context, callbacks: &[Callback; COMMANDS.len()]) -> Result<(), String> {
     let (Some(create), Some(get)) = (unsafe { raw::RedisModule_CreateCommand }, unsafe {
         raw::RedisModule_GetCommand
     }) else {
@@ -100,13 +100,6 @@ pub fn register(ctx: &Context, callbacks: &[Callback]) -> Result<(), String> {
         _ => "redsink: this server cannot put module commands in ACL categories: each command checks that the caller may run its built-in equivalent (docs/commands.md, ACL)",
     });
     Ok(())
-}
-
-/// Whether the command comes from the primary or the AOF, which were checked and admitted
-/// where they first ran.
-pub fn is_replaying(ctx: &Context) -> bool {
-    ctx.get_flags()
-        .intersects(ContextFlags::REPLICATED | ContextFlags::LOADING)
 }
 
 /// The key (the first argument, so that cluster clients route by it) and the

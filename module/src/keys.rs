@@ -12,11 +12,6 @@ use redsink_core::sink::{Fields, StreamId};
 
 use crate::error::Error;
 
-/// errno for "the id is not above the stream's last" (Linux, macOS).
-const EDOM: i32 = 33;
-/// errno for "the stream holds the largest id there is" (Linux, macOS).
-const EFBIG: i32 = 27;
-
 /// What XADD answers a stream that holds the largest id there is.
 pub const STREAM_EXHAUSTED: &str =
     "ERR The stream has exhausted the last possible ID, unable to add more items";
@@ -291,8 +286,8 @@ impl<'a> WriteKey<'a> {
             // RM_StreamAdd's contract: EDOM, the id is not above the stream's last;
             // EFBIG, the stream's last id is the largest there is.
             return match std::io::Error::last_os_error().raw_os_error() {
-                Some(EDOM) if id.is_some() => Ok(None),
-                Some(EFBIG) => Err(Error::Redis(redis_module::RedisError::Str(
+                Some(libc::EDOM) if id.is_some() => Ok(None),
+                Some(libc::EFBIG) => Err(Error::Redis(redis_module::RedisError::Str(
                     STREAM_EXHAUSTED,
                 ))),
                 _ => Err(Error::Redis(redis_module::RedisError::Str(

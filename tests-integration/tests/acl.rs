@@ -329,6 +329,35 @@ fn minus_redsink_fences_every_command() {
 }
 
 #[test]
+fn a_command_without_its_key_is_refused_for_its_arity_alone() {
+    // A user whose key patterns make Redis look for the equivalent's keys.
+    let mut server = RedisServer::start();
+    let mut admin = server.connection();
+    let mut con = user(&server, &mut admin, "some_keys", "~app:* +@all");
+    // (SINK.INFO takes no argument.)
+    for case in CASES.iter().filter(|case| name(case) != "SINK.INFO") {
+        let error = call::<Value>(&mut con, &[name(case)]).unwrap_err();
+        assert!(
+            error.to_string().contains("wrong number of arguments"),
+            "{}: {error}",
+            name(case)
+        );
+    }
+    assert!(server.is_alive());
+}
+
+#[test]
+fn sink_write_says_noperm_before_it_says_anything_of_the_key() {
+    let server = RedisServer::start();
+    let mut admin = server.connection();
+    fixture(&mut admin);
+    call::<()>(&mut admin, &["SET", "user:1", "a string"]).unwrap();
+    let mut con = user(&server, &mut admin, "outside", "~allowed:* +@all");
+    let error = call::<Value>(&mut con, &["SINK.WRITE", "users", r#"{"id":"1"}"#]).unwrap_err();
+    assert_eq!(error.code(), Some("NOPERM"), "{error}");
+}
+
+#[test]
 fn one_command_is_fenced_by_its_name() {
     let server = RedisServer::start();
     let mut admin = server.connection();
@@ -408,7 +437,9 @@ fn scripts_and_transactions_are_held_to_the_same_rules() {
     let _ = pipe.query::<Value>(&mut reader);
     assert_eq!(snapshot(&mut admin), vec![], "nothing written");
 
-    // A user who may not even run ACL WHOAMI: the script's user is still found.
+    // A user who may run little but this: the script's user is still found, and finding
+    // it leaves nothing in ACL LOG.
+    call::<()>(&mut admin, &["ACL", "LOG", "RESET"]).unwrap();
     let mut narrow = user(
         &server,
         &mut admin,
@@ -416,6 +447,8 @@ fn scripts_and_transactions_are_held_to_the_same_rules() {
         "~* -@all +eval +sink.hash +hset",
     );
     assert_eq!(eval(&mut narrow).unwrap(), Value::Int(1));
+    let log: Vec<Value> = call(&mut admin, &["ACL", "LOG"]).unwrap();
+    assert_eq!(log, vec![]);
     let mut by_name = user(&server, &mut admin, "byname", "~* -@all +eval +sink.hash");
     // Granted by name, without its equivalent: where the server checks categories that
     // is enough; on 7.0 the command also needs what HSET needs.

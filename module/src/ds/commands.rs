@@ -6,13 +6,13 @@
 
 use std::os::raw::{c_char, c_longlong};
 
-use redis_module::{raw, Context, NotifyEvent, RedisString, RedisValue};
+use redis_module::{raw, Context, ContextFlags, NotifyEvent, RedisString, RedisValue};
 use redsink_core::args::{parse_int, Args};
 use redsink_core::ds::{DeviceStream, Record, Settings, SettingsChange, Updated};
 use redsink_core::{time, Error as CoreError};
 
 use super::{read_stream, write_stream, StreamValue, DS_TYPE};
-use crate::command::{is_replaying, key_and_args};
+use crate::command::key_and_args;
 use crate::config;
 use crate::error::Error;
 
@@ -287,6 +287,13 @@ pub fn info(ctx: &Context, args: &[RedisString]) -> Reply {
             .flat_map(|(name, value)| [RedisValue::SimpleStringStatic(name), value])
             .collect(),
     ))
+}
+
+/// Commands from the primary or the AOF replay what the primary decided: they neither
+/// consult the clock for expiry nor apply the limits again.
+fn is_replaying(ctx: &Context) -> bool {
+    ctx.get_flags()
+        .intersects(ContextFlags::REPLICATED | ContextFlags::LOADING)
 }
 
 /// A device id: non-empty UTF-8 (it becomes a JSON string in the record).

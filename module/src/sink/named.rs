@@ -103,8 +103,8 @@ pub fn write_rows(ctx: &Context, args: &[RedisString]) -> Reply {
                 .into());
             }
         }
+        caller.check_row(ctx, access, &key, index + 1)?;
         write::check_type(ctx, &key, &expected)?;
-        caller.check_row(ctx, access, &redis_string(ctx, &key), index + 1)?;
         planned.push((key, write));
     }
     for (key, write) in &planned {
