@@ -159,6 +159,58 @@ fn without_the_module_the_final_state_is_the_same() {
     assert_eq!(state(&with_module), state(&without));
 }
 
+/// The `ACL SETUSER` line docs/worker.md gives for the worker's user, as arguments.
+fn documented_worker_user() -> Vec<String> {
+    let docs = std::fs::read_to_string(redsink_tests::workspace_dir().join("docs/worker.md"))
+        .expect("read docs/worker.md");
+    let line = docs
+        .lines()
+        .find(|line| line.starts_with("ACL SETUSER redsink-worker"))
+        .expect("docs/worker.md gives the worker's ACL user");
+    line.split(' ').map(str::to_owned).collect()
+}
+
+#[test]
+fn runs_as_the_user_its_docs_give_with_and_without_the_module() {
+    let with_module = RedisServer::start();
+    let without = RedisServer::with(Options::default().without_module());
+    for server in [&with_module, &without] {
+        let mut con = server.connection();
+        // Without the module, its commands' names are unknown: the docs say to leave them.
+        let setuser: Vec<String> = documented_worker_user()
+            .into_iter()
+            .filter(|rule| {
+                std::ptr::eq(server, &with_module)
+                    || !(rule.starts_with("+sink.") || rule.starts_with("+ds."))
+            })
+            .collect();
+        call::<()>(&mut con, &setuser).unwrap();
+        let password = setuser
+            .iter()
+            .find_map(|rule| rule.strip_prefix('>'))
+            .expect("the line sets a password");
+        feed(&mut con);
+        let config = format!(
+            "connections:\n  target: {{type: redis, host: 127.0.0.1, port: {}, user: redsink-worker, \
+             password: {password}}}\n\
+             sources:\n  - {{type: redis-stream, connection: target, streams: \"data:*\", consumer: w}}\n\
+             processors: {{block_ms: 100, reclaim_idle_ms: 300, max_deliveries: 3}}\n\
+             jobs: ./jobs\n",
+            server.port()
+        );
+        let worker = Worker::from_config(&config, &[SEED_001, INVOICE_HASH_JOB]);
+        wait_for_stream(server, "invoice:events", 27, &worker);
+        server.wait_until("hashes written", |con| {
+            Ok(call::<i64>(con, &["EXISTS", "invoice:20"])? == 1)
+        });
+        let clients: String = call(&mut con, &["CLIENT", "LIST"]).unwrap();
+        assert!(clients.contains("user=redsink-worker"), "{clients}");
+        assert!(!worker.log().contains("NOPERM"), "{}", worker.log());
+        let dead: i64 = call(&mut con, &["EXISTS", "dlq:data:chinook.public.invoice"]).unwrap();
+        assert_eq!(dead, 0, "{}", worker.log());
+    }
+}
+
 #[test]
 fn a_poison_entry_goes_to_the_dead_letter_stream_and_holds_nothing_up() {
     let server = RedisServer::start();
