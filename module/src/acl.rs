@@ -10,6 +10,8 @@
 //!   `ACL LOG` entry, as Redis's own.
 //! - On every server, each command's key spec says what it does with its key (read,
 //!   overwrite, delete) as its equivalent's does, so key selectors such as `%R~*` apply.
+//! - On every server, the commands that carry state to replicas and the AOF check
+//!   themselves (see [`Check::Always`]), and `SINK.WRITE` checks each row's key.
 //!
 //! Like Redis, nothing is checked for commands from the primary or the AOF.
 
@@ -86,8 +88,8 @@ const UPDATE: u32 = raw::REDISMODULE_CMD_KEY_UPDATE;
 const INSERT: u32 = raw::REDISMODULE_CMD_KEY_INSERT;
 const DELETE: u32 = raw::REDISMODULE_CMD_KEY_DELETE;
 
-// The equivalents. (Redis panics on a built-in command line whose keys lie past its end,
-// so each keyed equivalent has exactly one key, right after its name.)
+// The equivalents. (Each keyed one is checked with its one key right after its name, and
+// never without it: Redis finds some built-in commands' keys by position, as SET's.)
 pub const HSET: Access = keyed(&[c"hset"], c"write hash fast", RW | UPDATE);
 pub const HDEL: Access = keyed(&[c"hdel"], c"write hash fast", RW | DELETE);
 pub const HGET: Access = keyed(&[c"hget"], c"read hash fast", RO | ACCESS);
