@@ -8,6 +8,7 @@ pub mod event;
 pub mod expr;
 pub mod job;
 pub mod metrics;
+pub mod pipeline;
 pub mod plan;
 pub mod run;
 pub mod sink;

@@ -10,6 +10,7 @@ use crate::config::{Config, Connection, Source};
 use crate::connect::connect;
 use crate::error::{Error, Result};
 use crate::job::{DataType, Job};
+use crate::pipeline::Pipeline;
 use crate::source::postgres::PgSource;
 use crate::source::redis_stream::StreamSource;
 
@@ -45,10 +46,14 @@ pub async fn run(config: Config, jobs: Vec<Job>) -> Result<()> {
                 let source = StreamSource {
                     settings: settings.clone(),
                     processors: config.processors.clone(),
-                    routes: routes.clone(),
+                    pipeline: Pipeline::new(
+                        routes.clone(),
+                        writer.clone(),
+                        module,
+                        &config.processors,
+                    ),
                     reader,
                     writer,
-                    module,
                     consumer: settings.consumer.clone().unwrap_or_else(default_consumer),
                 };
                 tasks.push(tokio::spawn(source.run(stopped.clone())));
@@ -80,9 +85,13 @@ pub async fn run(config: Config, jobs: Vec<Job>) -> Result<()> {
                 let source = PgSource {
                     settings: settings.clone(),
                     processors: config.processors.clone(),
-                    routes: table_routes,
+                    pipeline: Pipeline::new(
+                        table_routes,
+                        writer.clone(),
+                        module,
+                        &config.processors,
+                    ),
                     writer,
-                    module,
                 };
                 tasks.push(tokio::spawn(source.run(stopped.clone())));
             }

@@ -478,9 +478,14 @@ fn a_change_that_cannot_be_written_is_dead_lettered_as_a_debezium_event_to_repla
     let letters: Vec<(String, BTreeMap<String, String>)> =
         call(&mut con, &["XRANGE", "dlq:postgres:chinook", "-", "+"]).unwrap();
     let letter = &letters[0].1;
+    // The one dead-letter format of every source: source, at, error, deliveries, then
+    // the change's own fields (here `value`, the change as Debezium gives it).
+    assert_eq!(letter["source"], "postgres:chinook", "{letter:?}");
     assert!(letter["error"].contains("null"), "{letter:?}");
     assert!(letter["at"].starts_with("lsn "), "{letter:?}");
-    let event: serde_json::Value = serde_json::from_str(&letter["change"]).unwrap();
+    assert_eq!(letter["deliveries"], "2", "{letter:?}");
+    assert_eq!(letter.len(), 5, "{letter:?}");
+    let event: serde_json::Value = serde_json::from_str(&letter["value"]).unwrap();
     assert_eq!(event["op"], "c");
     assert_eq!(event["after"]["InvoiceId"], 1);
     assert_eq!(event["after"]["Total"], "1.01");
@@ -501,7 +506,7 @@ fn a_change_that_cannot_be_written_is_dead_lettered_as_a_debezium_event_to_repla
             "data:chinook.public.invoice",
             "*",
             "value",
-            &letter["change"],
+            &letter["value"],
         ],
     )
     .unwrap();

@@ -261,11 +261,15 @@ fn a_poison_entry_goes_to_the_dead_letter_stream_and_holds_nothing_up() {
             .map(|i| entry[i + 1].clone())
             .unwrap_or_default()
     };
-    assert_eq!(
-        field(&dead[0].1, "source_stream"),
-        "data:chinook.public.invoice"
-    );
+    // The one dead-letter format of every source: source, at, error, deliveries, then
+    // the change's own fields.
+    assert_eq!(field(&dead[0].1, "source"), "data:chinook.public.invoice");
+    assert!(field(&dead[0].1, "at").contains('-'), "{:?}", dead[0].1);
     assert_eq!(field(&dead[0].1, "deliveries"), "3");
+    assert_eq!(
+        dead[0].1.iter().step_by(2).take(4).collect::<Vec<_>>(),
+        ["source", "at", "error", "deliveries"]
+    );
     assert!(
         field(&dead[1].1, "error")
             .contains("the key expression 'concat(['invoice:', InvoiceId])' gave"),

@@ -3,12 +3,11 @@
 //!
 //! Each cycle: take over entries idle longer than `reclaim_idle_ms` (a dead worker's, or
 //! ours that failed) with XAUTOCLAIM (a few times per `reclaim_idle_ms`, not every
-//! cycle: it walks the group's pending list), read new ones with XREADGROUP, plan and apply their
-//! writes, XACK what was written, and move an entry that failed `max_deliveries` times to
-//! the dead-letter stream with its error (then XACK it), so that it holds nothing up.
+//! cycle: it walks the group's pending list), read new ones with XREADGROUP, hand them to
+//! the [pipeline](crate::pipeline) as deliveries, and XACK what it reports done (written,
+//! or dead-lettered after `max_deliveries` deliveries, which XPENDING counts).
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
+use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use redis::aio::ConnectionManager;
@@ -19,9 +18,9 @@ use super::entries::{parse_autoclaim, parse_read, Entry};
 use crate::config::{Processors, RedisStreamSource, Streams};
 use crate::error::Result;
 use crate::event::{decode, entry_version, Decoded};
-use crate::job::Job;
-use crate::plan::{plan, Position, Write};
-use crate::{metrics, sink};
+use crate::metrics;
+use crate::pipeline::{Delivery, Feed, Fields, InFlight, Pipeline, Planned};
+use crate::plan::Position;
 
 /// How often a pattern is searched for new streams, and the group's lag sampled.
 const DISCOVERY_INTERVAL: Duration = Duration::from_secs(2);
@@ -30,14 +29,12 @@ const DISCOVERY_INTERVAL: Duration = Duration::from_secs(2);
 pub struct StreamSource {
     pub settings: RedisStreamSource,
     pub processors: Processors,
-    /// Jobs by the stream they read.
-    pub routes: BTreeMap<String, Vec<Arc<Job>>>,
+    /// Plans and writes what is read; its routes are stream keys.
+    pub pipeline: Pipeline,
     /// For XREADGROUP only (no response timeout).
     pub reader: ConnectionManager,
-    /// For everything else, writes included.
+    /// For everything else.
     pub writer: ConnectionManager,
-    /// Whether the target has the redsink module.
-    pub module: bool,
     pub consumer: String,
 }
 
@@ -184,7 +181,7 @@ impl StreamSource {
                 Err(error) if error.code() == Some("BUSYGROUP") => {}
                 Err(error) => return Err(error.into()),
             }
-            if !self.routes.contains_key(&stream) {
+            if !self.pipeline.routes_to(&stream) {
                 tracing::warn!(
                     stream,
                     "no job reads this stream; its entries will be acknowledged unwritten"
@@ -267,7 +264,7 @@ impl StreamSource {
             if let Some(previous) = in_flight.take() {
                 self.finish(previous).await?;
             }
-            *in_flight = Some(self.send(planned));
+            *in_flight = Some(self.pipeline.send(planned));
         }
         Ok(took_over)
     }
@@ -310,110 +307,33 @@ impl StreamSource {
 
     /// Plans, writes and acknowledges a batch of one stream's entries.
     async fn process(&mut self, stream: &str, entries: Vec<Entry>) -> Result<()> {
-        let batch = self.send(self.plan(stream, entries));
-        self.finish(batch).await
+        let in_flight = self.pipeline.send(self.plan(stream, entries));
+        self.finish(in_flight).await
     }
 
-    /// Plans a batch: its writes, and what to do with each entry after them.
-    fn plan(&self, stream: &str, entries: Vec<Entry>) -> PlannedBatch {
-        let started = Instant::now();
-        let jobs = self.routes.get(stream).cloned().unwrap_or_default();
-        let mut plan_errors = Vec::with_capacity(entries.len());
-        let mut reply_topics = Vec::with_capacity(entries.len());
-        let writes: Vec<Vec<Write>> = entries
-            .iter()
-            .map(|entry| {
-                let planned = plan_entry(&jobs, entry);
-                reply_topics.push(planned.reply_to);
-                match planned.writes {
-                    Ok(writes) => {
-                        plan_errors.push(None);
-                        writes
-                    }
-                    Err(error) => {
-                        plan_errors.push(Some(error));
-                        Vec::new()
-                    }
-                }
-            })
+    /// A batch's deliveries with their writes planned. (Its writes are sent only once the
+    /// batch before is finished, so that they reach Redis in stream order; the next batch
+    /// is read and planned while Redis writes this one.)
+    fn plan(&self, stream: &str, entries: Vec<Entry>) -> Planned {
+        let deliveries = entries
+            .into_iter()
+            .map(|entry| delivery(stream, entry))
             .collect();
-        PlannedBatch {
-            batch: Batch {
-                stream: stream.to_owned(),
-                entries,
-                plan_errors,
-                reply_topics,
-                started,
-            },
-            writes,
-        }
+        self.pipeline.plan(stream, deliveries)
     }
 
-    /// Sends a planned batch's writes without waiting for them, so that the next batch is
-    /// read and planned while Redis writes this one. Called only once the batch before is
-    /// finished, so that writes reach Redis in stream order.
-    fn send(&self, planned: PlannedBatch) -> InFlight {
-        let PlannedBatch { batch, writes } = planned;
-        let mut writer = self.writer.clone();
-        let module = self.module;
-        let applied = tokio::spawn(async move { sink::apply(&mut writer, &writes, module).await });
-        InFlight { batch, applied }
-    }
-
-    /// Waits for a batch's writes, then acknowledges what was written, dead-letters what
-    /// failed too often, and sends the replies.
+    /// Waits for a batch's writes, then acknowledges what the pipeline reports done.
     async fn finish(&mut self, in_flight: InFlight) -> Result<()> {
-        let InFlight {
-            batch:
-                Batch {
-                    stream,
-                    entries,
-                    plan_errors,
-                    reply_topics,
-                    started,
-                },
-            applied,
-        } = in_flight;
-        let stream = stream.as_str();
-        let applied = applied
-            .await
-            .map_err(|e| crate::error::Error::Invalid(format!("writing a batch: {e}")))??;
-        let mut acked = Vec::new();
-        let mut replies = Vec::new();
-        let (mut failed, mut dead_lettered) = (0, 0);
-        for (((entry, plan_error), applied), topic) in entries
-            .iter()
-            .zip(plan_errors)
-            .zip(applied)
-            .zip(reply_topics)
-        {
-            match plan_error.map_or(applied, Err) {
-                Ok(()) => {
-                    acked.push(entry.id.clone());
-                    replies.extend(topic.map(|topic| vec![reply(&topic, stream, entry, None)]));
-                }
-                Err(error) => {
-                    failed += 1;
-                    if self.dead_letter_if_exhausted(stream, entry, &error).await? {
-                        dead_lettered += 1;
-                        acked.push(entry.id.clone());
-                        replies.extend(
-                            topic.map(|topic| vec![reply(&topic, stream, entry, Some(&error))]),
-                        );
-                    }
-                }
-            }
-        }
-        if !replies.is_empty() {
-            for failed in sink::apply(&mut self.writer, &replies, self.module)
-                .await?
-                .into_iter()
-                .filter_map(|outcome| outcome.err())
-            {
-                tracing::warn!(stream, "a reply could not be written: {failed}");
-            }
-        }
-        if !acked.is_empty() {
+        let mut pending = Pending {
+            writer: self.writer.clone(),
+            group: self.settings.group.clone(),
+        };
+        let outcome = self.pipeline.finish(in_flight, &mut pending).await?;
+        let acked: Vec<&str> = outcome
+            .done()
+            .map(|delivery| delivery.at.as_str())
+            .collect();
+        if let Some(stream) = outcome.done().next().map(|delivery| &delivery.route) {
             redis::cmd("XACK")
                 .arg(stream)
                 .arg(&self.settings.group)
@@ -421,180 +341,79 @@ impl StreamSource {
                 .query_async::<i64>(&mut self.writer)
                 .await?;
         }
-        tracing::debug!(
-            stream,
-            read = entries.len(),
-            acked = acked.len(),
-            "batch done"
-        );
-        metrics::record(&metrics::Batch {
-            stream,
-            read: entries.len(),
-            written: entries.len() - failed,
-            acked: acked.len(),
-            failed,
-            dead_lettered,
-            took: started.elapsed(),
-        });
+        outcome.record(acked.len());
         Ok(())
     }
+}
 
-    /// After `max_deliveries` failed deliveries, the entry goes to the dead-letter stream
-    /// with its error; returns whether it did (and so may be acknowledged).
-    async fn dead_letter_if_exhausted(
-        &mut self,
-        stream: &str,
-        entry: &Entry,
-        error: &str,
-    ) -> Result<bool> {
+/// The pending entries of the group, which count each entry's deliveries.
+struct Pending {
+    writer: ConnectionManager,
+    group: String,
+}
+
+impl Feed for Pending {
+    async fn deliveries(&mut self, delivery: &Delivery) -> Result<u64> {
         let pending: Value = redis::cmd("XPENDING")
-            .arg(stream)
-            .arg(&self.settings.group)
-            .arg(&entry.id)
-            .arg(&entry.id)
+            .arg(&delivery.route)
+            .arg(&self.group)
+            .arg(&delivery.at)
+            .arg(&delivery.at)
             .arg(1)
             .query_async(&mut self.writer)
             .await?;
-        let deliveries = delivery_count(&pending).unwrap_or(1);
-        if deliveries < self.processors.max_deliveries {
-            tracing::warn!(
-                stream,
-                id = entry.id,
-                deliveries,
-                "entry failed, will retry: {error}"
-            );
-            return Ok(false);
-        }
-        let dlq = self.processors.dlq_stream.replace("{stream}", stream);
-        let mut add = redis::cmd("XADD");
-        add.arg(&dlq)
-            .arg("*")
-            .arg("source_stream")
-            .arg(stream)
-            .arg("source_id")
-            .arg(&entry.id)
-            .arg("error")
-            .arg(error)
-            .arg("deliveries")
-            .arg(deliveries);
-        for (field, value) in &entry.fields {
-            add.arg(field).arg(value);
-        }
-        add.query_async::<String>(&mut self.writer).await?;
-        tracing::error!(
-            stream,
-            id = entry.id,
-            deliveries,
-            dlq,
-            "entry moved to the dead-letter stream: {error}"
-        );
-        Ok(true)
+        Ok(delivery_count(&pending).unwrap_or(1))
+    }
+
+    /// The entry's own fields: added to a stream this source reads, they replay it.
+    fn letter(&self, delivery: &Delivery) -> Fields {
+        delivery.raw.clone()
     }
 }
 
-/// A batch of one stream's entries, and what planning found for each.
-struct Batch {
-    stream: String,
-    entries: Vec<Entry>,
-    plan_errors: Vec<Option<String>>,
-    reply_topics: Vec<Option<String>>,
-    started: Instant,
-}
-
-/// A batch planned, its writes not sent yet.
-struct PlannedBatch {
-    batch: Batch,
-    writes: Vec<Vec<Write>>,
-}
-
-/// A batch whose writes were sent and are not yet confirmed.
-struct InFlight {
-    batch: Batch,
-    applied: tokio::task::JoinHandle<
-        std::result::Result<Vec<std::result::Result<(), String>>, redis::RedisError>,
-    >,
-}
-
-/// What one entry asks for: its writes under the jobs of its stream (or why there are
-/// none), and the stream to reply on (`responseTopic`, as a RuleGo endpoint answers),
-/// known once the entry decodes, whether or not its jobs succeed.
-struct Planned {
-    writes: std::result::Result<Vec<Write>, String>,
-    reply_to: Option<String>,
-}
-
-fn plan_entry(jobs: &[Arc<Job>], entry: &Entry) -> Planned {
-    let change = match decode(&entry.fields) {
-        Ok(Decoded::Change(change)) => change,
-        Ok(Decoded::Tombstone) => {
-            return Planned {
-                writes: Ok(Vec::new()),
-                reply_to: None,
-            }
+/// An entry of `stream` as a delivery: its change decoded (Debezium's format or plain
+/// JSON), its place in the stream's order, and the stream to answer on.
+fn delivery(stream: &str, entry: Entry) -> Delivery {
+    let (change, reply_to) = match decode(&entry.fields) {
+        Ok(Decoded::Change(change)) => {
+            let reply_to = change
+                .row
+                .get(REPLY_FIELD)
+                .and_then(|topic| topic.as_str())
+                .filter(|topic| !topic.is_empty())
+                .map(str::to_owned);
+            let placed = position(&entry.id, change.lsn).map(|position| Some((change, position)));
+            (placed, reply_to)
         }
-        Err(error) => {
-            return Planned {
-                writes: Err(error.to_string()),
-                reply_to: None,
-            }
-        }
+        Ok(Decoded::Tombstone) => (Ok(None), None),
+        Err(error) => (Err(error.to_string()), None),
     };
-    let reply_to = change
-        .row
-        .get(REPLY_FIELD)
-        .and_then(|topic| topic.as_str())
-        .filter(|topic| !topic.is_empty())
-        .map(str::to_owned);
-    let writes = (|| {
-        let not_an_id = || format!("entry id '{}' is not a stream id", entry.id);
-        let time_ms = entry
-            .id
-            .split_once('-')
-            .and_then(|(ms, _)| ms.parse().ok())
-            .ok_or_else(not_an_id)?;
-        let position = Position {
-            version: change
-                .lsn
-                .or_else(|| entry_version(&entry.id))
-                .ok_or_else(not_an_id)?,
-            stream_id: entry.id.clone(),
-            time_ms,
-        };
-        let mut writes = Vec::new();
-        for job in jobs {
-            writes.extend(
-                plan(job, &change, &position).map_err(|e| format!("job {}: {e}", job.name))?,
-            );
-        }
-        Ok(writes)
-    })();
-    Planned { writes, reply_to }
+    Delivery {
+        route: stream.to_owned(),
+        at: entry.id,
+        change,
+        reply_to,
+        raw: entry.fields,
+    }
+}
+
+/// An entry's place in its stream's order: its version (the event's LSN, else the id),
+/// its id, and its time (the id's milliseconds).
+fn position(id: &str, lsn: Option<i64>) -> std::result::Result<Position, String> {
+    let not_an_id = || format!("entry id '{id}' is not a stream id");
+    let time_ms = id
+        .split_once('-')
+        .and_then(|(ms, _)| ms.parse().ok())
+        .ok_or_else(not_an_id)?;
+    Ok(Position {
+        version: lsn.or_else(|| entry_version(id)).ok_or_else(not_an_id)?,
+        stream_id: id.to_owned(),
+        time_ms,
+    })
 }
 
 /// The field naming the stream to reply on, as in RuleGo's stream endpoint.
 const REPLY_FIELD: &str = "responseTopic";
-
-/// The reply to an entry: `body` `ok`, or `error` with the error; its id is the entry's,
-/// so that a replayed reply adds nothing.
-fn reply(topic: &str, stream: &str, entry: &Entry, error: Option<&str>) -> Write {
-    let mut row = serde_json::Map::new();
-    row.insert(
-        "body".into(),
-        (if error.is_some() { "error" } else { "ok" }).into(),
-    );
-    row.insert("source_stream".into(), stream.into());
-    row.insert("source_id".into(), entry.id.clone().into());
-    if let Some(error) = error {
-        row.insert("error".into(), error.into());
-    }
-    Write::Stream {
-        key: topic.to_owned(),
-        json: redsink_core::json::to_text(&serde_json::Value::Object(row)),
-        op_code: None,
-        id: entry.id.clone(),
-        ttl: None,
-    }
-}
 
 /// The delivery count in an XPENDING extended reply `[[id, consumer, idle, count]]`.
 fn delivery_count(reply: &Value) -> Option<u64> {

@@ -1,10 +1,10 @@
 //! The PostgreSQL source: logical decoding with wal2json, polled through SQL.
 //!
 //! A fresh slot is followed by a snapshot of the tables (see [`snapshot`]). Then, every
-//! `poll_ms`, the changes after the slot's confirmed position are peeked, planned with
-//! the jobs whose `source` names this server and the table, written, and only then is
-//! the slot advanced past them: a crash anywhere loses nothing, and what is written again
-//! changes nothing.
+//! `poll_ms`, the changes after the slot's confirmed position are peeked and handed to
+//! the [pipeline](crate::pipeline) (routed by table to the jobs whose `source` names this
+//! server), and only once it reports them all done is the slot advanced past them: a
+//! crash anywhere loses nothing, and what is written again changes nothing.
 //!
 //! Order: a change's VERSION is its own LSN (changes of one row are ordered by PostgreSQL's
 //! row locks, so their LSNs rise in commit order); its stream id is `<commit LSN>-<n>`,
@@ -16,7 +16,6 @@ mod tls;
 pub mod wal2json;
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use redis::aio::ConnectionManager;
@@ -28,18 +27,15 @@ use self::snapshot::{Batch, Progress};
 use self::wal2json::{parse_lsn, Change};
 use crate::config::{PostgresSource, Processors};
 use crate::error::{describe_postgres, Error, Result};
-use crate::event::ChangeEvent;
-use crate::job::Job;
-use crate::plan::{plan, Position, Write};
-use crate::{metrics, sink};
+use crate::pipeline::{Delivery, Feed, Fields, Pipeline};
+use crate::plan::Position;
 
 pub struct PgSource {
     pub settings: PostgresSource,
     pub processors: Processors,
-    /// Jobs by table (`schema.table`).
-    pub routes: BTreeMap<String, Vec<Arc<Job>>>,
+    /// Plans and writes the changes; its routes are tables (`schema.table`).
+    pub pipeline: Pipeline,
     pub writer: ConnectionManager,
-    pub module: bool,
 }
 
 /// After this many polls without changes, the slot is moved to the server's WAL position
@@ -137,13 +133,7 @@ impl PgSource {
         while !*shutdown.borrow() {
             let move_if_idle = moved_while_idle.elapsed()
                 >= Duration::from_millis(self.settings.poll_ms * POLLS_BEFORE_IDLE_ADVANCE);
-            let polled = self
-                .poll(
-                    client,
-                    attempts + 1 >= self.processors.max_deliveries,
-                    move_if_idle,
-                )
-                .await?;
+            let polled = self.poll(client, attempts + 1, move_if_idle).await?;
             *failures = 0;
             if move_if_idle || polled.messages > 0 {
                 moved_while_idle = Instant::now();
@@ -320,47 +310,52 @@ impl PgSource {
         ))
     }
 
-    /// Writes a snapshot batch. Rows that fail go to the dead-letter stream: reading
-    /// them again would give the same rows.
+    /// Writes a snapshot batch. Rows that fail go to the dead-letter stream at once:
+    /// reading them again would give the same rows.
     async fn write_snapshot(&mut self, batch: Batch) -> Result<()> {
-        let jobs = self.routes.get(&batch.table).cloned().unwrap_or_default();
-        let mut planned = Vec::with_capacity(batch.events.len());
-        let mut plan_errors = Vec::with_capacity(batch.events.len());
-        for (i, event) in batch.events.iter().enumerate() {
-            let position = Position {
-                version: event.lsn.unwrap_or(0),
-                stream_id: format!("{}-{}", event.lsn.unwrap_or(0), batch.first_row + i as i64),
-                time_ms: redsink_core::time::now_ms(),
-            };
-            let (writes, error) = match plan_all(&jobs, event, &position) {
-                Ok(writes) => (writes, None),
-                Err(error) => (Vec::new(), Some(error.to_string())),
-            };
-            planned.push(writes);
-            plan_errors.push(error);
-        }
-        let applied = sink::apply(&mut self.writer, &planned, self.module).await?;
-        for (i, (plan_error, applied)) in plan_errors.into_iter().zip(applied).enumerate() {
-            if let Some(error) = plan_error.map_or(applied, Err).err() {
-                let change = self.debezium(&batch.table, &batch.events[i]);
-                let at = format!("snapshot row {}", batch.first_row + i as i64);
-                self.dead_letter(&at, &error, &change).await?;
-            }
-        }
+        let Batch {
+            table,
+            events,
+            first_row,
+        } = batch;
+        let deliveries = events
+            .into_iter()
+            .zip(first_row..)
+            .map(|(event, row)| {
+                let version = event.lsn.unwrap_or(0);
+                let position = Position {
+                    version,
+                    stream_id: format!("{version}-{row}"),
+                    time_ms: redsink_core::time::now_ms(),
+                };
+                Delivery {
+                    route: table.clone(),
+                    at: format!("snapshot row {row}"),
+                    change: Ok(Some((event, position))),
+                    reply_to: None,
+                    raw: Vec::new(),
+                }
+            })
+            .collect();
+        let source = self.name();
+        let mut feed = Changes {
+            attempt: self.processors.max_deliveries,
+            settings: &self.settings,
+        };
+        let outcome = self
+            .pipeline
+            .deliver(&source, deliveries, &mut feed)
+            .await?;
+        outcome.record(outcome.len());
         Ok(())
     }
 
-    /// One poll: peeks changes, writes them, advances the slot. With `last_attempt`,
-    /// changes that keep failing go to the dead-letter stream so that the slot moves on.
-    /// With `move_if_idle`, a poll that finds nothing moves the slot to where the WAL was
-    /// before it looked: WAL that other databases write is then not kept for the slot.
-    async fn poll(
-        &mut self,
-        client: &Client,
-        last_attempt: bool,
-        move_if_idle: bool,
-    ) -> Result<Polled> {
-        let started = Instant::now();
+    /// One poll: peeks changes, writes them, advances the slot. `attempt` counts the
+    /// polls that have tried these changes: at `max_deliveries`, changes that keep failing
+    /// go to the dead-letter stream so that the slot moves on. With `move_if_idle`, a poll
+    /// that finds nothing moves the slot to where the WAL was before it looked: WAL that
+    /// other databases write is then not kept for the slot.
+    async fn poll(&mut self, client: &Client, attempt: u64, move_if_idle: bool) -> Result<Polled> {
         let wal_before: Option<String> = if move_if_idle {
             Some(
                 client
@@ -391,7 +386,7 @@ impl PgSource {
                 failed: 0,
             });
         };
-        let mut changes = Vec::new();
+        let mut deliveries = Vec::with_capacity(rows.len());
         let (mut commit_lsn, mut number) = (None, 0);
         for row in &rows {
             let (lsn_text, data): (String, String) = (row.get(0), row.get(1));
@@ -406,75 +401,46 @@ impl PgSource {
                 ),
                 Ok(Change::Other) => {}
             }
-            let stream_id = format!("{}-{number}", commit_lsn.unwrap_or(lsn));
-            changes.push((lsn, stream_id, data, decoded));
-        }
-        let mut planned = Vec::with_capacity(changes.len());
-        let mut plan_errors = Vec::with_capacity(changes.len());
-        for (lsn, stream_id, _, decoded) in &changes {
-            let writes = match decoded {
+            let (route, change) = match decoded {
                 Ok(Change::Row { table, event }) => {
                     let position = Position {
-                        version: *lsn,
-                        stream_id: stream_id.clone(),
+                        version: lsn,
+                        stream_id: format!("{}-{number}", commit_lsn.unwrap_or(lsn)),
                         time_ms: redsink_core::time::now_ms(),
                     };
-                    let jobs = self.routes.get(table).cloned().unwrap_or_default();
-                    plan_all(&jobs, event, &position)
+                    (table, Ok(Some((event, position))))
                 }
-                Ok(_) => Ok(Vec::new()),
-                Err(error) => Err(Error::Event(error.to_string())),
+                Ok(_) => (String::new(), Ok(None)),
+                Err(error) => (String::new(), Err(error.to_string())),
             };
-            let (writes, error) = match writes {
-                Ok(writes) => (writes, None),
-                Err(error) => (Vec::new(), Some(error.to_string())),
-            };
-            planned.push(writes);
-            plan_errors.push(error);
-        }
-        let applied = sink::apply(&mut self.writer, &planned, self.module).await?;
-        let failures: Vec<(usize, String)> = plan_errors
-            .into_iter()
-            .zip(applied)
-            .enumerate()
-            .filter_map(|(i, (plan_error, applied))| {
-                plan_error.map_or(applied, Err).err().map(|e| (i, e))
-            })
-            .collect();
-        let retry = !failures.is_empty() && !last_attempt;
-        metrics::record(&metrics::Batch {
-            stream: &self.name(),
-            read: changes.len(),
-            written: changes.len() - failures.len(),
-            acked: if retry { 0 } else { changes.len() },
-            failed: failures.len(),
-            dead_lettered: if retry { 0 } else { failures.len() },
-            took: started.elapsed(),
-        });
-        if retry {
-            tracing::warn!(
-                source = self.name(),
-                "{} change(s) failed, first: {}",
-                failures.len(),
-                failures[0].1
-            );
-            return Ok(Polled {
-                messages: changes.len(),
-                failed: failures.len(),
+            deliveries.push(Delivery {
+                route,
+                at: format!("lsn {lsn}"),
+                change,
+                reply_to: None,
+                raw: vec![(b"wal2json".to_vec(), data.into_bytes())],
             });
         }
-        for (i, error) in &failures {
-            let (lsn, _, data, decoded) = &changes[*i];
-            let change = match decoded {
-                Ok(Change::Row { table, event }) => self.debezium(table, event),
-                _ => data.clone(),
-            };
-            self.dead_letter(&format!("lsn {lsn}"), error, &change)
-                .await?;
+        let source = self.name();
+        let mut feed = Changes {
+            attempt,
+            settings: &self.settings,
+        };
+        let outcome = self
+            .pipeline
+            .deliver(&source, deliveries, &mut feed)
+            .await?;
+        if !outcome.all_done() {
+            outcome.record(0);
+            return Ok(Polled {
+                messages: outcome.len(),
+                failed: outcome.len() - outcome.done().count(),
+            });
         }
         self.advance(client, &last).await?;
+        outcome.record(outcome.len());
         Ok(Polled {
-            messages: changes.len(),
+            messages: outcome.len(),
             failed: 0,
         })
     }
@@ -489,46 +455,47 @@ impl PgSource {
             .await?;
         Ok(())
     }
+}
 
-    /// A change of `table` (`schema.table`) as Debezium's PostgreSQL connector gives it.
-    fn debezium(&self, table: &str, event: &ChangeEvent) -> String {
-        let (schema, name) = table.split_once('.').unwrap_or(("public", table));
+/// One poll's (or snapshot batch's) changes, as the pipeline asks after them.
+struct Changes<'a> {
+    /// How many times these changes have been tried, this time included (all of a poll's
+    /// changes are tried again together: the slot moves only past all of them).
+    attempt: u64,
+    settings: &'a PostgresSource,
+}
+
+impl Feed for Changes<'_> {
+    async fn deliveries(&mut self, _delivery: &Delivery) -> Result<u64> {
+        Ok(self.attempt)
+    }
+
+    /// The change as Debezium's PostgreSQL connector gives it (`value`: `{before, after,
+    /// source, op, ts_ms}`, with `source.lsn`), which a redis-stream source decodes; what
+    /// did not decode, as wal2json wrote it.
+    fn letter(&self, delivery: &Delivery) -> Fields {
+        let Ok(Some((event, _))) = &delivery.change else {
+            return delivery.raw.clone();
+        };
+        let s = self.settings;
+        let (schema, name) = delivery
+            .route
+            .split_once('.')
+            .unwrap_or(("public", &delivery.route));
         let source = [
             ("connector", "postgresql"),
-            ("name", &self.settings.server_name),
-            ("db", &self.settings.database),
+            ("name", &s.server_name),
+            ("db", &s.database),
             ("schema", schema),
             ("table", name),
         ]
         .into_iter()
         .map(|(field, value)| (field.to_owned(), serde_json::Value::from(value)))
         .collect();
-        event.to_debezium(source).to_string()
-    }
-
-    /// Moves a change that cannot be written to the dead-letter stream, with the reason.
-    async fn dead_letter(&mut self, at: &str, error: &str, change: &str) -> Result<()> {
-        let dlq = self.processors.dlq_stream.replace("{stream}", &self.name());
-        redis::cmd("XADD")
-            .arg(&dlq)
-            .arg("*")
-            .arg("source")
-            .arg(self.name())
-            .arg("at")
-            .arg(at)
-            .arg("error")
-            .arg(error)
-            .arg("change")
-            .arg(change)
-            .query_async::<String>(&mut self.writer)
-            .await?;
-        tracing::error!(
-            source = self.name(),
-            at,
-            dlq,
-            "change moved to the dead-letter stream: {error}"
-        );
-        Ok(())
+        vec![(
+            b"value".to_vec(),
+            event.to_debezium(source).to_string().into_bytes(),
+        )]
     }
 }
 
@@ -540,15 +507,4 @@ where
     if let Err(error) = connection.await {
         tracing::warn!("postgres connection: {}", describe_postgres(&error));
     }
-}
-
-fn plan_all(jobs: &[Arc<Job>], event: &ChangeEvent, position: &Position) -> Result<Vec<Write>> {
-    let mut writes = Vec::new();
-    for job in jobs {
-        writes.extend(
-            plan(job, event, position)
-                .map_err(|e| Error::Event(format!("job {}: {e}", job.name)))?,
-        );
-    }
-    Ok(writes)
 }

@@ -1,0 +1,349 @@
+//! The delivery pipeline every source feeds. A source fetches a batch of changes, hands it
+//! over as [`Delivery`]s, and confirms (acknowledges, moves its slot past) what the
+//! pipeline reports done; fetching, ordering and confirming are the source's.
+//!
+//! The pipeline plans each change's writes under the jobs of its route, writes them,
+//! dead-letters what failed `max_deliveries` times — one format for every source, so that
+//! any dead letter is replayed the same way — answers on `responseTopic`, and records
+//! the batch's metrics.
+//!
+//! A batch goes through three steps, so that a source may read and plan the next batch
+//! while Redis writes this one: [`Pipeline::plan`], [`Pipeline::send`] (the writes go out,
+//! nothing waits), [`Pipeline::finish`] (wait for them, then dead letters and replies).
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Instant;
+
+use redis::aio::ConnectionManager;
+
+use crate::config::Processors;
+use crate::error::{Error, Result};
+use crate::event::ChangeEvent;
+use crate::job::Job;
+use crate::plan::{plan, Position, Write};
+use crate::{metrics, sink};
+
+/// Field/value pairs, in order, as a stream entry holds them.
+pub type Fields = Vec<(Vec<u8>, Vec<u8>)>;
+
+/// One change as a source hands it over.
+pub struct Delivery {
+    /// Which jobs apply: the stream a redis-stream entry came from, `schema.table` for
+    /// PostgreSQL.
+    pub route: String,
+    /// Where the change sits in its source, as logs and its dead letter name it: an entry
+    /// id, `lsn 22863416`, `snapshot row 12`.
+    pub at: String,
+    /// The change and its place in the source's order; `Ok(None)` for what writes nothing
+    /// (a tombstone, a transaction's boundary); `Err` for what cannot be planned (not a
+    /// change event, no position), which fails as a write would.
+    pub change: std::result::Result<Option<(ChangeEvent, Position)>, String>,
+    /// The stream to answer on (`responseTopic`, as a RuleGo endpoint answers).
+    pub reply_to: Option<String>,
+    /// The change as the source received it, where it keeps it (a stream entry's fields).
+    pub raw: Fields,
+}
+
+/// What the pipeline asks of a source about its deliveries.
+pub trait Feed {
+    /// How many times `delivery` has been attempted, this time included.
+    fn deliveries(&mut self, delivery: &Delivery) -> impl Future<Output = Result<u64>> + Send;
+
+    /// `delivery` as field/value pairs that replay it when added to a stream that a
+    /// redis-stream source with the same jobs reads.
+    fn letter(&self, delivery: &Delivery) -> Fields;
+}
+
+/// Plans, writes, dead-letters and answers for one source.
+pub struct Pipeline {
+    /// Jobs by route.
+    routes: BTreeMap<String, Vec<Arc<Job>>>,
+    writer: ConnectionManager,
+    /// Whether the target has the redsink module.
+    module: bool,
+    max_deliveries: u64,
+    /// The dead-letter stream's name, `{stream}` standing for the source's.
+    dlq_stream: String,
+}
+
+/// A batch of one source's deliveries and what planning found for each.
+struct Batch {
+    /// The source's name for metrics and its dead-letter stream (`{stream}`).
+    source: String,
+    deliveries: Vec<Delivery>,
+    /// Why a delivery has no writes, where planning failed.
+    errors: Vec<Option<String>>,
+    started: Instant,
+}
+
+/// A batch planned, its writes not sent yet.
+pub struct Planned {
+    batch: Batch,
+    writes: Vec<Vec<Write>>,
+}
+
+/// A batch whose writes were sent and are not confirmed yet.
+pub struct InFlight {
+    batch: Batch,
+    applied: tokio::task::JoinHandle<
+        std::result::Result<Vec<std::result::Result<(), String>>, redis::RedisError>,
+    >,
+}
+
+/// What became of a batch.
+pub struct Outcome {
+    source: String,
+    deliveries: Vec<Delivery>,
+    /// Per delivery: written (or nothing to write) or dead-lettered — the source confirms
+    /// these — or failed, to be delivered again.
+    done: Vec<bool>,
+    failed: usize,
+    dead_lettered: usize,
+    started: Instant,
+}
+
+impl Pipeline {
+    pub fn new(
+        routes: BTreeMap<String, Vec<Arc<Job>>>,
+        writer: ConnectionManager,
+        module: bool,
+        processors: &Processors,
+    ) -> Pipeline {
+        Pipeline {
+            routes,
+            writer,
+            module,
+            max_deliveries: processors.max_deliveries,
+            dlq_stream: processors.dlq_stream.clone(),
+        }
+    }
+
+    /// Whether some job reads `route`.
+    pub fn routes_to(&self, route: &str) -> bool {
+        self.routes.contains_key(route)
+    }
+
+    /// Each delivery's writes under the jobs of its route.
+    pub fn plan(&self, source: &str, deliveries: Vec<Delivery>) -> Planned {
+        let started = Instant::now();
+        let mut errors = Vec::with_capacity(deliveries.len());
+        let writes = deliveries
+            .iter()
+            .map(|delivery| match self.plan_one(delivery) {
+                Ok(writes) => {
+                    errors.push(None);
+                    writes
+                }
+                Err(error) => {
+                    errors.push(Some(error));
+                    Vec::new()
+                }
+            })
+            .collect();
+        Planned {
+            batch: Batch {
+                source: source.to_owned(),
+                deliveries,
+                errors,
+                started,
+            },
+            writes,
+        }
+    }
+
+    fn plan_one(&self, delivery: &Delivery) -> std::result::Result<Vec<Write>, String> {
+        let Some((event, position)) = delivery.change.as_ref().map_err(Clone::clone)? else {
+            return Ok(Vec::new());
+        };
+        let mut writes = Vec::new();
+        for job in self.routes.get(&delivery.route).into_iter().flatten() {
+            writes
+                .extend(plan(job, event, position).map_err(|e| format!("job {}: {e}", job.name))?);
+        }
+        Ok(writes)
+    }
+
+    /// Sends a planned batch's writes without waiting for them. A source sends a batch only
+    /// once the one before is finished, so that writes reach Redis in its order.
+    pub fn send(&self, planned: Planned) -> InFlight {
+        let Planned { batch, writes } = planned;
+        let mut writer = self.writer.clone();
+        let module = self.module;
+        let applied = tokio::spawn(async move { sink::apply(&mut writer, &writes, module).await });
+        InFlight { batch, applied }
+    }
+
+    /// Plans, sends and finishes a batch.
+    pub async fn deliver(
+        &mut self,
+        source: &str,
+        deliveries: Vec<Delivery>,
+        feed: &mut impl Feed,
+    ) -> Result<Outcome> {
+        let in_flight = self.send(self.plan(source, deliveries));
+        self.finish(in_flight, feed).await
+    }
+
+    /// Waits for a batch's writes; then dead-letters what failed `max_deliveries` times and
+    /// answers on `responseTopic`. An error (Redis gone) leaves the whole batch to be
+    /// delivered again.
+    pub async fn finish(&mut self, in_flight: InFlight, feed: &mut impl Feed) -> Result<Outcome> {
+        let InFlight {
+            batch:
+                Batch {
+                    source,
+                    deliveries,
+                    errors,
+                    started,
+                },
+            applied,
+        } = in_flight;
+        let applied = applied
+            .await
+            .map_err(|e| Error::Invalid(format!("writing a batch: {e}")))??;
+        let mut done = Vec::with_capacity(deliveries.len());
+        let mut replies = Vec::new();
+        let (mut failed, mut dead_lettered) = (0, 0);
+        for ((delivery, error), applied) in deliveries.iter().zip(errors).zip(applied) {
+            let Err(error) = error.map_or(applied, Err) else {
+                done.push(true);
+                replies.extend(reply(delivery, &source, None));
+                continue;
+            };
+            failed += 1;
+            let deliveries = feed.deliveries(delivery).await?;
+            if deliveries < self.max_deliveries {
+                tracing::warn!(
+                    source,
+                    at = delivery.at,
+                    deliveries,
+                    "change failed, will retry: {error}"
+                );
+                done.push(false);
+                continue;
+            }
+            self.dead_letter(&source, delivery, &error, deliveries, feed.letter(delivery))
+                .await?;
+            dead_lettered += 1;
+            done.push(true);
+            replies.extend(reply(delivery, &source, Some(&error)));
+        }
+        if !replies.is_empty() {
+            // Each answer on its own: one that cannot be written holds up no other.
+            let replies: Vec<Vec<Write>> = replies.into_iter().map(|reply| vec![reply]).collect();
+            for failed in sink::apply(&mut self.writer, &replies, self.module)
+                .await?
+                .into_iter()
+                .filter_map(|outcome| outcome.err())
+            {
+                tracing::warn!(source, "a reply could not be written: {failed}");
+            }
+        }
+        Ok(Outcome {
+            source,
+            deliveries,
+            done,
+            failed,
+            dead_lettered,
+            started,
+        })
+    }
+
+    /// Adds a change to the dead-letter stream: `source`, `at`, `error` and `deliveries`,
+    /// then the change's own fields, which replay it as they are.
+    async fn dead_letter(
+        &mut self,
+        source: &str,
+        delivery: &Delivery,
+        error: &str,
+        deliveries: u64,
+        letter: Fields,
+    ) -> Result<()> {
+        let dlq = self.dlq_stream.replace("{stream}", source);
+        let mut add = redis::cmd("XADD");
+        add.arg(&dlq)
+            .arg("*")
+            .arg("source")
+            .arg(source)
+            .arg("at")
+            .arg(&delivery.at)
+            .arg("error")
+            .arg(error)
+            .arg("deliveries")
+            .arg(deliveries);
+        for (field, value) in &letter {
+            add.arg(field).arg(value);
+        }
+        add.query_async::<String>(&mut self.writer).await?;
+        tracing::error!(
+            source,
+            at = delivery.at,
+            deliveries,
+            dlq,
+            "change moved to the dead-letter stream: {error}"
+        );
+        Ok(())
+    }
+}
+
+impl Outcome {
+    /// The deliveries done: the source may confirm them.
+    pub fn done(&self) -> impl Iterator<Item = &Delivery> {
+        self.deliveries
+            .iter()
+            .zip(&self.done)
+            .filter_map(|(delivery, done)| done.then_some(delivery))
+    }
+
+    pub fn all_done(&self) -> bool {
+        self.done.iter().all(|done| *done)
+    }
+
+    pub fn len(&self) -> usize {
+        self.deliveries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.deliveries.is_empty()
+    }
+
+    /// The batch's metrics, once the source has confirmed `acked` of its deliveries.
+    pub fn record(&self, acked: usize) {
+        tracing::debug!(source = self.source, read = self.len(), acked, "batch done");
+        metrics::record(&metrics::Batch {
+            stream: &self.source,
+            read: self.len(),
+            written: self.len() - self.failed,
+            acked,
+            failed: self.failed,
+            dead_lettered: self.dead_lettered,
+            took: self.started.elapsed(),
+        });
+    }
+}
+
+/// The answer to a delivery that asked for one: `body` `ok`, or `error` with the error;
+/// its id is the delivery's place in its source, so that a replayed answer adds nothing.
+fn reply(delivery: &Delivery, source: &str, error: Option<&str>) -> Option<Write> {
+    let topic = delivery.reply_to.as_ref()?;
+    let (_, position) = delivery.change.as_ref().ok()?.as_ref()?;
+    let mut row = serde_json::Map::new();
+    row.insert(
+        "body".into(),
+        (if error.is_some() { "error" } else { "ok" }).into(),
+    );
+    row.insert("source_stream".into(), source.into());
+    row.insert("source_id".into(), delivery.at.clone().into());
+    if let Some(error) = error {
+        row.insert("error".into(), error.into());
+    }
+    Some(Write::Stream {
+        key: topic.clone(),
+        json: redsink_core::json::to_text(&serde_json::Value::Object(row)),
+        op_code: None,
+        id: position.stream_id.clone(),
+        ttl: None,
+    })
+}
