@@ -33,6 +33,18 @@ pub fn epoch_seconds(ms: i64) -> i64 {
     ms.div_euclid(1000)
 }
 
+/// Days since 1970-01-01 of a date of the proleptic Gregorian calendar (Howard Hinnant's
+/// `days_from_civil`).
+pub fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
 /// Year, month, day of the proleptic Gregorian calendar for a count of days since
 /// 1970-01-01 (Howard Hinnant's `civil_from_days`).
 fn civil_from_days(days: i64) -> (i64, i64, i64) {
@@ -69,16 +81,6 @@ mod tests {
 
     #[test]
     fn every_day_of_four_centuries_round_trips() {
-        // Days since the epoch back from civil dates (Hinnant's days_from_civil).
-        fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-            let y = if m <= 2 { y - 1 } else { y };
-            let era = y.div_euclid(400);
-            let yoe = y - era * 400;
-            let mp = (m + 9) % 12;
-            let doy = (153 * mp + 2) / 5 + d - 1;
-            let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-            era * 146_097 + doe - 719_468
-        }
         let mut previous = civil_from_days(-1);
         for days in 0..146_097 {
             let (y, m, d) = civil_from_days(days);

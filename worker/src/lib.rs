@@ -4,8 +4,8 @@
 pub mod config;
 pub mod connect;
 pub mod error;
-pub mod event;
 pub mod expr;
+pub mod format;
 pub mod job;
 pub mod metrics;
 pub mod pipeline;

@@ -20,7 +20,7 @@ use redis::aio::ConnectionManager;
 
 use crate::config::Processors;
 use crate::error::{Error, Result};
-use crate::event::ChangeEvent;
+use crate::format::ChangeEvent;
 use crate::job::Job;
 use crate::plan::{plan, Position, Write};
 use crate::{metrics, sink};
@@ -31,8 +31,8 @@ pub type Fields = Vec<(Vec<u8>, Vec<u8>)>;
 /// One change as a source hands it over.
 pub struct Delivery {
     /// Which jobs apply: the stream a redis-stream entry came from, `schema.table` for
-    /// PostgreSQL.
-    pub route: String,
+    /// PostgreSQL. (Shared: the deliveries of a batch mostly have the same.)
+    pub route: Arc<str>,
     /// Where the change sits in its source, as logs and its dead letter name it: an entry
     /// id, `lsn 22863416`, `snapshot row 12`.
     pub at: String,
@@ -42,18 +42,35 @@ pub struct Delivery {
     pub change: std::result::Result<Option<(ChangeEvent, Position)>, String>,
     /// The stream to answer on (`responseTopic`, as a RuleGo endpoint answers).
     pub reply_to: Option<String>,
-    /// The change as the source received it, where it keeps it (a stream entry's fields).
+    /// The change as the source received it, where the source keeps it (a stream entry's
+    /// fields): its dead letter. Without it, the source rebuilds the dead letter from the
+    /// change ([`Feed::letter`]).
     pub raw: Fields,
+}
+
+/// What the pipeline keeps of a delivery once its writes are planned. (The change itself
+/// is dropped as soon as it is planned, unless its dead letter is to be rebuilt from it:
+/// a batch of decoded changes kept until Redis answers costs the worker a tenth of its
+/// time in freeing them, and each byte kept here costs the drain.)
+pub struct Delivered {
+    pub route: Arc<str>,
+    pub at: String,
+    pub raw: Fields,
+    /// The change, where `raw` is empty.
+    pub change: Option<Box<ChangeEvent>>,
+    /// Where to answer, and the stream id the answer gets.
+    reply: Option<Box<(String, String)>>,
 }
 
 /// What the pipeline asks of a source about its deliveries.
 pub trait Feed {
-    /// How many times `delivery` has been attempted, this time included.
-    fn deliveries(&mut self, delivery: &Delivery) -> impl Future<Output = Result<u64>> + Send;
+    /// How many times `delivered` has been attempted, this time included.
+    fn deliveries(&mut self, delivered: &Delivered) -> impl Future<Output = Result<u64>> + Send;
 
-    /// `delivery` as field/value pairs that replay it when added to a stream that a
-    /// redis-stream source with the same jobs reads.
-    fn letter(&self, delivery: &Delivery) -> Fields;
+    /// The change as field/value pairs that replay it when added to a stream that a
+    /// redis-stream source with the same jobs reads: its `raw` fields where there are any,
+    /// else rebuilt from its `change`.
+    fn letter(&self, delivered: &Delivered) -> Fields;
 }
 
 /// Plans, writes, dead-letters and answers for one source.
@@ -72,7 +89,7 @@ pub struct Pipeline {
 struct Batch {
     /// The source's name for metrics and its dead-letter stream (`{stream}`).
     source: String,
-    deliveries: Vec<Delivery>,
+    delivered: Vec<Delivered>,
     /// Why a delivery has no writes, where planning failed.
     errors: Vec<Option<String>>,
     started: Instant,
@@ -95,7 +112,7 @@ pub struct InFlight {
 /// What became of a batch.
 pub struct Outcome {
     source: String,
-    deliveries: Vec<Delivery>,
+    delivered: Vec<Delivered>,
     /// Per delivery: written (or nothing to write) or dead-lettered — the source confirms
     /// these — or failed, to be delivered again.
     done: Vec<bool>,
@@ -125,44 +142,66 @@ impl Pipeline {
         self.routes.contains_key(route)
     }
 
-    /// Each delivery's writes under the jobs of its route.
-    pub fn plan(&self, source: &str, deliveries: Vec<Delivery>) -> Planned {
+    /// Each delivery's writes under the jobs of its route. `deliveries` is best a lazy
+    /// iterator (decoding as it goes): each change is then decoded, planned and dropped
+    /// while its memory is still in the cache.
+    pub fn plan(
+        &self,
+        source: &str,
+        deliveries: impl ExactSizeIterator<Item = Delivery>,
+    ) -> Planned {
         let started = Instant::now();
         let mut errors = Vec::with_capacity(deliveries.len());
-        let writes = deliveries
-            .iter()
-            .map(|delivery| match self.plan_one(delivery) {
-                Ok(writes) => {
-                    errors.push(None);
-                    writes
+        let mut writes = Vec::with_capacity(deliveries.len());
+        let mut delivered = Vec::with_capacity(deliveries.len());
+        // The deliveries of a batch mostly share a route: its jobs are looked up once.
+        let mut route_jobs: (&str, &[Arc<Job>]) = ("", &[]);
+        for Delivery {
+            route,
+            at,
+            change,
+            reply_to,
+            raw,
+        } in deliveries
+        {
+            if route_jobs.0 != &*route {
+                route_jobs = self
+                    .routes
+                    .get_key_value(&*route)
+                    .map_or(("", &[]), |(route, jobs)| (route.as_str(), jobs.as_slice()));
+            }
+            let (planned, change, reply) = match change {
+                Ok(Some((event, position))) => {
+                    let planned = plan_change(route_jobs.1, &event, &position);
+                    let reply = reply_to.map(|topic| Box::new((topic, position.stream_id)));
+                    (planned, raw.is_empty().then(|| Box::new(event)), reply)
                 }
-                Err(error) => {
-                    errors.push(Some(error));
-                    Vec::new()
-                }
-            })
-            .collect();
+                Ok(None) => (Ok(Vec::new()), None, None),
+                Err(error) => (Err(error), None, None),
+            };
+            let (planned, error) = match planned {
+                Ok(planned) => (planned, None),
+                Err(error) => (Vec::new(), Some(error)),
+            };
+            writes.push(planned);
+            errors.push(error);
+            delivered.push(Delivered {
+                route,
+                at,
+                raw,
+                change,
+                reply,
+            });
+        }
         Planned {
             batch: Batch {
                 source: source.to_owned(),
-                deliveries,
+                delivered,
                 errors,
                 started,
             },
             writes,
         }
-    }
-
-    fn plan_one(&self, delivery: &Delivery) -> std::result::Result<Vec<Write>, String> {
-        let Some((event, position)) = delivery.change.as_ref().map_err(Clone::clone)? else {
-            return Ok(Vec::new());
-        };
-        let mut writes = Vec::new();
-        for job in self.routes.get(&delivery.route).into_iter().flatten() {
-            writes
-                .extend(plan(job, event, position).map_err(|e| format!("job {}: {e}", job.name))?);
-        }
-        Ok(writes)
     }
 
     /// Sends a planned batch's writes without waiting for them. A source sends a batch only
@@ -179,7 +218,7 @@ impl Pipeline {
     pub async fn deliver(
         &mut self,
         source: &str,
-        deliveries: Vec<Delivery>,
+        deliveries: impl ExactSizeIterator<Item = Delivery>,
         feed: &mut impl Feed,
     ) -> Result<Outcome> {
         let in_flight = self.send(self.plan(source, deliveries));
@@ -194,7 +233,7 @@ impl Pipeline {
             batch:
                 Batch {
                     source,
-                    deliveries,
+                    delivered,
                     errors,
                     started,
                 },
@@ -203,10 +242,10 @@ impl Pipeline {
         let applied = applied
             .await
             .map_err(|e| Error::Invalid(format!("writing a batch: {e}")))??;
-        let mut done = Vec::with_capacity(deliveries.len());
+        let mut done = Vec::with_capacity(delivered.len());
         let mut replies = Vec::new();
         let (mut failed, mut dead_lettered) = (0, 0);
-        for ((delivery, error), applied) in deliveries.iter().zip(errors).zip(applied) {
+        for ((delivery, error), applied) in delivered.iter().zip(errors).zip(applied) {
             let Err(error) = error.map_or(applied, Err) else {
                 done.push(true);
                 replies.extend(reply(delivery, &source, None));
@@ -243,7 +282,7 @@ impl Pipeline {
         }
         Ok(Outcome {
             source,
-            deliveries,
+            delivered,
             done,
             failed,
             dead_lettered,
@@ -256,7 +295,7 @@ impl Pipeline {
     async fn dead_letter(
         &mut self,
         source: &str,
-        delivery: &Delivery,
+        delivery: &Delivered,
         error: &str,
         deliveries: u64,
         letter: Fields,
@@ -290,8 +329,8 @@ impl Pipeline {
 
 impl Outcome {
     /// The deliveries done: the source may confirm them.
-    pub fn done(&self) -> impl Iterator<Item = &Delivery> {
-        self.deliveries
+    pub fn done(&self) -> impl Iterator<Item = &Delivered> {
+        self.delivered
             .iter()
             .zip(&self.done)
             .filter_map(|(delivery, done)| done.then_some(delivery))
@@ -302,11 +341,11 @@ impl Outcome {
     }
 
     pub fn len(&self) -> usize {
-        self.deliveries.len()
+        self.delivered.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.deliveries.is_empty()
+        self.delivered.is_empty()
     }
 
     /// The batch's metrics, once the source has confirmed `acked` of its deliveries.
@@ -326,9 +365,8 @@ impl Outcome {
 
 /// The answer to a delivery that asked for one: `body` `ok`, or `error` with the error;
 /// its id is the delivery's place in its source, so that a replayed answer adds nothing.
-fn reply(delivery: &Delivery, source: &str, error: Option<&str>) -> Option<Write> {
-    let topic = delivery.reply_to.as_ref()?;
-    let (_, position) = delivery.change.as_ref().ok()?.as_ref()?;
+fn reply(delivery: &Delivered, source: &str, error: Option<&str>) -> Option<Write> {
+    let (topic, stream_id) = delivery.reply.as_deref()?;
     let mut row = serde_json::Map::new();
     row.insert(
         "body".into(),
@@ -343,7 +381,20 @@ fn reply(delivery: &Delivery, source: &str, error: Option<&str>) -> Option<Write
         key: topic.clone(),
         json: redsink_core::json::to_text(&serde_json::Value::Object(row)),
         op_code: None,
-        id: position.stream_id.clone(),
+        id: stream_id.clone(),
         ttl: None,
     })
+}
+
+/// A change's writes under `jobs`, or why it has none.
+fn plan_change(
+    jobs: &[Arc<Job>],
+    event: &ChangeEvent,
+    position: &Position,
+) -> std::result::Result<Vec<Write>, String> {
+    let mut writes = Vec::new();
+    for job in jobs {
+        writes.extend(plan(job, event, position).map_err(|e| format!("job {}: {e}", job.name))?);
+    }
+    Ok(writes)
 }

@@ -7,8 +7,8 @@ use serde_json::{Map, Value};
 use redsink_core::json::to_text;
 
 use crate::error::{Error, Result};
-use crate::event::{ChangeEvent, Op};
 use crate::expr::{input, Expr, Input};
+use crate::format::{ChangeEvent, Op};
 use crate::job::{DataType, Expire, Job, OnUpdate, Output, Transform};
 
 /// Where an event sits in its source.

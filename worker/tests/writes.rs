@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use redsink_tests::{call, snapshot, Options, RedisServer};
-use redsink_worker::event::{decode, Decoded};
+use redsink_worker::format::{decode, Decoded};
 use redsink_worker::job::Job;
 use redsink_worker::plan::{plan, Position, Write};
 use redsink_worker::sink::apply;
@@ -88,7 +88,7 @@ fn planned() -> Vec<Vec<Write>> {
                 panic!("no tombstones here");
             };
             let position = Position {
-                version: redsink_worker::event::entry_version(&id).unwrap(),
+                version: redsink_worker::source::entries::entry_version(&id).unwrap(),
                 time_ms: id.split('-').next().unwrap().parse().unwrap(),
                 stream_id: id,
             };

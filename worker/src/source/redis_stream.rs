@@ -8,18 +8,19 @@
 //! or dead-lettered after `max_deliveries` deliveries, which XPENDING counts).
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use redis::aio::ConnectionManager;
 use redis::Value;
 use tokio::sync::watch;
 
-use super::entries::{parse_autoclaim, parse_read, Entry};
+use super::entries::{entry_version, parse_autoclaim, parse_read, Entry};
 use crate::config::{Processors, RedisStreamSource, Streams};
 use crate::error::Result;
-use crate::event::{decode, entry_version, Decoded};
+use crate::format::{decode, Decoded};
 use crate::metrics;
-use crate::pipeline::{Delivery, Feed, Fields, InFlight, Pipeline, Planned};
+use crate::pipeline::{Delivered, Delivery, Feed, Fields, InFlight, Pipeline, Planned};
 use crate::plan::Position;
 
 /// How often a pattern is searched for new streams, and the group's lag sampled.
@@ -315,10 +316,8 @@ impl StreamSource {
     /// batch before is finished, so that they reach Redis in stream order; the next batch
     /// is read and planned while Redis writes this one.)
     fn plan(&self, stream: &str, entries: Vec<Entry>) -> Planned {
-        let deliveries = entries
-            .into_iter()
-            .map(|entry| delivery(stream, entry))
-            .collect();
+        let route: Arc<str> = Arc::from(stream);
+        let deliveries = entries.into_iter().map(|entry| delivery(&route, entry));
         self.pipeline.plan(stream, deliveries)
     }
 
@@ -335,7 +334,7 @@ impl StreamSource {
             .collect();
         if let Some(stream) = outcome.done().next().map(|delivery| &delivery.route) {
             redis::cmd("XACK")
-                .arg(stream)
+                .arg(&**stream)
                 .arg(&self.settings.group)
                 .arg(&acked)
                 .query_async::<i64>(&mut self.writer)
@@ -353,9 +352,9 @@ struct Pending {
 }
 
 impl Feed for Pending {
-    async fn deliveries(&mut self, delivery: &Delivery) -> Result<u64> {
+    async fn deliveries(&mut self, delivery: &Delivered) -> Result<u64> {
         let pending: Value = redis::cmd("XPENDING")
-            .arg(&delivery.route)
+            .arg(&*delivery.route)
             .arg(&self.group)
             .arg(&delivery.at)
             .arg(&delivery.at)
@@ -366,14 +365,14 @@ impl Feed for Pending {
     }
 
     /// The entry's own fields: added to a stream this source reads, they replay it.
-    fn letter(&self, delivery: &Delivery) -> Fields {
+    fn letter(&self, delivery: &Delivered) -> Fields {
         delivery.raw.clone()
     }
 }
 
 /// An entry of `stream` as a delivery: its change decoded (Debezium's format or plain
 /// JSON), its place in the stream's order, and the stream to answer on.
-fn delivery(stream: &str, entry: Entry) -> Delivery {
+fn delivery(stream: &Arc<str>, entry: Entry) -> Delivery {
     let (change, reply_to) = match decode(&entry.fields) {
         Ok(Decoded::Change(change)) => {
             let reply_to = change
@@ -389,7 +388,7 @@ fn delivery(stream: &str, entry: Entry) -> Delivery {
         Err(error) => (Err(error.to_string()), None),
     };
     Delivery {
-        route: stream.to_owned(),
+        route: Arc::clone(stream),
         at: entry.id,
         change,
         reply_to,

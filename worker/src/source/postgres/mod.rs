@@ -13,9 +13,9 @@
 
 mod snapshot;
 mod tls;
-pub mod wal2json;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use redis::aio::ConnectionManager;
@@ -24,10 +24,10 @@ use tokio_postgres::config::SslMode;
 use tokio_postgres::{Client, NoTls};
 
 use self::snapshot::{Batch, Progress};
-use self::wal2json::{parse_lsn, Change};
 use crate::config::{PostgresSource, Processors};
 use crate::error::{describe_postgres, Error, Result};
-use crate::pipeline::{Delivery, Feed, Fields, Pipeline};
+use crate::format::wal2json::{self, parse_lsn, Change};
+use crate::pipeline::{Delivered, Delivery, Feed, Fields, Pipeline};
 use crate::plan::Position;
 
 pub struct PgSource {
@@ -318,25 +318,23 @@ impl PgSource {
             events,
             first_row,
         } = batch;
-        let deliveries = events
-            .into_iter()
-            .zip(first_row..)
-            .map(|(event, row)| {
-                let version = event.lsn.unwrap_or(0);
-                let position = Position {
-                    version,
-                    stream_id: format!("{version}-{row}"),
-                    time_ms: redsink_core::time::now_ms(),
-                };
-                Delivery {
-                    route: table.clone(),
-                    at: format!("snapshot row {row}"),
-                    change: Ok(Some((event, position))),
-                    reply_to: None,
-                    raw: Vec::new(),
-                }
-            })
-            .collect();
+        let table: Arc<str> = Arc::from(table);
+        let deliveries = events.into_iter().enumerate().map(|(i, event)| {
+            let row = first_row + i as i64;
+            let version = event.lsn.unwrap_or(0);
+            let position = Position {
+                version,
+                stream_id: format!("{version}-{row}"),
+                time_ms: redsink_core::time::now_ms(),
+            };
+            Delivery {
+                route: Arc::clone(&table),
+                at: format!("snapshot row {row}"),
+                change: Ok(Some((event, position))),
+                reply_to: None,
+                raw: Vec::new(),
+            }
+        });
         let source = self.name();
         let mut feed = Changes {
             attempt: self.processors.max_deliveries,
@@ -388,6 +386,7 @@ impl PgSource {
         };
         let mut deliveries = Vec::with_capacity(rows.len());
         let (mut commit_lsn, mut number) = (None, 0);
+        let mut route: Arc<str> = Arc::from("");
         for row in &rows {
             let (lsn_text, data): (String, String) = (row.get(0), row.get(1));
             let lsn = parse_lsn(&lsn_text).unwrap_or(0);
@@ -401,24 +400,34 @@ impl PgSource {
                 ),
                 Ok(Change::Other) => {}
             }
-            let (route, change) = match decoded {
+            let change = match decoded {
                 Ok(Change::Row { table, event }) => {
+                    // A poll's changes mostly touch few tables: one shared name each.
+                    if *route != *table {
+                        route = Arc::from(table);
+                    }
                     let position = Position {
                         version: lsn,
                         stream_id: format!("{}-{number}", commit_lsn.unwrap_or(lsn)),
                         time_ms: redsink_core::time::now_ms(),
                     };
-                    (table, Ok(Some((event, position))))
+                    Ok(Some((event, position)))
                 }
-                Ok(_) => (String::new(), Ok(None)),
-                Err(error) => (String::new(), Err(error.to_string())),
+                Ok(_) => Ok(None),
+                Err(error) => Err(error.to_string()),
+            };
+            // A message that did not decode is its own dead letter; a change's is rebuilt
+            // from it as Debezium's event.
+            let raw = match change {
+                Err(_) => vec![(b"wal2json".to_vec(), data.into_bytes())],
+                Ok(_) => Vec::new(),
             };
             deliveries.push(Delivery {
-                route,
+                route: Arc::clone(&route),
                 at: format!("lsn {lsn}"),
                 change,
                 reply_to: None,
-                raw: vec![(b"wal2json".to_vec(), data.into_bytes())],
+                raw,
             });
         }
         let source = self.name();
@@ -428,7 +437,7 @@ impl PgSource {
         };
         let outcome = self
             .pipeline
-            .deliver(&source, deliveries, &mut feed)
+            .deliver(&source, deliveries.into_iter(), &mut feed)
             .await?;
         if !outcome.all_done() {
             outcome.record(0);
@@ -466,15 +475,15 @@ struct Changes<'a> {
 }
 
 impl Feed for Changes<'_> {
-    async fn deliveries(&mut self, _delivery: &Delivery) -> Result<u64> {
+    async fn deliveries(&mut self, _delivery: &Delivered) -> Result<u64> {
         Ok(self.attempt)
     }
 
     /// The change as Debezium's PostgreSQL connector gives it (`value`: `{before, after,
     /// source, op, ts_ms}`, with `source.lsn`), which a redis-stream source decodes; what
     /// did not decode, as wal2json wrote it.
-    fn letter(&self, delivery: &Delivery) -> Fields {
-        let Ok(Some((event, _))) = &delivery.change else {
+    fn letter(&self, delivery: &Delivered) -> Fields {
+        let Some(event) = &delivery.change else {
             return delivery.raw.clone();
         };
         let s = self.settings;

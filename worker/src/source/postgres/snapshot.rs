@@ -25,9 +25,9 @@ use tracing::{Instrument, Span};
 use tracing_indicatif::span_ext::IndicatifSpanExt;
 use tracing_indicatif::style::ProgressStyle;
 
-use super::{wal2json, PgSource};
+use super::PgSource;
 use crate::error::{Error, Result};
-use crate::event::{ChangeEvent, Op};
+use crate::format::{postgres, ChangeEvent, Op};
 
 /// Where a snapshot stands, as kept in the source's marker hash in Redis: `version`,
 /// `rows`, `table` and `after` while a snapshot runs, `done:<table>` per table read.
@@ -301,7 +301,7 @@ fn snapshot_event(text: &str, types: &BTreeMap<String, String>, lsn: i64) -> Res
     let mut row = Map::new();
     for (name, value) in raw {
         let kind = types.get(&name).map_or("text", String::as_str);
-        let mapped: Value = wal2json::value(kind, value.get())?;
+        let mapped: Value = postgres::value(kind, value.get())?;
         row.insert(name, mapped);
     }
     Ok(ChangeEvent {

@@ -1,9 +1,19 @@
-//! Stream entries as change events.
+//! What the bytes of a change mean, apart from where they come from: the change event
+//! every source hands on ([`ChangeEvent`]), and the formats it is read from —
+//! Debezium's ([`debezium`]), plain JSON ([`json`]), PostgreSQL's wal2json messages
+//! ([`wal2json`]) and column values ([`postgres`]). A source (a transport) picks the
+//! format; a new format goes here, beside these.
 //!
-//! Debezium Server's Redis sink writes one field per entry: the record's key (JSON) →
-//! the change event (JSON `{before, after, source, op, ts_ms}`, with or without the
-//! `{schema, payload}` wrapper); a tombstone after a delete carries no event. Anything
-//! else is plain JSON: one field holding a JSON object, or field/value pairs — an upsert.
+//! A stream entry's fields are read as Debezium Server's Redis sink writes them — one
+//! field: the record's key (JSON) → the change event (JSON `{before, after, source, op,
+//! ts_ms}`, with or without the `{schema, payload}` wrapper); a tombstone after a delete
+//! carries no event — or else as plain JSON: one field holding a JSON object, or
+//! field/value pairs — an upsert.
+
+pub mod debezium;
+pub mod json;
+pub mod postgres;
+pub mod wal2json;
 
 use serde_json::{Map, Value};
 
@@ -32,7 +42,7 @@ impl Op {
         }
     }
 
-    fn parse(code: &str) -> Option<Op> {
+    pub fn parse(code: &str) -> Option<Op> {
         match code {
             "c" => Some(Op::Create),
             "u" => Some(Op::Update),
@@ -54,30 +64,6 @@ pub struct ChangeEvent {
     pub lsn: Option<i64>,
 }
 
-impl ChangeEvent {
-    /// This change as Debezium Server writes it, `{before, after, source, op, ts_ms}`,
-    /// with `source` as given plus the LSN: how a source that reads no stream hands a
-    /// change on (its dead letters), ready to be added to a `data:` stream as is.
-    pub fn to_debezium(&self, mut source: Map<String, Value>) -> Value {
-        let row = Value::Object(self.row.clone());
-        let (before, after) = if self.op == Op::Delete {
-            (row, Value::Null)
-        } else {
-            (Value::Null, row)
-        };
-        if let Some(lsn) = self.lsn {
-            source.insert("lsn".into(), lsn.into());
-        }
-        serde_json::json!({
-            "before": before,
-            "after": after,
-            "source": source,
-            "op": self.op.code(),
-            "ts_ms": redsink_core::time::now_ms(),
-        })
-    }
-}
-
 /// What an entry holds.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Decoded {
@@ -91,96 +77,32 @@ pub fn decode(fields: &[(Vec<u8>, Vec<u8>)]) -> Result<Decoded> {
     match fields {
         [] => Err(Error::Event("the entry has no fields".into())),
         [(name, value)] => decode_single(name, value),
-        pairs => Ok(Decoded::Change(upsert(pairs_to_row(pairs)?))),
+        pairs => Ok(Decoded::Change(json::upsert(json::row_from_pairs(pairs)?))),
     }
 }
 
 fn decode_single(name: &[u8], value: &[u8]) -> Result<Decoded> {
-    // Debezium's field name is the record's key as JSON.
-    let is_json_key = name.first().is_some_and(|b| matches!(b, b'{' | b'['))
-        && serde_json::from_slice::<Value>(name).is_ok();
+    let is_key = debezium::is_key(name);
     match serde_json::from_slice::<Value>(value) {
         Ok(Value::Object(object)) => {
-            let event = unwrap_payload(object);
+            let event = debezium::unwrap_payload(object);
             match event.get("op").and_then(Value::as_str).map(str::to_owned) {
-                Some(code) if is_change_event(&event) => debezium(event, &code),
-                _ => Ok(Decoded::Change(upsert(event))),
+                Some(code) if debezium::is_change_event(&event) => debezium::change(event, &code),
+                _ => Ok(Decoded::Change(json::upsert(event))),
             }
         }
-        // Debezium writes a tombstone (null value) for a deleted key.
-        Ok(Value::Null) if is_json_key => Ok(Decoded::Tombstone),
-        _ if is_json_key && (value.is_empty() || value == b"default") => Ok(Decoded::Tombstone),
-        Err(error) if is_json_key => Err(Error::Event(format!(
+        // Debezium writes a tombstone (null, or its `redis.null.value`) for a deleted key.
+        Ok(Value::Null) if is_key => Ok(Decoded::Tombstone),
+        _ if is_key && debezium::is_null_value(value) => Ok(Decoded::Tombstone),
+        Err(error) if is_key => Err(Error::Event(format!(
             "the change event of key {} is not valid JSON: {error}",
             String::from_utf8_lossy(name)
         ))),
-        _ => Ok(Decoded::Change(upsert(pairs_to_row(&[(
+        _ => Ok(Decoded::Change(json::upsert(json::row_from_pairs(&[(
             name.to_vec(),
             value.to_vec(),
         )])?))),
     }
-}
-
-/// `{schema, payload}` → `payload`.
-fn unwrap_payload(mut object: Map<String, Value>) -> Map<String, Value> {
-    if object.len() == 2 && object.contains_key("schema") {
-        if let Some(Value::Object(payload)) = object.remove("payload") {
-            return payload;
-        }
-    }
-    object
-}
-
-fn is_change_event(event: &Map<String, Value>) -> bool {
-    event.contains_key("after") || event.contains_key("before")
-}
-
-fn debezium(mut event: Map<String, Value>, code: &str) -> Result<Decoded> {
-    let op =
-        Op::parse(code).ok_or_else(|| Error::Event(format!("unknown Debezium op '{code}'")))?;
-    let lsn = event
-        .get("source")
-        .and_then(|source| source.get("lsn"))
-        .and_then(Value::as_i64);
-    let side = if op == Op::Delete { "before" } else { "after" };
-    let row = match event.remove(side) {
-        Some(Value::Object(row)) => row,
-        _ => {
-            return Err(Error::Event(format!(
-                "a Debezium '{code}' event without '{side}' (for deletes, set REPLICA IDENTITY so that 'before' has the key)"
-            )))
-        }
-    };
-    Ok(Decoded::Change(ChangeEvent { op, row, lsn }))
-}
-
-fn upsert(row: Map<String, Value>) -> ChangeEvent {
-    ChangeEvent {
-        op: Op::Create,
-        row,
-        lsn: None,
-    }
-}
-
-fn pairs_to_row(pairs: &[(Vec<u8>, Vec<u8>)]) -> Result<Map<String, Value>> {
-    pairs
-        .iter()
-        .map(|(name, value)| {
-            let name = String::from_utf8(name.clone())
-                .map_err(|_| Error::Event("a field name is not UTF-8".into()))?;
-            let value = String::from_utf8(value.clone())
-                .map_err(|_| Error::Event(format!("field '{name}' is not UTF-8")))?;
-            Ok((name, Value::String(value)))
-        })
-        .collect()
-}
-
-/// A version for a change without an LSN: its stream entry id, `ms * 10^6 + seq`, which
-/// orders the entries of one stream.
-pub fn entry_version(entry_id: &str) -> Option<i64> {
-    let (ms, seq) = entry_id.split_once('-')?;
-    let (ms, seq): (i64, i64) = (ms.parse().ok()?, seq.parse().ok()?);
-    ms.checked_mul(1_000_000)?.checked_add(seq.min(999_999))
 }
 
 #[cfg(test)]
@@ -294,17 +216,5 @@ mod tests {
         );
         assert!(decode(&[]).is_err());
         assert!(decode(&[(b"a".to_vec(), vec![0xff]), (b"b".to_vec(), b"x".to_vec())]).is_err());
-    }
-
-    #[test]
-    fn entry_ids_order_as_versions() {
-        assert_eq!(
-            entry_version("1795290468019-0"),
-            Some(1_795_290_468_019_000_000)
-        );
-        assert!(entry_version("5-1").unwrap() > entry_version("5-0").unwrap());
-        assert!(entry_version("6-0").unwrap() > entry_version("5-999").unwrap());
-        assert_eq!(entry_version("x"), None);
-        assert_eq!(entry_version("99999999999999999-0"), None);
     }
 }

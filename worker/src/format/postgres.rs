@@ -1,5 +1,5 @@
-//! PostgreSQL changes as wal2json (format version 2) writes them, turned into the same
-//! change events Debezium would produce, and PostgreSQL values into JSON:
+//! PostgreSQL's column values as JSON, by type (wal2json's messages and the snapshot's
+//! rows alike):
 //!
 //! | PostgreSQL | JSON |
 //! |---|---|
@@ -14,107 +14,9 @@
 //! | arrays (one dimension) | JSON arrays of the element type's values |
 //! | NULL | null |
 
-use serde::Deserialize;
-use serde_json::value::RawValue;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use crate::error::{Error, Result};
-use crate::event::{ChangeEvent, Op};
-
-/// One wal2json format-2 message.
-#[derive(Debug, Deserialize)]
-struct Message<'a> {
-    action: &'a str,
-    /// On `B`: the transaction's commit LSN.
-    lsn: Option<&'a str>,
-    schema: Option<String>,
-    table: Option<String>,
-    #[serde(borrow, default)]
-    columns: Vec<Column<'a>>,
-    #[serde(borrow, default)]
-    identity: Vec<Column<'a>>,
-}
-
-#[derive(Debug, Deserialize)]
-struct Column<'a> {
-    name: String,
-    #[serde(rename = "type")]
-    kind: String,
-    #[serde(borrow)]
-    value: &'a RawValue,
-}
-
-/// What one message is.
-#[derive(Debug, PartialEq)]
-pub enum Change {
-    /// A row change of `schema.table`.
-    Row { table: String, event: ChangeEvent },
-    /// TRUNCATE of `schema.table`.
-    Truncate { table: String },
-    /// The start of a transaction that commits at `commit_lsn`.
-    Begin { commit_lsn: i64 },
-    /// Transaction boundaries and messages that change no row.
-    Other,
-}
-
-/// Decodes a wal2json format-2 message at `lsn`.
-pub fn decode(data: &str, lsn: i64) -> Result<Change> {
-    let message: Message =
-        serde_json::from_str(data).map_err(|e| Error::Event(format!("wal2json message: {e}")))?;
-    let table = || {
-        format!(
-            "{}.{}",
-            message.schema.as_deref().unwrap_or("public"),
-            message.table.as_deref().unwrap_or("")
-        )
-    };
-    let op = match message.action {
-        "I" => Op::Create,
-        "U" => Op::Update,
-        "D" => Op::Delete,
-        "T" => return Ok(Change::Truncate { table: table() }),
-        "B" => {
-            let commit_lsn = message.lsn.and_then(parse_lsn).ok_or_else(|| {
-                Error::Event(format!("wal2json begin message without an LSN: {data}"))
-            })?;
-            return Ok(Change::Begin { commit_lsn });
-        }
-        _ => return Ok(Change::Other),
-    };
-    // A delete carries the old key as `identity` (all columns with REPLICA IDENTITY FULL).
-    let columns = if op == Op::Delete {
-        &message.identity
-    } else {
-        &message.columns
-    };
-    let row = columns
-        .iter()
-        .map(|column| {
-            Ok((
-                column.name.clone(),
-                value(&column.kind, column.value.get())?,
-            ))
-        })
-        .collect::<Result<Map<String, Value>>>()?;
-    Ok(Change::Row {
-        table: table(),
-        event: ChangeEvent {
-            op,
-            row,
-            lsn: Some(lsn),
-        },
-    })
-}
-
-/// `X/Y` (PostgreSQL's LSN text) as a number.
-pub fn parse_lsn(text: &str) -> Option<i64> {
-    let (high, low) = text.split_once('/')?;
-    let (high, low) = (
-        i64::from_str_radix(high, 16).ok()?,
-        i64::from_str_radix(low, 16).ok()?,
-    );
-    Some((high << 32) | low)
-}
 
 /// A column value (`raw`: its JSON text from wal2json) as JSON, by its type name.
 pub fn value(kind: &str, raw: &str) -> Result<Value> {
@@ -205,12 +107,7 @@ fn parse_offset(offset: &str) -> i64 {
 fn parse_date(date: &str) -> Option<i64> {
     let mut parts = date.split('-').map(|part| part.parse::<i64>().ok());
     let (y, m, d) = (parts.next()??, parts.next()??, parts.next()??);
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    Some(era * 146_097 + yoe * 365 + yoe / 4 - yoe / 100 + doy - 719_468)
+    Some(redsink_core::time::days_from_civil(y, m, d))
 }
 
 /// Seconds into the day of `HH:MM:SS[.fraction]`, and the fraction as written.
@@ -278,58 +175,6 @@ fn array(element: &str, literal: &str) -> Result<Value> {
 mod tests {
     use super::*;
     use serde_json::json;
-
-    #[test]
-    fn inserts_updates_deletes_and_truncates() {
-        let insert = r#"{"action":"I","schema":"public","table":"invoice","columns":[{"name":"InvoiceId","type":"integer","value":1},{"name":"Total","type":"numeric(10,2)","value":3.96},{"name":"BillingCountry","type":"character varying(40)","value":"Germany"}]}"#;
-        let Change::Row { table, event } = decode(insert, 42).unwrap() else {
-            panic!("a row");
-        };
-        assert_eq!(table, "public.invoice");
-        assert_eq!(event.op, Op::Create);
-        assert_eq!(event.lsn, Some(42));
-        assert_eq!(
-            Value::Object(event.row),
-            json!({"InvoiceId": 1, "Total": "3.96", "BillingCountry": "Germany"})
-        );
-        let delete = r#"{"action":"D","schema":"public","table":"invoice","identity":[{"name":"InvoiceId","type":"integer","value":1}]}"#;
-        let Change::Row { event, .. } = decode(delete, 43).unwrap() else {
-            panic!("a row");
-        };
-        assert_eq!(
-            (event.op, Value::Object(event.row)),
-            (Op::Delete, json!({"InvoiceId": 1}))
-        );
-        assert_eq!(
-            decode(r#"{"action":"T","schema":"public","table":"invoice"}"#, 44).unwrap(),
-            Change::Truncate {
-                table: "public.invoice".into()
-            }
-        );
-        assert_eq!(
-            decode(
-                r#"{"action":"B","lsn":"0/152D250","nextlsn":"0/152D280"}"#,
-                45
-            )
-            .unwrap(),
-            Change::Begin {
-                commit_lsn: 0x152_D250
-            }
-        );
-        assert_eq!(
-            decode(r#"{"action":"C","lsn":"0/152D250"}"#, 45).unwrap(),
-            Change::Other
-        );
-        assert!(decode("{broken", 46).is_err());
-    }
-
-    #[test]
-    fn lsns_as_numbers() {
-        assert_eq!(parse_lsn("0/16B3748"), Some(0x16B_3748));
-        assert_eq!(parse_lsn("1/0"), Some(1 << 32));
-        assert!(parse_lsn("1/0").unwrap() > parse_lsn("0/FFFFFFFF").unwrap());
-        assert_eq!(parse_lsn("nonsense"), None);
-    }
 
     #[test]
     fn values_by_type() {
