@@ -56,7 +56,7 @@ pub struct SinkDefinition {
 
 /// What one row becomes.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Write {
+pub enum RowWrite {
     String(String),
     Hash(Fields),
     List(String),
@@ -174,7 +174,7 @@ impl SinkDefinition {
     }
 
     /// The key a row goes to, and what is written there.
-    pub fn plan(&self, row: &Map<String, Value>) -> Result<(Vec<u8>, Write)> {
+    pub fn plan(&self, row: &Map<String, Value>) -> Result<(Vec<u8>, RowWrite)> {
         let mut key = self.prefix.clone();
         if let Some(field) = &self.key_field {
             key.extend_from_slice(required(row, field, "the key")?.as_bytes());
@@ -182,24 +182,24 @@ impl SinkDefinition {
         let row_json = || crate::json::to_text(&Value::Object(row.clone()));
         let separator = self.flatten.as_deref().unwrap_or(".");
         let write = match self.kind {
-            SinkType::String => Write::String(row_json()),
+            SinkType::String => RowWrite::String(row_json()),
             SinkType::Hash => match &self.field_field {
-                Some(field) => Write::Hash(
+                Some(field) => RowWrite::Hash(
                     [(required(row, field, "the hash field")?, row_json())]
                         .into_iter()
                         .collect(),
                 ),
                 // The key field is in the key already (seed 002: `HGETALL
                 // rudderstack:user:user-3` holds the traits only).
-                None => Write::Hash(
+                None => RowWrite::Hash(
                     flatten(row, separator)
                         .into_iter()
                         .filter(|(field, _)| Some(field) != self.key_field.as_ref())
                         .collect(),
                 ),
             },
-            SinkType::List => Write::List(row_json()),
-            SinkType::Set => Write::Set(match &self.member_field {
+            SinkType::List => RowWrite::List(row_json()),
+            SinkType::Set => RowWrite::Set(match &self.member_field {
                 Some(field) => required(row, field, "the member")?,
                 None => row_json(),
             }),
@@ -209,7 +209,7 @@ impl SinkDefinition {
                     None => row_json(),
                 };
                 let field = self.score_field.as_deref().unwrap_or_default();
-                Write::Zset {
+                RowWrite::Zset {
                     member,
                     score: score(row.get(field), field)?,
                 }
@@ -226,7 +226,7 @@ impl SinkDefinition {
                     op_code.as_deref(),
                     &crate::json::Limits::UNLIMITED,
                 )?;
-                Write::Stream(fields)
+                RowWrite::Stream(fields)
             }
         };
         Ok((key, write))
@@ -307,7 +307,7 @@ mod tests {
         assert_eq!(key, b"session:s1");
         assert_eq!(
             write,
-            Write::String(r#"{"session_id":"s1","user_id":"u1"}"#.into())
+            RowWrite::String(r#"{"session_id":"s1","user_id":"u1"}"#.into())
         );
 
         let inventory = define(&[
@@ -329,7 +329,7 @@ mod tests {
         assert_eq!(key, b"stock:north");
         assert_eq!(
             write,
-            Write::Hash(Fields::from_iter([(
+            RowWrite::Hash(Fields::from_iter([(
                 "A-1",
                 r#"{"sku":"A-1","warehouse":"north","quantity":5}"#
             )]))
@@ -374,7 +374,7 @@ mod tests {
         assert_eq!(key, b"leaderboard:7");
         assert_eq!(
             write,
-            Write::Zset {
+            RowWrite::Zset {
                 member: "p1".into(),
                 score: 1500.0
             }
@@ -396,7 +396,7 @@ mod tests {
             .plan(&row(json!({"userId": "user-3", "age": 23})))
             .unwrap();
         assert_eq!(key, b"rudderstack:user:user-3");
-        assert_eq!(write, Write::Hash(Fields::from_iter([("age", "23")])));
+        assert_eq!(write, RowWrite::Hash(Fields::from_iter([("age", "23")])));
     }
 
     #[test]
@@ -419,7 +419,7 @@ mod tests {
         assert_eq!(key, b"invoice:events");
         assert_eq!(
             write,
-            Write::Stream(Fields::from_iter([
+            RowWrite::Stream(Fields::from_iter([
                 ("message_id", "1"),
                 ("Total", "2.5"),
                 ("op_code", "u")

@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use redsink_core::ds::OnUpdate;
 use serde::Deserialize;
 
 use crate::error::{Error, Result};
@@ -64,13 +65,17 @@ struct WriteFile {
     #[serde(default)]
     mapping: Vec<MappingFile>,
     expire: Option<ExpireFile>,
-    #[serde(default)]
+    #[serde(default = "replace", deserialize_with = "on_update")]
     on_update: OnUpdate,
     args: Option<BTreeMap<String, String>>,
 }
 
 fn target_connection() -> String {
     "target".into()
+}
+
+fn replace() -> OnUpdate {
+    OnUpdate::Replace
 }
 
 /// `- field` or `- field: alias`.
@@ -103,12 +108,19 @@ pub enum DataType {
     DeviceStream,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum OnUpdate {
-    #[default]
-    Replace,
-    Merge,
+/// RDI's `on_update: replace | merge`, as the device streams' `ONUPDATE` (one type for
+/// both: an update replaces what is stored, or is merged into it).
+fn on_update<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> std::result::Result<OnUpdate, D::Error> {
+    let name = String::deserialize(deserializer)?;
+    OnUpdate::NAMES
+        .iter()
+        .position(|known| known.eq_ignore_ascii_case(&name))
+        .and_then(OnUpdate::from_index)
+        .ok_or_else(|| {
+            serde::de::Error::custom(format!("on_update must be replace or merge, got '{name}'"))
+        })
 }
 
 /// A compiled job.
@@ -499,5 +511,9 @@ output:
                 .contains("unknown transform 'explode'")
         );
         assert!(bad("source: {table: t}\nouptut: []\n").contains("unknown field `ouptut`"));
+        assert!(bad(
+            "source: {table: t}\noutput:\n  - uses: redis.write\n    with: {on_update: sideways}\n"
+        )
+        .contains("on_update must be replace or merge, got 'sideways'"));
     }
 }

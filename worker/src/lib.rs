@@ -1,6 +1,7 @@
 //! redsink-worker: reads change events and writes them into Redis through the redsink
 //! module's commands (or plain commands where the module is not loaded).
 
+pub mod commands;
 pub mod config;
 pub mod connect;
 pub mod error;
@@ -11,7 +12,6 @@ pub mod metrics;
 pub mod pipeline;
 pub mod plan;
 pub mod run;
-pub mod sink;
 pub mod source;
 
 pub use error::{Error, Result};

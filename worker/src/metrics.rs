@@ -19,8 +19,8 @@ pub fn serve(address: SocketAddr) -> Result<()> {
     Ok(())
 }
 
-/// What happened to a batch of one stream's entries.
-pub struct Batch<'a> {
+/// What happened to a batch of one source's changes.
+pub struct BatchReport<'a> {
     pub stream: &'a str,
     pub read: usize,
     pub written: usize,
@@ -30,7 +30,7 @@ pub struct Batch<'a> {
     pub took: Duration,
 }
 
-pub fn record(batch: &Batch) {
+pub fn record(batch: &BatchReport) {
     let stream = batch.stream.to_owned();
     counter!("redsink_events_read_total", "stream" => stream.clone()).increment(batch.read as u64);
     counter!("redsink_events_written_total", "stream" => stream.clone())

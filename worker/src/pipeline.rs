@@ -23,7 +23,7 @@ use crate::error::{Error, Result};
 use crate::format::ChangeEvent;
 use crate::job::Job;
 use crate::plan::{plan, Position, Write};
-use crate::{metrics, sink};
+use crate::{commands, metrics};
 
 /// Field/value pairs, in order, as a stream entry holds them.
 pub type Fields = Vec<(Vec<u8>, Vec<u8>)>;
@@ -210,7 +210,8 @@ impl Pipeline {
         let Planned { batch, writes } = planned;
         let mut writer = self.writer.clone();
         let module = self.module;
-        let applied = tokio::spawn(async move { sink::apply(&mut writer, &writes, module).await });
+        let applied =
+            tokio::spawn(async move { commands::apply(&mut writer, &writes, module).await });
         InFlight { batch, applied }
     }
 
@@ -272,7 +273,7 @@ impl Pipeline {
         if !replies.is_empty() {
             // Each answer on its own: one that cannot be written holds up no other.
             let replies: Vec<Vec<Write>> = replies.into_iter().map(|reply| vec![reply]).collect();
-            for failed in sink::apply(&mut self.writer, &replies, self.module)
+            for failed in commands::apply(&mut self.writer, &replies, self.module)
                 .await?
                 .into_iter()
                 .filter_map(|outcome| outcome.err())
@@ -351,7 +352,7 @@ impl Outcome {
     /// The batch's metrics, once the source has confirmed `acked` of its deliveries.
     pub fn record(&self, acked: usize) {
         tracing::debug!(source = self.source, read = self.len(), acked, "batch done");
-        metrics::record(&metrics::Batch {
+        metrics::record(&metrics::BatchReport {
             stream: &self.source,
             read: self.len(),
             written: self.len() - self.failed,

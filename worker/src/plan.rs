@@ -4,12 +4,13 @@
 
 use serde_json::{Map, Value};
 
+use redsink_core::ds::OnUpdate;
 use redsink_core::json::to_text;
 
 use crate::error::{Error, Result};
 use crate::expr::{input, Expr, Input};
 use crate::format::{ChangeEvent, Op};
-use crate::job::{DataType, Expire, Job, OnUpdate, Output, Transform};
+use crate::job::{DataType, Expire, Job, Output, Transform};
 
 /// Where an event sits in its source.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -5,10 +5,10 @@
 use std::path::Path;
 
 use redsink_tests::{call, snapshot, Options, RedisServer};
+use redsink_worker::commands::apply;
 use redsink_worker::format::{decode, Decoded};
 use redsink_worker::job::Job;
 use redsink_worker::plan::{plan, Position, Write};
-use redsink_worker::sink::apply;
 
 mod common;
 use common::{INVOICE_HASH_JOB, SEED_001};

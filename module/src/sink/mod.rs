@@ -2,8 +2,10 @@
 //! do in several round trips, and other applications keep reading the keys with plain
 //! commands.
 //!
-//! Every write is made with `RM_Call(…, "!")`, so replicas and the AOF receive the plain
-//! commands that were executed (`HSET`, `PEXPIREAT`, `XADD <id>` …), wrapped in
+//! Hashes, sorted sets, streams and expiries are written through the low-level key API
+//! and replicated explicitly as the plain commands that have the same effect (`HSET`,
+//! `ZADD`, `XADD <id>`, `PEXPIREAT`…; see `keys`); strings, lists and sets through
+//! `RM_Call` with replication. Replicas and the AOF receive those commands, wrapped in
 //! MULTI/EXEC: they never re-decide anything. Versions are module state, changed on
 //! replicas only through the replicated `SINK.SETVERSION`.
 

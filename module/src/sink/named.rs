@@ -6,7 +6,7 @@ use redis_module::{
 };
 use redsink_core::args::{quote, Args};
 use redsink_core::cluster;
-use redsink_core::named::{SinkDefinition, SinkType, Write};
+use redsink_core::named::{RowWrite, SinkDefinition, SinkType};
 use redsink_core::{json, Error as CoreError};
 
 use super::{state, write, NamedSink};
@@ -87,7 +87,7 @@ pub fn write_rows(ctx: &Context, args: &[RedisString]) -> Reply {
             |error: CoreError| CoreError::Invalid(format!("row {}: {error}", index + 1));
         let object = json::parse_object(row, &limits).map_err(row_error)?;
         let (key, write) = definition.plan(&object).map_err(row_error)?;
-        if matches!(&write, Write::Stream(fields) if fields.is_empty()) {
+        if matches!(&write, RowWrite::Stream(fields) if fields.is_empty()) {
             return Err(
                 row_error(CoreError::Invalid("no field of the row is mapped".into())).into(),
             );
@@ -153,16 +153,16 @@ fn apply(
     ctx: &Context,
     definition: &SinkDefinition,
     key: &[u8],
-    planned: &Write,
+    planned: &RowWrite,
 ) -> Result<(), Error> {
     let ttl = definition.ttl_secs;
     match planned {
-        Write::String(value) => write::string(ctx, key, value.as_bytes(), ttl)?,
-        Write::Hash(fields) => {
+        RowWrite::String(value) => write::string(ctx, key, value.as_bytes(), ttl)?,
+        RowWrite::Hash(fields) => {
             let name = redis_string(ctx, key);
             write::hash(&WriteKey::open(ctx, &name), fields, false, ttl);
         }
-        Write::List(value) => {
+        RowWrite::List(value) => {
             write::list(
                 ctx,
                 key,
@@ -172,15 +172,15 @@ fn apply(
                 ttl,
             )?;
         }
-        Write::Set(member) => {
+        RowWrite::Set(member) => {
             write::set(ctx, key, &[member.as_bytes()], ttl)?;
         }
-        Write::Zset { member, score } => {
+        RowWrite::Zset { member, score } => {
             let name = redis_string(ctx, key);
             let target = WriteKey::open(ctx, &name);
             write::zset(&target, member.as_bytes(), *score, definition.max_len, ttl);
         }
-        Write::Stream(fields) => {
+        RowWrite::Stream(fields) => {
             let name = redis_string(ctx, key);
             let target = WriteKey::open(ctx, &name);
             write::stream(&target, fields, write::NewId::Auto, definition.max_len, ttl)?;

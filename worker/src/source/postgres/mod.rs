@@ -23,7 +23,7 @@ use tokio::sync::watch;
 use tokio_postgres::config::SslMode;
 use tokio_postgres::{Client, NoTls};
 
-use self::snapshot::{Batch, Progress};
+use self::snapshot::{Progress, Rows};
 use crate::config::{PostgresSource, Processors};
 use crate::error::{describe_postgres, Error, Result};
 use crate::format::wal2json::{self, parse_lsn, Change};
@@ -312,12 +312,12 @@ impl PgSource {
 
     /// Writes a snapshot batch. Rows that fail go to the dead-letter stream at once:
     /// reading them again would give the same rows.
-    async fn write_snapshot(&mut self, batch: Batch) -> Result<()> {
-        let Batch {
+    async fn write_snapshot(&mut self, rows: Rows) -> Result<()> {
+        let Rows {
             table,
             events,
             first_row,
-        } = batch;
+        } = rows;
         let table: Arc<str> = Arc::from(table);
         let deliveries = events.into_iter().enumerate().map(|(i, event)| {
             let row = first_row + i as i64;

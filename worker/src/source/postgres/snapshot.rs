@@ -84,7 +84,7 @@ impl Progress {
 }
 
 /// A batch of snapshot rows: `events[i]` gets stream id `<version>-<first_row + i>`.
-pub struct Batch {
+pub struct Rows {
     pub table: String,
     pub events: Vec<ChangeEvent>,
     pub first_row: i64,
@@ -179,7 +179,7 @@ impl PgSource {
                 break;
             }
             let written = events.len() as i64;
-            self.write_snapshot(Batch {
+            self.write_snapshot(Rows {
                 table: table.to_owned(),
                 events,
                 first_row: next_row,

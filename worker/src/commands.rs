@@ -1,5 +1,6 @@
-//! Writes onto Redis: through the module's single commands where it is loaded, or as
-//! plain commands in MULTI/EXEC where it is not (a managed Redis that allows no modules).
+//! The commands a write becomes, and applying them: the module's single commands where
+//! it is loaded, or plain commands in MULTI/EXEC where it is not (a managed Redis that
+//! allows no modules).
 //!
 //! Replay safety: hash, string and delete writes carry VERSION (the module skips older
 //! ones); stream messages carry an explicit id, so a replayed message is refused as
