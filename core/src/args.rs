@@ -100,6 +100,28 @@ pub fn parse_int(value: &[u8], name: &'static str, min: i64, max: i64) -> Result
         })
 }
 
+/// A command's options, each named once: parsing, telling options from values and error
+/// messages all read the names from here.
+pub struct Options<T: 'static>(pub &'static [(&'static str, T)]);
+
+impl<T: Copy + PartialEq> Options<T> {
+    /// The option `arg` names (case-insensitive), with its name as written here.
+    pub fn named(&self, arg: &[u8]) -> Option<(&'static str, T)> {
+        self.0
+            .iter()
+            .find(|(name, _)| name.as_bytes().eq_ignore_ascii_case(arg))
+            .copied()
+    }
+
+    /// The name of `option`.
+    pub fn name(&self, option: T) -> &'static str {
+        self.0
+            .iter()
+            .find(|(_, known)| *known == option)
+            .map_or("", |(name, _)| name)
+    }
+}
+
 /// One of `choices` (case-insensitive), returned as its index.
 pub fn parse_choice(
     value: &[u8],

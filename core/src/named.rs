@@ -4,7 +4,7 @@
 
 use serde_json::{Map, Value};
 
-use crate::args::{parse_choice, Args};
+use crate::args::{parse_choice, Args, Options};
 use crate::error::{Error, Result};
 use crate::sink::{flatten, stream_fields, value_text, Fields, Mapping, MAX_LENGTH, MAX_TTL_SECS};
 
@@ -87,41 +87,46 @@ impl SinkDefinition {
             op_code_field: None,
             options: options.iter().map(|option| option.to_vec()).collect(),
         };
-        while let Some(option) = args.next_keyword() {
-            let field = |args: &mut Args, name| args.text_value(name).map(str::to_owned);
-            match option.as_ref() {
-                "TYPE" => {
+        while let Some(keyword) = args.next_keyword() {
+            let Some((name, option)) = DEFINE_OPTIONS.named(keyword.as_bytes()) else {
+                return Err(Error::UnknownOption(keyword.into_owned()));
+            };
+            let field = |args: &mut Args| args.text_value(name).map(str::to_owned);
+            match option {
+                DefineOption::Type => {
                     let index = parse_choice(
-                        args.value("TYPE")?,
-                        "TYPE",
+                        args.value(name)?,
+                        name,
                         &SinkType::NAMES,
                         "string, hash, list, set, zset or stream",
                     )?;
                     kind = SinkType::ALL.get(index).copied();
                 }
-                "PREFIX" => prefix = Some(args.value("PREFIX")?.to_vec()),
-                "KEYFIELD" => definition.key_field = Some(field(&mut args, "KEYFIELD")?),
-                "FIELDFIELD" => definition.field_field = Some(field(&mut args, "FIELDFIELD")?),
-                "MEMBERFIELD" => definition.member_field = Some(field(&mut args, "MEMBERFIELD")?),
-                "SCOREFIELD" => definition.score_field = Some(field(&mut args, "SCOREFIELD")?),
-                "TTL" => definition.ttl_secs = Some(args.int_value("TTL", 1, MAX_TTL_SECS)?),
-                "MAXLEN" => definition.max_len = Some(args.int_value("MAXLEN", 1, MAX_LENGTH)?),
-                "PREPEND" => definition.prepend = true,
-                "FLATTEN" => definition.flatten = Some(field(&mut args, "FLATTEN")?),
-                "MAP" => {
-                    definition
-                        .mappings
-                        .push(Mapping::parse(args.value("MAP")?)?);
-                    while let Some(next) = args.peek() {
-                        if is_define_option(next) {
-                            break;
-                        }
+                DefineOption::Prefix => prefix = Some(args.value(name)?.to_vec()),
+                DefineOption::KeyField => definition.key_field = Some(field(&mut args)?),
+                DefineOption::FieldField => definition.field_field = Some(field(&mut args)?),
+                DefineOption::MemberField => definition.member_field = Some(field(&mut args)?),
+                DefineOption::ScoreField => definition.score_field = Some(field(&mut args)?),
+                DefineOption::Ttl => {
+                    definition.ttl_secs = Some(args.int_value(name, 1, MAX_TTL_SECS)?)
+                }
+                DefineOption::MaxLen => {
+                    definition.max_len = Some(args.int_value(name, 1, MAX_LENGTH)?)
+                }
+                DefineOption::Prepend => definition.prepend = true,
+                DefineOption::Flatten => definition.flatten = Some(field(&mut args)?),
+                DefineOption::Map => {
+                    // MAP takes every following argument up to the next option.
+                    definition.mappings.push(Mapping::parse(args.value(name)?)?);
+                    while let Some(next) = args
+                        .peek()
+                        .filter(|next| DEFINE_OPTIONS.named(next).is_none())
+                    {
                         definition.mappings.push(Mapping::parse(next)?);
                         args.next_arg()?;
                     }
                 }
-                "OPCODE" => definition.op_code_field = Some(field(&mut args, "OPCODE")?),
-                _ => return Err(Error::UnknownOption(option.into_owned())),
+                DefineOption::OpCode => definition.op_code_field = Some(field(&mut args)?),
             }
         }
         definition.kind = kind.ok_or_else(|| Error::Invalid("a sink needs TYPE".into()))?;
@@ -132,33 +137,35 @@ impl SinkDefinition {
 
     /// Refuses options the sink's type has no use for.
     fn check_options(&self) -> Result<()> {
-        use SinkType::*;
+        use DefineOption::*;
+        use SinkType::{Hash, List, Set, Stream, Zset};
         let kind = self.kind;
         let misplaced = [
-            ("FIELDFIELD", self.field_field.is_some(), kind == Hash),
+            (FieldField, self.field_field.is_some(), kind == Hash),
             (
-                "MEMBERFIELD",
+                MemberField,
                 self.member_field.is_some(),
                 matches!(kind, Set | Zset),
             ),
-            ("SCOREFIELD", self.score_field.is_some(), kind == Zset),
+            (ScoreField, self.score_field.is_some(), kind == Zset),
             (
-                "MAXLEN",
+                MaxLen,
                 self.max_len.is_some(),
                 matches!(kind, List | Zset | Stream),
             ),
-            ("PREPEND", self.prepend, kind == List),
+            (Prepend, self.prepend, kind == List),
             (
-                "FLATTEN",
+                Flatten,
                 self.flatten.is_some(),
                 matches!(kind, Hash | Stream),
             ),
-            ("MAP", !self.mappings.is_empty(), kind == Stream),
-            ("OPCODE", self.op_code_field.is_some(), kind == Stream),
+            (Map, !self.mappings.is_empty(), kind == Stream),
+            (OpCode, self.op_code_field.is_some(), kind == Stream),
         ];
         if let Some((option, _, _)) = misplaced.iter().find(|(_, given, fits)| *given && !fits) {
             return Err(Error::Invalid(format!(
-                "{option} does not apply to a {} sink",
+                "{} does not apply to a {} sink",
+                DEFINE_OPTIONS.name(*option),
                 kind.name()
             )));
         }
@@ -233,24 +240,38 @@ impl SinkDefinition {
     }
 }
 
-fn is_define_option(arg: &[u8]) -> bool {
-    [
-        "TYPE",
-        "PREFIX",
-        "KEYFIELD",
-        "FIELDFIELD",
-        "MEMBERFIELD",
-        "SCOREFIELD",
-        "TTL",
-        "MAXLEN",
-        "PREPEND",
-        "FLATTEN",
-        "MAP",
-        "OPCODE",
-    ]
-    .iter()
-    .any(|option| option.as_bytes().eq_ignore_ascii_case(arg))
+/// An option of `SINK.DEFINE`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum DefineOption {
+    Type,
+    Prefix,
+    KeyField,
+    FieldField,
+    MemberField,
+    ScoreField,
+    Ttl,
+    MaxLen,
+    Prepend,
+    Flatten,
+    Map,
+    OpCode,
 }
+
+/// `SINK.DEFINE`'s options by name.
+const DEFINE_OPTIONS: Options<DefineOption> = Options(&[
+    ("TYPE", DefineOption::Type),
+    ("PREFIX", DefineOption::Prefix),
+    ("KEYFIELD", DefineOption::KeyField),
+    ("FIELDFIELD", DefineOption::FieldField),
+    ("MEMBERFIELD", DefineOption::MemberField),
+    ("SCOREFIELD", DefineOption::ScoreField),
+    ("TTL", DefineOption::Ttl),
+    ("MAXLEN", DefineOption::MaxLen),
+    ("PREPEND", DefineOption::Prepend),
+    ("FLATTEN", DefineOption::Flatten),
+    ("MAP", DefineOption::Map),
+    ("OPCODE", DefineOption::OpCode),
+]);
 
 /// The text of `row[field]`, which must be there and not null.
 fn required(row: &Map<String, Value>, field: &str, role: &str) -> Result<String> {

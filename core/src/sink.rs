@@ -7,7 +7,7 @@
 
 use serde_json::{Map, Value};
 
-use crate::args::{quote, Args};
+use crate::args::{quote, Args, Options};
 use crate::error::{Error, Result};
 use crate::json;
 use crate::json::scan::{write_raw_text, Item, Reader, Step};
@@ -293,89 +293,79 @@ pub struct WriteOptions {
     pub id: Option<StreamId>,
 }
 
-/// The options a command takes.
-#[derive(Debug, Clone, Copy)]
-pub struct Accepts {
-    pub flatten: bool,
-    pub replace: bool,
-    pub ttl: bool,
-    pub version: bool,
-    pub json: bool,
-    pub prepend: bool,
-    pub max_len: bool,
-    pub stream: bool,
+/// An option of the write commands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteOption {
+    Flatten,
+    Replace,
+    Ttl,
+    Version,
+    Json,
+    Prepend,
+    MaxLen,
+    Map,
+    OpCode,
+    Id,
 }
 
-impl Accepts {
-    /// Whether `arg` names an option this command takes.
-    pub fn takes(&self, arg: &[u8]) -> bool {
-        let options = [
-            ("FLATTEN", self.flatten),
-            ("REPLACE", self.replace),
-            ("TTL", self.ttl),
-            ("VERSION", self.version),
-            ("JSON", self.json),
-            ("PREPEND", self.prepend),
-            ("MAXLEN", self.max_len),
-            ("MAP", self.stream),
-            ("OPCODE", self.stream),
-            ("ID", self.stream),
-        ];
-        options
-            .iter()
-            .any(|(name, taken)| *taken && name.as_bytes().eq_ignore_ascii_case(arg))
-    }
+/// The write commands' options by name.
+pub const WRITE_OPTIONS: Options<WriteOption> = Options(&[
+    ("FLATTEN", WriteOption::Flatten),
+    ("REPLACE", WriteOption::Replace),
+    ("TTL", WriteOption::Ttl),
+    ("VERSION", WriteOption::Version),
+    ("JSON", WriteOption::Json),
+    ("PREPEND", WriteOption::Prepend),
+    ("MAXLEN", WriteOption::MaxLen),
+    ("MAP", WriteOption::Map),
+    ("OPCODE", WriteOption::OpCode),
+    ("ID", WriteOption::Id),
+]);
 
-    pub const NOTHING: Accepts = Accepts {
-        flatten: false,
-        replace: false,
-        ttl: false,
-        version: false,
-        json: false,
-        prepend: false,
-        max_len: false,
-        stream: false,
-    };
+/// The options a command takes.
+#[derive(Debug, Clone, Copy)]
+pub struct Accepts(pub &'static [WriteOption]);
+
+impl Accepts {
+    /// The option `arg` names, if this command takes it, with its name.
+    pub fn option(&self, arg: &[u8]) -> Option<(&'static str, WriteOption)> {
+        WRITE_OPTIONS
+            .named(arg)
+            .filter(|(_, option)| self.0.contains(option))
+    }
 }
 
 impl WriteOptions {
     /// Parses options up to the end of `args`, refusing those the command does not take.
     pub fn parse(args: &mut Args, accepts: Accepts) -> Result<Self> {
         let mut options = WriteOptions::default();
-        while let Some(option) = args.next_keyword() {
-            match option.as_ref() {
-                "FLATTEN" if accepts.flatten => {
-                    options.flatten = Some(args.text_value("FLATTEN")?.to_owned())
+        while let Some(keyword) = args.next_keyword() {
+            let Some((name, option)) = accepts.option(keyword.as_bytes()) else {
+                return Err(Error::UnknownOption(keyword.into_owned()));
+            };
+            match option {
+                WriteOption::Flatten => options.flatten = Some(args.text_value(name)?.to_owned()),
+                WriteOption::Replace => options.replace = true,
+                WriteOption::Ttl => {
+                    options.ttl_secs = Some(args.int_value(name, 1, MAX_TTL_SECS)?)
                 }
-                "REPLACE" if accepts.replace => options.replace = true,
-                "TTL" if accepts.ttl => {
-                    options.ttl_secs = Some(args.int_value("TTL", 1, MAX_TTL_SECS)?)
+                WriteOption::Version => {
+                    options.version = Some(args.int_value(name, i64::MIN, i64::MAX)?)
                 }
-                "VERSION" if accepts.version => {
-                    options.version = Some(args.int_value("VERSION", i64::MIN, i64::MAX)?)
-                }
-                "JSON" if accepts.json => options.json = true,
-                "PREPEND" if accepts.prepend => options.prepend = true,
-                "MAXLEN" if accepts.max_len => {
-                    options.max_len = Some(args.int_value("MAXLEN", 1, MAX_LENGTH)?)
-                }
-                "MAP" if accepts.stream => {
+                WriteOption::Json => options.json = true,
+                WriteOption::Prepend => options.prepend = true,
+                WriteOption::MaxLen => options.max_len = Some(args.int_value(name, 1, MAX_LENGTH)?),
+                WriteOption::Map => {
                     // MAP takes every following argument up to the next option.
-                    let first = args.value("MAP")?;
-                    options.mappings.push(Mapping::parse(first)?);
-                    while let Some(next) = args.peek() {
-                        if is_stream_option(next) {
-                            break;
-                        }
+                    options.mappings.push(Mapping::parse(args.value(name)?)?);
+                    while let Some(next) = args.peek().filter(|next| accepts.option(next).is_none())
+                    {
                         options.mappings.push(Mapping::parse(next)?);
                         args.next_arg()?;
                     }
                 }
-                "OPCODE" if accepts.stream => {
-                    options.op_code = Some(args.text_value("OPCODE")?.to_owned())
-                }
-                "ID" if accepts.stream => options.id = Some(StreamId::parse(args.value("ID")?)?),
-                _ => return Err(Error::UnknownOption(option.into_owned())),
+                WriteOption::OpCode => options.op_code = Some(args.text_value(name)?.to_owned()),
+                WriteOption::Id => options.id = Some(StreamId::parse(args.value(name)?)?),
             }
         }
         Ok(options)
@@ -398,16 +388,10 @@ pub fn values_then_options<'s, 'a>(
         return Err(Error::WrongArity);
     }
     let start = (1..args.len())
-        .find(|&i| accepts.takes(args[i]))
+        .find(|&i| accepts.option(args[i]).is_some())
         .unwrap_or(args.len());
     let options = WriteOptions::parse(&mut Args::new(&args[start..]), accepts)?;
     Ok((&args[..start], options))
-}
-
-fn is_stream_option(arg: &[u8]) -> bool {
-    ["OPCODE", "MAXLEN", "TTL", "ID", "MAP", "FLATTEN"]
-        .iter()
-        .any(|option| option.as_bytes().eq_ignore_ascii_case(arg))
 }
 
 #[cfg(test)]
@@ -528,12 +512,8 @@ mod tests {
 
     #[test]
     fn seed_001_mapping_with_aliases_and_op_code() {
-        let all = Accepts {
-            stream: true,
-            max_len: true,
-            ttl: true,
-            ..Accepts::NOTHING
-        };
+        use WriteOption::*;
+        let all = Accepts(&[Map, OpCode, Id, MaxLen, Ttl]);
         let options = parse(
             &[
                 "MAP",
@@ -568,6 +548,11 @@ mod tests {
             ]
         );
         assert_eq!(options.ttl_secs, Some(100));
+        // Only the options this command takes end a MAP: columns named as other
+        // commands' options are mapped.
+        let columns = parse(&["MAP", "json", "version", "flatten", "TTL", "5"], all).unwrap();
+        assert_eq!(columns.mappings.len(), 3);
+        assert_eq!(columns.ttl_secs, Some(5));
         assert!(parse(&["MAP"], all).is_err());
         assert!(parse(&["MAP", ":x"], all).is_err());
         assert!(parse(&["MAP", "x:"], all).is_err());
@@ -575,12 +560,8 @@ mod tests {
 
     #[test]
     fn values_then_options_splits_at_the_option_tail() {
-        let list = Accepts {
-            prepend: true,
-            max_len: true,
-            ttl: true,
-            ..Accepts::NOTHING
-        };
+        use WriteOption::*;
+        let list = Accepts(&[Prepend, MaxLen, Ttl]);
         let split = |words: &[&str]| {
             let raw: Vec<&[u8]> = words.iter().map(|w| w.as_bytes()).collect();
             values_then_options(&raw, list).map(|(values, options)| (values.len(), options))
@@ -611,13 +592,8 @@ mod tests {
 
     #[test]
     fn options_a_command_does_not_take_are_unknown() {
-        let hash = Accepts {
-            flatten: true,
-            replace: true,
-            ttl: true,
-            version: true,
-            ..Accepts::NOTHING
-        };
+        use WriteOption::*;
+        let hash = Accepts(&[Flatten, Replace, Ttl, Version]);
         assert_eq!(
             parse(&["PREPEND"], hash),
             Err(Error::UnknownOption("PREPEND".into()))
@@ -630,10 +606,7 @@ mod tests {
             (options.separator(), options.replace, options.version),
             ("_", true, Some(-3))
         );
-        let list = Accepts {
-            max_len: true,
-            ..Accepts::NOTHING
-        };
+        let list = Accepts(&[MaxLen]);
         assert!(parse(&["MAXLEN", "0"], list).is_err());
     }
 }

@@ -5,7 +5,9 @@
 
 use redis_module::{raw, Context, RedisString, RedisValue};
 use redsink_core::args::{parse_int, Args};
-use redsink_core::sink::{self, values_then_options, Accepts, StreamId, WriteOptions};
+use redsink_core::sink::{
+    self, values_then_options, Accepts, StreamId, WriteOption::*, WriteOptions,
+};
 use redsink_core::versions::Entry;
 use redsink_core::{json, time, Error as CoreError};
 
@@ -18,22 +20,12 @@ use crate::keys::WriteKey;
 
 type Reply = Result<RedisValue, Error>;
 
-const WITH_TTL_AND_VERSION: Accepts = Accepts {
-    ttl: true,
-    version: true,
-    ..Accepts::NOTHING
-};
-
 /// `SINK.HASH key json [FLATTEN sep] [REPLACE] [TTL s] [VERSION v]`
 pub fn hash(ctx: &Context, args: &[RedisString]) -> Reply {
     let (key, raw) = key_and_args(args)?;
     let mut parsed = Args::new(&raw);
     let payload = parsed.next_arg()?;
-    let accepts = Accepts {
-        flatten: true,
-        replace: true,
-        ..WITH_TTL_AND_VERSION
-    };
+    let accepts = Accepts(&[Flatten, Replace, Ttl, Version]);
     let options = WriteOptions::parse(&mut parsed, accepts)?;
     let separator = options.separator().as_bytes();
     let fields = sink::flatten_json(payload, separator, &config::limits())?;
@@ -54,10 +46,7 @@ pub fn string(ctx: &Context, args: &[RedisString]) -> Reply {
     let (key, raw) = key_and_args(args)?;
     let mut parsed = Args::new(&raw);
     let value = parsed.next_arg()?;
-    let accepts = Accepts {
-        json: true,
-        ..WITH_TTL_AND_VERSION
-    };
+    let accepts = Accepts(&[Json, Ttl, Version]);
     let options = WriteOptions::parse(&mut parsed, accepts)?;
     if options.json {
         json::parse_value(value, &config::limits())?;
@@ -75,12 +64,7 @@ pub fn string(ctx: &Context, args: &[RedisString]) -> Reply {
 /// `SINK.LIST key value [value …] [PREPEND] [MAXLEN n] [TTL s]`
 pub fn list(ctx: &Context, args: &[RedisString]) -> Reply {
     let (key, raw) = key_and_args(args)?;
-    let accepts = Accepts {
-        prepend: true,
-        max_len: true,
-        ttl: true,
-        ..Accepts::NOTHING
-    };
+    let accepts = Accepts(&[Prepend, MaxLen, Ttl]);
     let (values, options) = values_then_options(&raw, accepts)?;
     let key = key.as_slice();
     write::check_type(ctx, key, &raw::KeyType::List)?;
@@ -98,10 +82,7 @@ pub fn list(ctx: &Context, args: &[RedisString]) -> Reply {
 /// `SINK.SET key member [member …] [TTL s]`
 pub fn set(ctx: &Context, args: &[RedisString]) -> Reply {
     let (key, raw) = key_and_args(args)?;
-    let accepts = Accepts {
-        ttl: true,
-        ..Accepts::NOTHING
-    };
+    let accepts = Accepts(&[Ttl]);
     let (members, options) = values_then_options(&raw, accepts)?;
     let key = key.as_slice();
     write::check_type(ctx, key, &raw::KeyType::Set)?;
@@ -125,11 +106,7 @@ pub fn zset(ctx: &Context, args: &[RedisString]) -> Reply {
                 redsink_core::args::quote(score)
             ))
         })?;
-    let accepts = Accepts {
-        max_len: true,
-        ttl: true,
-        ..Accepts::NOTHING
-    };
+    let accepts = Accepts(&[MaxLen, Ttl]);
     let options = WriteOptions::parse(&mut parsed, accepts)?;
     let target = WriteKey::open(ctx, key);
     target.check_type(raw::KeyType::ZSet)?;
@@ -142,12 +119,7 @@ pub fn stream(ctx: &Context, args: &[RedisString]) -> Reply {
     let (key, raw) = key_and_args(args)?;
     let mut parsed = Args::new(&raw);
     let payload = parsed.next_arg()?;
-    let accepts = Accepts {
-        stream: true,
-        max_len: true,
-        ttl: true,
-        ..Accepts::NOTHING
-    };
+    let accepts = Accepts(&[Map, OpCode, Id, MaxLen, Ttl]);
     let options = WriteOptions::parse(&mut parsed, accepts)?;
     let fields = sink::stream_fields(
         payload,
@@ -247,13 +219,7 @@ pub fn late_id(ctx: &Context, args: &[RedisString]) -> Reply {
 /// arriving later do not bring the key back.
 pub fn del(ctx: &Context, args: &[RedisString]) -> Reply {
     let (key, raw) = key_and_args(args)?;
-    let options = WriteOptions::parse(
-        &mut Args::new(&raw),
-        Accepts {
-            version: true,
-            ..Accepts::NOTHING
-        },
-    )?;
+    let options = WriteOptions::parse(&mut Args::new(&raw), Accepts(&[Version]))?;
     let key = key.as_slice();
     if !admit(ctx, key, options.version) {
         return Ok(RedisValue::Null);
