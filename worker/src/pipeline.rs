@@ -67,6 +67,12 @@ pub trait Feed {
     /// How many times `delivered` has been attempted, this time included.
     fn deliveries(&mut self, delivered: &Delivered) -> impl Future<Output = Result<u64>> + Send;
 
+    /// Whether a change that failed is delivered again (up to `max_deliveries`); a
+    /// source that would only read the same change again dead-letters it at once.
+    fn retries(&self) -> bool {
+        true
+    }
+
     /// The change as field/value pairs that replay it when added to a stream that a
     /// redis-stream source with the same jobs reads: its `raw` fields where there are any,
     /// else rebuilt from its `change`.
@@ -254,7 +260,7 @@ impl Pipeline {
             };
             failed += 1;
             let deliveries = feed.deliveries(delivery).await?;
-            if deliveries < self.max_deliveries {
+            if feed.retries() && deliveries < self.max_deliveries {
                 tracing::warn!(
                     source,
                     at = delivery.at,

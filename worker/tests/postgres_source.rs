@@ -517,3 +517,30 @@ fn a_change_that_cannot_be_written_is_dead_lettered_as_a_debezium_event_to_repla
         )
     });
 }
+
+#[test]
+fn a_snapshot_row_that_cannot_be_written_is_dead_lettered_at_once() {
+    let redis = RedisServer::start();
+    let postgres = PostgresServer::start();
+    let mut client = postgres.client().unwrap();
+    client.batch_execute(INVOICE_TABLE).unwrap();
+    // In the table before the worker starts: the snapshot reads it.
+    insert(&mut client, 1);
+    let by_state = INVOICE_HASH_JOB.replace(
+        "concat(['invoice:', InvoiceId])",
+        "concat(['state:', BillingState])",
+    );
+    let worker = Worker::from_config(&config(&redis, &postgres), &[&by_state]);
+    let mut con = redis.connection();
+    redis.wait_until(&format!("the dead letter\n{}", worker.log()), |con| {
+        Ok(call::<i64>(con, &["XLEN", "dlq:postgres:chinook"])? == 1)
+    });
+    let letters: Vec<(String, BTreeMap<String, String>)> =
+        call(&mut con, &["XRANGE", "dlq:postgres:chinook", "-", "+"]).unwrap();
+    let letter = &letters[0].1;
+    assert_eq!(letter["at"], "snapshot row 1", "{letter:?}");
+    assert_eq!(letter["deliveries"], "1", "tried once: {letter:?}");
+    let event: serde_json::Value = serde_json::from_str(&letter["value"]).unwrap();
+    assert_eq!(event["op"], "r");
+    assert_eq!(event["after"]["InvoiceId"], 1);
+}

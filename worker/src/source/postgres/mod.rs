@@ -337,7 +337,8 @@ impl PgSource {
         });
         let source = self.name();
         let mut feed = Changes {
-            attempt: self.processors.max_deliveries,
+            attempt: 1,
+            retries: false,
             settings: &self.settings,
         };
         let outcome = self
@@ -433,6 +434,7 @@ impl PgSource {
         let source = self.name();
         let mut feed = Changes {
             attempt,
+            retries: true,
             settings: &self.settings,
         };
         let outcome = self
@@ -471,12 +473,19 @@ struct Changes<'a> {
     /// How many times these changes have been tried, this time included (all of a poll's
     /// changes are tried again together: the slot moves only past all of them).
     attempt: u64,
+    /// Whether they are tried again: a poll's are (the slot holds them), a snapshot
+    /// batch's are not (reading the table again would give the same rows).
+    retries: bool,
     settings: &'a PostgresSource,
 }
 
 impl Feed for Changes<'_> {
     async fn deliveries(&mut self, _delivery: &Delivered) -> Result<u64> {
         Ok(self.attempt)
+    }
+
+    fn retries(&self) -> bool {
+        self.retries
     }
 
     /// The change as Debezium's PostgreSQL connector gives it (`value`: `{before, after,
