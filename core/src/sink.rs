@@ -309,7 +309,7 @@ pub enum WriteOption {
 }
 
 /// The write commands' options by name.
-pub const WRITE_OPTIONS: Options<WriteOption> = Options(&[
+const WRITE_OPTIONS: Options<WriteOption> = Options(&[
     ("FLATTEN", WriteOption::Flatten),
     ("REPLACE", WriteOption::Replace),
     ("TTL", WriteOption::Ttl),

@@ -23,6 +23,7 @@ use redis_module::commands::{get_redis_key_spec, BeginSearch, FindKeys, KeySpec,
 use redis_module::{raw, Context, ContextFlags, RedisString};
 use redsink_core::args::quote;
 
+use crate::command::errno;
 use crate::error::Error;
 
 /// The ACL category of every redsink command, where the server lets modules add one.
@@ -384,10 +385,6 @@ fn user_name(ctx: &Context, id: u64) -> UserName {
             _ => UserName::Unknown,
         }
     }
-}
-
-fn errno() -> Option<i32> {
-    std::io::Error::last_os_error().raw_os_error()
 }
 
 /// An ACL user, freed when dropped; null if the caller's user no longer exists (then

@@ -112,6 +112,12 @@ pub fn key_and_args(args: &[RedisString]) -> Result<(&RedisString, Vec<&[u8]>), 
     Ok((key, rest))
 }
 
+/// The errno a module API call set (what it says went wrong, where its result says only
+/// that something did).
+pub fn errno() -> Option<i32> {
+    std::io::Error::last_os_error().raw_os_error()
+}
+
 /// `bytes` as a Redis string. (redis-module's `Context::create_string` goes through a C
 /// string and panics on a NUL byte; keys and values are binary.)
 pub fn redis_string(ctx: &Context, bytes: &[u8]) -> RedisString {

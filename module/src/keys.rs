@@ -10,6 +10,7 @@ use std::ptr;
 use redis_module::{raw, Context, RedisString};
 use redsink_core::sink::{Fields, StreamId};
 
+use crate::command::errno;
 use crate::error::Error;
 
 /// What XADD answers a stream that holds the largest id there is.
@@ -285,7 +286,7 @@ impl<'a> WriteKey<'a> {
         if added != raw::REDISMODULE_OK as c_int {
             // RM_StreamAdd's contract: EDOM, the id is not above the stream's last;
             // EFBIG, the stream's last id is the largest there is.
-            return match std::io::Error::last_os_error().raw_os_error() {
+            return match errno() {
                 Some(libc::EDOM) if id.is_some() => Ok(None),
                 Some(libc::EFBIG) => Err(Error::Redis(redis_module::RedisError::Str(
                     STREAM_EXHAUSTED,
