@@ -1,21 +1,55 @@
 //! Connections from the configuration: host/port or URL, user, password, database, TLS.
+//!
+//! Everything in the worker that talks to Redis holds a [`Redis`]: one type for any
+//! shape of deployment, so that a cluster is one more variant here (the redis crate's
+//! cluster connection speaks the same [`ConnectionLike`]) rather than a change in every
+//! source and output.
 
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{Client, IntoConnectionInfo};
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::{Client, Cmd, IntoConnectionInfo, Pipeline, RedisFuture, Value};
 
 use crate::config::RedisConnection;
 use crate::error::{Error, Result};
 
+/// A connection to one Redis deployment.
+#[derive(Clone)]
+pub enum Redis {
+    /// One server (a primary; its replicas follow it), reconnected with backoff when it
+    /// goes away.
+    Server(ConnectionManager),
+}
+
+impl ConnectionLike for Redis {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Redis::Server(server) => server.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Redis::Server(server) => server.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Redis::Server(server) => server.get_db(),
+        }
+    }
+}
+
 /// A connection that reconnects by itself (with backoff) when Redis goes away.
 /// `blocking` connections carry blocking reads and get no response timeout: redis-rs's
 /// default of 500 ms would cut every `BLOCK` read short.
-pub async fn connect(
-    name: &str,
-    config: &RedisConnection,
-    blocking: bool,
-) -> Result<ConnectionManager> {
+pub async fn connect(name: &str, config: &RedisConnection, blocking: bool) -> Result<Redis> {
     let client = client(name, config)?;
     let response_timeout = (!blocking).then_some(Duration::from_secs(10));
     let manager_config = ConnectionManagerConfig::new()
@@ -26,6 +60,7 @@ pub async fn connect(
     client
         .get_connection_manager_with_config(manager_config)
         .await
+        .map(Redis::Server)
         .map_err(|e| Error::Invalid(format!("connection '{name}': cannot connect: {e}")))
 }
 

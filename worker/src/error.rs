@@ -16,8 +16,12 @@ pub enum Error {
     MissingEnv(String),
     #[error("{file}: {error}")]
     InFile { file: PathBuf, error: Box<Error> },
-    #[error("invalid JMESPath expression '{expression}': {reason}")]
-    Expression { expression: String, reason: String },
+    #[error("invalid {language} expression '{expression}': {reason}")]
+    Expression {
+        language: crate::expr::Language,
+        expression: String,
+        reason: String,
+    },
     #[error("{0}")]
     Event(String),
     #[error("redis: {0}")]

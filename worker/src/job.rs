@@ -9,7 +9,7 @@ use redsink_core::ds::OnUpdate;
 use serde::Deserialize;
 
 use crate::error::{Error, Result};
-use crate::expr::Expr;
+use crate::expr::{Expr, Language};
 
 /// A job file as written.
 #[derive(Debug, Clone, Deserialize)]
@@ -67,7 +67,17 @@ struct WriteFile {
     expire: Option<ExpireFile>,
     #[serde(default = "replace", deserialize_with = "on_update")]
     on_update: OnUpdate,
-    args: Option<BTreeMap<String, String>>,
+    #[serde(default)]
+    args: BTreeMap<String, ArgFile>,
+}
+
+/// An output's argument: a field name as RDI writes it (`member: InvoiceId`, a JMESPath
+/// field expression), or an expression in any language.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+enum ArgFile {
+    Field(String),
+    Expression(ExpressionFile),
 }
 
 fn target_connection() -> String {
@@ -93,10 +103,10 @@ enum ExpireFile {
     Expression(ExpressionFile),
 }
 
-/// What an output writes.
+/// What an output writes, as a job file names it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum DataType {
+enum DataType {
     #[default]
     Hash,
     String,
@@ -143,20 +153,39 @@ pub enum Transform {
     RenameFields(Vec<(String, String)>),
 }
 
+/// One `redis.write`: the key, what of the row is written, and the target type's own
+/// settings.
 #[derive(Debug)]
 pub struct Output {
     pub connection: String,
-    pub data_type: DataType,
     pub key: Expr,
-    /// (field, name to write it as).
+    /// (field, name to write it as); empty for every field as it is.
     pub mapping: Vec<(String, String)>,
     pub expire: Option<Expire>,
-    pub on_update: OnUpdate,
-    /// For sorted sets: the expressions of the score and the member.
-    pub score: Option<Expr>,
-    pub member: Option<Expr>,
-    /// For device streams: the expression of the device id.
-    pub device: Option<Expr>,
+    pub target: Target,
+}
+
+/// The Redis type an output writes, with what that type needs besides the row. Members
+/// default to the mapped row as JSON.
+#[derive(Debug)]
+pub enum Target {
+    Hash {
+        on_update: OnUpdate,
+    },
+    /// `data_type: string` and `json`: the row as one JSON text.
+    Json,
+    Set {
+        member: Option<Expr>,
+    },
+    SortedSet {
+        score: Expr,
+        member: Option<Expr>,
+    },
+    Stream,
+    /// A device data stream (`DS.UPDATE`): the key is the stream, `device` the id.
+    DeviceStream {
+        device: Expr,
+    },
 }
 
 #[derive(Debug)]
@@ -243,13 +272,7 @@ pub fn load_folder(folder: &Path) -> Result<Vec<Job>> {
 }
 
 fn compile_expression(file: &ExpressionFile) -> Result<Expr> {
-    if !file.language.eq_ignore_ascii_case("jmespath") {
-        return Err(Error::Invalid(format!(
-            "expression language '{}' is not supported (use jmespath)",
-            file.language
-        )));
-    }
-    Expr::compile(&file.expression)
+    Expr::compile(&file.expression, Language::from_name(&file.language)?)
 }
 
 fn step_with<T: serde::de::DeserializeOwned>(step: &StepFile) -> Result<T> {
@@ -344,7 +367,7 @@ fn compile_output(step: &StepFile, source: &JobSource) -> Result<Output> {
         // RDI's default key: the table name (for outputs without a key expression).
         None => match &source.table {
             Some(table) => {
-                Expr::compile(&format!("`{}`", serde_json::Value::from(table.as_str())))?
+                Expr::jmespath(&format!("`{}`", serde_json::Value::from(table.as_str())))?
             }
             None => {
                 return Err(Error::Invalid(
@@ -385,39 +408,50 @@ fn compile_output(step: &StepFile, source: &JobSource) -> Result<Output> {
     };
     let arg = |name: &str| -> Result<Option<Expr>> {
         with.args
-            .as_ref()
-            .and_then(|args| args.get(name))
-            .map(|expression| Expr::compile(expression))
+            .get(name)
+            .map(|arg| match arg {
+                ArgFile::Field(field) => Expr::jmespath(field),
+                ArgFile::Expression(expression) => compile_expression(expression),
+            })
             .transpose()
     };
-    let (score, member, device) = (arg("score")?, arg("member")?, arg("device")?);
-    if with.data_type == DataType::SortedSet && score.is_none() {
-        return Err(Error::Invalid(
-            "a sorted_set output needs args: {score: <expression>}".into(),
-        ));
-    }
-    if with.data_type == DataType::DeviceStream && device.is_none() {
-        return Err(Error::Invalid(
-            "a device_stream output needs args: {device: <expression>}".into(),
-        ));
-    }
+    let needed = |name: &str, data_type: &str| -> Result<Expr> {
+        arg(name)?.ok_or_else(|| {
+            Error::Invalid(format!(
+                "a {data_type} output needs args: {{{name}: <expression>}}"
+            ))
+        })
+    };
+    let target = match with.data_type {
+        DataType::Hash => Target::Hash {
+            on_update: with.on_update,
+        },
+        DataType::String | DataType::Json => Target::Json,
+        DataType::Set => Target::Set {
+            member: arg("member")?,
+        },
+        DataType::SortedSet => Target::SortedSet {
+            score: needed("score", "sorted_set")?,
+            member: arg("member")?,
+        },
+        DataType::Stream => Target::Stream,
+        DataType::DeviceStream => Target::DeviceStream {
+            device: needed("device", "device_stream")?,
+        },
+    };
     Ok(Output {
         connection: with.connection,
-        data_type: with.data_type,
         key,
         mapping,
         expire,
-        on_update: with.on_update,
-        score,
-        member,
-        device,
+        target,
     })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::expr::input;
+    use crate::expr::Input;
     use serde_json::json;
 
     /// Seed 001's job, verbatim (the example the README runs).
@@ -430,9 +464,9 @@ mod tests {
         assert_eq!(job.streams("data:"), ["data:chinook.public.invoice"]);
         let output = &job.outputs[0];
         assert_eq!(output.connection, "target");
-        assert_eq!(output.data_type, DataType::Stream);
+        assert!(matches!(output.target, Target::Stream));
         assert_eq!(
-            output.key.search(&input(&json!({})).unwrap()).unwrap(),
+            output.key.eval(&Input::new(&Default::default())).unwrap(),
             json!("invoice:events")
         );
         assert_eq!(
@@ -477,9 +511,20 @@ output:
         assert_eq!(job.name, "invoices");
         assert_eq!(job.streams("data:"), ["data:invoice"]);
         assert_eq!(job.transforms.len(), 4);
-        assert_eq!(job.outputs[0].data_type, DataType::Hash);
-        assert_eq!(job.outputs[0].on_update, OnUpdate::Merge);
-        assert!(job.outputs[1].score.is_some());
+        assert!(matches!(
+            job.outputs[0].target,
+            Target::Hash {
+                on_update: OnUpdate::Merge
+            }
+        ));
+        let Target::SortedSet {
+            score,
+            member: Some(member),
+        } = &job.outputs[1].target
+        else {
+            panic!("a sorted set with a member");
+        };
+        assert_eq!((score.text(), member.text()), ("Total", "InvoiceId"));
     }
 
     #[test]
@@ -502,6 +547,8 @@ output:
         .contains("graph"));
         assert!(bad("source: {table: t}\noutput:\n  - uses: redis.write\n    with: {data_type: sorted_set}\n")
             .contains("needs args"));
+        assert!(bad("source: {table: t}\noutput:\n  - uses: redis.write\n    with: {data_type: sorted_set, args: {score: {expression: a, language: sql}}}\n")
+            .contains("language 'sql' is not supported"));
         assert!(
             bad("source: {table: t}\noutput:\n  - uses: redis.write\n    with: {expire: 0}\n")
                 .contains("expire must be a positive")

@@ -16,9 +16,8 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Instant;
 
-use redis::aio::ConnectionManager;
-
 use crate::config::Processors;
+use crate::connect::Redis;
 use crate::error::{Error, Result};
 use crate::format::ChangeEvent;
 use crate::job::Job;
@@ -83,7 +82,7 @@ pub trait Feed {
 pub struct Pipeline {
     /// Jobs by route.
     routes: BTreeMap<String, Vec<Arc<Job>>>,
-    writer: ConnectionManager,
+    writer: Redis,
     /// Whether the target has the redsink module.
     module: bool,
     max_deliveries: u64,
@@ -130,7 +129,7 @@ pub struct Outcome {
 impl Pipeline {
     pub fn new(
         routes: BTreeMap<String, Vec<Arc<Job>>>,
-        writer: ConnectionManager,
+        writer: Redis,
         module: bool,
         processors: &Processors,
     ) -> Pipeline {

@@ -8,9 +8,9 @@ use redsink_core::ds::OnUpdate;
 use redsink_core::json::to_text;
 
 use crate::error::{Error, Result};
-use crate::expr::{input, Expr, Input};
+use crate::expr::{Expr, Input};
 use crate::format::{ChangeEvent, Op};
-use crate::job::{DataType, Expire, Job, Output, Transform};
+use crate::job::{Expire, Job, Output, Target, Transform};
 
 /// Where an event sits in its source.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -94,13 +94,8 @@ pub fn plan(job: &Job, event: &ChangeEvent, position: &Position) -> Result<Vec<W
     let row = if job.transforms.is_empty() {
         &event.row
     } else {
-        let Some(row) = transform(job, Value::Object(event.row.clone()))? else {
+        let Some(row) = transform(job, event.row.clone())? else {
             return Ok(Vec::new());
-        };
-        let Value::Object(row) = row else {
-            return Err(Error::Event(
-                "a transform turned the row into something else than an object".into(),
-            ));
         };
         transformed = row;
         &transformed
@@ -113,37 +108,31 @@ pub fn plan(job: &Job, event: &ChangeEvent, position: &Position) -> Result<Vec<W
 }
 
 /// Applies the job's transforms in order; `None` if a filter drops the row.
-fn transform(job: &Job, mut row: Value) -> Result<Option<Value>> {
+fn transform(job: &Job, mut row: Map<String, Value>) -> Result<Option<Map<String, Value>>> {
     for step in &job.transforms {
         match step {
             Transform::Filter(expression) => {
-                if !expression.matches(&input(&row)?)? {
+                if !expression.matches(&Input::new(&row))? {
                     return Ok(None);
                 }
             }
             Transform::AddFields(fields) => {
-                let searchable = input(&row)?;
+                let input = Input::new(&row);
                 let values = fields
                     .iter()
-                    .map(|(field, expression)| Ok((field.clone(), expression.search(&searchable)?)))
+                    .map(|(field, expression)| Ok((field.clone(), expression.eval(&input)?)))
                     .collect::<Result<Vec<_>>>()?;
-                if let Value::Object(members) = &mut row {
-                    members.extend(values);
-                }
+                row.extend(values);
             }
             Transform::RemoveFields(fields) => {
-                if let Value::Object(members) = &mut row {
-                    for field in fields {
-                        members.shift_remove(field);
-                    }
+                for field in fields {
+                    row.shift_remove(field);
                 }
             }
             Transform::RenameFields(renames) => {
-                if let Value::Object(members) = &mut row {
-                    for (from, to) in renames {
-                        if let Some(value) = members.shift_remove(from) {
-                            members.insert(to.clone(), value);
-                        }
+                for (from, to) in renames {
+                    if let Some(value) = row.shift_remove(from) {
+                        row.insert(to.clone(), value);
                     }
                 }
             }
@@ -167,70 +156,57 @@ fn write_for(
     };
     let version = position.version;
     let deleted = op == Op::Delete;
-    let member = || match &output.member {
+    let member = |expression: &Option<Expr>| match expression {
         Some(expression) => text(expression, input, "member"),
         None => Ok(mapped_json(output, row)),
     };
-    Ok(match output.data_type {
-        DataType::Hash | DataType::String | DataType::Json if deleted => {
-            Write::Delete { key, version }
-        }
-        DataType::Hash => Write::Hash {
+    Ok(match &output.target {
+        Target::Hash { .. } | Target::Json if deleted => Write::Delete { key, version },
+        Target::Hash { on_update } => Write::Hash {
             key,
             json: mapped_json(output, row),
-            replace: output.on_update == OnUpdate::Replace,
+            replace: *on_update == OnUpdate::Replace,
             ttl,
             version,
         },
-        DataType::String | DataType::Json => Write::Json {
+        Target::Json => Write::Json {
             key,
             json: mapped_json(output, row),
             ttl,
             version,
         },
-        DataType::Set if deleted => Write::SetRemove {
+        Target::Set { member: of } if deleted => Write::SetRemove {
             key,
-            member: member()?,
+            member: member(of)?,
         },
-        DataType::Set => Write::SetAdd {
+        Target::Set { member: of } => Write::SetAdd {
             key,
-            member: member()?,
+            member: member(of)?,
             ttl,
         },
-        DataType::SortedSet if deleted => Write::SortedSetRemove {
+        Target::SortedSet { member: of, .. } if deleted => Write::SortedSetRemove {
             key,
-            member: member()?,
+            member: member(of)?,
         },
-        DataType::SortedSet => {
-            let score_expression = output
-                .score
-                .as_ref()
-                .ok_or_else(|| Error::Invalid("a sorted_set output needs args.score".into()))?;
-            let score = redsink_core::named::score(
-                Some(&score_expression.eval(input)?),
-                score_expression.text(),
-            )
-            .map_err(|e| Error::Event(e.to_string()))?;
+        Target::SortedSet { score, member: of } => {
+            let score = redsink_core::named::score(Some(&score.eval(input)?), score.text())
+                .map_err(|e| Error::Event(e.to_string()))?;
             Write::SortedSetAdd {
                 key,
-                member: member()?,
+                member: member(of)?,
                 score,
                 ttl,
             }
         }
-        DataType::Stream => Write::Stream {
+        Target::Stream => Write::Stream {
             key,
             json: mapped_json(output, row),
             op_code: Some(op.code()),
             id: position.stream_id.clone(),
             ttl,
         },
-        DataType::DeviceStream => {
-            let device_expression = output
-                .device
-                .as_ref()
-                .ok_or_else(|| Error::Invalid("a device_stream output needs args.device".into()))?;
-            let device = text(device_expression, input, "device")?;
+        Target::DeviceStream { device } => {
+            let device = text(device, input, "device")?;
             if deleted {
                 Write::DeviceDelete { key, device }
             } else {
@@ -306,7 +282,11 @@ mod tests {
         let Value::Object(row) = row else {
             unreachable!("rows are objects")
         };
-        ChangeEvent { op, row, lsn: None }
+        ChangeEvent {
+            op,
+            row,
+            order: None,
+        }
     }
 
     fn at(version: i64) -> Position {
@@ -426,6 +406,11 @@ output:
       data_type: set
       key: {expression: "concat(['country:', BillingCountry])"}
       args: {member: InvoiceId}
+  - uses: redis.write
+    with:
+      data_type: set
+      key: {expression: "`countries`"}
+      args: {member: {expression: "concat([BillingCountry, ':', InvoiceId])", language: jmespath}}
 "#);
         let row: Value = serde_json::from_str(INVOICE).unwrap();
         assert_eq!(
@@ -442,6 +427,11 @@ output:
                     member: "98".into(),
                     ttl: None
                 },
+                Write::SetAdd {
+                    key: "countries".into(),
+                    member: "Germany:98".into(),
+                    ttl: None
+                },
             ]
         );
         assert_eq!(
@@ -454,6 +444,10 @@ output:
                 Write::SetRemove {
                     key: "country:Germany".into(),
                     member: "98".into()
+                },
+                Write::SetRemove {
+                    key: "countries".into(),
+                    member: "Germany:98".into()
                 },
             ]
         );

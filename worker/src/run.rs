@@ -7,9 +7,9 @@ use redis::Value;
 use tokio::sync::watch;
 
 use crate::config::{Config, Connection, Source};
-use crate::connect::connect;
+use crate::connect::{connect, Redis};
 use crate::error::{Error, Result};
-use crate::job::{DataType, Job};
+use crate::job::{Job, Target};
 use crate::pipeline::Pipeline;
 use crate::source::postgres::PgSource;
 use crate::source::redis_stream::StreamSource;
@@ -136,16 +136,12 @@ fn target_connection(
 
 /// Whether the target has the module (said in the log); without it, jobs with
 /// device_stream outputs cannot run.
-async fn writes_with_module(
-    writer: &mut redis::aio::ConnectionManager,
-    target: &str,
-    jobs: &[Arc<Job>],
-) -> Result<bool> {
+async fn writes_with_module(writer: &mut Redis, target: &str, jobs: &[Arc<Job>]) -> Result<bool> {
     let module = has_module(writer).await?;
     let device_outputs = jobs
         .iter()
         .flat_map(|job| &job.outputs)
-        .any(|o| o.data_type == DataType::DeviceStream);
+        .any(|o| matches!(o.target, Target::DeviceStream { .. }));
     if device_outputs && !module {
         return Err(Error::Invalid(format!(
             "connection '{target}': device_stream outputs need the redsink module, which this Redis has not loaded"
@@ -166,7 +162,7 @@ async fn writes_with_module(
 }
 
 /// Whether SINK.HASH is a command of the server.
-async fn has_module(con: &mut redis::aio::ConnectionManager) -> Result<bool> {
+async fn has_module(con: &mut Redis) -> Result<bool> {
     let info: Value = redis::cmd("COMMAND")
         .arg("INFO")
         .arg("SINK.HASH")

@@ -88,7 +88,9 @@ fn planned() -> Vec<Vec<Write>> {
                 panic!("no tombstones here");
             };
             let position = Position {
-                version: redsink_worker::source::entries::entry_version(&id).unwrap(),
+                version: redsink_worker::format::Order::from_stream_id(&id)
+                    .unwrap()
+                    .version(),
                 time_ms: id.split('-').next().unwrap().parse().unwrap(),
                 stream_id: id,
             };

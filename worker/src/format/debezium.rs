@@ -5,7 +5,7 @@
 
 use serde_json::{Map, Value};
 
-use super::{ChangeEvent, Decoded, Op};
+use super::{ChangeEvent, Decoded, Op, Order};
 use crate::error::{Error, Result};
 
 /// Whether a field name is a record key, as Debezium Server names an entry's field.
@@ -38,10 +38,11 @@ pub fn is_change_event(event: &Map<String, Value>) -> bool {
 pub fn change(mut event: Map<String, Value>, code: &str) -> Result<Decoded> {
     let op =
         Op::parse(code).ok_or_else(|| Error::Event(format!("unknown Debezium op '{code}'")))?;
-    let lsn = event
+    let order = event
         .get("source")
         .and_then(|source| source.get("lsn"))
-        .and_then(Value::as_i64);
+        .and_then(Value::as_i64)
+        .map(Order::from_lsn);
     let side = if op == Op::Delete { "before" } else { "after" };
     let row = match event.remove(side) {
         Some(Value::Object(row)) => row,
@@ -51,23 +52,20 @@ pub fn change(mut event: Map<String, Value>, code: &str) -> Result<Decoded> {
             )))
         }
     };
-    Ok(Decoded::Change(ChangeEvent { op, row, lsn }))
+    Ok(Decoded::Change(ChangeEvent { op, row, order }))
 }
 
 impl ChangeEvent {
     /// This change as Debezium Server writes it, `{before, after, source, op, ts_ms}`,
-    /// with `source` as given plus the LSN: how a source that reads no stream hands a
+    /// with `source` as the connector gives it: how a source that reads no stream hands a
     /// change on (its dead letters), ready to be added to a `data:` stream as is.
-    pub fn to_debezium(&self, mut source: Map<String, Value>) -> Value {
+    pub fn to_debezium(&self, source: Map<String, Value>) -> Value {
         let row = Value::Object(self.row.clone());
         let (before, after) = if self.op == Op::Delete {
             (row, Value::Null)
         } else {
             (Value::Null, row)
         };
-        if let Some(lsn) = self.lsn {
-            source.insert("lsn".into(), lsn.into());
-        }
         serde_json::json!({
             "before": before,
             "after": after,

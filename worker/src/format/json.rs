@@ -11,7 +11,7 @@ pub fn upsert(row: Map<String, Value>) -> ChangeEvent {
     ChangeEvent {
         op: Op::Create,
         row,
-        lsn: None,
+        order: None,
     }
 }
 

@@ -59,9 +59,47 @@ pub struct ChangeEvent {
     pub op: Op,
     /// The row as it is now (for a delete: as it was).
     pub row: Map<String, Value>,
-    /// The source's position (PostgreSQL LSN), when the event has one: a version that
-    /// orders all changes of a database.
-    pub lsn: Option<i64>,
+    /// Where the change sits in its database's order, when the event says.
+    pub order: Option<Order>,
+}
+
+/// A change's place in its source's order of changes, as one number that grows with it:
+/// the version stored with each key, so that a replay or a late older change writes
+/// nothing. A connector's own ordering maps onto it by a constructor here — PostgreSQL's
+/// LSN, a stream entry's id; MySQL's binlog position or Oracle's SCN go beside them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Order(i64);
+
+impl Order {
+    /// A PostgreSQL LSN as a number (Debezium's `source.lsn`).
+    pub fn from_lsn(lsn: i64) -> Order {
+        Order(lsn)
+    }
+
+    /// A PostgreSQL LSN as PostgreSQL writes it, `X/Y` in hex.
+    pub fn parse_lsn(text: &str) -> Option<Order> {
+        let (high, low) = text.split_once('/')?;
+        let (high, low) = (
+            i64::from_str_radix(high, 16).ok()?,
+            i64::from_str_radix(low, 16).ok()?,
+        );
+        Some(Order((high << 32) | low))
+    }
+
+    /// A stream entry id `ms-seq`, as `ms * 10^6 + seq`: the order of one stream's entries,
+    /// for changes that carry no order of their own.
+    pub fn from_stream_id(id: &str) -> Option<Order> {
+        let (ms, seq) = id.split_once('-')?;
+        let (ms, seq): (i64, i64) = (ms.parse().ok()?, seq.parse().ok()?);
+        ms.checked_mul(1_000_000)?
+            .checked_add(seq.min(999_999))
+            .map(Order)
+    }
+
+    /// The number written as a key's version.
+    pub fn version(self) -> i64 {
+        self.0
+    }
 }
 
 /// What an entry holds.
@@ -130,7 +168,7 @@ mod tests {
         let expected = Decoded::Change(ChangeEvent {
             op: Op::Create,
             row: row(json!({"InvoiceId":1,"Total":"3.96"})),
-            lsn: Some(24_023_128),
+            order: Some(Order::from_lsn(24_023_128)),
         });
         assert_eq!(
             decode(&entry(&[(r#"{"InvoiceId":1}"#, event)])).unwrap(),
@@ -147,9 +185,9 @@ mod tests {
             let change = ChangeEvent {
                 op,
                 row: row(json!({"InvoiceId": 1, "Total": "3.96"})),
-                lsn: Some(42),
+                order: Some(Order::from_lsn(42)),
             };
-            let source = row(json!({"connector": "postgresql", "table": "invoice"}));
+            let source = row(json!({"connector": "postgresql", "table": "invoice", "lsn": 42}));
             let event = change.to_debezium(source).to_string();
             assert_eq!(
                 decode(&entry(&[(r#"{"InvoiceId":1}"#, &event)])).unwrap(),
@@ -198,7 +236,7 @@ mod tests {
             Decoded::Change(ChangeEvent {
                 op: Op::Create,
                 row: row(json!({"deviceId":"d1","temp":21.5})),
-                lsn: None
+                order: None
             })
         );
         let pairs = decode(&entry(&[("deviceId", "d1"), ("temp", "21.5")])).unwrap();
@@ -207,7 +245,7 @@ mod tests {
             Decoded::Change(ChangeEvent {
                 op: Op::Create,
                 row: row(json!({"deviceId":"d1","temp":"21.5"})),
-                lsn: None
+                order: None
             })
         );
         let single_text = decode(&entry(&[("name", "plain text")])).unwrap();
@@ -216,5 +254,20 @@ mod tests {
         );
         assert!(decode(&[]).is_err());
         assert!(decode(&[(b"a".to_vec(), vec![0xff]), (b"b".to_vec(), b"x".to_vec())]).is_err());
+    }
+
+    #[test]
+    fn orders_of_each_kind() {
+        let lsn = |text| Order::parse_lsn(text).map(Order::version);
+        assert_eq!(lsn("0/16B3748"), Some(0x16B_3748));
+        assert_eq!(lsn("1/0"), Some(1 << 32));
+        assert!(Order::parse_lsn("1/0") > Order::parse_lsn("0/FFFFFFFF"));
+        assert_eq!(lsn("nonsense"), None);
+        let id = |text| Order::from_stream_id(text).map(Order::version);
+        assert_eq!(id("1795290468019-0"), Some(1_795_290_468_019_000_000));
+        assert!(id("5-1") > id("5-0"));
+        assert!(id("6-0") > id("5-999"));
+        assert_eq!(id("x"), None);
+        assert_eq!(id("99999999999999999-0"), None);
     }
 }

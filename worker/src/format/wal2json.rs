@@ -7,7 +7,7 @@ use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use super::postgres::value;
-use super::{ChangeEvent, Op};
+use super::{ChangeEvent, Op, Order};
 use crate::error::{Error, Result};
 
 /// One wal2json format-2 message.
@@ -40,14 +40,14 @@ pub enum Change {
     Row { table: String, event: ChangeEvent },
     /// TRUNCATE of `schema.table`.
     Truncate { table: String },
-    /// The start of a transaction that commits at `commit_lsn`.
-    Begin { commit_lsn: i64 },
+    /// The start of a transaction that commits at `commit`.
+    Begin { commit: Order },
     /// Transaction boundaries and messages that change no row.
     Other,
 }
 
-/// Decodes a wal2json format-2 message at `lsn`.
-pub fn decode(data: &str, lsn: i64) -> Result<Change> {
+/// Decodes a wal2json format-2 message at `at` (its LSN).
+pub fn decode(data: &str, at: Order) -> Result<Change> {
     let message: Message =
         serde_json::from_str(data).map_err(|e| Error::Event(format!("wal2json message: {e}")))?;
     let table = || {
@@ -63,10 +63,10 @@ pub fn decode(data: &str, lsn: i64) -> Result<Change> {
         "D" => Op::Delete,
         "T" => return Ok(Change::Truncate { table: table() }),
         "B" => {
-            let commit_lsn = message.lsn.and_then(parse_lsn).ok_or_else(|| {
+            let commit = message.lsn.and_then(Order::parse_lsn).ok_or_else(|| {
                 Error::Event(format!("wal2json begin message without an LSN: {data}"))
             })?;
-            return Ok(Change::Begin { commit_lsn });
+            return Ok(Change::Begin { commit });
         }
         _ => return Ok(Change::Other),
     };
@@ -90,19 +90,9 @@ pub fn decode(data: &str, lsn: i64) -> Result<Change> {
         event: ChangeEvent {
             op,
             row,
-            lsn: Some(lsn),
+            order: Some(at),
         },
     })
-}
-
-/// `X/Y` (PostgreSQL's LSN text) as a number.
-pub fn parse_lsn(text: &str) -> Option<i64> {
-    let (high, low) = text.split_once('/')?;
-    let (high, low) = (
-        i64::from_str_radix(high, 16).ok()?,
-        i64::from_str_radix(low, 16).ok()?,
-    );
-    Some((high << 32) | low)
 }
 
 #[cfg(test)]
@@ -113,18 +103,18 @@ mod tests {
     #[test]
     fn inserts_updates_deletes_and_truncates() {
         let insert = r#"{"action":"I","schema":"public","table":"invoice","columns":[{"name":"InvoiceId","type":"integer","value":1},{"name":"Total","type":"numeric(10,2)","value":3.96},{"name":"BillingCountry","type":"character varying(40)","value":"Germany"}]}"#;
-        let Change::Row { table, event } = decode(insert, 42).unwrap() else {
+        let Change::Row { table, event } = decode(insert, Order::from_lsn(42)).unwrap() else {
             panic!("a row");
         };
         assert_eq!(table, "public.invoice");
         assert_eq!(event.op, Op::Create);
-        assert_eq!(event.lsn, Some(42));
+        assert_eq!(event.order, Some(Order::from_lsn(42)));
         assert_eq!(
             Value::Object(event.row),
             json!({"InvoiceId": 1, "Total": "3.96", "BillingCountry": "Germany"})
         );
         let delete = r#"{"action":"D","schema":"public","table":"invoice","identity":[{"name":"InvoiceId","type":"integer","value":1}]}"#;
-        let Change::Row { event, .. } = decode(delete, 43).unwrap() else {
+        let Change::Row { event, .. } = decode(delete, Order::from_lsn(43)).unwrap() else {
             panic!("a row");
         };
         assert_eq!(
@@ -132,7 +122,11 @@ mod tests {
             (Op::Delete, json!({"InvoiceId": 1}))
         );
         assert_eq!(
-            decode(r#"{"action":"T","schema":"public","table":"invoice"}"#, 44).unwrap(),
+            decode(
+                r#"{"action":"T","schema":"public","table":"invoice"}"#,
+                Order::from_lsn(44)
+            )
+            .unwrap(),
             Change::Truncate {
                 table: "public.invoice".into()
             }
@@ -140,25 +134,17 @@ mod tests {
         assert_eq!(
             decode(
                 r#"{"action":"B","lsn":"0/152D250","nextlsn":"0/152D280"}"#,
-                45
+                Order::from_lsn(45)
             )
             .unwrap(),
             Change::Begin {
-                commit_lsn: 0x152_D250
+                commit: Order::from_lsn(0x152_D250)
             }
         );
         assert_eq!(
-            decode(r#"{"action":"C","lsn":"0/152D250"}"#, 45).unwrap(),
+            decode(r#"{"action":"C","lsn":"0/152D250"}"#, Order::from_lsn(45)).unwrap(),
             Change::Other
         );
-        assert!(decode("{broken", 46).is_err());
-    }
-
-    #[test]
-    fn lsns_as_numbers() {
-        assert_eq!(parse_lsn("0/16B3748"), Some(0x16B_3748));
-        assert_eq!(parse_lsn("1/0"), Some(1 << 32));
-        assert!(parse_lsn("1/0").unwrap() > parse_lsn("0/FFFFFFFF").unwrap());
-        assert_eq!(parse_lsn("nonsense"), None);
+        assert!(decode("{broken", Order::from_lsn(46)).is_err());
     }
 }

@@ -78,14 +78,6 @@ pub fn parse_autoclaim(value: &Value) -> (String, Vec<Entry>) {
     }
 }
 
-/// A version for a change without an LSN: its stream entry id, `ms * 10^6 + seq`, which
-/// orders the entries of one stream.
-pub fn entry_version(entry_id: &str) -> Option<i64> {
-    let (ms, seq) = entry_id.split_once('-')?;
-    let (ms, seq): (i64, i64) = (ms.parse().ok()?, seq.parse().ok()?);
-    ms.checked_mul(1_000_000)?.checked_add(seq.min(999_999))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -137,17 +129,5 @@ mod tests {
         assert_eq!(next, "5-0");
         assert_eq!(entries[0].id, "3-0");
         assert_eq!(parse_autoclaim(&Value::Nil), ("0-0".to_owned(), Vec::new()));
-    }
-
-    #[test]
-    fn entry_ids_order_as_versions() {
-        assert_eq!(
-            entry_version("1795290468019-0"),
-            Some(1_795_290_468_019_000_000)
-        );
-        assert!(entry_version("5-1").unwrap() > entry_version("5-0").unwrap());
-        assert!(entry_version("6-0").unwrap() > entry_version("5-999").unwrap());
-        assert_eq!(entry_version("x"), None);
-        assert_eq!(entry_version("99999999999999999-0"), None);
     }
 }

@@ -11,14 +11,14 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use redis::aio::ConnectionManager;
 use redis::Value;
 use tokio::sync::watch;
 
-use super::entries::{entry_version, parse_autoclaim, parse_read, Entry};
+use super::entries::{parse_autoclaim, parse_read, Entry};
 use crate::config::{Processors, RedisStreamSource, Streams};
+use crate::connect::Redis;
 use crate::error::Result;
-use crate::format::{decode, Decoded};
+use crate::format::{decode, Decoded, Order};
 use crate::metrics;
 use crate::pipeline::{Delivered, Delivery, Feed, Fields, InFlight, Pipeline, Planned};
 use crate::plan::Position;
@@ -33,9 +33,9 @@ pub struct StreamSource {
     /// Plans and writes what is read; its routes are stream keys.
     pub pipeline: Pipeline,
     /// For XREADGROUP only (no response timeout).
-    pub reader: ConnectionManager,
+    pub reader: Redis,
     /// For everything else.
-    pub writer: ConnectionManager,
+    pub writer: Redis,
     pub consumer: String,
 }
 
@@ -347,7 +347,7 @@ impl StreamSource {
 
 /// The pending entries of the group, which count each entry's deliveries.
 struct Pending {
-    writer: ConnectionManager,
+    writer: Redis,
     group: String,
 }
 
@@ -381,7 +381,7 @@ fn delivery(stream: &Arc<str>, entry: Entry) -> Delivery {
                 .and_then(|topic| topic.as_str())
                 .filter(|topic| !topic.is_empty())
                 .map(str::to_owned);
-            let placed = position(&entry.id, change.lsn).map(|position| Some((change, position)));
+            let placed = position(&entry.id, change.order).map(|position| Some((change, position)));
             (placed, reply_to)
         }
         Ok(Decoded::Tombstone) => (Ok(None), None),
@@ -396,16 +396,19 @@ fn delivery(stream: &Arc<str>, entry: Entry) -> Delivery {
     }
 }
 
-/// An entry's place in its stream's order: its version (the event's LSN, else the id),
-/// its id, and its time (the id's milliseconds).
-fn position(id: &str, lsn: Option<i64>) -> std::result::Result<Position, String> {
+/// An entry's place in its stream's order: its version (the event's own order, else the
+/// id's), its id, and its time (the id's milliseconds).
+fn position(id: &str, order: Option<Order>) -> std::result::Result<Position, String> {
     let not_an_id = || format!("entry id '{id}' is not a stream id");
     let time_ms = id
         .split_once('-')
         .and_then(|(ms, _)| ms.parse().ok())
         .ok_or_else(not_an_id)?;
     Ok(Position {
-        version: lsn.or_else(|| entry_version(id)).ok_or_else(not_an_id)?,
+        version: order
+            .or_else(|| Order::from_stream_id(id))
+            .ok_or_else(not_an_id)?
+            .version(),
         stream_id: id.to_owned(),
         time_ms,
     })

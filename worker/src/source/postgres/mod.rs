@@ -18,15 +18,16 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use redis::aio::ConnectionManager;
 use tokio::sync::watch;
 use tokio_postgres::config::SslMode;
 use tokio_postgres::{Client, NoTls};
 
 use self::snapshot::{Progress, Rows};
 use crate::config::{PostgresSource, Processors};
+use crate::connect::Redis;
 use crate::error::{describe_postgres, Error, Result};
-use crate::format::wal2json::{self, parse_lsn, Change};
+use crate::format::wal2json::{self, Change};
+use crate::format::Order;
 use crate::pipeline::{Delivered, Delivery, Feed, Fields, Pipeline};
 use crate::plan::Position;
 
@@ -35,7 +36,7 @@ pub struct PgSource {
     pub processors: Processors,
     /// Plans and writes the changes; its routes are tables (`schema.table`).
     pub pipeline: Pipeline,
-    pub writer: ConnectionManager,
+    pub writer: Redis,
 }
 
 /// After this many polls without changes, the slot is moved to the server's WAL position
@@ -302,7 +303,10 @@ impl PgSource {
             )
             .await?
             .get(0);
-        let restart_lsn = restart_lsn.as_deref().and_then(parse_lsn).unwrap_or(0);
+        let restart_lsn = restart_lsn
+            .as_deref()
+            .and_then(Order::parse_lsn)
+            .map_or(0, Order::version);
         Ok(Progress::from_marker(
             &fields,
             &self.settings.tables,
@@ -321,7 +325,7 @@ impl PgSource {
         let table: Arc<str> = Arc::from(table);
         let deliveries = events.into_iter().enumerate().map(|(i, event)| {
             let row = first_row + i as i64;
-            let version = event.lsn.unwrap_or(0);
+            let version = event.order.map_or(0, Order::version);
             let position = Position {
                 version,
                 stream_id: format!("{version}-{row}"),
@@ -386,14 +390,14 @@ impl PgSource {
             });
         };
         let mut deliveries = Vec::with_capacity(rows.len());
-        let (mut commit_lsn, mut number) = (None, 0);
+        let (mut commit, mut number) = (None, 0);
         let mut route: Arc<str> = Arc::from("");
         for row in &rows {
             let (lsn_text, data): (String, String) = (row.get(0), row.get(1));
-            let lsn = parse_lsn(&lsn_text).unwrap_or(0);
-            let decoded = wal2json::decode(&data, lsn);
+            let at = Order::parse_lsn(&lsn_text).unwrap_or(Order::from_lsn(0));
+            let decoded = wal2json::decode(&data, at);
             match &decoded {
-                Ok(Change::Begin { commit_lsn: at }) => (commit_lsn, number) = (Some(*at), 0),
+                Ok(Change::Begin { commit: order }) => (commit, number) = (Some(*order), 0),
                 Ok(Change::Row { .. }) | Err(_) => number += 1,
                 Ok(Change::Truncate { table }) => tracing::warn!(
                     table,
@@ -408,8 +412,8 @@ impl PgSource {
                         route = Arc::from(table);
                     }
                     let position = Position {
-                        version: lsn,
-                        stream_id: format!("{}-{number}", commit_lsn.unwrap_or(lsn)),
+                        version: at.version(),
+                        stream_id: format!("{}-{number}", commit.unwrap_or(at).version()),
                         time_ms: redsink_core::time::now_ms(),
                     };
                     Ok(Some((event, position)))
@@ -425,7 +429,7 @@ impl PgSource {
             };
             deliveries.push(Delivery {
                 route: Arc::clone(&route),
-                at: format!("lsn {lsn}"),
+                at: format!("lsn {}", at.version()),
                 change,
                 reply_to: None,
                 raw,
@@ -509,6 +513,11 @@ impl Feed for Changes<'_> {
         ]
         .into_iter()
         .map(|(field, value)| (field.to_owned(), serde_json::Value::from(value)))
+        .chain(
+            event
+                .order
+                .map(|order| ("lsn".to_owned(), order.version().into())),
+        )
         .collect();
         vec![(
             b"value".to_vec(),

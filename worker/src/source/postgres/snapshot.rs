@@ -27,7 +27,7 @@ use tracing_indicatif::style::ProgressStyle;
 
 use super::PgSource;
 use crate::error::{Error, Result};
-use crate::format::{postgres, ChangeEvent, Op};
+use crate::format::{postgres, ChangeEvent, Op, Order};
 
 /// Where a snapshot stands, as kept in the source's marker hash in Redis: `version`,
 /// `rows`, `table` and `after` while a snapshot runs, `done:<table>` per table read.
@@ -170,7 +170,11 @@ impl PgSource {
                     more = false;
                     break;
                 };
-                events.push(snapshot_event(row.get(0), &types, progress.version)?);
+                events.push(snapshot_event(
+                    row.get(0),
+                    &types,
+                    Order::from_lsn(progress.version),
+                )?);
                 if !key.is_empty() {
                     last_key = Some(row.get::<_, Vec<String>>(1));
                 }
@@ -295,7 +299,11 @@ async fn column_types(client: &Client, table: &str) -> Result<BTreeMap<String, S
 }
 
 /// A snapshot row (row_to_json text) as an `r` event, values mapped like wal2json's.
-fn snapshot_event(text: &str, types: &BTreeMap<String, String>, lsn: i64) -> Result<ChangeEvent> {
+fn snapshot_event(
+    text: &str,
+    types: &BTreeMap<String, String>,
+    order: Order,
+) -> Result<ChangeEvent> {
     let raw: BTreeMap<String, &RawValue> =
         serde_json::from_str(text).map_err(|e| Error::Event(format!("snapshot row: {e}")))?;
     let mut row = Map::new();
@@ -307,7 +315,7 @@ fn snapshot_event(text: &str, types: &BTreeMap<String, String>, lsn: i64) -> Res
     Ok(ChangeEvent {
         op: Op::Read,
         row,
-        lsn: Some(lsn),
+        order: Some(order),
     })
 }
 
@@ -453,13 +461,16 @@ mod tests {
         let event = snapshot_event(
             r#"{"InvoiceId":1,"Total":3.90,"InvoiceDate":"2021-01-01T00:00:00","Tags":["a","b"]}"#,
             &types,
-            7,
+            Order::from_lsn(7),
         )
         .unwrap();
         assert_eq!(
             Value::Object(event.row),
             serde_json::json!({"InvoiceId":1,"Total":"3.90","InvoiceDate":"2021-01-01T00:00:00Z","Tags":["a","b"]})
         );
-        assert_eq!((event.op, event.lsn), (Op::Read, Some(7)));
+        assert_eq!(
+            (event.op, event.order),
+            (Op::Read, Some(Order::from_lsn(7)))
+        );
     }
 }

@@ -1,15 +1,16 @@
-//! JMESPath expressions as RDI job files use them: compiled once at start, with RDI's
-//! extra functions (`concat`, `lower`, `upper`, `replace`, `split`, `json_parse`).
+//! JMESPath as RDI job files use it, with RDI's extra functions (`concat`, `lower`,
+//! `upper`, `replace`, `split`, `json_parse`) and bare backtick literals read as strings.
 //!
-//! An event is converted to a JMESPath variable once ([`input`]) and every expression of
-//! every job searches that same variable.
+//! A row is converted to a JMESPath variable once, on first need, and every JMESPath
+//! expression of every job searches that same variable; the shapes key expressions
+//! nearly always take skip the conversion ([`Direct`]).
 
 use std::sync::{Arc, LazyLock};
 
 use jmespath::{Context, ErrorReason, JmespathError, Rcvar, Runtime, RuntimeError, Variable};
 use serde_json::{Map, Value};
 
-use crate::error::{Error, Result};
+use super::{Failure, Input};
 
 static RUNTIME: LazyLock<Runtime> = LazyLock::new(|| {
     let mut runtime = Runtime::new();
@@ -29,12 +30,55 @@ static RUNTIME: LazyLock<Runtime> = LazyLock::new(|| {
     runtime
 });
 
-/// A compiled expression, with its text for messages.
-pub struct Expr {
-    text: String,
+/// A compiled JMESPath expression.
+pub struct Compiled {
     compiled: jmespath::Expression<'static>,
     /// The same, when it is one of the shapes key expressions nearly always take.
     direct: Option<Direct>,
+}
+
+/// A row as JMESPath input.
+pub type Searchable = Rcvar;
+
+pub fn compile(text: &str) -> std::result::Result<Compiled, String> {
+    let compiled = RUNTIME
+        .compile(&quote_bare_literals(text))
+        .map_err(|e| e.to_string())?;
+    let direct = Direct::of(compiled.as_ast());
+    Ok(Compiled { compiled, direct })
+}
+
+impl Compiled {
+    /// The value on a row: directly where the expression allows, else through JMESPath.
+    pub fn eval(&self, input: &Input) -> std::result::Result<Value, Failure> {
+        if let Some(value) = self
+            .direct
+            .as_ref()
+            .and_then(|direct| direct.eval(input.row))
+        {
+            return Ok(value);
+        }
+        let found = self.search(input)?;
+        serde_json::to_value(&*found).map_err(|e| Failure::Row(e.to_string()))
+    }
+
+    /// Whether the value on a row is truthy (JMESPath's rules).
+    pub fn matches(&self, input: &Input) -> std::result::Result<bool, Failure> {
+        Ok(self.search(input)?.is_truthy())
+    }
+
+    fn search(&self, input: &Input) -> std::result::Result<Rcvar, Failure> {
+        let searchable = match input.jmespath.get() {
+            Some(searchable) => searchable,
+            None => {
+                let made = searchable(input.row).map_err(Failure::Row)?;
+                input.jmespath.get_or_init(|| made)
+            }
+        };
+        self.compiled
+            .search(searchable)
+            .map_err(|e| Failure::Expression(e.to_string()))
+    }
 }
 
 /// Expressions evaluated on the row itself, without converting it for JMESPath: a field,
@@ -106,89 +150,6 @@ impl Direct {
     }
 }
 
-/// A row and, made on first need, its JMESPath form: most key expressions read the row
-/// directly ([`Direct`]), and the conversion costs more than they do.
-pub struct Input<'a> {
-    row: &'a Map<String, Value>,
-    searchable: std::cell::OnceCell<Rcvar>,
-}
-
-impl<'a> Input<'a> {
-    pub fn new(row: &'a Map<String, Value>) -> Self {
-        Input {
-            row,
-            searchable: std::cell::OnceCell::new(),
-        }
-    }
-
-    fn searchable(&self) -> Result<&Rcvar> {
-        if let Some(searchable) = self.searchable.get() {
-            return Ok(searchable);
-        }
-        let made = input_of_map(self.row)?;
-        Ok(self.searchable.get_or_init(|| made))
-    }
-}
-
-impl std::fmt::Debug for Expr {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Expr({:?})", self.text)
-    }
-}
-
-impl Expr {
-    pub fn compile(text: &str) -> Result<Expr> {
-        let compiled =
-            RUNTIME
-                .compile(&quote_bare_literals(text))
-                .map_err(|e| Error::Expression {
-                    expression: text.to_owned(),
-                    reason: e.to_string(),
-                })?;
-        let direct = Direct::of(compiled.as_ast());
-        Ok(Expr {
-            text: text.to_owned(),
-            compiled,
-            direct,
-        })
-    }
-
-    /// The expression's value on a row: directly where the expression allows, else
-    /// through JMESPath.
-    pub fn eval(&self, input: &Input) -> Result<Value> {
-        if let Some(value) = self
-            .direct
-            .as_ref()
-            .and_then(|direct| direct.eval(input.row))
-        {
-            return Ok(value);
-        }
-        self.search(input.searchable()?)
-    }
-
-    pub fn text(&self) -> &str {
-        &self.text
-    }
-
-    /// The expression's value on `input` (made by [`input`]).
-    pub fn search(&self, input: &Rcvar) -> Result<Value> {
-        let found = self.compiled.search(input).map_err(|e| Error::Expression {
-            expression: self.text.clone(),
-            reason: e.to_string(),
-        })?;
-        serde_json::to_value(&*found).map_err(|e| Error::Event(e.to_string()))
-    }
-
-    /// Whether the expression's value is truthy (JMESPath's rules), for filters.
-    pub fn matches(&self, input: &Rcvar) -> Result<bool> {
-        let found = self.compiled.search(input).map_err(|e| Error::Expression {
-            expression: self.text.clone(),
-            reason: e.to_string(),
-        })?;
-        Ok(found.is_truthy())
-    }
-}
-
 /// Rewrites `` `invoice:events` `` as `` `"invoice:events"` ``: a backtick literal that is
 /// not JSON is a string, as jmespath.py (and so RDI, whose examples rely on it) reads it.
 /// The jmespath crate follows the stricter current spec and would refuse it.
@@ -231,27 +192,19 @@ fn quote_bare_literals(text: &str) -> String {
     out
 }
 
-/// A row as JMESPath input.
-fn input_of_map(row: &Map<String, Value>) -> Result<Rcvar> {
+fn searchable(row: &Map<String, Value>) -> std::result::Result<Rcvar, String> {
     let variable = Variable::Object(
         row.iter()
-            .map(|(name, value)| {
-                let value: Variable = value.try_into().map_err(|e: JmespathError| {
-                    Error::Event(format!("cannot search this event: {e}"))
-                })?;
-                Ok((name.clone(), Arc::new(value)))
-            })
-            .collect::<Result<_>>()?,
+            .map(|(name, value)| Ok((name.clone(), Arc::new(variable_of(value)?))))
+            .collect::<std::result::Result<_, String>>()?,
     );
     Ok(Arc::new(variable))
 }
 
-/// `value` as JMESPath input.
-pub fn input(value: &Value) -> Result<Rcvar> {
-    let variable: Variable = value
+fn variable_of(value: &Value) -> std::result::Result<Variable, String> {
+    value
         .try_into()
-        .map_err(|e: JmespathError| Error::Event(format!("cannot search this event: {e}")))?;
-    Ok(Arc::new(variable))
+        .map_err(|e: JmespathError| format!("cannot search this event: {e}"))
 }
 
 fn invalid(ctx: &Context<'_>, message: &str) -> JmespathError {
@@ -344,7 +297,9 @@ fn json_parse(args: &[Rcvar], ctx: &mut Context<'_>) -> jmespath::SearchResult {
             .as_string()
             .map(|text| serde_json::from_str::<Value>(text))
         {
-            Some(Ok(value)) => input(&value).map_err(|_| invalid(ctx, "json_parse(JSON text)")),
+            Some(Ok(value)) => variable_of(&value)
+                .map(Arc::new)
+                .map_err(|_| invalid(ctx, "json_parse(JSON text)")),
             _ => Err(invalid(ctx, "json_parse(JSON text)")),
         },
         _ => Err(invalid(ctx, "json_parse(JSON text)")),
@@ -356,11 +311,21 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    fn row(value: Value) -> Map<String, Value> {
+        match value {
+            Value::Object(row) => row,
+            _ => unreachable!("rows are objects"),
+        }
+    }
+
+    /// The value through JMESPath itself, never directly.
+    fn searched(compiled: &Compiled, row: &Map<String, Value>) -> Option<Value> {
+        let found = compiled.search(&Input::new(row)).ok()?;
+        serde_json::to_value(&*found).ok()
+    }
+
     fn eval(expression: &str, data: Value) -> Value {
-        Expr::compile(expression)
-            .unwrap()
-            .search(&input(&data).unwrap())
-            .unwrap()
+        searched(&compile(expression).unwrap(), &row(data)).unwrap()
     }
 
     #[test]
@@ -380,19 +345,16 @@ mod tests {
             "concat(['a', Name, ':', Flag, Total])",
             "concat('x', InvoiceId)",
         ] {
-            let expr = Expr::compile(text).unwrap();
-            assert!(expr.direct.is_some(), "{text} is evaluated directly");
-            for row in &rows {
-                let Value::Object(map) = row else {
-                    unreachable!()
-                };
-                let direct = expr.eval(&Input::new(map));
-                let searched = expr.search(&input(row).unwrap());
-                assert_eq!(direct.ok(), searched.ok(), "{text} on {row}");
+            let compiled = compile(text).unwrap();
+            assert!(compiled.direct.is_some(), "{text} is evaluated directly");
+            for data in &rows {
+                let row = row(data.clone());
+                let direct = compiled.eval(&Input::new(&row)).ok();
+                assert_eq!(direct, searched(&compiled, &row), "{text} on {data}");
             }
         }
-        assert!(Expr::compile("a.b").unwrap().direct.is_none());
-        assert!(Expr::compile("lower(a)").unwrap().direct.is_none());
+        assert!(compile("a.b").unwrap().direct.is_none());
+        assert!(compile("lower(a)").unwrap().direct.is_none());
     }
 
     #[test]
@@ -446,28 +408,22 @@ mod tests {
     }
 
     #[test]
-    fn bad_expressions_and_arguments() {
-        let error = Expr::compile("concat(['a', ").unwrap_err();
-        assert!(
-            error
-                .to_string()
-                .starts_with("invalid JMESPath expression 'concat(['a', '"),
-            "{error}"
-        );
-        let nested = Expr::compile("concat([a])")
+    fn bad_arguments() {
+        let nested = row(json!({"a": {"b": 1}}));
+        assert!(compile("concat([a])")
             .unwrap()
-            .search(&input(&json!({"a": {"b": 1}})).unwrap());
-        assert!(nested.is_err());
+            .eval(&Input::new(&nested))
+            .is_err());
+        assert!(compile("split(a, '')")
+            .is_ok_and(|split| split.eval(&Input::new(&row(json!({"a": "x"})))).is_err()));
     }
 
     #[test]
     fn filters_use_truthiness() {
-        let filter = Expr::compile("Total > `5`").unwrap();
-        assert!(filter
-            .matches(&input(&json!({"Total": 6})).unwrap())
-            .unwrap());
-        assert!(!filter
-            .matches(&input(&json!({"Total": 4})).unwrap())
-            .unwrap());
+        let filter = compile("Total > `5`").unwrap();
+        let matches = |data| filter.matches(&Input::new(&row(data))).ok();
+        assert_eq!(matches(json!({"Total": 6})), Some(true));
+        assert_eq!(matches(json!({"Total": 4})), Some(false));
+        assert_eq!(matches(json!({})), Some(false));
     }
 }
