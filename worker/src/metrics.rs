@@ -44,6 +44,12 @@ pub fn record(batch: &BatchReport) {
     histogram!("redsink_batch_seconds", "stream" => stream).record(batch.took.as_secs_f64());
 }
 
+/// An entry of `stream` that writes nothing, by kind (tombstone, heartbeat, transaction).
+pub fn skipped(stream: &str, kind: &'static str) {
+    counter!("redsink_events_skipped_total", "stream" => stream.to_owned(), "kind" => kind)
+        .increment(1);
+}
+
 /// Entries of `stream` not yet delivered to the group (XINFO GROUPS `lag`).
 pub fn lag(stream: &str, lag: i64) {
     gauge!("redsink_stream_lag", "stream" => stream.to_owned()).set(lag as f64);

@@ -84,7 +84,8 @@ fn planned() -> Vec<Vec<Write>> {
     events()
         .into_iter()
         .map(|(id, fields)| {
-            let Decoded::Change(change) = decode(&fields).unwrap() else {
+            let (Decoded::Change(change) | Decoded::Untyped(change)) = decode(&fields).unwrap()
+            else {
                 panic!("no tombstones here");
             };
             let position = Position {
@@ -216,7 +217,7 @@ async fn on_update_replace_drops_fields_merge_keeps_them() {
         let batches: Vec<Vec<Write>> = events
             .iter()
             .map(|(seq, event)| {
-                let Decoded::Change(change) =
+                let (Decoded::Change(change) | Decoded::Untyped(change)) =
                     decode(&[(b"{}".to_vec(), event.as_bytes().to_vec())]).unwrap()
                 else {
                     panic!("a change");

@@ -66,7 +66,7 @@ pub struct ChangeEvent {
 /// A change's place in its source's order of changes, as one number that grows with it:
 /// the version stored with each key, so that a replay or a late older change writes
 /// nothing. A connector's own ordering maps onto it by a constructor here — PostgreSQL's
-/// LSN, a stream entry's id; MySQL's binlog position or Oracle's SCN go beside them.
+/// LSN, a binlog position, a stream entry's id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Order(i64);
 
@@ -74,6 +74,12 @@ impl Order {
     /// A PostgreSQL LSN as a number (Debezium's `source.lsn`).
     pub fn from_lsn(lsn: i64) -> Order {
         Order(lsn)
+    }
+
+    /// A MySQL or MariaDB binlog position: the file's number (below 2^31) and the offset
+    /// in it (below 2^32).
+    pub fn from_binlog(file_number: i64, offset: i64) -> Order {
+        Order((file_number << 32) | offset)
     }
 
     /// A PostgreSQL LSN as PostgreSQL writes it, `X/Y` in hex.
@@ -106,40 +112,50 @@ impl Order {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Decoded {
     Change(ChangeEvent),
-    /// A Debezium tombstone (the delete before it did the work): acknowledge, write nothing.
-    Tombstone,
+    /// A Debezium change without the `{schema, payload}` envelope: its values as they
+    /// came, since nothing says what they are (a decimal stays base64).
+    Untyped(ChangeEvent),
+    /// Acknowledged, never written.
+    Skip(Skip),
 }
 
-/// Decodes a stream entry's field/value pairs.
-pub fn decode(fields: &[(Vec<u8>, Vec<u8>)]) -> Result<Decoded> {
-    match fields {
-        [] => Err(Error::Event("the entry has no fields".into())),
-        [(name, value)] => decode_single(name, value),
-        pairs => Ok(Decoded::Change(json::upsert(json::row_from_pairs(pairs)?))),
+/// Entries that change no row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Skip {
+    /// A Debezium tombstone: the delete before it did the work.
+    Tombstone,
+    /// A Debezium heartbeat.
+    Heartbeat,
+    /// A transaction's BEGIN or END (Debezium's transaction metadata).
+    Transaction,
+}
+
+impl Skip {
+    /// The name metrics and logs give it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Skip::Tombstone => "tombstone",
+            Skip::Heartbeat => "heartbeat",
+            Skip::Transaction => "transaction",
+        }
     }
 }
 
-fn decode_single(name: &[u8], value: &[u8]) -> Result<Decoded> {
-    let is_key = debezium::is_key(name);
-    match serde_json::from_slice::<Value>(value) {
-        Ok(Value::Object(object)) => {
-            let event = debezium::unwrap_payload(object);
-            match event.get("op").and_then(Value::as_str).map(str::to_owned) {
-                Some(code) if debezium::is_change_event(&event) => debezium::change(event, &code),
-                _ => Ok(Decoded::Change(json::upsert(event))),
-            }
-        }
-        // Debezium writes a tombstone (null, or its `redis.null.value`) for a deleted key.
-        Ok(Value::Null) if is_key => Ok(Decoded::Tombstone),
-        _ if is_key && debezium::is_null_value(value) => Ok(Decoded::Tombstone),
-        Err(error) if is_key => Err(Error::Event(format!(
-            "the change event of key {} is not valid JSON: {error}",
-            String::from_utf8_lossy(name)
-        ))),
-        _ => Ok(Decoded::Change(json::upsert(json::row_from_pairs(&[(
-            name.to_vec(),
-            value.to_vec(),
-        )])?))),
+/// Decodes a stream entry's field/value pairs: Debezium's, else plain JSON.
+pub fn decode(fields: &[(Vec<u8>, Vec<u8>)]) -> Result<Decoded> {
+    if let Some(decoded) = debezium::entry(fields) {
+        return decoded;
+    }
+    match fields {
+        [] => Err(Error::Event("the entry has no fields".into())),
+        [(name, value)] => match serde_json::from_slice::<Value>(value) {
+            Ok(Value::Object(object)) => debezium::object(object),
+            _ => Ok(Decoded::Change(json::upsert(json::row_from_pairs(&[(
+                name.clone(),
+                value.clone(),
+            )])?))),
+        },
+        pairs => Ok(Decoded::Change(json::upsert(json::row_from_pairs(pairs)?))),
     }
 }
 
@@ -165,18 +181,21 @@ mod tests {
     #[test]
     fn debezium_events_with_and_without_the_schema_wrapper() {
         let event = r#"{"before":null,"after":{"InvoiceId":1,"Total":"3.96"},"source":{"lsn":24023128,"table":"invoice"},"op":"c","ts_ms":1}"#;
-        let expected = Decoded::Change(ChangeEvent {
+        let expected = ChangeEvent {
             op: Op::Create,
             row: row(json!({"InvoiceId":1,"Total":"3.96"})),
             order: Some(Order::from_lsn(24_023_128)),
-        });
+        };
         assert_eq!(
             decode(&entry(&[(r#"{"InvoiceId":1}"#, event)])).unwrap(),
-            expected
+            Decoded::Untyped(expected.clone())
         );
         let wrapped = format!(r#"{{"schema":{{"type":"struct"}},"payload":{event}}}"#);
         let key = r#"{"schema":{},"payload":{"InvoiceId":1}}"#;
-        assert_eq!(decode(&entry(&[(key, &wrapped)])).unwrap(), expected);
+        assert_eq!(
+            decode(&entry(&[(key, &wrapped)])).unwrap(),
+            Decoded::Change(expected)
+        );
     }
 
     #[test]
@@ -191,7 +210,7 @@ mod tests {
             let event = change.to_debezium(source).to_string();
             assert_eq!(
                 decode(&entry(&[(r#"{"InvoiceId":1}"#, &event)])).unwrap(),
-                Decoded::Change(change)
+                Decoded::Untyped(change)
             );
         }
     }
@@ -199,7 +218,7 @@ mod tests {
     #[test]
     fn deletes_use_before_and_tombstones_are_skipped() {
         let delete = r#"{"before":{"InvoiceId":1},"after":null,"source":{},"op":"d"}"#;
-        let Decoded::Change(change) = decode(&entry(&[(r#"{"InvoiceId":1}"#, delete)])).unwrap()
+        let Decoded::Untyped(change) = decode(&entry(&[(r#"{"InvoiceId":1}"#, delete)])).unwrap()
         else {
             panic!("a delete is a change");
         };
@@ -210,7 +229,7 @@ mod tests {
         for tombstone in ["", "default", "null"] {
             assert_eq!(
                 decode(&entry(&[(r#"{"InvoiceId":1}"#, tombstone)])).unwrap(),
-                Decoded::Tombstone
+                Decoded::Skip(Skip::Tombstone)
             );
         }
         let no_before = r#"{"before":null,"after":null,"op":"d"}"#;

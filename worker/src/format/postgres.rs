@@ -1,24 +1,35 @@
 //! PostgreSQL's column values as JSON, by type (wal2json's messages and the snapshot's
-//! rows alike):
+//! rows alike). Debezium's events decode to the same JSON ([`debezium`](super::debezium)),
+//! so a table reaches Redis the same whichever way its changes came:
 //!
 //! | PostgreSQL | JSON |
 //! |---|---|
-//! | smallint, integer, bigint, real, double precision | number |
-//! | numeric, decimal, money | string with the exact digits (`"3.96"`): no float rounding |
-//! | boolean | `true` / `false` |
-//! | text, varchar, char, uuid, other types | string |
-//! | timestamp with time zone | ISO 8601 in UTC: `"2021-01-01T09:30:00Z"` (fraction kept) |
-//! | timestamp without time zone | ISO 8601, taken as UTC: `"2021-01-01T09:30:00Z"` |
-//! | date | `"2021-01-01"` |
+//! | smallint, integer, bigint, oid, real, double precision | number (`"NaN"`, `"Infinity"`, `"-Infinity"` as text) |
+//! | numeric, decimal | text with the exact digits (`"3.96"`): no float rounding |
+//! | money | its amount as exact text: `$1,234.11` → `"1234.11"`, negative `"-1234.11"` |
+//! | boolean, bit(1) | `true` / `false` |
+//! | bit(n), bit varying | the bits as text: `"101"` |
+//! | timestamp, timestamp with time zone | ISO 8601 in UTC, the fraction's significant digits: `"2021-01-01T09:30:00.5Z"` (without a zone, taken as UTC); years before 1 or after 9999 signed (`"-4712-12-31T…"`, `"+21016-11-04T…"`); `"infinity"`, `"-infinity"` |
+//! | date | `"2021-01-01"` (years as for timestamps) |
+//! | time | `"13:51:30.123"` |
+//! | time with time zone | in UTC: `"11:51:30.123Z"` |
+//! | interval | microseconds, a month counted as 30.4375 days (as Debezium's `MicroDuration`) |
+//! | bytea | base64 |
 //! | json, jsonb | the JSON itself, nested |
+//! | text, varchar, char, uuid, xml, enums, other types | text |
 //! | arrays (one dimension) | JSON arrays of the element type's values |
 //! | NULL | null |
 
+use base64::Engine;
+use serde_json::value::RawValue;
 use serde_json::Value;
+
+use redsink_core::time;
 
 use crate::error::{Error, Result};
 
-/// A column value (`raw`: its JSON text from wal2json) as JSON, by its type name.
+/// A column value (`raw`: its JSON text from wal2json or row_to_json) as JSON, by its type
+/// name (`format_type`'s, as wal2json gives it: `numeric(10,2)`, `time(3) with time zone`).
 pub fn value(kind: &str, raw: &str) -> Result<Value> {
     if raw == "null" {
         return Ok(Value::Null);
@@ -29,96 +40,187 @@ pub fn value(kind: &str, raw: &str) -> Result<Value> {
     let kind = kind.trim_start_matches('"');
     if let Some(element) = kind.strip_suffix("[]") {
         return match parsed()? {
-            // row_to_json (the snapshot) writes arrays as JSON already.
-            Value::Array(items) => Ok(Value::Array(items)),
+            // row_to_json (the snapshot) writes arrays as JSON already; each element is
+            // read from its own text, so numbers keep their digits.
+            Value::Array(_) => serde_json::from_str::<Vec<&RawValue>>(raw)
+                .map_err(|e| Error::Event(format!("a {kind} value: {e}")))?
+                .into_iter()
+                .map(|item| value(element, item.get()))
+                .collect::<Result<_>>()
+                .map(Value::Array),
             text => array(element, text.as_str().unwrap_or(raw)),
         };
     }
-    let base = kind.split('(').next().unwrap_or(kind).trim();
-    Ok(match base {
-        "numeric" | "decimal" | "money" => Value::String(raw.trim_matches('"').to_owned()),
+    let (base, modifier) = base_type(kind);
+    let text = || -> Result<String> {
+        match parsed()? {
+            Value::String(text) => Ok(text),
+            other => Ok(other.to_string()),
+        }
+    };
+    let unreadable = |text: &str| {
+        let shown: String = text.chars().take(64).collect();
+        let more = if shown.len() < text.len() { "…" } else { "" };
+        Error::Event(format!(
+            "a {kind} value '{shown}{more}' redsink cannot read"
+        ))
+    };
+    Ok(match base.as_str() {
+        "numeric" | "decimal" => Value::String(raw.trim_matches('"').to_owned()),
+        "money" => {
+            let text = text()?;
+            Value::String(money(&text).ok_or_else(|| unreadable(&text))?)
+        }
         "json" | "jsonb" => match parsed()? {
             Value::String(text) => serde_json::from_str(&text)
                 .map_err(|e| Error::Event(format!("a {kind} value: {e}")))?,
             other => other,
         },
         "timestamp with time zone"
-        | "timestamptz"
         | "timestamp without time zone"
-        | "timestamp" => Value::String(iso_timestamp(parsed()?.as_str().unwrap_or(raw))),
+        | "timestamp"
+        | "timestamptz" => {
+            let text = text()?;
+            match text.as_str() {
+                "infinity" | "-infinity" => Value::String(text),
+                _ => {
+                    let at = time::parse_instant(&text).ok_or_else(|| unreadable(&text))?;
+                    Value::String(time::format_instant(at.days, at.nanos))
+                }
+            }
+        }
+        "date" => {
+            let text = text()?;
+            match text.as_str() {
+                "infinity" | "-infinity" => Value::String(text),
+                _ => Value::String(time::format_date(
+                    time::parse_date(&text).ok_or_else(|| unreadable(&text))?,
+                )),
+            }
+        }
+        "time without time zone" | "time" => {
+            let text = text()?;
+            Value::String(time::format_clock(
+                time::parse_clock(&text).ok_or_else(|| unreadable(&text))?,
+            ))
+        }
+        "time with time zone" | "timetz" => {
+            let text = text()?;
+            let nanos = time::parse_clock_with_offset(&text).ok_or_else(|| unreadable(&text))?;
+            Value::String(format!("{}Z", time::format_clock(nanos)))
+        }
+        "interval" => {
+            let text = text()?;
+            Value::from(interval_micros(&text).ok_or_else(|| unreadable(&text))?)
+        }
+        "bytea" => {
+            let text = text()?;
+            // Hex, after `\x` from row_to_json, bare from wal2json.
+            let digits = text.strip_prefix("\\x").unwrap_or(&text);
+            let bytes = hex(digits).ok_or_else(|| unreadable(&text))?;
+            Value::String(base64::engine::general_purpose::STANDARD.encode(bytes))
+        }
+        "bit" if modifier.as_deref().unwrap_or("1") == "1" => match text()?.as_str() {
+            "1" => Value::Bool(true),
+            "0" => Value::Bool(false),
+            other => return Err(unreadable(other)),
+        },
         _ => parsed()?,
     })
 }
 
-/// `2021-01-01 09:30:00.5+02` → `2021-01-01T07:30:00.5Z`; without an offset, as UTC.
-pub fn iso_timestamp(text: &str) -> String {
-    let text = text.trim();
-    let Some((date, time)) = text.split_once([' ', 'T']) else {
-        return text.to_owned();
-    };
-    // The offset: the last '+' or '-' in the time part.
-    let (clock, offset) = match time.rfind(['+', '-']) {
-        Some(at) => (&time[..at], &time[at..]),
-        None => (time.trim_end_matches('Z'), ""),
-    };
-    let offset_minutes = parse_offset(offset);
-    if offset_minutes == 0 {
-        return format!("{date}T{clock}Z");
-    }
-    // Shift to UTC through seconds since the epoch.
-    match (parse_date(date), parse_clock(clock)) {
-        (Some(days), Some((seconds, fraction))) => {
-            let total = days * 86_400 + seconds - offset_minutes * 60;
-            let (days, seconds) = (total.div_euclid(86_400), total.rem_euclid(86_400));
-            let utc_date = redsink_core::time::format_iso8601(days * 86_400_000);
-            format!(
-                "{}T{:02}:{:02}:{:02}{fraction}Z",
-                &utc_date[..10],
-                seconds / 3600,
-                seconds / 60 % 60,
-                seconds % 60
-            )
-        }
-        _ => text.to_owned(),
+/// A type name without its modifier, and the modifier: `time(3) with time zone` →
+/// (`time with time zone`, `3`); `numeric(10,2)` → (`numeric`, `10,2`).
+fn base_type(kind: &str) -> (String, Option<String>) {
+    match (kind.find('('), kind.find(')')) {
+        (Some(open), Some(close)) if open < close => (
+            format!("{}{}", &kind[..open], &kind[close + 1..])
+                .trim()
+                .to_owned(),
+            Some(kind[open + 1..close].to_owned()),
+        ),
+        _ => (kind.trim().to_owned(), None),
     }
 }
 
-fn parse_offset(offset: &str) -> i64 {
-    let Some(sign) = offset.chars().next() else {
-        return 0;
-    };
-    let digits: Vec<i64> = offset[1..]
-        .split(':')
-        .filter_map(|part| part.parse().ok())
+/// `$1,234.11`, `-$1,234.11`, `($1,234.11)` → `1234.11`, `-1234.11`: the amount without
+/// currency symbol or grouping.
+fn money(text: &str) -> Option<String> {
+    let negative = text.contains('-') || text.starts_with('(');
+    let amount: String = text
+        .chars()
+        .filter(|c| c.is_ascii_digit() || *c == '.')
         .collect();
-    let minutes = match digits.as_slice() {
-        [hours] => hours * 60,
-        [hours, minutes, ..] => hours * 60 + minutes,
-        _ => 0,
-    };
-    if sign == '-' {
-        -minutes
-    } else {
-        minutes
+    if amount.is_empty() || amount.matches('.').count() > 1 {
+        return None;
     }
+    Some(if negative {
+        format!("-{amount}")
+    } else {
+        amount
+    })
 }
 
-/// Days since 1970-01-01 of `YYYY-MM-DD`.
-fn parse_date(date: &str) -> Option<i64> {
-    let mut parts = date.split('-').map(|part| part.parse::<i64>().ok());
-    let (y, m, d) = (parts.next()??, parts.next()??, parts.next()??);
-    Some(redsink_core::time::days_from_civil(y, m, d))
+/// Hex digits as bytes.
+fn hex(digits: &str) -> Option<Vec<u8>> {
+    if !digits.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..digits.len())
+        .step_by(2)
+        .map(|at| u8::from_str_radix(digits.get(at..at + 2)?, 16).ok())
+        .collect()
 }
 
-/// Seconds into the day of `HH:MM:SS[.fraction]`, and the fraction as written.
-fn parse_clock(clock: &str) -> Option<(i64, String)> {
-    let (whole, fraction) = match clock.split_once('.') {
-        Some((whole, fraction)) => (whole, format!(".{fraction}")),
-        None => (clock, String::new()),
-    };
-    let mut parts = whole.split(':').map(|part| part.parse::<i64>().ok());
-    let (h, m, s) = (parts.next()??, parts.next()??, parts.next()??);
-    Some((h * 3600 + m * 60 + s, fraction))
+/// An interval as PostgreSQL writes it (`IntervalStyle` postgres: `1 year 2 mons 3 days
+/// 04:05:06.78`, `-1 days +02:00:00`) in microseconds, computed as Debezium's
+/// `MicroDuration` does (a month is 365.25 / 12 days; the same floating-point steps, so
+/// the same number).
+pub fn interval_micros(text: &str) -> Option<i64> {
+    let (mut years, mut months, mut days) = (0.0, 0.0, 0.0);
+    let (mut hours, mut minutes, mut seconds) = (0.0, 0.0, 0.0);
+    let mut words = text.split_whitespace();
+    while let Some(word) = words.next() {
+        if word.contains(':') {
+            let (sign, clock) = match word.as_bytes().first()? {
+                b'-' => (-1.0, &word[1..]),
+                b'+' => (1.0, &word[1..]),
+                _ => (1.0, word),
+            };
+            let mut parts = clock.splitn(3, ':');
+            hours = sign * parts.next()?.parse::<f64>().ok()?;
+            minutes = sign * parts.next()?.parse::<f64>().ok()?;
+            seconds = sign * parts.next().unwrap_or("0").parse::<f64>().ok()?;
+            continue;
+        }
+        let count: f64 = word.parse().ok()?;
+        match words.next()?.trim_end_matches('s') {
+            "year" => years = count,
+            "mon" => months = count,
+            "day" => days = count,
+            _ => return None,
+        }
+    }
+    let days_in_total = (years * 12.0 + months) * (365.25 / 12.0) + days;
+    let seconds_in_total = ((days_in_total * 24.0 + hours) * 60.0 + minutes) * 60.0 + seconds;
+    Some((seconds_in_total * 1e6) as i64)
+}
+
+/// An array element's text as the JSON wal2json would give the same value alone:
+/// numbers bare, `t`/`f` as booleans, everything else (and anything quoted) a string.
+fn element_json(element: &str, text: String, was_quoted: bool) -> String {
+    let (base, _) = base_type(element);
+    match base.as_str() {
+        "smallint" | "integer" | "bigint" | "oid" | "real" | "double precision" | "numeric"
+        | "decimal"
+            if !was_quoted && text.parse::<f64>().is_ok_and(f64::is_finite) =>
+        {
+            text
+        }
+        "boolean" if text == "t" => "true".into(),
+        "boolean" if text == "f" => "false".into(),
+        _ => Value::String(text).to_string(),
+    }
 }
 
 /// A one-dimensional PostgreSQL array literal (`{1,2,"a b",NULL}`) as a JSON array.
@@ -137,13 +239,11 @@ fn array(element: &str, literal: &str) -> Result<Value> {
     let mut push = |text: &mut String, was_quoted: bool| -> Result<()> {
         let item = if !was_quoted && text == "NULL" {
             Value::Null
-        } else if was_quoted || matches!(element, "text" | "character varying" | "varchar" | "uuid")
-        {
-            // Quoted elements and text types are strings; others go through the mapping.
-            let as_json = Value::String(std::mem::take(text)).to_string();
-            value(element, &as_json)?
         } else {
-            value(element, text)?
+            value(
+                element,
+                &element_json(element, std::mem::take(text), was_quoted),
+            )?
         };
         text.clear();
         items.push(item);
@@ -213,23 +313,101 @@ mod tests {
     }
 
     #[test]
-    fn timestamps_become_utc_iso_8601() {
-        assert_eq!(iso_timestamp("2021-01-01 09:30:00"), "2021-01-01T09:30:00Z");
+    fn dates_and_times_as_the_debezium_types_decode() {
+        let cases = [
+            (
+                "timestamp without time zone",
+                "2016-11-04 13:51:30.123456",
+                "2016-11-04T13:51:30.123456Z",
+            ),
+            (
+                "timestamp(3) without time zone",
+                "2016-11-04 13:51:30.123",
+                "2016-11-04T13:51:30.123Z",
+            ),
+            (
+                "timestamp with time zone",
+                "2021-06-01 12:00:00+02",
+                "2021-06-01T10:00:00Z",
+            ),
+            (
+                "timestamp with time zone",
+                "2021-12-31 23:00:00-05:30",
+                "2022-01-01T04:30:00Z",
+            ),
+            (
+                "timestamp with time zone",
+                "21016-11-04 06:51:30+00",
+                "+21016-11-04T06:51:30Z",
+            ),
+            (
+                "timestamp without time zone",
+                "4713-12-31 23:59:59.999999 BC",
+                "-4712-12-31T23:59:59.999999Z",
+            ),
+            ("timestamp without time zone", "infinity", "infinity"),
+            ("timestamp with time zone", "-infinity", "-infinity"),
+            ("date", "2016-11-04", "2016-11-04"),
+            ("date", "4714-11-24 BC", "-4713-11-24"),
+            ("time without time zone", "13:51:30", "13:51:30"),
+            ("time(3) without time zone", "13:51:30.123", "13:51:30.123"),
+            ("time without time zone", "24:00:00", "24:00:00"),
+            (
+                "time with time zone",
+                "13:51:30.123789+02",
+                "11:51:30.123789Z",
+            ),
+            ("time(3) with time zone", "13:51:30.123+02", "11:51:30.123Z"),
+        ];
+        for (kind, text, expected) in cases {
+            let raw = Value::from(text).to_string();
+            assert_eq!(value(kind, &raw).unwrap(), json!(expected), "{kind} {text}");
+        }
+        assert!(value("date", "\"someday\"").is_err());
+        assert!(value("time without time zone", "\"25:00:00\"").is_err());
+    }
+
+    #[test]
+    fn money_bytes_bits_and_intervals() {
+        let text = |kind: &str, text: &str| value(kind, &Value::from(text).to_string()).unwrap();
+        assert_eq!(text("money", "$1,234.11"), json!("1234.11"));
+        assert_eq!(text("money", "-$1,234.11"), json!("-1234.11"));
+        assert_eq!(text("bytea", "\\x0123456789abcdef"), json!("ASNFZ4mrze8="));
+        assert_eq!(text("bytea", "\\x"), json!(""));
+        assert_eq!(text("bytea", "0123456789abcdef"), json!("ASNFZ4mrze8="));
+        assert!(value("bytea", "\"\\\\x0\"").is_err());
+        assert_eq!(text("bit(1)", "1"), json!(true));
+        assert_eq!(text("bit", "0"), json!(false));
+        assert_eq!(text("bit(3)", "101"), json!("101"));
+        assert_eq!(text("bit varying(5)", "0101"), json!("0101"));
+        // Debezium's own vector: P1Y2M3DT4H5M6.78S is 37091106780000 µs.
         assert_eq!(
-            iso_timestamp("2021-01-01 09:30:00.25+00"),
-            "2021-01-01T09:30:00.25Z"
+            text("interval", "1 year 2 mons 3 days 04:05:06.78"),
+            json!(37_091_106_780_000_i64)
+        );
+        assert_eq!(text("interval", "1 mon"), json!(2_629_800_000_000_i64));
+        assert_eq!(
+            text("interval", "-1 days -02:00:00"),
+            json!(-93_600_000_000_i64)
+        );
+        assert_eq!(text("interval", "00:00:00"), json!(0));
+        assert!(value("interval", "\"1 fortnight\"").is_err());
+        assert_eq!(value("real", "\"NaN\"").unwrap(), json!("NaN"));
+        assert_eq!(
+            value("numeric(10,2)[]", "[1.20,3.40]").unwrap(),
+            json!(["1.20", "3.40"])
         );
         assert_eq!(
-            iso_timestamp("2021-01-01 01:30:00+02"),
-            "2020-12-31T23:30:00Z"
+            value("boolean[]", "\"{t,f,NULL}\"").unwrap(),
+            json!([true, false, null])
         );
         assert_eq!(
-            iso_timestamp("2021-12-31 23:00:00-05:30"),
-            "2022-01-01T04:30:00Z"
+            value("character(4)[]", "\"{ab,\\\"c d\\\"}\"").unwrap(),
+            json!(["ab", "c d"])
         );
         assert_eq!(
-            value("timestamp with time zone", "\"2021-06-01 12:00:00+02\"").unwrap(),
-            json!("2021-06-01T10:00:00Z")
+            value("date[]", "\"{2016-11-04,2016-11-05}\"").unwrap(),
+            json!(["2016-11-04", "2016-11-05"])
         );
     }
 }

@@ -8,7 +8,7 @@
 //! or dead-lettered after `max_deliveries` deliveries, which XPENDING counts).
 
 use std::collections::BTreeSet;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use redis::Value;
@@ -18,7 +18,7 @@ use super::entries::{parse_autoclaim, parse_read, Entry};
 use crate::config::{Processors, RedisStreamSource, Streams};
 use crate::connect::Redis;
 use crate::error::Result;
-use crate::format::{decode, Decoded, Order};
+use crate::format::{decode, ChangeEvent, Decoded, Order};
 use crate::metrics;
 use crate::pipeline::{Delivered, Delivery, Feed, Fields, InFlight, Pipeline, Planned};
 use crate::plan::Position;
@@ -37,6 +37,8 @@ pub struct StreamSource {
     /// For everything else.
     pub writer: Redis,
     pub consumer: String,
+    /// Streams whose Debezium events came without their schema (said once each).
+    pub untyped: Mutex<BTreeSet<Arc<str>>>,
 }
 
 impl StreamSource {
@@ -317,7 +319,9 @@ impl StreamSource {
     /// is read and planned while Redis writes this one.)
     fn plan(&self, stream: &str, entries: Vec<Entry>) -> Planned {
         let route: Arc<str> = Arc::from(stream);
-        let deliveries = entries.into_iter().map(|entry| delivery(&route, entry));
+        let deliveries = entries
+            .into_iter()
+            .map(|entry| delivery(&route, entry, &self.untyped));
         self.pipeline.plan(stream, deliveries)
     }
 
@@ -371,20 +375,44 @@ impl Feed for Pending {
 }
 
 /// An entry of `stream` as a delivery: its change decoded (Debezium's format or plain
-/// JSON), its place in the stream's order, and the stream to answer on.
-fn delivery(stream: &Arc<str>, entry: Entry) -> Delivery {
+/// JSON), its place in the stream's order, and the stream to answer on. What writes
+/// nothing is counted; Debezium events without their schema are said once a stream.
+fn delivery(stream: &Arc<str>, entry: Entry, untyped: &Mutex<BTreeSet<Arc<str>>>) -> Delivery {
+    let placed = |change: ChangeEvent| {
+        let reply_to = change
+            .row
+            .get(REPLY_FIELD)
+            .and_then(|topic| topic.as_str())
+            .filter(|topic| !topic.is_empty())
+            .map(str::to_owned);
+        let order = change.order;
+        (
+            position(&entry.id, order).map(|position| Some((change, position))),
+            reply_to,
+        )
+    };
     let (change, reply_to) = match decode(&entry.fields) {
-        Ok(Decoded::Change(change)) => {
-            let reply_to = change
-                .row
-                .get(REPLY_FIELD)
-                .and_then(|topic| topic.as_str())
-                .filter(|topic| !topic.is_empty())
-                .map(str::to_owned);
-            let placed = position(&entry.id, change.order).map(|position| Some((change, position)));
-            (placed, reply_to)
+        Ok(Decoded::Change(change)) => placed(change),
+        Ok(Decoded::Untyped(change)) => {
+            let first = untyped
+                .lock()
+                .map(|mut said| said.insert(Arc::clone(stream)))
+                .unwrap_or(false);
+            if first {
+                tracing::warn!(
+                    stream = &**stream,
+                    "Debezium events without their schema: values are written as they came \
+                     (decimals stay base64, times stay numbers); turn schemas on in Debezium \
+                     Server (debezium.format.value.schemas.enable=true) so that redsink can \
+                     decode them"
+                );
+            }
+            placed(change)
         }
-        Ok(Decoded::Tombstone) => (Ok(None), None),
+        Ok(Decoded::Skip(skip)) => {
+            metrics::skipped(stream, skip.name());
+            (Ok(None), None)
+        }
         Err(error) => (Err(error.to_string()), None),
     };
     Delivery {

@@ -134,6 +134,28 @@ impl Worker {
         std::fs::read_to_string(self.log_path()).unwrap_or_default()
     }
 
+    /// Polls `check` on `redis` until it says true (10 s at most), then panics with
+    /// `what` and this worker's log as it is then.
+    pub fn wait_until(
+        &self,
+        redis: &RedisServer,
+        what: &str,
+        mut check: impl FnMut(
+            &mut redsink_tests::redis::Connection,
+        ) -> redsink_tests::redis::RedisResult<bool>,
+    ) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let mut con = redis.connection();
+        while !check(&mut con).unwrap_or(false) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "timed out waiting for: {what}\n{}",
+                self.log()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
     /// Sends a signal (`STOP`, `CONT`, …) to the process.
     pub fn signal(&self, signal: &str) {
         if let Some(child) = &self.child {

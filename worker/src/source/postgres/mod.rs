@@ -173,6 +173,9 @@ impl PgSource {
             .dbname(&s.database)
             .user(&s.user)
             .application_name("redsink-worker")
+            // Values are read as text in these styles (format::postgres), whatever the
+            // server's defaults.
+            .options("-c DateStyle=ISO -c IntervalStyle=postgres -c TimeZone=UTC")
             .connect_timeout(Duration::from_secs(10));
         if let Some(password) = &s.password {
             config.password(password);

@@ -12,6 +12,8 @@
 //! the key show an older state only until the slot's later changes catch up.
 
 use std::collections::BTreeMap;
+
+use indexmap::IndexMap;
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
@@ -258,7 +260,11 @@ impl TableQuery {
     }
 
     fn rows(&self) -> String {
-        format!("SELECT row_to_json(t)::text{} {}", self.key_text, self.from)
+        // `t.*`: the row, even where the table has a column named `t`.
+        format!(
+            "SELECT row_to_json(t.*)::text{} {}",
+            self.key_text, self.from
+        )
     }
 }
 
@@ -304,7 +310,8 @@ fn snapshot_event(
     types: &BTreeMap<String, String>,
     order: Order,
 ) -> Result<ChangeEvent> {
-    let raw: BTreeMap<String, &RawValue> =
+    // In the table's column order, as wal2json gives a change's columns.
+    let raw: IndexMap<String, &RawValue> =
         serde_json::from_str(text).map_err(|e| Error::Event(format!("snapshot row: {e}")))?;
     let mut row = Map::new();
     for (name, value) in raw {
@@ -432,7 +439,7 @@ mod tests {
         let fresh = TableQuery::new("public.t", &key, false);
         assert_eq!(
             fresh.rows(),
-            r#"SELECT row_to_json(t)::text, ARRAY[t."Id"::text, t."Region"::text] FROM public.t t ORDER BY t."Id", t."Region""#
+            r#"SELECT row_to_json(t.*)::text, ARRAY[t."Id"::text, t."Region"::text] FROM public.t t ORDER BY t."Id", t."Region""#
         );
         assert_eq!(fresh.count(), "SELECT count(*) FROM public.t t");
         let resumed = TableQuery::new("public.t", &key, true);
@@ -442,7 +449,7 @@ mod tests {
         );
         assert_eq!(
             TableQuery::new("public.log", &[], false).rows(),
-            "SELECT row_to_json(t)::text FROM public.log t"
+            "SELECT row_to_json(t.*)::text FROM public.log t"
         );
         assert_eq!(quote(r#"a"b"#), r#""a""b""#);
     }
