@@ -100,6 +100,27 @@ impl<N: AsRef<[u8]>, T: AsRef<[u8]>> FromIterator<(N, T)> for Fields {
 /// `location.city` = `Austin`), in member order; numbers as written, arrays as compact
 /// JSON, nulls left out.
 pub fn flatten_json(json: &[u8], separator: &[u8], limits: &json::Limits) -> Result<Fields> {
+    flatten_json_with_nulls(json, separator, limits, None)
+}
+
+/// [`flatten_json`] for a patch: also the names of the members that are `null`
+/// (flattened like the others), whose fields the patch removes.
+pub fn flatten_patch(
+    json: &[u8],
+    separator: &[u8],
+    limits: &json::Limits,
+) -> Result<(Fields, Vec<Vec<u8>>)> {
+    let mut nulls = Vec::new();
+    let fields = flatten_json_with_nulls(json, separator, limits, Some(&mut nulls))?;
+    Ok((fields, nulls))
+}
+
+fn flatten_json_with_nulls(
+    json: &[u8],
+    separator: &[u8],
+    limits: &json::Limits,
+    mut nulls: Option<&mut Vec<Vec<u8>>>,
+) -> Result<Fields> {
     let mut reader = Reader::object(json, limits)?;
     // Sized once: names and texts take about the payload's bytes (nested names repeat
     // their prefixes), and a field takes a dozen bytes or more.
@@ -108,7 +129,7 @@ pub fn flatten_json(json: &[u8], separator: &[u8], limits: &json::Limits) -> Res
         spans: Vec::with_capacity(json.len() / 12 + 4),
     };
     let mut name = Vec::with_capacity(64);
-    let step = flatten_members(&mut reader, &mut name, separator, &mut fields);
+    let step = flatten_members(&mut reader, &mut name, separator, &mut fields, &mut nulls);
     step.map_err(|stop| reader.error(stop))?;
     reader.finish()?;
     Ok(fields)
@@ -120,6 +141,7 @@ fn flatten_members(
     name: &mut Vec<u8>,
     separator: &[u8],
     fields: &mut Fields,
+    nulls: &mut Option<&mut Vec<Vec<u8>>>,
 ) -> Step<()> {
     let prefix = name.len();
     while let Some(member) = reader.member()? {
@@ -128,13 +150,35 @@ fn flatten_members(
         }
         member.write_to(name);
         match reader.item()? {
-            Item::Object => flatten_members(reader, name, separator, fields)?,
-            Item::Null => {}
+            Item::Object => flatten_members(reader, name, separator, fields, nulls)?,
+            Item::Null => {
+                if let Some(nulls) = nulls {
+                    nulls.push(name.clone());
+                }
+            }
             item => fields.push_with(name, |bytes| item.write_text(bytes)),
         }
         name.truncate(prefix);
     }
     Ok(())
+}
+
+/// `patch` (a JSON object) merged into `stored` by JSON Merge Patch (RFC 7386: members
+/// set, null members removed, the rest kept), as compact JSON text. A stored value that is
+/// missing or not a JSON object counts as `{}`; the result is held to `limits`.
+pub fn patch_json(stored: Option<&[u8]>, patch: &[u8], limits: &json::Limits) -> Result<String> {
+    let patch = json::parse_value(patch, limits)?;
+    if !patch.is_object() {
+        return Err(Error::NotAnObject(json::kind(&patch)));
+    }
+    let mut target = stored
+        .and_then(|stored| json::parse_value(stored, &json::Limits::UNLIMITED).ok())
+        .filter(Value::is_object)
+        .unwrap_or_else(|| Value::Object(Map::new()));
+    json::merge_patch(&mut target, patch);
+    let text = json::to_text(&target);
+    json::parse_value(text.as_bytes(), limits)?;
+    Ok(text)
 }
 
 /// [`flatten_json`] of an object already parsed (numbers as serde_json writes them).
@@ -278,11 +322,34 @@ pub fn stream_fields(
     Ok(fields)
 }
 
+/// What a hash write does with the hash's fields the object does not set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HashUpdate {
+    /// Keeps them (the default).
+    Merge,
+    /// Removes them: the hash becomes exactly the object (`REPLACE`).
+    Replace,
+    /// Keeps them, but removes those the object sets to null (`PATCH`).
+    Patch,
+}
+
+impl HashUpdate {
+    /// The option that asks for it.
+    pub fn option(self) -> Option<&'static str> {
+        match self {
+            HashUpdate::Merge => None,
+            HashUpdate::Replace => Some("REPLACE"),
+            HashUpdate::Patch => Some("PATCH"),
+        }
+    }
+}
+
 /// Options shared by the write commands; each command accepts a subset.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct WriteOptions {
     pub flatten: Option<String>,
     pub replace: bool,
+    pub patch: bool,
     pub ttl_secs: Option<i64>,
     pub version: Option<i64>,
     pub json: bool,
@@ -298,6 +365,7 @@ pub struct WriteOptions {
 pub enum WriteOption {
     Flatten,
     Replace,
+    Patch,
     Ttl,
     Version,
     Json,
@@ -312,6 +380,7 @@ pub enum WriteOption {
 const WRITE_OPTIONS: Options<WriteOption> = Options(&[
     ("FLATTEN", WriteOption::Flatten),
     ("REPLACE", WriteOption::Replace),
+    ("PATCH", WriteOption::Patch),
     ("TTL", WriteOption::Ttl),
     ("VERSION", WriteOption::Version),
     ("JSON", WriteOption::Json),
@@ -346,6 +415,7 @@ impl WriteOptions {
             match option {
                 WriteOption::Flatten => options.flatten = Some(args.text_value(name)?.to_owned()),
                 WriteOption::Replace => options.replace = true,
+                WriteOption::Patch => options.patch = true,
                 WriteOption::Ttl => {
                     options.ttl_secs = Some(args.int_value(name, 1, MAX_TTL_SECS)?)
                 }
@@ -368,7 +438,21 @@ impl WriteOptions {
                 WriteOption::Id => options.id = Some(StreamId::parse(args.value(name)?)?),
             }
         }
+        if options.replace && options.patch {
+            return Err(Error::Invalid(
+                "REPLACE and PATCH cannot be given together: REPLACE removes every other field, PATCH only those set to null".into(),
+            ));
+        }
         Ok(options)
+    }
+
+    /// What a hash write does with the other fields: REPLACE, PATCH, or neither.
+    pub fn hash_update(&self) -> HashUpdate {
+        match (self.replace, self.patch) {
+            (true, _) => HashUpdate::Replace,
+            (_, true) => HashUpdate::Patch,
+            _ => HashUpdate::Merge,
+        }
     }
 
     /// The flattening separator: FLATTEN's, or `.`.
@@ -608,5 +692,59 @@ mod tests {
         );
         let list = Accepts(&[MaxLen]);
         assert!(parse(&["MAXLEN", "0"], list).is_err());
+        let patching = Accepts(&[Replace, Patch]);
+        assert!(parse(&["PATCH"], patching).unwrap().patch);
+        assert!(parse(&["REPLACE", "PATCH"], patching)
+            .unwrap_err()
+            .to_string()
+            .starts_with("REPLACE and PATCH cannot be given together"));
+    }
+
+    #[test]
+    fn json_patches_merge_into_what_is_stored() {
+        let limits = json::Limits::UNLIMITED;
+        let patch = |stored: Option<&str>, patch: &str| {
+            patch_json(stored.map(str::as_bytes), patch.as_bytes(), &limits)
+        };
+        assert_eq!(
+            patch(
+                Some(r#"{"a":1,"b":{"c":2,"d":3},"notes":"long"}"#),
+                r#"{"a":2,"b":{"c":null},"e":null}"#
+            )
+            .unwrap(),
+            r#"{"a":2,"b":{"d":3},"notes":"long"}"#
+        );
+        assert_eq!(patch(None, r#"{"a":1,"b":null}"#).unwrap(), r#"{"a":1}"#);
+        assert_eq!(
+            patch(Some("plain text"), r#"{"a":1}"#).unwrap(),
+            r#"{"a":1}"#
+        );
+        assert_eq!(patch(Some("[1]"), r#"{"a":1}"#).unwrap(), r#"{"a":1}"#);
+        assert!(patch(None, "[1]").is_err());
+        assert!(patch(None, "{broken").is_err());
+        let small = json::Limits {
+            max_bytes: 12,
+            ..json::Limits::UNLIMITED
+        };
+        assert!(patch_json(Some(br#"{"a":"0123456789"}"#), br#"{"b":1}"#, &small).is_err());
+    }
+
+    #[test]
+    fn a_patch_names_the_members_it_removes() {
+        let (fields, nulls) = flatten_patch(
+            br#"{"a":1,"gone":null,"doc":{"x":null,"y":"2"},"list":[null]}"#,
+            b".",
+            &json::Limits::UNLIMITED,
+        )
+        .unwrap();
+        assert_eq!(
+            fields.to_pairs(),
+            [
+                ("a".into(), "1".into()),
+                ("doc.y".into(), "2".into()),
+                ("list".into(), "[null]".into())
+            ]
+        );
+        assert_eq!(nulls, [b"gone".to_vec(), b"doc.x".to_vec()]);
     }
 }

@@ -77,11 +77,32 @@ impl<'a> WriteKey<'a> {
             return;
         }
         let wanted: std::collections::HashSet<&[u8]> = keep.iter().map(|(name, _)| name).collect();
+        self.hash_delete_where(|name| !wanted.contains(name));
+    }
+
+    /// Removes the fields `removed` names and those flattened under them (`name` then
+    /// `separator`); replicated as one `HDEL`.
+    pub fn hash_remove(&self, removed: &[Vec<u8>], separator: &[u8]) {
+        if removed.is_empty() || self.key_type() != raw::KeyType::Hash {
+            return;
+        }
+        self.hash_delete_where(|field| {
+            removed.iter().any(|name| {
+                field == name.as_slice()
+                    || field
+                        .strip_prefix(name.as_slice())
+                        .is_some_and(|rest| rest.starts_with(separator))
+            })
+        });
+    }
+
+    /// Deletes the fields `picked` says; replicated as one `HDEL`, notified as `hdel`.
+    fn hash_delete_where(&self, picked: impl Fn(&[u8]) -> bool) {
         let names = self.hash_field_names();
         let stale: Vec<&[u8]> = names
             .iter()
             .map(Vec::as_slice)
-            .filter(|name| !wanted.contains(name))
+            .filter(|name| picked(name))
             .collect();
         if stale.is_empty() {
             return;

@@ -78,6 +78,15 @@ fn every_bad_argument_gets_one_clear_error() {
             "ERR TTL must be an integer from 1 to 3153600000, got '-1'",
         ),
         ("SINK.HASH h {} TTL 0", "ERR TTL must be an integer from 1"),
+        (
+            "SINK.HASH h {} REPLACE PATCH",
+            "ERR REPLACE and PATCH cannot be given together",
+        ),
+        ("SINK.STRING s {} PATCH", "ERR PATCH needs JSON"),
+        (
+            "SINK.STRING s [1] JSON PATCH",
+            "ERR the JSON value must be an object, got an array",
+        ),
         ("SINK.HASH h {} VERSION x", "ERR VERSION must be an integer"),
         (
             "SINK.HASH h {} FLATTEN",

@@ -36,6 +36,33 @@ const CASES: &[Case] = &[
         sink: &["SINK.HASH", "-", r#"{"a":5,"a":6}"#, "REPLACE"],
         plain: &[&["HSET", "-", "a", "5", "a", "6"], &["HDEL", "-", "z"]],
     },
+    // A patch: null members go, with the fields flattened under them (not `bc`).
+    Case {
+        setup: &[
+            "HSET", "-", "a", "1", "b.c", "2", "b.d", "3", "bc", "4", "x", "5",
+        ],
+        sink: &[
+            "SINK.HASH",
+            "-",
+            r#"{"a":3,"b":null,"gone":null,"n":{"m":1}}"#,
+            "PATCH",
+        ],
+        plain: &[
+            &["HSET", "-", "a", "3", "n.m", "1"],
+            &["HDEL", "-", "b.c", "b.d"],
+        ],
+    },
+    Case {
+        setup: &["SET", "-", r#"{"a":1,"b":{"c":2,"d":3}}"#],
+        sink: &[
+            "SINK.STRING",
+            "-",
+            r#"{"b":{"c":null},"e":4}"#,
+            "JSON",
+            "PATCH",
+        ],
+        plain: &[&["SET", "-", r#"{"a":1,"b":{"d":3},"e":4}"#]],
+    },
     Case {
         setup: &["ZADD", "-", "9", "high", "1", "low"],
         sink: &["SINK.ZSET", "-", "mid", "5", "MAXLEN", "2"],
@@ -113,6 +140,7 @@ fn assert_same_data(con: &mut Connection, sink: &str, plain: &str) {
         let kind: String = call(con, &["TYPE", key]).unwrap();
         let data: Vec<String> = match kind.as_str() {
             "hash" => call(con, &["HGETALL", key]).unwrap(),
+            "string" => vec![call(con, &["GET", key]).unwrap()],
             "zset" => call(con, &["ZRANGE", key, "0", "-1"]).unwrap(),
             "list" => call(con, &["LRANGE", key, "0", "-1"]).unwrap(),
             "stream" => {

@@ -10,7 +10,7 @@
 use redis::aio::ConnectionLike;
 use redis::{Cmd, Pipeline, RedisError, Value};
 use redsink_core::json::Limits;
-use redsink_core::sink::{flatten_json, Fields};
+use redsink_core::sink::{flatten_json, flatten_patch, Fields, HashUpdate};
 
 use crate::plan::Write;
 
@@ -21,14 +21,14 @@ pub fn module_command(write: &Write) -> Cmd {
         Write::Hash {
             key,
             json,
-            replace,
+            update,
             ttl,
             version,
         } => {
             cmd = redis::cmd("SINK.HASH");
             cmd.arg(key).arg(json);
-            if *replace {
-                cmd.arg("REPLACE");
+            if let Some(option) = update.option() {
+                cmd.arg(option);
             }
             cmd.arg("VERSION").arg(version);
             ttl
@@ -36,15 +36,16 @@ pub fn module_command(write: &Write) -> Cmd {
         Write::Json {
             key,
             json,
+            patch,
             ttl,
             version,
         } => {
             cmd = redis::cmd("SINK.STRING");
-            cmd.arg(key)
-                .arg(json)
-                .arg("JSON")
-                .arg("VERSION")
-                .arg(version);
+            cmd.arg(key).arg(json).arg("JSON");
+            if *patch {
+                cmd.arg("PATCH");
+            }
+            cmd.arg("VERSION").arg(version);
             ttl
         }
         Write::SetAdd { key, member, ttl } => {
@@ -121,14 +122,21 @@ pub fn plain_commands(write: &Write) -> Vec<Cmd> {
         Write::Hash {
             key,
             json,
-            replace,
+            update,
             ttl,
             ..
         } => {
             let fields = flat_fields(json);
             let mut commands = Vec::new();
-            if *replace {
-                commands.push(redis::cmd("DEL").arg(key).to_owned());
+            match update {
+                HashUpdate::Replace => commands.push(redis::cmd("DEL").arg(key).to_owned()),
+                // The columns set to null (their own fields; without the module, not
+                // those flattened under them).
+                HashUpdate::Patch => commands.extend(
+                    null_members(json)
+                        .map(|names| redis::cmd("HDEL").arg(key).arg(names).to_owned()),
+                ),
+                HashUpdate::Merge => {}
             }
             if !fields.is_empty() {
                 let mut hset = redis::cmd("HSET");
@@ -141,6 +149,9 @@ pub fn plain_commands(write: &Write) -> Vec<Cmd> {
             commands.extend(expire(key, ttl));
             commands
         }
+        // Merging into the stored JSON is the module's: without it the change fails
+        // (unknown command) and goes to the dead-letter stream whole.
+        Write::Json { patch: true, .. } => vec![module_command(write)],
         Write::Json { key, json, ttl, .. } => {
             let mut set = redis::cmd("SET");
             set.arg(key).arg(json);
@@ -193,6 +204,17 @@ pub fn plain_commands(write: &Write) -> Vec<Cmd> {
         // with such an output against a Redis without it.
         Write::DeviceUpdate { .. } | Write::DeviceDelete { .. } => vec![module_command(write)],
     }
+}
+
+/// The names of a row's null members (flattened with `.`), if it has any.
+fn null_members(json: &str) -> Option<Vec<String>> {
+    let (_, nulls) = flatten_patch(json.as_bytes(), b".", &Limits::UNLIMITED).ok()?;
+    (!nulls.is_empty()).then(|| {
+        nulls
+            .iter()
+            .map(|name| String::from_utf8_lossy(name).into_owned())
+            .collect()
+    })
 }
 
 /// A row's JSON text (which the worker made) as hash or stream fields, flattened with `.`
@@ -292,7 +314,7 @@ mod tests {
         let hash = Write::Hash {
             key: "k".into(),
             json: row(),
-            replace: true,
+            update: HashUpdate::Replace,
             ttl: Some(5),
             version: 9,
         };
@@ -323,6 +345,28 @@ mod tests {
             ttl: Some(2),
         };
         assert_eq!(packed(&module_command(&zadd)), "SINK.ZSET z m 1.5 TTL 2");
+        let patch = Write::Hash {
+            key: "k".into(),
+            json: r#"{"id":1,"gone":null}"#.into(),
+            update: HashUpdate::Patch,
+            ttl: None,
+            version: 9,
+        };
+        assert_eq!(
+            packed(&module_command(&patch)),
+            r#"SINK.HASH k {"id":1,"gone":null} PATCH VERSION 9"#
+        );
+        let json_patch = Write::Json {
+            key: "j".into(),
+            json: r#"{"a":null}"#.into(),
+            patch: true,
+            ttl: None,
+            version: 2,
+        };
+        assert_eq!(
+            packed(&module_command(&json_patch)),
+            r#"SINK.STRING j {"a":null} JSON PATCH VERSION 2"#
+        );
     }
 
     #[test]
@@ -330,7 +374,7 @@ mod tests {
         let hash = Write::Hash {
             key: "k".into(),
             json: row(),
-            replace: true,
+            update: HashUpdate::Replace,
             ttl: Some(5),
             version: 9,
         };
@@ -348,9 +392,19 @@ mod tests {
             commands,
             ["XADD s 7-0 id 1 n.a x op_code c", "EXPIRE s 100"]
         );
+        let patch = Write::Hash {
+            key: "k".into(),
+            json: r#"{"id":1,"gone":null,"n":{"x":null}}"#.into(),
+            update: HashUpdate::Patch,
+            ttl: None,
+            version: 9,
+        };
+        let commands: Vec<String> = plain_commands(&patch).iter().map(packed).collect();
+        assert_eq!(commands, ["HDEL k gone n.x", "HSET k id 1"]);
         let json = Write::Json {
             key: "j".into(),
             json: "{}".into(),
+            patch: false,
             ttl: Some(3),
             version: 1,
         };

@@ -6,6 +6,7 @@ use serde_json::{Map, Value};
 
 use redsink_core::ds::OnUpdate;
 use redsink_core::json::to_text;
+use redsink_core::sink::HashUpdate;
 
 use crate::error::{Error, Result};
 use crate::expr::{Expr, Input};
@@ -28,18 +29,20 @@ pub struct Position {
 /// One write to Redis.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Write {
-    /// The row as compact JSON text.
+    /// The row as compact JSON text; what becomes of the hash's other fields.
     Hash {
         key: String,
         json: String,
-        replace: bool,
+        update: HashUpdate,
         ttl: Option<i64>,
         version: i64,
     },
-    /// String and json outputs: the row as JSON text.
+    /// String and json outputs: the row as JSON text (with `patch`, merged into the
+    /// stored JSON).
     Json {
         key: String,
         json: String,
+        patch: bool,
         ttl: Option<i64>,
         version: i64,
     },
@@ -103,7 +106,7 @@ pub fn plan(job: &Job, event: &ChangeEvent, position: &Position) -> Result<Vec<W
     let input = Input::new(row);
     job.outputs
         .iter()
-        .map(|output| write_for(output, event.op, row, &input, position))
+        .map(|output| write_for(output, event, row, &input, position))
         .collect()
 }
 
@@ -143,7 +146,7 @@ fn transform(job: &Job, mut row: Map<String, Value>) -> Result<Option<Map<String
 
 fn write_for(
     output: &Output,
-    op: Op,
+    event: &ChangeEvent,
     row: &Map<String, Value>,
     input: &Input,
     position: &Position,
@@ -154,7 +157,7 @@ fn write_for(
         Some(Expire::Expression(expression)) => Some(seconds(expression, input)?),
         None => None,
     };
-    let version = position.version;
+    let (op, version) = (event.op, position.version);
     let deleted = op == Op::Delete;
     let member = |expression: &Option<Expr>| match expression {
         Some(expression) => text(expression, input, "member"),
@@ -165,13 +168,19 @@ fn write_for(
         Target::Hash { on_update } => Write::Hash {
             key,
             json: mapped_json(output, row),
-            replace: *on_update == OnUpdate::Replace,
+            // A row with columns missing keeps their stored values.
+            update: match (event.partial, on_update) {
+                (true, _) => HashUpdate::Patch,
+                (false, OnUpdate::Replace) => HashUpdate::Replace,
+                (false, OnUpdate::Merge) => HashUpdate::Merge,
+            },
             ttl,
             version,
         },
         Target::Json => Write::Json {
             key,
             json: mapped_json(output, row),
+            patch: event.partial,
             ttl,
             version,
         },
@@ -286,6 +295,7 @@ mod tests {
             op,
             row,
             order: None,
+            partial: false,
         }
     }
 
@@ -329,7 +339,7 @@ mod tests {
         let row: Value = serde_json::from_str(INVOICE).unwrap();
         let Write::Hash {
             key,
-            replace: is_replace,
+            update,
             version,
             ..
         } = &plan(&replace, &event(Op::Update, row.clone()), &at(9)).unwrap()[0]
@@ -337,13 +347,16 @@ mod tests {
             panic!("a hash write");
         };
         assert_eq!(
-            (key.as_str(), *is_replace, *version),
-            ("invoice:98", true, 9)
+            (key.as_str(), *update, *version),
+            ("invoice:98", HashUpdate::Replace, 9)
         );
         let merge = job("source: {table: invoice}\noutput:\n  - uses: redis.write\n    with:\n      on_update: merge\n      key: {expression: \"concat(['invoice:', InvoiceId])\"}\n");
         assert!(matches!(
             &plan(&merge, &event(Op::Update, row.clone()), &at(9)).unwrap()[0],
-            Write::Hash { replace: false, .. }
+            Write::Hash {
+                update: HashUpdate::Merge,
+                ..
+            }
         ));
         assert_eq!(
             plan(&merge, &event(Op::Delete, row), &at(10)).unwrap(),
@@ -383,6 +396,7 @@ output:
             vec![Write::Json {
                 key: "invoice:98".into(),
                 json: r#"{"InvoiceId":98,"country":"germany","total":3.96}"#.into(),
+                patch: false,
                 ttl: None,
                 version: 1,
             }]
@@ -451,6 +465,19 @@ output:
                 },
             ]
         );
+    }
+
+    #[test]
+    fn a_partial_row_patches_hashes_and_json() {
+        let job = job("source: {table: t}\noutput:\n  - uses: redis.write\n    with: {key: {expression: \"concat(['k:', id])\"}}\n  - uses: redis.write\n    with: {data_type: json, key: {expression: \"concat(['j:', id])\"}}\n");
+        let mut partial = event(Op::Update, json!({"id": 1, "gone": null}));
+        partial.partial = true;
+        let writes = plan(&job, &partial, &at(3)).unwrap();
+        assert!(matches!(
+            &writes[0],
+            Write::Hash { update: HashUpdate::Patch, json, .. } if json == r#"{"id":1,"gone":null}"#
+        ));
+        assert!(matches!(&writes[1], Write::Json { patch: true, .. }));
     }
 
     #[test]

@@ -585,3 +585,98 @@ fn a_table_reaches_redis_the_same_from_postgresql_and_from_debezium_in_both_form
         from_debezium.log()
     );
 }
+
+/// What Debezium did not capture keeps its stored value: an unchanged TOASTed column
+/// (its `__debezium_unavailable_value`), and the fields a MongoDB update without the whole
+/// document does not name; columns set to null (or removed) go.
+#[test]
+fn what_debezium_did_not_capture_keeps_its_stored_value() {
+    let redis = RedisServer::start();
+    let mut con = redis.connection();
+    let schema = json!({"type": "struct", "fields": [
+        {"type": "struct", "field": "after", "optional": true, "fields": [
+            {"type": "int32", "optional": false, "field": "id"},
+            {"type": "string", "optional": true, "field": "notes"},
+            {"type": "string", "optional": true, "field": "status"},
+            {"type": "string", "optional": true, "name": "io.debezium.data.Json", "field": "doc"}]}]});
+    let change = |op: &str, after: Value, lsn: i64| {
+        json!({"schema": schema, "payload": {"before": null, "after": after, "op": op,
+               "source": {"connector": "postgresql", "lsn": lsn}}})
+        .to_string()
+    };
+    let entries = [
+        change(
+            "c",
+            json!({"id": 1, "notes": "a long text", "status": "new", "doc": r#"{"a":1,"b":2}"#}),
+            10,
+        ),
+        change(
+            "u",
+            json!({"id": 1, "notes": "__debezium_unavailable_value", "status": null,
+                           "doc": "__debezium_unavailable_value"}),
+            11,
+        ),
+    ];
+    for value in &entries {
+        call::<String>(
+            &mut con,
+            &["XADD", "pg.public.docs", "*", r#"{"id":1}"#, value],
+        )
+        .unwrap();
+    }
+    // MongoDB: the whole document, then an update naming only what changed.
+    let mongo = [
+        r#"{"after":"{\"_id\": 7, \"name\": \"Anne\", \"email\": \"a@example.com\", \"city\": \"Berlin\"}","source":{"connector":"mongodb"},"op":"c"}"#,
+        r#"{"after":null,"updateDescription":{"removedFields":["email"],"updatedFields":"{\"name\": \"Anne Marie\"}","truncatedArrays":null},"source":{"connector":"mongodb"},"op":"u"}"#,
+    ];
+    for value in mongo {
+        call::<String>(
+            &mut con,
+            &["XADD", "mongo.shop.customers", "*", r#"{"id":"7"}"#, value],
+        )
+        .unwrap();
+    }
+    let worker = Worker::reading(
+        &redis,
+        &[
+            &job("{streams: [pg.public.docs]}", "docs"),
+            r#"source: {streams: [mongo.shop.customers]}
+output:
+  - uses: redis.write
+    with:
+      key: {expression: "concat(['customer:', _id])"}
+"#,
+        ],
+        "[pg.public.docs, mongo.shop.customers]",
+    );
+    worker.wait_until(&redis, "both updates written", |con| {
+        Ok(call::<i64>(con, &["XLEN", "docs:events"])? == 2
+            && call::<Option<String>>(con, &["HGET", "customer:7", "name"])?.as_deref()
+                == Some("Anne Marie"))
+    });
+    assert_eq!(
+        hash(&mut con, "docs:1"),
+        BTreeMap::from([
+            ("id".into(), "1".into()),
+            ("notes".into(), "a long text".into()),
+            ("doc.a".into(), "1".into()),
+            ("doc.b".into(), "2".into()),
+        ]),
+        "{}",
+        worker.log()
+    );
+    let stored: Value =
+        serde_json::from_str(&call::<String>(&mut con, &["GET", "docs-json:1"]).unwrap()).unwrap();
+    assert_eq!(
+        stored,
+        json!({"id": 1, "notes": "a long text", "doc": {"a": 1, "b": 2}})
+    );
+    assert_eq!(
+        hash(&mut con, "customer:7"),
+        BTreeMap::from([
+            ("_id".into(), "7".into()),
+            ("name".into(), "Anne Marie".into()),
+            ("city".into(), "Berlin".into()),
+        ])
+    );
+}

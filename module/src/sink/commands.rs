@@ -6,7 +6,7 @@
 use redis_module::{raw, Context, RedisString, RedisValue};
 use redsink_core::args::{parse_int, Args};
 use redsink_core::sink::{
-    self, values_then_options, Accepts, StreamId, WriteOption::*, WriteOptions,
+    self, values_then_options, Accepts, HashUpdate, StreamId, WriteOption::*, WriteOptions,
 };
 use redsink_core::versions::Entry;
 use redsink_core::{json, time, Error as CoreError};
@@ -25,16 +25,28 @@ pub fn hash(ctx: &Context, args: &[RedisString]) -> Reply {
     let (key, raw) = key_and_args(args)?;
     let mut parsed = Args::new(&raw);
     let payload = parsed.next_arg()?;
-    let accepts = Accepts(&[Flatten, Replace, Ttl, Version]);
+    let accepts = Accepts(&[Flatten, Replace, Patch, Ttl, Version]);
     let options = WriteOptions::parse(&mut parsed, accepts)?;
     let separator = options.separator().as_bytes();
-    let fields = sink::flatten_json(payload, separator, &config::limits())?;
+    let update = options.hash_update();
+    let (fields, removed) = if update == HashUpdate::Patch {
+        sink::flatten_patch(payload, separator, &config::limits())?
+    } else {
+        let fields = sink::flatten_json(payload, separator, &config::limits())?;
+        (fields, Vec::new())
+    };
     let target = WriteKey::open(ctx, key);
     target.check_type(raw::KeyType::Hash)?;
     if !admit(ctx, key.as_slice(), options.version) {
         return Ok(RedisValue::Null);
     }
-    write::hash(&target, &fields, options.replace, options.ttl_secs);
+    write::hash(
+        &target,
+        &fields,
+        update,
+        (&removed, separator),
+        options.ttl_secs,
+    );
     let exists = target.exists();
     drop(target);
     remember(ctx, key.as_slice(), options.version, exists);
@@ -46,8 +58,13 @@ pub fn string(ctx: &Context, args: &[RedisString]) -> Reply {
     let (key, raw) = key_and_args(args)?;
     let mut parsed = Args::new(&raw);
     let value = parsed.next_arg()?;
-    let accepts = Accepts(&[Json, Ttl, Version]);
+    let accepts = Accepts(&[Json, Patch, Ttl, Version]);
     let options = WriteOptions::parse(&mut parsed, accepts)?;
+    if options.patch && !options.json {
+        return Err(Error::Core(CoreError::Invalid(
+            "PATCH needs JSON: a patch is a JSON object merged into the stored JSON".into(),
+        )));
+    }
     if options.json {
         json::parse_value(value, &config::limits())?;
     }
@@ -56,6 +73,14 @@ pub fn string(ctx: &Context, args: &[RedisString]) -> Reply {
     if !admit(ctx, key, options.version) {
         return Ok(RedisValue::Null);
     }
+    let patched;
+    let value = if options.patch {
+        let stored = write::string_value(ctx, key);
+        patched = sink::patch_json(stored.as_deref(), value, &config::limits())?;
+        patched.as_bytes()
+    } else {
+        value
+    };
     write::string(ctx, key, value, options.ttl_secs)?;
     remember(ctx, key, options.version, true);
     Ok(RedisValue::SimpleStringStatic("OK"))

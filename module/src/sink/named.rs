@@ -7,6 +7,7 @@ use redis_module::{
 use redsink_core::args::{quote, Args};
 use redsink_core::cluster;
 use redsink_core::named::{RowWrite, SinkDefinition, SinkType};
+use redsink_core::sink::HashUpdate;
 use redsink_core::{json, Error as CoreError};
 
 use super::{state, write, NamedSink};
@@ -160,7 +161,13 @@ fn apply(
         RowWrite::String(value) => write::string(ctx, key, value.as_bytes(), ttl)?,
         RowWrite::Hash(fields) => {
             let name = redis_string(ctx, key);
-            write::hash(&WriteKey::open(ctx, &name), fields, false, ttl);
+            write::hash(
+                &WriteKey::open(ctx, &name),
+                fields,
+                HashUpdate::Merge,
+                (&[], b""),
+                ttl,
+            );
         }
         RowWrite::List(value) => {
             write::list(

@@ -8,7 +8,7 @@ use std::ffi::{c_char, c_longlong};
 use redis_module::{
     raw, CallOptions, CallOptionsBuilder, CallReply, CallResult, Context, RedisError,
 };
-use redsink_core::sink::{Fields, StreamId};
+use redsink_core::sink::{Fields, HashUpdate, StreamId};
 
 use crate::command::redis_string;
 use crate::error::Error;
@@ -92,6 +92,19 @@ fn expire(ctx: &Context, key: &[u8], ttl_secs: Option<i64>) -> Result<(), Error>
     Ok(())
 }
 
+/// The value of a string key (nothing for a missing key or another type).
+pub fn string_value(ctx: &Context, key: &[u8]) -> Option<Vec<u8>> {
+    let reply: CallResult<'static> = ctx.call_ext(
+        "GET",
+        &CallOptionsBuilder::new().errors_as_replies().build(),
+        &[key],
+    );
+    match reply {
+        Ok(CallReply::String(value)) => Some(value.as_bytes().to_vec()),
+        _ => None,
+    }
+}
+
 /// SET, with the TTL in the same command.
 pub fn string(ctx: &Context, key: &[u8], value: &[u8], ttl_secs: Option<i64>) -> Result<(), Error> {
     match ttl_secs {
@@ -101,12 +114,21 @@ pub fn string(ctx: &Context, key: &[u8], value: &[u8], ttl_secs: Option<i64>) ->
     Ok(())
 }
 
-/// HSET of `fields`; with `replace`, then the hash's other fields are removed; then the
-/// TTL.
-pub fn hash(key: &WriteKey, fields: &Fields, replace: bool, ttl_secs: Option<i64>) {
+/// HSET of `fields`, then the other fields as `update` says (for a patch, `removed` are
+/// the object's null members, whose fields go with those flattened under them after
+/// `separator`), then the TTL.
+pub fn hash(
+    key: &WriteKey,
+    fields: &Fields,
+    update: HashUpdate,
+    (removed, separator): (&[Vec<u8>], &[u8]),
+    ttl_secs: Option<i64>,
+) {
     key.hash_set(fields);
-    if replace {
-        key.hash_keep_only(fields);
+    match update {
+        HashUpdate::Merge => {}
+        HashUpdate::Replace => key.hash_keep_only(fields),
+        HashUpdate::Patch => key.hash_remove(removed, separator),
     }
     if let Some(ttl) = ttl_secs {
         key.expire_in(ttl);

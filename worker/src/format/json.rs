@@ -12,6 +12,7 @@ pub fn upsert(row: Map<String, Value>) -> ChangeEvent {
         op: Op::Create,
         row,
         order: None,
+        partial: false,
     }
 }
 

@@ -61,6 +61,9 @@ pub struct ChangeEvent {
     pub row: Map<String, Value>,
     /// Where the change sits in its database's order, when the event says.
     pub order: Option<Order>,
+    /// The row holds only part of the columns (the source did not capture the others):
+    /// those it lacks keep their stored values, and its nulls remove theirs.
+    pub partial: bool,
 }
 
 /// A change's place in its source's order of changes, as one number that grows with it:
@@ -185,6 +188,7 @@ mod tests {
             op: Op::Create,
             row: row(json!({"InvoiceId":1,"Total":"3.96"})),
             order: Some(Order::from_lsn(24_023_128)),
+            partial: false,
         };
         assert_eq!(
             decode(&entry(&[(r#"{"InvoiceId":1}"#, event)])).unwrap(),
@@ -205,6 +209,7 @@ mod tests {
                 op,
                 row: row(json!({"InvoiceId": 1, "Total": "3.96"})),
                 order: Some(Order::from_lsn(42)),
+                partial: false,
             };
             let source = row(json!({"connector": "postgresql", "table": "invoice", "lsn": 42}));
             let event = change.to_debezium(source).to_string();
@@ -255,7 +260,8 @@ mod tests {
             Decoded::Change(ChangeEvent {
                 op: Op::Create,
                 row: row(json!({"deviceId":"d1","temp":21.5})),
-                order: None
+                order: None,
+                partial: false,
             })
         );
         let pairs = decode(&entry(&[("deviceId", "d1"), ("temp", "21.5")])).unwrap();
@@ -264,7 +270,8 @@ mod tests {
             Decoded::Change(ChangeEvent {
                 op: Op::Create,
                 row: row(json!({"deviceId":"d1","temp":"21.5"})),
-                order: None
+                order: None,
+                partial: false,
             })
         );
         let single_text = decode(&entry(&[("name", "plain text")])).unwrap();

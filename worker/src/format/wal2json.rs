@@ -91,6 +91,7 @@ pub fn decode(data: &str, at: Order) -> Result<Change> {
             op,
             row,
             order: Some(at),
+            partial: false,
         },
     })
 }

@@ -8,6 +8,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use base64::Engine;
 use redis::Connection;
 use redsink_tests::{call, Options, RedisServer};
 
@@ -15,6 +16,8 @@ use crate::commands::server_cpu_us;
 use crate::process::WorkerProcess;
 
 const BACKLOG: usize = 1_000_000;
+/// Events with their schema envelope are six times larger: fewer of them.
+const ENVELOPED_BACKLOG: usize = 250_000;
 /// Drains of each kind, interleaved: one drain is a single run of ten seconds or so.
 const DRAIN_ROUNDS: usize = 3;
 const INVOICES: usize = 100_000;
@@ -44,14 +47,54 @@ fn event(invoice: usize, sequence: usize) -> (String, String) {
     (key, value)
 }
 
+/// The schema Debezium Server's JSON converter writes before each invoice event
+/// (`schemas.enable=true`, its default): the row twice (before, after), the PostgreSQL
+/// connector's source block, op, ts_ms and the transaction block.
+fn envelope_schema() -> String {
+    let row = |side: &str| {
+        format!(
+            r#"{{"type":"struct","fields":[{{"type":"int32","optional":false,"field":"InvoiceId"}},{{"type":"int32","optional":false,"field":"CustomerId"}},{{"type":"int64","optional":false,"name":"io.debezium.time.MicroTimestamp","version":1,"field":"InvoiceDate"}},{{"type":"string","optional":true,"field":"BillingAddress"}},{{"type":"string","optional":true,"field":"BillingCity"}},{{"type":"string","optional":true,"field":"BillingState"}},{{"type":"string","optional":true,"field":"BillingCountry"}},{{"type":"string","optional":true,"field":"BillingPostalCode"}},{{"type":"bytes","optional":false,"name":"org.apache.kafka.connect.data.Decimal","version":1,"parameters":{{"scale":"2","connect.decimal.precision":"10"}},"field":"Total"}},{{"type":"int32","optional":true,"field":"Seq"}}],"optional":true,"name":"chinook.public.invoice.Value","field":"{side}"}}"#
+        )
+    };
+    let source = r#"{"type":"struct","fields":[{"type":"string","optional":false,"field":"version"},{"type":"string","optional":false,"field":"connector"},{"type":"string","optional":false,"field":"name"},{"type":"int64","optional":false,"field":"ts_ms"},{"type":"string","optional":true,"name":"io.debezium.data.Enum","version":1,"parameters":{"allowed":"true,last,false,incremental"},"default":"false","field":"snapshot"},{"type":"string","optional":false,"field":"db"},{"type":"string","optional":true,"field":"sequence"},{"type":"string","optional":false,"field":"schema"},{"type":"string","optional":false,"field":"table"},{"type":"int64","optional":true,"field":"txId"},{"type":"int64","optional":true,"field":"lsn"},{"type":"int64","optional":true,"field":"xmin"}],"optional":false,"name":"io.debezium.connector.postgresql.Source","field":"source"}"#;
+    let transaction = r#"{"type":"struct","fields":[{"type":"string","optional":false,"field":"id"},{"type":"int64","optional":false,"field":"total_order"},{"type":"int64","optional":false,"field":"data_collection_order"}],"optional":true,"name":"event.block","version":1,"field":"transaction"}"#;
+    format!(
+        r#"{{"type":"struct","fields":[{},{},{source},{{"type":"string","optional":false,"field":"op"}},{{"type":"int64","optional":true,"field":"ts_ms"}},{transaction}],"optional":false,"name":"chinook.public.invoice.Envelope","version":1}}"#,
+        row("before"),
+        row("after")
+    )
+}
+
+/// The same event as [`event`] gives, as Debezium Server writes it by default: with the
+/// schema envelope, the total a Decimal (base64), the date in microseconds.
+fn enveloped_event(schema: &str, invoice: usize, sequence: usize) -> (String, String) {
+    let key = format!(
+        r#"{{"schema":{{"type":"struct","fields":[{{"type":"int32","optional":false,"field":"InvoiceId"}}],"optional":false,"name":"chinook.public.invoice.Key"}},"payload":{{"InvoiceId":{invoice}}}}}"#
+    );
+    let cents = (invoice % 25 * 100 + sequence % 100) as u16;
+    // Kafka's Decimal: the unscaled number's big-endian two's complement, in base64.
+    let total = base64::engine::general_purpose::STANDARD.encode(cents.to_be_bytes());
+    let value = format!(
+        r#"{{"schema":{schema},"payload":{{"before":null,"after":{{"InvoiceId":{invoice},"CustomerId":{},"InvoiceDate":1609495200000000,"BillingAddress":"Theodor-Heuss-Strasse 34","BillingCity":"Stuttgart","BillingState":null,"BillingCountry":"Germany","BillingPostalCode":"70174","Total":"{total}","Seq":{sequence}}},"source":{{"version":"2.7.0.Final","connector":"postgresql","name":"chinook","ts_ms":1700000000000,"snapshot":"false","db":"chinook","sequence":null,"schema":"public","table":"invoice","txId":{sequence},"lsn":{},"xmin":null}},"op":"u","ts_ms":1700000000000,"transaction":null}}}}"#,
+        invoice % 59,
+        sequence + 1
+    );
+    (key, value)
+}
+
 /// Runs the drain and the lag measurements; prints the Markdown section.
 pub fn run() {
+    let (key, value) = enveloped_event(&envelope_schema(), 99_999, 999_999);
+    let enveloped_bytes = key.len() + value.len();
     println!(
         "## Worker: draining a backlog, and lag at a fixed rate\n\n\
          The release-built worker with one hash job (`concat(['invoice:', InvoiceId])`) reads \
-         Debezium events (about 330 bytes, 100,000 invoices) from one stream with default \
-         settings (`read_batch_size: 2000`); Redis runs on CPU {SERVER_CPU}, the worker on CPU \
-         {WORKER_CPU}. Drain: {BACKLOG} events already in the stream, \
+         Debezium events without their schema (about 330 bytes, 100,000 invoices) from one \
+         stream with default settings (`read_batch_size: 2000`); in the third drain, the same \
+         events as Debezium Server writes them by default, with the schema envelope \
+         ({enveloped_bytes} bytes; the total a base64 Decimal, the date in microseconds, both \
+         decoded). Redis runs on CPU \
+         {SERVER_CPU}, the worker on CPU {WORKER_CPU}. Drain: the events already in the stream, \
          from the worker's start to every event acknowledged, {DRAIN_ROUNDS} times each way, \
          interleaved. Lag: events XADDed at a fixed \
          rate for {LAG_SECONDS} s, each timed from its XADD to the keyspace notification of its \
@@ -62,13 +105,13 @@ pub fn run() {
          Redis CPU µs/event | worker CPU µs/event |\n\
          |---|---:|---:|---:|---:|---:|"
     );
-    let mut drains = [Vec::new(), Vec::new()];
+    let mut drains = [Vec::new(), Vec::new(), Vec::new()];
     for _ in 0..DRAIN_ROUNDS {
-        for (module, drains) in [true, false].into_iter().zip(drains.iter_mut()) {
-            drains.push(drain(module));
+        for (kind, drains) in DRAINS.into_iter().zip(drains.iter_mut()) {
+            drains.push(drain(kind));
         }
     }
-    for (module, drains) in [true, false].into_iter().zip(drains) {
+    for (kind, drains) in DRAINS.into_iter().zip(drains) {
         // Lowest, median and highest over the drains.
         let spread = |value: fn(&Drain) -> f64| {
             let mut values: Vec<f64> = drains.iter().map(value).collect();
@@ -81,12 +124,9 @@ pub fn run() {
         };
         let (slowest, rate, fastest) = spread(|drain| drain.events_per_sec);
         println!(
-            "| {} | {BACKLOG} | {rate:.0} | {slowest:.0}–{fastest:.0} | {:.2} | {:.2} |",
-            if module {
-                "the module (SINK.HASH … VERSION)"
-            } else {
-                "plain commands (MULTI DEL HSET EXEC an event, pipelined)"
-            },
+            "| {} | {} | {rate:.0} | {slowest:.0}–{fastest:.0} | {:.2} | {:.2} |",
+            kind.label,
+            kind.backlog,
             spread(|drain| drain.server_us_per_event).1,
             spread(|drain| drain.worker_us_per_event).1,
         );
@@ -129,20 +169,56 @@ fn server(module: bool, keyspace_events: bool) -> RedisServer {
     })
 }
 
-/// One drain of `BACKLOG` events.
+/// A kind of drain: the module or plain commands, events with or without the schema
+/// envelope.
+#[derive(Clone, Copy)]
+struct DrainKind {
+    module: bool,
+    enveloped: bool,
+    backlog: usize,
+    label: &'static str,
+}
+
+const DRAINS: [DrainKind; 3] = [
+    DrainKind {
+        module: true,
+        enveloped: false,
+        backlog: BACKLOG,
+        label: "the module (SINK.HASH … VERSION)",
+    },
+    DrainKind {
+        module: false,
+        enveloped: false,
+        backlog: BACKLOG,
+        label: "plain commands (MULTI DEL HSET EXEC an event, pipelined)",
+    },
+    DrainKind {
+        module: true,
+        enveloped: true,
+        backlog: ENVELOPED_BACKLOG,
+        label: "the module, events with their schema envelope (Debezium Server's default)",
+    },
+];
+
+/// One drain of a backlog of events.
 struct Drain {
     events_per_sec: f64,
     server_us_per_event: f64,
     worker_us_per_event: f64,
 }
 
-fn drain(module: bool) -> Drain {
-    let redis = server(module, false);
+fn drain(kind: DrainKind) -> Drain {
+    let redis = server(kind.module, false);
     let mut con = redis.connection();
-    for chunk in (0..BACKLOG).collect::<Vec<_>>().chunks(5_000) {
+    let schema = envelope_schema();
+    for chunk in (0..kind.backlog).collect::<Vec<_>>().chunks(5_000) {
         let mut pipe = redis::pipe();
         for &sequence in chunk {
-            let (key, value) = event(sequence % INVOICES, sequence);
+            let (key, value) = if kind.enveloped {
+                enveloped_event(&schema, sequence % INVOICES, sequence)
+            } else {
+                event(sequence % INVOICES, sequence)
+            };
             pipe.cmd("XADD")
                 .arg(STREAM)
                 .arg("*")
@@ -172,12 +248,21 @@ fn drain(module: bool) -> Drain {
     let seconds = started.elapsed().as_secs_f64();
     let server_cpu_us = server_cpu_us(&mut con) - server_cpu_before;
     let worker_cpu_us = worker.cpu_us();
-    let written: i64 = call(&mut con, &["EXISTS", "invoice:99999"]).unwrap();
-    assert_eq!(written, 1, "the last invoice was written");
+    let written: Vec<String> = call(
+        &mut con,
+        &["HMGET", "invoice:99999", "Total", "InvoiceDate"],
+    )
+    .unwrap();
+    assert_eq!(
+        written,
+        ["24.99", "2021-01-01T10:00:00Z"],
+        "the last invoice was written, its total and date decoded"
+    );
+    let events = kind.backlog as f64;
     Drain {
-        events_per_sec: BACKLOG as f64 / seconds,
-        server_us_per_event: server_cpu_us / BACKLOG as f64,
-        worker_us_per_event: worker_cpu_us / BACKLOG as f64,
+        events_per_sec: events / seconds,
+        server_us_per_event: server_cpu_us / events,
+        worker_us_per_event: worker_cpu_us / events,
     }
 }
 

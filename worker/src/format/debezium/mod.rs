@@ -132,8 +132,11 @@ fn skipped(schema: Option<&Value>, payload: &Map<String, Value>, keyed: bool) ->
     (name.ends_with("TransactionMetadataValue") || marker).then_some(Skip::Transaction)
 }
 
+/// A change event has a row (before or after) or, from MongoDB, what an update did.
 fn is_change_event(event: &Map<String, Value>) -> bool {
-    event.contains_key("after") || event.contains_key("before")
+    ["after", "before", "updateDescription", "patch"]
+        .iter()
+        .any(|side| event.contains_key(*side))
 }
 
 /// The change an event with op `code` makes, its columns decoded by `schema` (the
@@ -148,26 +151,20 @@ fn change(
         Op::parse(code).ok_or_else(|| Error::Event(format!("unknown Debezium op '{code}'")))?;
     let order = connectors::order(event.get("source")).map_err(Error::Event)?;
     let side = if op == Op::Delete { "before" } else { "after" };
-    let mut row = match event.remove(side) {
-        Some(Value::Object(row)) => row,
+    let (mut row, mut partial) = match event.remove(side) {
+        Some(Value::Object(row)) => (row, false),
         // MongoDB's connector writes the document as JSON text.
-        Some(Value::String(text)) => match serde_json::from_str(&text) {
-            Ok(Value::Object(row)) => row,
-            _ => {
-                return Err(Error::Event(format!(
-                    "a Debezium '{code}' event whose '{side}' is text but not a JSON object"
-                )))
-            }
-        },
-        _ if event.contains_key("updateDescription") || event.contains_key("patch") => {
+        Some(Value::String(text)) => (document(&text, code, side)?, false),
+        _ if event.contains_key("updateDescription") => (updated_fields(&event, key)?, true),
+        _ if event.contains_key("patch") => {
             return Err(Error::Event(format!(
-                "a MongoDB '{code}' event without the whole document: set the connector's capture.mode to change_streams_update_full"
+                "a MongoDB '{code}' event in the connector's old format (patch/filter) is not read: capture with change streams"
             )))
         }
         // A delete without the old row (no replica identity logged it): the record key
         // still names the row.
         _ => match key_row(key).filter(|_| op == Op::Delete) {
-            Some(row) => row,
+            Some(row) => (row, false),
             None => {
                 return Err(Error::Event(format!(
                     "a Debezium '{code}' event without '{side}' (for deletes, set REPLICA IDENTITY so that 'before' has the key)"
@@ -176,19 +173,61 @@ fn change(
         },
     };
     let Some(schema) = schema else {
-        return Ok(Decoded::Untyped(ChangeEvent { op, row, order }));
+        partial |= types::take_unavailable(&mut row);
+        return Ok(Decoded::Untyped(ChangeEvent {
+            op,
+            row,
+            order,
+            partial,
+        }));
     };
     if let Some(fields) = row_fields(schema, side) {
+        // Columns Debezium did not read are left out: the stored values stay.
         let unavailable = types::decode_row(&mut row, fields).map_err(Error::Event)?;
-        if !unavailable.is_empty() {
-            return Err(Error::Event(format!(
-                "Debezium did not read columns {} (its {}: unchanged TOASTed values); the row is not written",
-                unavailable.join(", "),
-                types::UNAVAILABLE
-            )));
+        partial |= !unavailable.is_empty();
+    }
+    Ok(Decoded::Change(ChangeEvent {
+        op,
+        row,
+        order,
+        partial,
+    }))
+}
+
+/// A MongoDB document written as JSON text.
+fn document(text: &str, code: &str, side: &str) -> Result<Map<String, Value>> {
+    match serde_json::from_str(text) {
+        Ok(Value::Object(row)) => Ok(row),
+        _ => Err(Error::Event(format!(
+            "a Debezium '{code}' event whose '{side}' is text but not a JSON object"
+        ))),
+    }
+}
+
+/// A MongoDB update without the whole document (`capture.mode` `change_streams`): the
+/// document's `_id` (from the record key, whose `id` holds it as JSON text), the updated
+/// fields, and the removed ones as null.
+fn updated_fields(event: &Map<String, Value>, key: Option<&[u8]>) -> Result<Map<String, Value>> {
+    let description = &event["updateDescription"];
+    let mut row = Map::new();
+    if let Some(id) = key_row(key).and_then(|mut key| key.remove("id")) {
+        let id = match &id {
+            Value::String(text) => serde_json::from_str(text).unwrap_or(id),
+            _ => id,
+        };
+        row.insert("_id".into(), id);
+    }
+    match description.get("updatedFields") {
+        Some(Value::String(text)) => row.extend(document(text, "u", "updatedFields")?),
+        Some(Value::Object(fields)) => row.extend(fields.clone()),
+        _ => {}
+    }
+    if let Some(Value::Array(removed)) = description.get("removedFields") {
+        for name in removed.iter().filter_map(Value::as_str) {
+            row.insert(name.to_owned(), Value::Null);
         }
     }
-    Ok(Decoded::Change(ChangeEvent { op, row, order }))
+    Ok(row)
 }
 
 /// The record key's columns (its payload, without the envelope).
@@ -440,11 +479,22 @@ mod tests {
         };
         assert_eq!(change.row["first_name"], "Anne Marie");
         assert_eq!(change.order, None);
-        let partial = r#"{"after":null,"updateDescription":{"removedFields":null,"updatedFields":"{}","truncatedArrays":null},"source":{"connector":"mongodb"},"op":"u"}"#;
-        assert!(decode(&fields(&[(r#"{"id":"1004"}"#, partial)]))
+        // Without the whole document: the key, what was set, what was removed.
+        let partial = r#"{"after":null,"updateDescription":{"removedFields":["email"],"updatedFields":"{\"first_name\": \"Anne Marie\"}","truncatedArrays":null},"source":{"connector":"mongodb"},"op":"u"}"#;
+        let Decoded::Untyped(change) = decode(&fields(&[(r#"{"id":"1004"}"#, partial)])).unwrap()
+        else {
+            panic!("a change");
+        };
+        assert!(change.partial);
+        assert_eq!(
+            Value::Object(change.row),
+            json!({"_id": 1004, "first_name": "Anne Marie", "email": null})
+        );
+        let old = r#"{"patch":"{\"$set\":{\"a\":1}}","filter":"{}","source":{"connector":"mongodb"},"op":"u"}"#;
+        assert!(decode(&fields(&[(r#"{"id":"1004"}"#, old)]))
             .unwrap_err()
             .to_string()
-            .contains("change_streams_update_full"));
+            .contains("old format"));
     }
 
     #[test]
@@ -469,18 +519,28 @@ mod tests {
                 event(schema(decimal_scaled), json!({"Total": 3.96})),
                 "column 'Total': 3.96 where the schema says base64 bytes",
             ),
-            (
-                event(
-                    schema(json!({"type": "string", "field": "Notes"})),
-                    json!({"Notes": types::UNAVAILABLE}),
-                ),
-                "Debezium did not read columns Notes",
-            ),
         ] {
             let error = decode(&fields(&[(r#"{"id":1}"#, &value)]))
                 .unwrap_err()
                 .to_string();
             assert!(error.starts_with(reason), "{error}");
+        }
+        // What Debezium did not read is left out: the stored value stays.
+        for value in [
+            event(
+                schema(json!({"type": "string", "field": "Notes"})),
+                json!({"Notes": types::UNAVAILABLE, "Other": null}),
+            ),
+            json!({"before": null, "after": {"Notes": types::UNAVAILABLE, "Other": null}, "op": "u", "source": {}})
+                .to_string(),
+        ] {
+            let (Decoded::Change(change) | Decoded::Untyped(change)) =
+                decode(&fields(&[(r#"{"id":1}"#, &value)])).unwrap()
+            else {
+                panic!("a change");
+            };
+            assert!(change.partial);
+            assert_eq!(Value::Object(change.row), json!({"Other": null}));
         }
         // A logical type redsink does not know passes as it came.
         let unknown = json!({"type": "string", "name": "io.example.Colour", "field": "c"});

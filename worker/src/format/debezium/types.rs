@@ -66,6 +66,14 @@ pub fn decode_row(row: &mut Map<String, Value>, fields: &[Value]) -> Result<Vec<
     Ok(unavailable)
 }
 
+/// Takes Debezium's placeholders out of a row whose schema is not known; whether there
+/// were any.
+pub fn take_unavailable(row: &mut Map<String, Value>) -> bool {
+    let before = row.len();
+    row.retain(|_, value| !is_unavailable(value));
+    row.len() < before
+}
+
 /// Whether a value is Debezium's placeholder: as text, as base64 bytes, in a text array,
 /// as the numbers of its bytes (an integer or date array), or as an hstore's key.
 fn is_unavailable(value: &Value) -> bool {

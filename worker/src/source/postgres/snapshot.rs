@@ -323,6 +323,7 @@ fn snapshot_event(
         op: Op::Read,
         row,
         order: Some(order),
+        partial: false,
     })
 }
 
