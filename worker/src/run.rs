@@ -55,7 +55,7 @@ pub async fn run(config: Config, jobs: Vec<Job>) -> Result<()> {
                     reader,
                     writer,
                     consumer: settings.consumer.clone().unwrap_or_else(default_consumer),
-                    untyped: Default::default(),
+                    decoding: Default::default(),
                 };
                 tasks.push(tokio::spawn(source.run(stopped.clone())));
             }

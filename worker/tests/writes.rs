@@ -6,7 +6,7 @@ use std::path::Path;
 
 use redsink_tests::{call, snapshot, Options, RedisServer};
 use redsink_worker::commands::apply;
-use redsink_worker::format::{decode, Decoded};
+use redsink_worker::format::{decode, Decoded, Schemas};
 use redsink_worker::job::Job;
 use redsink_worker::plan::{plan, Position, Write};
 
@@ -84,7 +84,8 @@ fn planned() -> Vec<Vec<Write>> {
     events()
         .into_iter()
         .map(|(id, fields)| {
-            let (Decoded::Change(change) | Decoded::Untyped(change)) = decode(&fields).unwrap()
+            let (Decoded::Change(change) | Decoded::Untyped(change)) =
+                decode(&fields, &Schemas::default()).unwrap()
             else {
                 panic!("no tombstones here");
             };
@@ -217,9 +218,11 @@ async fn on_update_replace_drops_fields_merge_keeps_them() {
         let batches: Vec<Vec<Write>> = events
             .iter()
             .map(|(seq, event)| {
-                let (Decoded::Change(change) | Decoded::Untyped(change)) =
-                    decode(&[(b"{}".to_vec(), event.as_bytes().to_vec())]).unwrap()
-                else {
+                let (Decoded::Change(change) | Decoded::Untyped(change)) = decode(
+                    &[(b"{}".to_vec(), event.as_bytes().to_vec())],
+                    &Schemas::default(),
+                )
+                .unwrap() else {
                     panic!("a change");
                 };
                 let position = Position {

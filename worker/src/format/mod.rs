@@ -17,6 +17,8 @@ pub mod wal2json;
 
 use serde_json::{Map, Value};
 
+pub use debezium::Schemas;
+
 use crate::error::{Error, Result};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -144,9 +146,10 @@ impl Skip {
     }
 }
 
-/// Decodes a stream entry's field/value pairs: Debezium's, else plain JSON.
-pub fn decode(fields: &[(Vec<u8>, Vec<u8>)]) -> Result<Decoded> {
-    if let Some(decoded) = debezium::entry(fields) {
+/// Decodes a stream entry's field/value pairs: Debezium's (its envelopes' schemas read
+/// once each, into `schemas`), else plain JSON.
+pub fn decode(fields: &[(Vec<u8>, Vec<u8>)], schemas: &Schemas) -> Result<Decoded> {
+    if let Some(decoded) = debezium::entry(fields, schemas) {
         return decoded;
     }
     match fields {
@@ -166,6 +169,10 @@ pub fn decode(fields: &[(Vec<u8>, Vec<u8>)]) -> Result<Decoded> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    fn decode(fields: &[(Vec<u8>, Vec<u8>)]) -> Result<Decoded> {
+        super::decode(fields, &Schemas::default())
+    }
 
     fn entry(pairs: &[(&str, &str)]) -> Vec<(Vec<u8>, Vec<u8>)> {
         pairs

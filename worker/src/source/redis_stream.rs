@@ -18,7 +18,7 @@ use super::entries::{parse_autoclaim, parse_read, Entry};
 use crate::config::{Processors, RedisStreamSource, Streams};
 use crate::connect::Redis;
 use crate::error::Result;
-use crate::format::{decode, ChangeEvent, Decoded, Order};
+use crate::format::{decode, ChangeEvent, Decoded, Order, Schemas};
 use crate::metrics;
 use crate::pipeline::{Delivered, Delivery, Feed, Fields, InFlight, Pipeline, Planned};
 use crate::plan::Position;
@@ -37,8 +37,15 @@ pub struct StreamSource {
     /// For everything else.
     pub writer: Redis,
     pub consumer: String,
-    /// Streams whose Debezium events came without their schema (said once each).
-    pub untyped: Mutex<BTreeSet<Arc<str>>>,
+    pub decoding: Decoding,
+}
+
+/// What decoding keeps across entries: the envelopes' schemas, read once each, and the
+/// streams whose Debezium events came without one (said once each).
+#[derive(Default)]
+pub struct Decoding {
+    schemas: Schemas,
+    untyped: Mutex<BTreeSet<Arc<str>>>,
 }
 
 impl StreamSource {
@@ -321,7 +328,7 @@ impl StreamSource {
         let route: Arc<str> = Arc::from(stream);
         let deliveries = entries
             .into_iter()
-            .map(|entry| delivery(&route, entry, &self.untyped));
+            .map(|entry| delivery(&route, entry, &self.decoding));
         self.pipeline.plan(stream, deliveries)
     }
 
@@ -377,7 +384,7 @@ impl Feed for Pending {
 /// An entry of `stream` as a delivery: its change decoded (Debezium's format or plain
 /// JSON), its place in the stream's order, and the stream to answer on. What writes
 /// nothing is counted; Debezium events without their schema are said once a stream.
-fn delivery(stream: &Arc<str>, entry: Entry, untyped: &Mutex<BTreeSet<Arc<str>>>) -> Delivery {
+fn delivery(stream: &Arc<str>, entry: Entry, decoding: &Decoding) -> Delivery {
     let placed = |change: ChangeEvent| {
         let reply_to = change
             .row
@@ -391,10 +398,11 @@ fn delivery(stream: &Arc<str>, entry: Entry, untyped: &Mutex<BTreeSet<Arc<str>>>
             reply_to,
         )
     };
-    let (change, reply_to) = match decode(&entry.fields) {
+    let (change, reply_to) = match decode(&entry.fields, &decoding.schemas) {
         Ok(Decoded::Change(change)) => placed(change),
         Ok(Decoded::Untyped(change)) => {
-            let first = untyped
+            let first = decoding
+                .untyped
                 .lock()
                 .map(|mut said| said.insert(Arc::clone(stream)))
                 .unwrap_or(false);

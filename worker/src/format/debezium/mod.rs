@@ -11,21 +11,27 @@
 //! type ([`types`]); without it values pass as they came.
 
 mod connectors;
+mod schema;
 mod types;
 
+use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
+
+use schema::Schema;
+pub use schema::Schemas;
 
 use super::{json, ChangeEvent, Decoded, Op, Skip};
 use crate::error::{Error, Result};
 
 /// The change an entry in one of the sink's formats holds; `None` when the entry is in
 /// neither (plain JSON, for instance).
-pub fn entry(fields: &[(Vec<u8>, Vec<u8>)]) -> Option<Result<Decoded>> {
+pub fn entry(fields: &[(Vec<u8>, Vec<u8>)], schemas: &Schemas) -> Option<Result<Decoded>> {
     let (key, value) = match fields {
         [(key, value)] if is_key(key, value) => (key, value),
         _ => extended(fields)?,
     };
-    Some(message(key, value))
+    Some(message(key, value, schemas))
 }
 
 /// `key`, `value` and header fields (named in capitals), the key a record key.
@@ -55,10 +61,23 @@ fn is_key(name: &[u8], value: &[u8]) -> bool {
 /// What the sink writes for a null key or value (`redis.null.key`, `redis.null.value`).
 const NULL: &[u8] = b"default";
 
+/// A value with the envelope, its schema left as text (to be looked up, not built).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Enveloped<'a> {
+    #[serde(borrow)]
+    schema: &'a RawValue,
+    payload: Map<String, Value>,
+}
+
 /// The message a record's value holds.
-fn message(key: &[u8], value: &[u8]) -> Result<Decoded> {
+fn message(key: &[u8], value: &[u8], schemas: &Schemas) -> Result<Decoded> {
     if value.is_empty() || value == NULL {
         return Ok(Decoded::Skip(Skip::Tombstone));
+    }
+    if let Ok(enveloped) = serde_json::from_slice::<Enveloped>(value) {
+        let schema = schemas.get(enveloped.schema.get());
+        return read(enveloped.payload, Some(&schema), Some(key));
     }
     let object = match serde_json::from_slice::<Value>(value) {
         Ok(Value::Object(object)) => object,
@@ -76,25 +95,30 @@ fn message(key: &[u8], value: &[u8]) -> Result<Decoded> {
             )))
         }
     };
-    read(object, Some(key))
+    // An envelope whose payload is not an object is no change event: read it bare.
+    read(object, None, Some(key))
 }
 
 /// A JSON object in a plain field (`body`, say): Debezium's change event if it is one,
 /// else a row to upsert.
 pub fn object(object: Map<String, Value>) -> Result<Decoded> {
-    read(object, None)
+    let (schema, payload) = envelope(object);
+    read(payload, schema.as_ref().map(Schema::of).as_ref(), None)
 }
 
-/// A value object under its record key, if any: with or without the envelope, a change
-/// event, a heartbeat or transaction marker (known bare, by its shape, only under a
-/// record key), or else a row to upsert.
-fn read(object: Map<String, Value>, key: Option<&[u8]>) -> Result<Decoded> {
-    let (schema, payload) = envelope(object);
-    if let Some(skip) = skipped(schema.as_ref(), &payload, key.is_some()) {
+/// A payload with its schema, if it came with one, under its record key, if any: a
+/// change event, a heartbeat or transaction marker (known bare, by its shape, only under
+/// a record key), or else a row to upsert.
+fn read(
+    payload: Map<String, Value>,
+    schema: Option<&Schema>,
+    key: Option<&[u8]>,
+) -> Result<Decoded> {
+    if let Some(skip) = skipped(schema, &payload, key.is_some()) {
         return Ok(Decoded::Skip(skip));
     }
     match payload.get("op").and_then(Value::as_str).map(str::to_owned) {
-        Some(code) if is_change_event(&payload) => change(payload, schema.as_ref(), &code, key),
+        Some(code) if is_change_event(&payload) => change(payload, schema, &code, key),
         _ => Ok(Decoded::Change(json::upsert(payload))),
     }
 }
@@ -111,11 +135,8 @@ fn envelope(mut object: Map<String, Value>) -> (Option<Value>, Map<String, Value
 
 /// Heartbeats and transaction markers, by their schema's name or, bare and `keyed`,
 /// their shape.
-fn skipped(schema: Option<&Value>, payload: &Map<String, Value>, keyed: bool) -> Option<Skip> {
-    let name = schema
-        .and_then(|schema| schema.get("name"))
-        .and_then(Value::as_str)
-        .unwrap_or("");
+fn skipped(schema: Option<&Schema>, payload: &Map<String, Value>, keyed: bool) -> Option<Skip> {
+    let name = schema.map_or("", |schema| schema.name.as_str());
     let bare = keyed && schema.is_none();
     if name == "io.debezium.connector.common.Heartbeat"
         || (bare && payload.len() == 1 && payload.contains_key("ts_ms"))
@@ -143,7 +164,7 @@ fn is_change_event(event: &Map<String, Value>) -> bool {
 /// envelope's) when there is one.
 fn change(
     mut event: Map<String, Value>,
-    schema: Option<&Value>,
+    schema: Option<&Schema>,
     code: &str,
     key: Option<&[u8]>,
 ) -> Result<Decoded> {
@@ -181,11 +202,9 @@ fn change(
             partial,
         }));
     };
-    if let Some(fields) = row_fields(schema, side) {
-        // Columns Debezium did not read are left out: the stored values stay.
-        let unavailable = types::decode_row(&mut row, fields).map_err(Error::Event)?;
-        partial |= !unavailable.is_empty();
-    }
+    // Columns Debezium did not read are left out: the stored values stay.
+    let unavailable = types::decode_row(&mut row, schema.row(side)).map_err(Error::Event)?;
+    partial |= !unavailable.is_empty();
     Ok(Decoded::Change(ChangeEvent {
         op,
         row,
@@ -238,18 +257,6 @@ fn key_row(key: Option<&[u8]>) -> Option<Map<String, Value>> {
     }
 }
 
-/// The field schemas of the envelope's `before` or `after` struct.
-fn row_fields<'a>(schema: &'a Value, side: &str) -> Option<&'a [Value]> {
-    schema
-        .get("fields")?
-        .as_array()?
-        .iter()
-        .find(|field| field.get("field").and_then(Value::as_str) == Some(side))?
-        .get("fields")?
-        .as_array()
-        .map(Vec::as_slice)
-}
-
 impl ChangeEvent {
     /// This change as Debezium Server writes it, `{before, after, source, op, ts_ms}`,
     /// with `source` as the connector gives it: how a source that reads no stream hands a
@@ -274,8 +281,12 @@ impl ChangeEvent {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::format::{decode, Order};
+    use crate::format::Order;
     use serde_json::json;
+
+    fn decode(fields: &[(Vec<u8>, Vec<u8>)]) -> Result<Decoded> {
+        crate::format::decode(fields, &Schemas::default())
+    }
 
     /// Debezium Server's stream entries (see tests/data/debezium/README.md).
     const EVENTS: &str = include_str!("../../../tests/data/debezium/events.json");
