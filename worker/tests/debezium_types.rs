@@ -671,6 +671,10 @@ output:
         stored,
         json!({"id": 1, "notes": "a long text", "doc": {"a": 1, "b": 2}})
     );
+    // MongoDB's events came without the schema envelope: said once, for that stream.
+    let log = worker.log();
+    assert_eq!(log.matches("without their schema").count(), 1, "{log}");
+    assert!(log.contains("stream=\"mongo.shop.customers\""), "{log}");
     assert_eq!(
         hash(&mut con, "customer:7"),
         BTreeMap::from([
