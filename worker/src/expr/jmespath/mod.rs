@@ -1,5 +1,5 @@
-//! JMESPath as RDI job files use it, with RDI's extra functions (`concat`, `lower`,
-//! `upper`, `replace`, `split`, `json_parse`) and bare backtick literals read as strings.
+//! JMESPath as RDI job files use it, with RDI's own functions ([`functions`]) and bare
+//! backtick literals read as strings.
 //!
 //! A row is converted to a JMESPath variable once, on first need, and every JMESPath
 //! expression of every job searches that same variable; the shapes key expressions
@@ -7,26 +7,17 @@
 
 use std::sync::{Arc, LazyLock};
 
-use jmespath::{Context, ErrorReason, JmespathError, Rcvar, Runtime, RuntimeError, Variable};
+use jmespath::{JmespathError, Rcvar, Runtime, Variable};
 use serde_json::{Map, Value};
 
 use super::{Failure, Input};
 
+mod functions;
+
 static RUNTIME: LazyLock<Runtime> = LazyLock::new(|| {
     let mut runtime = Runtime::new();
     runtime.register_builtin_functions();
-    runtime.register_function("concat", Box::new(concat));
-    runtime.register_function(
-        "lower",
-        Box::new(|args: &[Rcvar], ctx: &mut Context<'_>| map_text(args, ctx, str::to_lowercase)),
-    );
-    runtime.register_function(
-        "upper",
-        Box::new(|args: &[Rcvar], ctx: &mut Context<'_>| map_text(args, ctx, str::to_uppercase)),
-    );
-    runtime.register_function("replace", Box::new(replace));
-    runtime.register_function("split", Box::new(split));
-    runtime.register_function("json_parse", Box::new(json_parse));
+    functions::register(&mut runtime);
     runtime
 });
 
@@ -101,7 +92,7 @@ impl Direct {
         use jmespath::ast::Ast;
         let part = |ast: &Ast| match ast {
             Ast::Field { name, .. } => Some(Part::Field(name.clone())),
-            Ast::Literal { value, .. } => text_of(value).map(Part::Text),
+            Ast::Literal { value, .. } => functions::text_of(value).map(Part::Text),
             _ => None,
         };
         match ast {
@@ -205,105 +196,6 @@ fn variable_of(value: &Value) -> std::result::Result<Variable, String> {
     value
         .try_into()
         .map_err(|e: JmespathError| format!("cannot search this event: {e}"))
-}
-
-fn invalid(ctx: &Context<'_>, message: &str) -> JmespathError {
-    JmespathError::from_ctx(
-        ctx,
-        ErrorReason::Runtime(RuntimeError::InvalidType {
-            expected: message.to_owned(),
-            actual: "something else".to_owned(),
-            position: 0,
-        }),
-    )
-}
-
-/// The text of a scalar: strings as they are, numbers and booleans as JSON, null empty.
-fn text_of(value: &Variable) -> Option<String> {
-    match value {
-        Variable::String(text) => Some(text.clone()),
-        Variable::Number(number) => Some(number.to_string()),
-        Variable::Bool(flag) => Some(flag.to_string()),
-        _ => None,
-    }
-}
-
-/// `concat([a, b, …])` or `concat(a, b, …)`: the texts of scalars joined; null if any is
-/// null, so that `concat(['invoice:', InvoiceId])` on a row without `InvoiceId` is a
-/// missing key (an error for that row), not the key `invoice:` shared by all such rows.
-fn concat(args: &[Rcvar], ctx: &mut Context<'_>) -> jmespath::SearchResult {
-    let items: Vec<Rcvar> = match args {
-        [single] if single.is_array() => single.as_array().cloned().unwrap_or_default(),
-        _ => args.to_vec(),
-    };
-    if items.iter().any(|item| item.is_null()) {
-        return Ok(Arc::new(Variable::Null));
-    }
-    let mut joined = String::new();
-    for item in &items {
-        joined.push_str(
-            &text_of(item)
-                .ok_or_else(|| invalid(ctx, "concat takes strings, numbers, booleans or null"))?,
-        );
-    }
-    Ok(Arc::new(Variable::String(joined)))
-}
-
-fn map_text(
-    args: &[Rcvar],
-    ctx: &mut Context<'_>,
-    f: fn(&str) -> String,
-) -> jmespath::SearchResult {
-    match args {
-        [value] => match value.as_string() {
-            Some(text) => Ok(Arc::new(Variable::String(f(text)))),
-            None => Ok(value.clone()),
-        },
-        _ => Err(invalid(ctx, "one argument")),
-    }
-}
-
-fn replace(args: &[Rcvar], ctx: &mut Context<'_>) -> jmespath::SearchResult {
-    match args {
-        [text, from, to] => match (text.as_string(), from.as_string(), to.as_string()) {
-            (Some(text), Some(from), Some(to)) => {
-                Ok(Arc::new(Variable::String(text.replace(from.as_str(), to))))
-            }
-            _ => Err(invalid(ctx, "replace(string, string, string)")),
-        },
-        _ => Err(invalid(ctx, "replace(string, string, string)")),
-    }
-}
-
-fn split(args: &[Rcvar], ctx: &mut Context<'_>) -> jmespath::SearchResult {
-    match args {
-        [text, separator] => match (text.as_string(), separator.as_string()) {
-            (Some(text), Some(separator)) if !separator.is_empty() => {
-                Ok(Arc::new(Variable::Array(
-                    text.split(separator.as_str())
-                        .map(|part| Arc::new(Variable::String(part.to_owned())))
-                        .collect(),
-                )))
-            }
-            _ => Err(invalid(ctx, "split(string, non-empty string)")),
-        },
-        _ => Err(invalid(ctx, "split(string, non-empty string)")),
-    }
-}
-
-fn json_parse(args: &[Rcvar], ctx: &mut Context<'_>) -> jmespath::SearchResult {
-    match args {
-        [text] => match text
-            .as_string()
-            .map(|text| serde_json::from_str::<Value>(text))
-        {
-            Some(Ok(value)) => variable_of(&value)
-                .map(Arc::new)
-                .map_err(|_| invalid(ctx, "json_parse(JSON text)")),
-            _ => Err(invalid(ctx, "json_parse(JSON text)")),
-        },
-        _ => Err(invalid(ctx, "json_parse(JSON text)")),
-    }
 }
 
 #[cfg(test)]
