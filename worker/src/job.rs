@@ -539,16 +539,18 @@ output:
             .contains("unknown output 'kafka.write'"));
         assert!(bad("source: {table: t}\noutput:\n  - uses: redis.write\n    with: {key: {expression: \"concat(\"}}\n")
             .contains("invalid JMESPath expression"));
-        assert!(bad("source: {table: t}\noutput:\n  - uses: redis.write\n    with: {key: {expression: a, language: sql}}\n")
-            .contains("language 'sql' is not supported"));
+        assert!(bad("source: {table: t}\noutput:\n  - uses: redis.write\n    with: {key: {expression: a, language: python}}\n")
+            .contains("language 'python' is not supported"));
+        assert!(bad("source: {table: t}\noutput:\n  - uses: redis.write\n    with: {key: {expression: \"nosuch(a)\", language: sql}}\n")
+            .contains("invalid SQL expression 'nosuch(a)': no such function: nosuch"));
         assert!(bad(
             "source: {table: t}\noutput:\n  - uses: redis.write\n    with: {data_type: graph}\n"
         )
         .contains("graph"));
         assert!(bad("source: {table: t}\noutput:\n  - uses: redis.write\n    with: {data_type: sorted_set}\n")
             .contains("needs args"));
-        assert!(bad("source: {table: t}\noutput:\n  - uses: redis.write\n    with: {data_type: sorted_set, args: {score: {expression: a, language: sql}}}\n")
-            .contains("language 'sql' is not supported"));
+        assert!(bad("source: {table: t}\noutput:\n  - uses: redis.write\n    with: {data_type: sorted_set, args: {score: {expression: a, language: python}}}\n")
+            .contains("language 'python' is not supported"));
         assert!(
             bad("source: {table: t}\noutput:\n  - uses: redis.write\n    with: {expire: 0}\n")
                 .contains("expire must be a positive")

@@ -1,9 +1,10 @@
 //! Expressions in job files, each in its own language (RDI's `language:`): compiled once
 //! at start, evaluated on every row. [`Expr`] is what the rest of the worker holds; a
-//! language is a variant of [`Language`] and of the compiled form, so a second language
-//! (RDI's SQL) goes in beside [`jmespath`] without touching the callers.
+//! language is a variant of [`Language`] and of the compiled form ([`jmespath`],
+//! [`sql`]), so another goes in beside them without touching the callers.
 
 mod jmespath;
+mod sql;
 
 use std::cell::OnceCell;
 use std::fmt;
@@ -16,11 +17,14 @@ use crate::error::{Error, Result};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Language {
     JmesPath,
+    /// SQLite's SQL, run by SQLite.
+    Sql,
 }
 
 impl Language {
     /// Every language by the name a job file gives it (matched without case).
-    const NAMES: [(&'static str, Language); 1] = [("jmespath", Language::JmesPath)];
+    const NAMES: [(&'static str, Language); 2] =
+        [("jmespath", Language::JmesPath), ("sql", Language::Sql)];
 
     pub fn from_name(name: &str) -> Result<Language> {
         Language::NAMES
@@ -41,6 +45,7 @@ impl fmt::Display for Language {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             Language::JmesPath => "JMESPath",
+            Language::Sql => "SQL",
         })
     }
 }
@@ -53,6 +58,7 @@ pub struct Expr {
 
 enum Compiled {
     JmesPath(jmespath::Compiled),
+    Sql(sql::Compiled),
 }
 
 impl fmt::Debug for Expr {
@@ -70,6 +76,7 @@ impl Expr {
         };
         let compiled = match language {
             Language::JmesPath => Compiled::JmesPath(jmespath::compile(text).map_err(invalid)?),
+            Language::Sql => Compiled::Sql(sql::compile(text).map_err(invalid)?),
         };
         Ok(Expr {
             text: text.to_owned(),
@@ -89,6 +96,7 @@ impl Expr {
     pub fn language(&self) -> Language {
         match self.compiled {
             Compiled::JmesPath(_) => Language::JmesPath,
+            Compiled::Sql(_) => Language::Sql,
         }
     }
 
@@ -96,6 +104,7 @@ impl Expr {
     pub fn eval(&self, input: &Input) -> Result<Value> {
         match &self.compiled {
             Compiled::JmesPath(compiled) => compiled.eval(input),
+            Compiled::Sql(compiled) => compiled.eval(input),
         }
         .map_err(|reason| self.failed(reason))
     }
@@ -105,6 +114,7 @@ impl Expr {
     pub fn matches(&self, input: &Input) -> Result<bool> {
         match &self.compiled {
             Compiled::JmesPath(compiled) => compiled.matches(input),
+            Compiled::Sql(compiled) => compiled.matches(input),
         }
         .map_err(|reason| self.failed(reason))
     }
@@ -153,9 +163,10 @@ mod tests {
     #[test]
     fn languages_by_name() {
         assert_eq!(Language::from_name("JMESPath").unwrap(), Language::JmesPath);
+        assert_eq!(Language::from_name("SQL").unwrap(), Language::Sql);
         assert_eq!(
-            Language::from_name("sql").unwrap_err().to_string(),
-            "expression language 'sql' is not supported (use jmespath)"
+            Language::from_name("python").unwrap_err().to_string(),
+            "expression language 'python' is not supported (use jmespath or sql)"
         );
     }
 
