@@ -23,12 +23,14 @@ struct JobFile {
     output: Vec<StepFile>,
 }
 
-/// What a job reads: a table's change stream (`server_name`, `schema`, `table`, as RDI), or
-/// streams named directly (`streams`, as a RuleGo endpoint subscribes to them).
+/// What a job reads: a table's change stream (`server_name`, `db`, `schema`, `table`, as
+/// RDI), or streams named directly (`streams`, as a RuleGo endpoint subscribes to them).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct JobSource {
     pub server_name: Option<String>,
+    /// The database, where the connector names it in its streams (SQL Server, MySQL).
+    pub db: Option<String>,
     pub schema: Option<String>,
     pub table: Option<String>,
     pub streams: Option<Vec<String>>,
@@ -48,7 +50,13 @@ struct ExpressionFile {
     expression: String,
     #[serde(default = "jmespath_language")]
     language: String,
+    /// RDI's result cache: accepted, and said to change nothing (see [`CACHE_NOTE`]).
+    #[serde(default, rename = "cache")]
+    _cache: serde::de::IgnoredAny,
 }
+
+/// What `--check` says of a `cache` block.
+pub const CACHE_NOTE: &str = "its expression cache changes nothing here: expressions are compiled once and evaluated in microseconds";
 
 fn jmespath_language() -> String {
     "jmespath".into()
@@ -141,6 +149,9 @@ pub struct Job {
     pub source: JobSource,
     pub transforms: Vec<Transform>,
     pub outputs: Vec<Output>,
+    /// What `--check` should tell about the file beyond its shape (settings that change
+    /// nothing here).
+    pub notes: Vec<String>,
 }
 
 #[derive(Debug)]
@@ -231,22 +242,30 @@ impl Job {
                 ))
             }
         }
+        let notes = if has_cache_block(text) {
+            vec![CACHE_NOTE.to_owned()]
+        } else {
+            Vec::new()
+        };
         Ok(Job {
             name,
             file: path.to_owned(),
             source: file.source,
             transforms,
             outputs,
+            notes,
         })
     }
 
-    /// The streams this job reads: those named, or `<prefix><server_name>.<schema>.<table>`.
+    /// The streams this job reads: those named, or `<prefix><server_name>.<db>.<schema>.<table>`
+    /// (the parts the job gives, as Debezium names its topics).
     pub fn streams(&self, prefix: &str) -> Vec<String> {
         if let Some(streams) = &self.source.streams {
             return streams.clone();
         }
         let parts: Vec<&str> = [
             self.source.server_name.as_deref(),
+            self.source.db.as_deref(),
             self.source.schema.as_deref(),
             self.source.table.as_deref(),
         ]
@@ -255,6 +274,20 @@ impl Job {
         .collect();
         vec![format!("{prefix}{}", parts.join("."))]
     }
+}
+
+/// Whether a job file has an expression `cache` block anywhere.
+fn has_cache_block(text: &str) -> bool {
+    fn walk(node: &serde_norway::Value) -> bool {
+        match node {
+            serde_norway::Value::Mapping(mapping) => mapping
+                .iter()
+                .any(|(key, value)| key.as_str() == Some("cache") || walk(value)),
+            serde_norway::Value::Sequence(items) => items.iter().any(walk),
+            _ => false,
+        }
+    }
+    serde_norway::from_str(text).is_ok_and(|document| walk(&document))
 }
 
 /// Every job file (`*.yaml`, `*.yml`) in `folder`, in name order.
@@ -289,6 +322,8 @@ fn compile_transform(step: &StepFile) -> Result<Transform> {
         expression: String,
         #[serde(default = "jmespath_language")]
         language: String,
+        #[serde(default, rename = "cache")]
+        _cache: serde::de::IgnoredAny,
     }
     #[derive(Deserialize)]
     #[serde(untagged)]
@@ -326,6 +361,7 @@ fn compile_transform(step: &StepFile) -> Result<Transform> {
                     let expression = ExpressionFile {
                         expression: add.expression,
                         language: add.language,
+                        _cache: serde::de::IgnoredAny,
                     };
                     Ok((add.field, compile_expression(&expression)?))
                 })
@@ -525,6 +561,35 @@ output:
             panic!("a sorted set with a member");
         };
         assert_eq!((score.text(), member.text()), ("Total", "InvoiceId"));
+    }
+
+    #[test]
+    fn databases_name_streams_and_caches_change_nothing() {
+        let text = r#"name: Cached country field
+source:
+  db: inventory
+  schema: dbo
+  table: customer
+transform:
+  - uses: add_field
+    with:
+      field: country
+      language: sql
+      expression: country_code || ' - ' || UPPER(country_name)
+      cache:
+        enabled: true
+        max_size: 500
+        ttl_seconds: 300
+output:
+  - uses: redis.write
+    with:
+      key: {expression: "concat(['customer:', id])", cache: {enabled: true}}
+"#;
+        let job = Job::parse(text, Path::new("x.yaml")).unwrap();
+        assert_eq!(job.streams("data:"), ["data:inventory.dbo.customer"]);
+        assert_eq!(job.notes, [CACHE_NOTE]);
+        let plain = Job::parse(INVOICE_STREAM_JOB, Path::new("x.yaml")).unwrap();
+        assert!(plain.notes.is_empty());
     }
 
     #[test]

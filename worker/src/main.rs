@@ -114,6 +114,9 @@ fn main() -> ExitCode {
                 job.transforms.len(),
                 job.outputs.len()
             );
+            for note in &job.notes {
+                println!("  note: {note}");
+            }
         }
         return ExitCode::SUCCESS;
     }
