@@ -162,6 +162,16 @@ pub enum Transform {
     AddFields(Vec<(String, Expr)>),
     RemoveFields(Vec<String>),
     RenameFields(Vec<(String, String)>),
+    /// RDI's `map`: the row replaced by a new one.
+    Map(Mapped),
+}
+
+/// What `map` makes the row: one expression giving the whole object (JMESPath's
+/// multiselect hash), or one expression a field (a YAML mapping, as SQL maps are written).
+#[derive(Debug)]
+pub enum Mapped {
+    Whole(Expr),
+    Fields(Vec<(String, Expr)>),
 }
 
 /// One `redis.write`: the key, what of the row is written, and the target type's own
@@ -276,6 +286,16 @@ impl Job {
     }
 }
 
+/// A YAML scalar as expression text (`id: trackid`, `n: 5`).
+fn scalar_text(value: &serde_norway::Value) -> Option<String> {
+    match value {
+        serde_norway::Value::String(text) => Some(text.clone()),
+        serde_norway::Value::Number(number) => Some(number.to_string()),
+        serde_norway::Value::Bool(flag) => Some(flag.to_string()),
+        _ => None,
+    }
+}
+
 /// Whether a job file has an expression `cache` block anywhere.
 fn has_cache_block(text: &str) -> bool {
     fn walk(node: &serde_norway::Value) -> bool {
@@ -352,6 +372,41 @@ fn compile_transform(step: &StepFile) -> Result<Transform> {
     }
     match step.uses.as_str() {
         "filter" => Ok(Transform::Filter(compile_expression(&step_with(step)?)?)),
+        "map" => {
+            #[derive(Deserialize)]
+            #[serde(deny_unknown_fields)]
+            struct MapFile {
+                expression: serde_norway::Value,
+                #[serde(default = "jmespath_language")]
+                language: String,
+                #[serde(default, rename = "cache")]
+                _cache: serde::de::IgnoredAny,
+            }
+            let map: MapFile = step_with(step)?;
+            let language = Language::from_name(&map.language)?;
+            let mapped = match map.expression {
+                serde_norway::Value::String(text) => Mapped::Whole(Expr::compile(&text, language)?),
+                serde_norway::Value::Mapping(fields) => Mapped::Fields(
+                    fields
+                        .iter()
+                        .map(|(field, expression)| {
+                            let (Some(field), Some(expression)) = (field.as_str(), scalar_text(expression)) else {
+                                return Err(Error::Invalid(
+                                    "map: each field of a mapping is `name: expression`".into(),
+                                ));
+                            };
+                            Ok((field.to_owned(), Expr::compile(&expression, language)?))
+                        })
+                        .collect::<Result<_>>()?,
+                ),
+                _ => {
+                    return Err(Error::Invalid(
+                        "map: the expression is text (an object expression) or a mapping of fields to expressions".into(),
+                    ))
+                }
+            };
+            Ok(Transform::Map(mapped))
+        }
         "add_field" => {
             let fields: OneOrMany<AddField> = step_with(step)?;
             let compiled = fields
@@ -385,7 +440,7 @@ fn compile_transform(step: &StepFile) -> Result<Transform> {
             ))
         }
         other => Err(Error::Invalid(format!(
-            "unknown transform '{other}' (known: filter, add_field, remove_field, rename_field)"
+            "unknown transform '{other}' (known: filter, add_field, remove_field, rename_field, map)"
         ))),
     }
 }

@@ -11,7 +11,7 @@ use redsink_core::sink::HashUpdate;
 use crate::error::{Error, Result};
 use crate::expr::{Expr, Input};
 use crate::format::{ChangeEvent, Op};
-use crate::job::{Expire, Job, Output, Target, Transform};
+use crate::job::{Expire, Job, Mapped, Output, Target, Transform};
 
 /// Where an event sits in its source.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -90,6 +90,33 @@ pub enum Write {
     },
 }
 
+/// The new row a `map` makes of `row`.
+fn map(mapped: &Mapped, row: &Map<String, Value>) -> Result<Map<String, Value>> {
+    let input = Input::new(row);
+    match mapped {
+        Mapped::Fields(fields) => fields
+            .iter()
+            .map(|(field, expression)| Ok((field.clone(), expression.eval(&input)?)))
+            .collect(),
+        Mapped::Whole(expression) => match expression.eval(&input)? {
+            Value::Object(object) => Ok(object),
+            // SQL's json_object() gives JSON text.
+            Value::String(text) => match serde_json::from_str(&text) {
+                Ok(Value::Object(object)) => Ok(object),
+                _ => Err(not_an_object(expression)),
+            },
+            _ => Err(not_an_object(expression)),
+        },
+    }
+}
+
+fn not_an_object(expression: &Expr) -> Error {
+    Error::Event(format!(
+        "the map expression '{}' gave no object for this row",
+        expression.text()
+    ))
+}
+
 /// The writes for `event` under `job`; none when a filter drops it.
 pub fn plan(job: &Job, event: &ChangeEvent, position: &Position) -> Result<Vec<Write>> {
     // Without transforms the event's own row is read; with them, a copy is changed.
@@ -139,6 +166,7 @@ fn transform(job: &Job, mut row: Map<String, Value>) -> Result<Option<Map<String
                     }
                 }
             }
+            Transform::Map(mapped) => row = map(mapped, &row)?,
         }
     }
     Ok(Some(row))
@@ -464,6 +492,49 @@ output:
                     member: "Germany:98".into()
                 },
             ]
+        );
+    }
+
+    /// RDI's documented job examples (tests/data/rdi).
+    fn rdi_example(name: &str) -> Job {
+        let examples: Vec<Value> =
+            serde_json::from_str(include_str!("../tests/data/rdi/examples.json")).unwrap();
+        let example = examples
+            .iter()
+            .find(|example| example["name"] == name)
+            .unwrap_or_else(|| panic!("no example {name}"));
+        job(example["job_yaml"].as_str().unwrap())
+    }
+
+    #[test]
+    fn rdi_map_examples_give_their_documented_output() {
+        // JMESPath: JSON.GET emp:1 in the docs, for Chinook's employee 1.
+        let employees = rdi_example("Create multilevel employee JSON");
+        let andrew = json!({"employeeid": 1, "lastname": "Adams", "firstname": "Andrew",
+            "address": "11120 Jasper Ave NW", "city": "Edmonton", "state": "AB", "country": "Canada",
+            "postalcode": "T5K 2N1", "phone": "+1 (780) 428-9482", "email": "andrew@chinookcorp.com"});
+        let [Write::Json { key, json, .. }] =
+            &plan(&employees, &event(Op::Create, andrew), &at(1)).unwrap()[..]
+        else {
+            panic!("one JSON write");
+        };
+        assert_eq!(key, "emp:1");
+        assert_eq!(
+            serde_json::from_str::<Value>(json).unwrap(),
+            serde_json::from_str::<Value>(r#"{"id":1,"name":"Andrew ADAMS","address":{"street":"11120 Jasper Ave NW","city":"Edmonton","state":"AB","postalCode":"T5K 2N1","country":"Canada"},"contact":{"phone":"+1 (780) 428-9482","safeEmail":"andrew_at_chinookcorp_dot_com"}}"#).unwrap()
+        );
+        // SQL: HGETALL track:16 in the docs, for Chinook's track 16.
+        let tracks = rdi_example("Create track hash with calculated fields");
+        let track = json!({"trackid": 16, "name": "Dog Eat Dog", "albumid": 4, "milliseconds": 215196, "bytes": 7032162});
+        let [Write::Hash { key, json, .. }] =
+            &plan(&tracks, &event(Op::Create, track), &at(1)).unwrap()[..]
+        else {
+            panic!("one hash write");
+        };
+        assert_eq!(key, "track:16");
+        assert_eq!(
+            json,
+            r#"{"id":16,"name":"Dog Eat Dog","duration":"3:35.0","storagesize":"6.71MB"}"#
         );
     }
 
