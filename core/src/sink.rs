@@ -164,21 +164,121 @@ fn flatten_members(
 }
 
 /// `patch` (a JSON object) merged into `stored` by JSON Merge Patch (RFC 7386: members
-/// set, null members removed, the rest kept), as compact JSON text. A stored value that is
-/// missing or not a JSON object counts as `{}`; the result is held to `limits`.
+/// set, null members removed, the rest kept), as compact JSON text. The members the patch
+/// leaves alone keep their text exactly (`1.10`, integers of any size). A missing key, or
+/// stored JSON that is not an object, counts as `{}`; stored text that is not JSON is an
+/// error (nothing is merged into it). The result is held to `limits`.
 pub fn patch_json(stored: Option<&[u8]>, patch: &[u8], limits: &json::Limits) -> Result<String> {
-    let patch = json::parse_value(patch, limits)?;
-    if !patch.is_object() {
-        return Err(Error::NotAnObject(json::kind(&patch)));
+    let patch = match json::parse_value(patch, limits)? {
+        Value::Object(patch) => patch,
+        other => return Err(Error::NotAnObject(json::kind(&other))),
+    };
+    let stored = stored
+        .map(|stored| {
+            std::str::from_utf8(stored).map_err(|_| {
+                Error::Invalid(
+                    "the stored value is not JSON text: a JSON patch needs JSON to merge into"
+                        .into(),
+                )
+            })
+        })
+        .transpose()?;
+    let text = merge_raw(stored, &patch)?;
+    if text.len() > limits.max_bytes {
+        return Err(Error::PayloadTooLarge {
+            size: text.len(),
+            limit: limits.max_bytes,
+        });
     }
-    let mut target = stored
-        .and_then(|stored| json::parse_value(stored, &json::Limits::UNLIMITED).ok())
-        .filter(Value::is_object)
-        .unwrap_or_else(|| Value::Object(Map::new()));
-    json::merge_patch(&mut target, patch);
-    let text = json::to_text(&target);
-    json::parse_value(text.as_bytes(), limits)?;
     Ok(text)
+}
+
+/// [`patch_json`]'s merge over text: each stored member kept as it is written unless the
+/// patch names it.
+fn merge_raw(stored: Option<&str>, patch: &Map<String, Value>) -> Result<String> {
+    let mut members = match stored {
+        Some(text) => raw_members(text)?.unwrap_or_default(),
+        None => Vec::new(),
+    };
+    for (name, value) in patch {
+        let at = members.iter().position(|(member, _)| member == name);
+        let text = match value {
+            Value::Null => {
+                if let Some(at) = at {
+                    members.remove(at);
+                }
+                continue;
+            }
+            Value::Object(inner) => merge_raw(at.map(|at| members[at].1.as_str()), inner)?,
+            other => json::to_text(other),
+        };
+        match at {
+            Some(at) => members[at].1 = text,
+            None => members.push((name.clone(), text)),
+        }
+    }
+    let mut out = String::from("{");
+    for (i, (name, text)) in members.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(&Value::from(name.as_str()).to_string());
+        out.push(':');
+        out.push_str(text);
+    }
+    out.push('}');
+    Ok(out)
+}
+
+/// A JSON text's members, each as its own text, in order; `None` for JSON that is not an
+/// object.
+fn raw_members(text: &str) -> Result<Option<Vec<(String, String)>>> {
+    use serde_json::value::RawValue;
+    let raw: &RawValue = serde_json::from_str(text).map_err(|_| {
+        Error::Invalid("the stored value is not JSON: a JSON patch needs JSON to merge into".into())
+    })?;
+    if !raw.get().trim_start().starts_with('{') {
+        return Ok(None);
+    }
+    let members: Vec<(String, &RawValue)> = serde_json::from_str::<RawMembers>(raw.get())
+        .map(|members| members.0)
+        .map_err(|e| Error::InvalidJson(e.to_string()))?;
+    Ok(Some(
+        members
+            .into_iter()
+            .map(|(name, value)| (name, value.get().to_owned()))
+            .collect(),
+    ))
+}
+
+/// An object's members in order, their values unparsed.
+struct RawMembers<'a>(Vec<(String, &'a serde_json::value::RawValue)>);
+
+impl<'de: 'a, 'a> serde::Deserialize<'de> for RawMembers<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> std::result::Result<Self, D::Error> {
+        struct Members<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> serde::de::Visitor<'de> for Members<'a> {
+            type Value = RawMembers<'a>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> std::result::Result<Self::Value, A::Error> {
+                let mut members = Vec::new();
+                while let Some(member) =
+                    map.next_entry::<String, &'de serde_json::value::RawValue>()?
+                {
+                    members.push(member);
+                }
+                Ok(RawMembers(members))
+            }
+        }
+        deserializer.deserialize_map(Members(std::marker::PhantomData))
+    }
 }
 
 /// [`flatten_json`] of an object already parsed (numbers as serde_json writes them).
@@ -715,9 +815,18 @@ mod tests {
             r#"{"a":2,"b":{"d":3},"notes":"long"}"#
         );
         assert_eq!(patch(None, r#"{"a":1,"b":null}"#).unwrap(), r#"{"a":1}"#);
+        assert!(patch(Some("plain text"), r#"{"a":1}"#)
+            .unwrap_err()
+            .to_string()
+            .contains("not JSON"));
+        // What the patch leaves alone keeps its text.
         assert_eq!(
-            patch(Some("plain text"), r#"{"a":1}"#).unwrap(),
-            r#"{"a":1}"#
+            patch(
+                Some(r#"{"n": 1.10, "big": 12345678901234567890123, "o": {"k": 1e400}, "x": 1}"#),
+                r#"{"x":2,"o":{"m":true}}"#
+            )
+            .unwrap(),
+            r#"{"n":1.10,"big":12345678901234567890123,"o":{"k":1e400,"m":true},"x":2}"#
         );
         assert_eq!(patch(Some("[1]"), r#"{"a":1}"#).unwrap(), r#"{"a":1}"#);
         assert!(patch(None, "[1]").is_err());

@@ -67,7 +67,9 @@ const DAY_NANOS: i64 = 86_400_000_000_000;
 /// take a sign as Java's ISO formatter writes them (`+21016-11-04`, `-4713-12-31`):
 /// astronomical years, 1 BC being 0000.
 pub fn format_date(days: i64) -> String {
-    let (year, month, day) = civil_from_days(days);
+    // Beyond a million years either way nothing is a date; the bound keeps the calendar's
+    // arithmetic in range.
+    let (year, month, day) = civil_from_days(days.clamp(-MAX_DAYS, MAX_DAYS));
     match year {
         0..=9999 => format!("{year:04}-{month:02}-{day:02}"),
         10_000.. => format!("+{year}-{month:02}-{day:02}"),
@@ -110,8 +112,12 @@ pub struct Instant {
     pub nanos: i64,
 }
 
+/// Days in a million years: the dates read and written here stay within them.
+const MAX_DAYS: i64 = 365_242_500;
+
 /// `YYYY-MM-DD`, with a signed or longer year (`+21016`, `-4713`) or PostgreSQL's ` BC`
-/// suffix (`4714-11-24 BC` is astronomical year -4713), as days since 1970-01-01.
+/// suffix (`4714-11-24 BC` is astronomical year -4713), as days since 1970-01-01. Years
+/// beyond a million, and days a month does not have, are no date.
 pub fn parse_date(text: &str) -> Option<i64> {
     let (text, bc) = match text.trim().strip_suffix(" BC") {
         Some(date) => (date, true),
@@ -125,16 +131,35 @@ pub fn parse_date(text: &str) -> Option<i64> {
     let mut parts = unsigned.splitn(3, '-');
     let year: i64 = digits(parts.next()?)?;
     let (month, day): (i64, i64) = (digits(parts.next()?)?, digits(parts.next()?)?);
-    if !(1..=12).contains(&month) || !(1..=31).contains(&day) {
+    if year > 1_000_000 || !(1..=12).contains(&month) || day < 1 {
         return None;
     }
     let year = if bc { 1 - year } else { sign * year };
-    Some(days_from_civil(year, month, day))
+    let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
+    let month_days = [
+        31,
+        if leap { 29 } else { 28 },
+        31,
+        30,
+        31,
+        30,
+        31,
+        31,
+        30,
+        31,
+        30,
+        31,
+    ];
+    (day <= month_days[month as usize - 1]).then(|| days_from_civil(year, month, day))
 }
 
 /// `HH:MM:SS[.fraction]` as nanoseconds since midnight (`24:00:00` allowed).
 pub fn parse_clock(text: &str) -> Option<i64> {
-    let (whole, fraction) = text.split_once('.').unwrap_or((text, ""));
+    let (whole, fraction) = match text.split_once('.') {
+        Some((whole, fraction)) if !fraction.is_empty() => (whole, fraction),
+        Some(_) => return None,
+        None => (text, ""),
+    };
     let mut parts = whole.splitn(3, ':');
     let (h, m, s): (i64, i64, i64) = (
         digits(parts.next()?)?,
@@ -149,6 +174,10 @@ pub fn parse_clock(text: &str) -> Option<i64> {
     } else {
         digits::<i64>(fraction)? * 10_i64.pow(9 - fraction.len() as u32)
     };
+    // 24:00:00 is the day's end, and nothing after it.
+    if h == 24 && (m, s, fraction_nanos) != (0, 0, 0) {
+        return None;
+    }
     Some(((h * 60 + m) * 60 + s) * 1_000_000_000 + fraction_nanos)
 }
 
@@ -163,6 +192,9 @@ pub fn parse_offset(text: &str) -> Option<i64> {
         _ => return None,
     };
     let rest = &text[1..];
+    if rest.is_empty() {
+        return None;
+    }
     let parts: Vec<&str> = if rest.contains(':') {
         rest.split(':').collect()
     } else {
@@ -171,11 +203,16 @@ pub fn parse_offset(text: &str) -> Option<i64> {
             .map(|pair| std::str::from_utf8(pair).unwrap_or("x"))
             .collect()
     };
+    // Offsets reach ±18 hours (Java's bound; the world's are within ±14).
     let mut seconds = 0;
-    for (part, unit) in parts.iter().zip([3600, 60, 1]) {
-        seconds += digits::<i64>(part)? * unit;
+    for ((part, unit), most) in parts.iter().zip([3600, 60, 1]).zip([18, 59, 59]) {
+        let count: i64 = digits(part)?;
+        if part.len() > 2 || count > most {
+            return None;
+        }
+        seconds += count * unit;
     }
-    (parts.len() <= 3).then_some(sign * seconds)
+    (parts.len() <= 3 && seconds <= 18 * 3600).then_some(sign * seconds)
 }
 
 /// A time with an optional UTC offset — `13:51:30.123+02`, `11:51:30Z` — shifted to UTC
@@ -293,6 +330,13 @@ mod tests {
         assert_eq!(parse_clock("13:51:30.123"), Some(49_890_123_000_000));
         assert_eq!(parse_clock("24:00:00"), Some(86_400_000_000_000));
         assert_eq!(parse_clock("13:51"), None);
+        assert_eq!(parse_clock("24:30:00"), None);
+        assert_eq!(parse_clock("24:00:00.5"), None);
+        assert_eq!(parse_clock("13:51:30."), None);
+        assert_eq!(parse_offset("+"), None);
+        assert_eq!(parse_offset("+19"), None);
+        assert_eq!(parse_offset("+99999999999:00"), None);
+        assert_eq!(parse_offset("-05:30"), Some(-19_800));
         assert_eq!(parse_clock("13:51:30.1234567890"), None);
         assert_eq!(
             parse_clock_with_offset("13:51:30.123789+02").map(format_clock),

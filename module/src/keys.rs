@@ -81,18 +81,20 @@ impl<'a> WriteKey<'a> {
     }
 
     /// Removes the fields `removed` names and those flattened under them (`name` then
-    /// `separator`); replicated as one `HDEL`.
-    pub fn hash_remove(&self, removed: &[Vec<u8>], separator: &[u8]) {
+    /// `separator`), but none of those `set` has just set; replicated as one `HDEL`.
+    pub fn hash_remove(&self, removed: &[Vec<u8>], separator: &[u8], set: &Fields) {
         if removed.is_empty() || self.key_type() != raw::KeyType::Hash {
             return;
         }
+        let set: std::collections::HashSet<&[u8]> = set.iter().map(|(name, _)| name).collect();
         self.hash_delete_where(|field| {
-            removed.iter().any(|name| {
-                field == name.as_slice()
-                    || field
-                        .strip_prefix(name.as_slice())
-                        .is_some_and(|rest| rest.starts_with(separator))
-            })
+            !set.contains(field)
+                && removed.iter().any(|name| {
+                    field == name.as_slice()
+                        || field
+                            .strip_prefix(name.as_slice())
+                            .is_some_and(|rest| rest.starts_with(separator))
+                })
         });
     }
 
@@ -116,6 +118,10 @@ impl<'a> WriteKey<'a> {
         self.hash_set_pointers(&pairs);
         self.replicate(c"HDEL", &stale.0);
         self.notify(raw::NotifyEvent::HASH, "hdel");
+        // As HDEL tells when it empties the hash (Redis removes the key).
+        if self.key_type() == raw::KeyType::Empty {
+            self.notify(raw::NotifyEvent::GENERIC, "del");
+        }
     }
 
     /// RM_HashSet of field/value pointers (HASH_DELETE as a value deletes), eight pairs a

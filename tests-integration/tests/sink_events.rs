@@ -52,6 +52,18 @@ const CASES: &[Case] = &[
             &["HDEL", "-", "b.c", "b.d"],
         ],
     },
+    // A patch that empties the hash: the key goes, as with HDEL.
+    Case {
+        setup: &["HSET", "-", "a", "1", "b", "2"],
+        sink: &["SINK.HASH", "-", r#"{"a":null,"b":null}"#, "PATCH"],
+        plain: &[&["HDEL", "-", "a", "b"]],
+    },
+    // A field set by the patch stays, though a removed name covers it.
+    Case {
+        setup: &["HSET", "-", "a", "1", "a.c", "2"],
+        sink: &["SINK.HASH", "-", r#"{"a":null,"a.b":1}"#, "PATCH"],
+        plain: &[&["HSET", "-", "a.b", "1"], &["HDEL", "-", "a", "a.c"]],
+    },
     Case {
         setup: &["SET", "-", r#"{"a":1,"b":{"c":2,"d":3}}"#],
         sink: &[
@@ -141,6 +153,7 @@ fn assert_same_data(con: &mut Connection, sink: &str, plain: &str) {
         let data: Vec<String> = match kind.as_str() {
             "hash" => call(con, &["HGETALL", key]).unwrap(),
             "string" => vec![call(con, &["GET", key]).unwrap()],
+            "none" => Vec::new(),
             "zset" => call(con, &["ZRANGE", key, "0", "-1"]).unwrap(),
             "list" => call(con, &["LRANGE", key, "0", "-1"]).unwrap(),
             "stream" => {

@@ -124,9 +124,16 @@ pub fn plan(job: &Job, event: &ChangeEvent, position: &Position) -> Result<Vec<W
     let row = if job.transforms.is_empty() {
         &event.row
     } else {
-        let Some(row) = transform(job, event.row.clone())? else {
+        let Some(mut row) = transform(job, event.row.clone())? else {
             return Ok(Vec::new());
         };
+        // Of a partial row, only the source's own nulls remove stored fields: a null a
+        // transform made from a column the source did not capture means nothing.
+        if event.partial {
+            row.retain(|name, value| {
+                !value.is_null() || event.row.get(name).is_some_and(Value::is_null)
+            });
+        }
         transformed = row;
         &transformed
     };
@@ -544,6 +551,16 @@ output:
         let mut partial = event(Op::Update, json!({"id": 1, "gone": null}));
         partial.partial = true;
         let writes = plan(&job, &partial, &at(3)).unwrap();
+        // A field a transform made null (from a column not captured) removes nothing.
+        let with_field = Job::parse(
+            "source: {table: t}\ntransform:\n  - uses: add_field\n    with: {field: upper_notes, expression: \"upper(notes)\"}\noutput:\n  - uses: redis.write\n    with: {key: {expression: \"concat(['k:', id])\"}}\n",
+            Path::new("t.yaml"),
+        )
+        .unwrap();
+        let [Write::Hash { json, .. }] = &plan(&with_field, &partial, &at(3)).unwrap()[..] else {
+            panic!("one hash write");
+        };
+        assert_eq!(json, r#"{"id":1,"gone":null}"#);
         assert!(matches!(
             &writes[0],
             Write::Hash { update: HashUpdate::Patch, json, .. } if json == r#"{"id":1,"gone":null}"#

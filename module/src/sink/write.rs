@@ -128,7 +128,7 @@ pub fn hash(
     match update {
         HashUpdate::Merge => {}
         HashUpdate::Replace => key.hash_keep_only(fields),
-        HashUpdate::Patch => key.hash_remove(removed, separator),
+        HashUpdate::Patch => key.hash_remove(removed, separator, fields),
     }
     if let Some(ttl) = ttl_secs {
         key.expire_in(ttl);

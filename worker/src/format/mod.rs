@@ -71,7 +71,7 @@ pub struct ChangeEvent {
 /// A change's place in its source's order of changes, as one number that grows with it:
 /// the version stored with each key, so that a replay or a late older change writes
 /// nothing. A connector's own ordering maps onto it by a constructor here — PostgreSQL's
-/// LSN, a binlog position, a stream entry's id.
+/// LSN, a stream entry's id — where it never goes back (format/debezium/connectors.rs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Order(i64);
 
@@ -79,12 +79,6 @@ impl Order {
     /// A PostgreSQL LSN as a number (Debezium's `source.lsn`).
     pub fn from_lsn(lsn: i64) -> Order {
         Order(lsn)
-    }
-
-    /// A MySQL or MariaDB binlog position: the file's number (below 2^31) and the offset
-    /// in it (below 2^32).
-    pub fn from_binlog(file_number: i64, offset: i64) -> Order {
-        Order((file_number << 32) | offset)
     }
 
     /// A PostgreSQL LSN as PostgreSQL writes it, `X/Y` in hex.
@@ -102,9 +96,11 @@ impl Order {
     pub fn from_stream_id(id: &str) -> Option<Order> {
         let (ms, seq) = id.split_once('-')?;
         let (ms, seq): (i64, i64) = (ms.parse().ok()?, seq.parse().ok()?);
-        ms.checked_mul(1_000_000)?
-            .checked_add(seq.min(999_999))
-            .map(Order)
+        // A sequence past a million (in one millisecond) would tie with the next ms's.
+        if seq > 999_999 {
+            return None;
+        }
+        ms.checked_mul(1_000_000)?.checked_add(seq).map(Order)
     }
 
     /// The number written as a key's version.
@@ -133,6 +129,10 @@ pub enum Skip {
     Heartbeat,
     /// A transaction's BEGIN or END (Debezium's transaction metadata).
     Transaction,
+    /// A Debezium TRUNCATE (`op: t`): the keys it empties cannot be listed.
+    Truncate,
+    /// A PostgreSQL logical decoding message Debezium passes on (`op: m`).
+    Message,
 }
 
 impl Skip {
@@ -142,6 +142,8 @@ impl Skip {
             Skip::Tombstone => "tombstone",
             Skip::Heartbeat => "heartbeat",
             Skip::Transaction => "transaction",
+            Skip::Truncate => "truncate",
+            Skip::Message => "message",
         }
     }
 }
@@ -302,5 +304,6 @@ mod tests {
         assert!(id("6-0") > id("5-999"));
         assert_eq!(id("x"), None);
         assert_eq!(id("99999999999999999-0"), None);
+        assert_eq!(id("5-1000000"), None);
     }
 }

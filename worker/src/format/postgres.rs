@@ -201,9 +201,39 @@ pub fn interval_micros(text: &str) -> Option<i64> {
             _ => return None,
         }
     }
+    Some(micro_duration([
+        years, months, days, hours, minutes, seconds,
+    ]))
+}
+
+/// An interval as Debezium's `interval.handling.mode=string` writes it,
+/// `P1Y2M3DT4H5M6.78S` (each part present, each with its own sign), in microseconds as
+/// [`interval_micros`] counts them.
+pub fn iso_interval_micros(text: &str) -> Option<i64> {
+    let rest = text.strip_prefix('P')?;
+    let (date, time) = rest.split_once('T').unwrap_or((rest, ""));
+    let mut parts = [0.0; 6];
+    for (text, units, first) in [(date, ['Y', 'M', 'D'], 0), (time, ['H', 'M', 'S'], 3)] {
+        let mut rest = text;
+        for (i, unit) in units.iter().enumerate() {
+            if let Some((number, after)) = rest.split_once(*unit) {
+                parts[first + i] = number.parse::<f64>().ok().filter(|n| n.is_finite())?;
+                rest = after;
+            }
+        }
+        if !rest.is_empty() {
+            return None;
+        }
+    }
+    Some(micro_duration(parts))
+}
+
+/// Debezium's `MicroDuration` of years, months, days, hours, minutes and seconds: a month
+/// is 365.25 / 12 days, in the same floating-point steps, so the same number.
+fn micro_duration([years, months, days, hours, minutes, seconds]: [f64; 6]) -> i64 {
     let days_in_total = (years * 12.0 + months) * (365.25 / 12.0) + days;
     let seconds_in_total = ((days_in_total * 24.0 + hours) * 60.0 + minutes) * 60.0 + seconds;
-    Some((seconds_in_total * 1e6) as i64)
+    (seconds_in_total * 1e6) as i64
 }
 
 /// An array element's text as the JSON wal2json would give the same value alone:
@@ -392,6 +422,17 @@ mod tests {
         );
         assert_eq!(text("interval", "00:00:00"), json!(0));
         assert!(value("interval", "\"1 fortnight\"").is_err());
+        assert_eq!(
+            iso_interval_micros("P1Y2M3DT4H5M6.78S"),
+            Some(37_091_106_780_000)
+        );
+        assert_eq!(
+            iso_interval_micros("P0Y0M-1DT-2H0M0S"),
+            Some(-93_600_000_000)
+        );
+        assert_eq!(iso_interval_micros("P0Y0M0DT0H0M0S"), Some(0));
+        assert_eq!(iso_interval_micros("P1W"), None);
+        assert_eq!(iso_interval_micros("1 day"), None);
         assert_eq!(value("real", "\"NaN\"").unwrap(), json!("NaN"));
         assert_eq!(
             value("numeric(10,2)[]", "[1.20,3.40]").unwrap(),

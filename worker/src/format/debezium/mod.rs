@@ -117,6 +117,13 @@ fn read(
     if let Some(skip) = skipped(schema, &payload, key.is_some()) {
         return Ok(Decoded::Skip(skip));
     }
+    // A TRUNCATE or a logical decoding message carries no row.
+    let from_connector = payload.contains_key("source");
+    match payload.get("op").and_then(Value::as_str) {
+        Some("t") if from_connector => return Ok(Decoded::Skip(Skip::Truncate)),
+        Some("m") if from_connector => return Ok(Decoded::Skip(Skip::Message)),
+        _ => {}
+    }
     match payload.get("op").and_then(Value::as_str).map(str::to_owned) {
         Some(code) if is_change_event(&payload) => change(payload, schema, &code, key),
         _ => Ok(Decoded::Change(json::upsert(payload))),
@@ -170,7 +177,7 @@ fn change(
 ) -> Result<Decoded> {
     let op =
         Op::parse(code).ok_or_else(|| Error::Event(format!("unknown Debezium op '{code}'")))?;
-    let order = connectors::order(event.get("source")).map_err(Error::Event)?;
+    let order = connectors::order(event.get("source"));
     let side = if op == Op::Delete { "before" } else { "after" };
     let (mut row, mut partial) = match event.remove(side) {
         Some(Value::Object(row)) => (row, false),
@@ -228,6 +235,13 @@ fn document(text: &str, code: &str, side: &str) -> Result<Map<String, Value>> {
 /// fields, and the removed ones as null.
 fn updated_fields(event: &Map<String, Value>, key: Option<&[u8]>) -> Result<Map<String, Value>> {
     let description = &event["updateDescription"];
+    if description
+        .get("truncatedArrays")
+        .and_then(Value::as_array)
+        .is_some_and(|arrays| !arrays.is_empty())
+    {
+        return Err(Error::Event(ARRAY_UPDATE.into()));
+    }
     let mut row = Map::new();
     if let Some(id) = key_row(key).and_then(|mut key| key.remove("id")) {
         let id = match &id {
@@ -236,17 +250,49 @@ fn updated_fields(event: &Map<String, Value>, key: Option<&[u8]>) -> Result<Map<
         };
         row.insert("_id".into(), id);
     }
-    match description.get("updatedFields") {
-        Some(Value::String(text)) => row.extend(document(text, "u", "updatedFields")?),
-        Some(Value::Object(fields)) => row.extend(fields.clone()),
-        _ => {}
+    let updated = match description.get("updatedFields") {
+        Some(Value::String(text)) => document(text, "u", "updatedFields")?,
+        Some(Value::Object(fields)) => fields.clone(),
+        _ => Map::new(),
+    };
+    for (path, value) in updated {
+        set_path(&mut row, &path, value)?;
     }
     if let Some(Value::Array(removed)) = description.get("removedFields") {
-        for name in removed.iter().filter_map(Value::as_str) {
-            row.insert(name.to_owned(), Value::Null);
+        for path in removed.iter().filter_map(Value::as_str) {
+            set_path(&mut row, path, Value::Null)?;
         }
     }
     Ok(row)
+}
+
+const ARRAY_UPDATE: &str = "a MongoDB update of array elements cannot be applied without the whole document: set the connector's capture.mode to change_streams_update_full";
+
+/// Sets the member a MongoDB dotted path names (`address.city`), making the objects on
+/// the way; a path into an array (`tags.1`) cannot be applied.
+fn set_path(row: &mut Map<String, Value>, path: &str, value: Value) -> Result<()> {
+    let mut parts = path.split('.').peekable();
+    let mut at = row;
+    while let Some(part) = parts.next() {
+        if !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(Error::Event(ARRAY_UPDATE.into()));
+        }
+        if parts.peek().is_none() {
+            at.insert(part.to_owned(), value);
+            return Ok(());
+        }
+        let next = at
+            .entry(part.to_owned())
+            .or_insert_with(|| Value::Object(Map::new()));
+        if !next.is_object() {
+            *next = Value::Object(Map::new());
+        }
+        match next {
+            Value::Object(inner) => at = inner,
+            _ => return Ok(()),
+        }
+    }
+    Ok(())
 }
 
 /// The record key's columns (its payload, without the envelope).
@@ -445,6 +491,17 @@ mod tests {
                 Decoded::Skip(kind)
             );
         }
+        // Debezium's truncate (null key) and logical decoding messages carry no row.
+        let truncate = r#"{"source":{"connector":"postgresql","table":"customers"},"op":"t","ts_ms":1559033904961}"#;
+        assert_eq!(
+            decode(&fields(&[("default", truncate)])).unwrap(),
+            Decoded::Skip(Skip::Truncate)
+        );
+        let message = r#"{"op":"m","ts_ms":1559033904961,"source":{"connector":"postgresql"},"message":{"prefix":"foo","content":"Ymar"}}"#;
+        assert_eq!(
+            decode(&fields(&[(r#"{"prefix":"foo"}"#, message)])).unwrap(),
+            Decoded::Skip(Skip::Message)
+        );
         // Plain JSON of the same shapes under plain names is data.
         assert!(matches!(
             decode(&fields(&[("body", r#"{"ts_ms":1}"#)])).unwrap(),
@@ -463,7 +520,8 @@ mod tests {
         let Decoded::Untyped(change) = decode(&extended).unwrap() else {
             panic!("a change");
         };
-        assert_eq!(change.order, Some(Order::from_binlog(3, 484)));
+        // MySQL's binlog positions are not versions (connectors.rs): the entry id orders.
+        assert_eq!(change.order, None);
         // A table without a primary key: the sink's null key.
         assert!(matches!(
             decode(&fields(&[("default", event)])).unwrap(),
@@ -501,6 +559,25 @@ mod tests {
             Value::Object(change.row),
             json!({"_id": 1004, "first_name": "Anne Marie", "email": null})
         );
+        // Dotted paths are nested members; array elements cannot be patched.
+        let nested = r#"{"after":null,"updateDescription":{"removedFields":["address.zip"],"updatedFields":"{\"address.city\": \"Berlin\"}","truncatedArrays":[]},"source":{"connector":"mongodb"},"op":"u"}"#;
+        let Decoded::Untyped(change) = decode(&fields(&[(r#"{"id":"7"}"#, nested)])).unwrap()
+        else {
+            panic!("a change");
+        };
+        assert_eq!(
+            Value::Object(change.row),
+            json!({"_id": 7, "address": {"city": "Berlin", "zip": null}})
+        );
+        for array in [
+            r#"{"after":null,"updateDescription":{"removedFields":null,"updatedFields":"{\"tags.1\": \"x\"}","truncatedArrays":null},"source":{},"op":"u"}"#,
+            r#"{"after":null,"updateDescription":{"removedFields":null,"updatedFields":"{}","truncatedArrays":[{"field":"tags","newSize":1}]},"source":{},"op":"u"}"#,
+        ] {
+            assert!(decode(&fields(&[(r#"{"id":"7"}"#, array)]))
+                .unwrap_err()
+                .to_string()
+                .contains("array elements"));
+        }
         let old = r#"{"patch":"{\"$set\":{\"a\":1}}","filter":"{}","source":{"connector":"mongodb"},"op":"u"}"#;
         assert!(decode(&fields(&[(r#"{"id":"1004"}"#, old)]))
             .unwrap_err()

@@ -53,21 +53,29 @@ impl Schema {
     }
 }
 
-/// The schemas seen, by their text.
+/// The schemas seen.
 #[derive(Debug, Default)]
 pub struct Schemas {
-    seen: Mutex<HashMap<Box<str>, Arc<Schema>>>,
+    seen: Mutex<Seen>,
+}
+
+/// Schemas by their text, and the bytes of those texts.
+#[derive(Debug, Default)]
+struct Seen {
+    by_text: HashMap<Box<str>, Arc<Schema>>,
+    bytes: usize,
 }
 
 /// Distinct schemas kept (a table's schema changes with its columns; a worker reads a
-/// few hundred tables at most). Past it, the cache starts again.
+/// few hundred tables at most), and their bytes. Past either, the cache starts again.
 const MAX_SCHEMAS: usize = 1024;
+const MAX_SCHEMA_BYTES: usize = 64 << 20;
 
 impl Schemas {
     /// The schema whose JSON text is `text`, read on its first sight.
     pub fn get(&self, text: &str) -> Arc<Schema> {
         let mut seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(schema) = seen.get(text) {
+        if let Some(schema) = seen.by_text.get(text) {
             return Arc::clone(schema);
         }
         let schema = Arc::new(
@@ -75,10 +83,11 @@ impl Schemas {
                 .map(|schema| Schema::of(&schema))
                 .unwrap_or_default(),
         );
-        if seen.len() >= MAX_SCHEMAS {
-            seen.clear();
+        if seen.by_text.len() >= MAX_SCHEMAS || seen.bytes + text.len() > MAX_SCHEMA_BYTES {
+            *seen = Seen::default();
         }
-        seen.insert(text.into(), Arc::clone(&schema));
+        seen.bytes += text.len();
+        seen.by_text.insert(text.into(), Arc::clone(&schema));
         schema
     }
 }

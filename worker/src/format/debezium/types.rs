@@ -12,6 +12,7 @@
 //! | `io.debezium.time.ZonedTimestamp` | ISO 8601 text | the same, in UTC, fraction's significant digits |
 //! | `io.debezium.time.ZonedTime` | ISO 8601 text | `"11:51:30.123789Z"` |
 //! | `io.debezium.time.MicroDuration` | µs (a month is 30.4375 days) | the number |
+//! | `io.debezium.time.Interval` | `P1Y2M3DT4H5M6.78S` | µs, as MicroDuration |
 //! | `io.debezium.data.Json` | JSON text | the JSON itself, nested |
 //! | `io.debezium.data.Bits` | base64, bit 0 in the first byte's lowest bit, `parameters.length` | `"101"` |
 //! | `bytes` | base64 | the base64 text |
@@ -37,8 +38,9 @@ const MICROS_INFINITY: i64 = 9_223_372_036_825_200_000;
 const MICROS_MINUS_INFINITY: i64 = -9_223_372_036_832_400_000;
 
 /// Bit strings up to this length are written at their full length; beyond it (an
-/// unlimited `BIT VARYING` says 2^31 - 1) from the highest bit set.
-const MAX_PADDED_BITS: usize = 1 << 20;
+/// unlimited `BIT VARYING` says 2^31 - 1) from the highest bit set, so that a length
+/// cannot make a short value long.
+const MAX_PADDED_BITS: usize = 256;
 
 const DAY_NANOS: i64 = 86_400_000_000_000;
 
@@ -110,10 +112,15 @@ pub fn decode(schema: &Value, value: Value) -> Result<Value, String> {
             let digits = value
                 .get("value")
                 .ok_or("a VariableScaleDecimal without its value")?;
-            Value::String(decimal(&bytes(digits)?, scale))
+            Value::String(decimal(&bytes(digits)?, bounded_scale(scale)?))
         }
         "io.debezium.time.Date" | "org.apache.kafka.connect.data.Date" => {
-            Value::String(format_date(integer(&value)?))
+            // An int32 by its schema: days within ±5.8 million years.
+            let days = integer(&value)?;
+            if i32::try_from(days).is_err() {
+                return Err(format!("{days} days is beyond a Date (an int32)"));
+            }
+            Value::String(format_date(days))
         }
         "io.debezium.time.Time" | "org.apache.kafka.connect.data.Time" => {
             clock(integer(&value)?, 1_000_000)?
@@ -152,6 +159,13 @@ pub fn decode(schema: &Value, value: Value) -> Result<Value, String> {
             Value::String(format!("{}Z", format_clock(nanos)))
         }
         "io.debezium.time.MicroDuration" => Value::from(integer(&value)?),
+        "io.debezium.time.Interval" => {
+            let text = value.as_str().ok_or("an Interval that is not text")?;
+            Value::from(
+                super::super::postgres::iso_interval_micros(text)
+                    .ok_or_else(|| format!("'{text}' is not an ISO 8601 interval"))?,
+            )
+        }
         "io.debezium.data.Json" => {
             let text = value.as_str().ok_or("a Json value that is not text")?;
             serde_json::from_str(text).map_err(|e| format!("a Json value that is not JSON: {e}"))?
@@ -192,8 +206,22 @@ fn parameter<'a>(schema: &'a Value, name: &str) -> Option<&'a str> {
 /// A Decimal's scale (`parameters.scale`, written as text by Kafka's converter).
 fn scale(schema: &Value) -> Result<i64, String> {
     let text = parameter(schema, "scale").ok_or("a Decimal without its scale")?;
-    text.parse()
-        .map_err(|_| format!("a Decimal scale '{text}' that is not a number"))
+    let scale = text
+        .parse()
+        .map_err(|_| format!("a Decimal scale '{text}' that is not a number"))?;
+    bounded_scale(scale)
+}
+
+/// The largest scale written out (PostgreSQL's numeric scale is at most 16383; Oracle's
+/// and SQL Server's far less), so that a scale cannot make text of any length.
+const MAX_SCALE: i64 = 16383;
+
+fn bounded_scale(scale: i64) -> Result<i64, String> {
+    if (-MAX_SCALE..=MAX_SCALE).contains(&scale) {
+        Ok(scale)
+    } else {
+        Err(format!("a decimal scale of {scale}, beyond ±{MAX_SCALE}"))
+    }
 }
 
 fn integer(value: &Value) -> Result<i64, String> {
@@ -229,7 +257,11 @@ fn decimal(unscaled: &[u8], scale: i64) -> String {
         return format!("{sign}{digits}{}", "0".repeat(zeros));
     }
     let scale = scale as usize;
-    let padded = format!("{digits:0>width$}", width = scale + 1);
+    let padded = if digits.len() > scale {
+        digits
+    } else {
+        "0".repeat(scale + 1 - digits.len()) + &digits
+    };
     let (whole, fraction) = padded.split_at(padded.len() - scale);
     format!("{sign}{whole}.{fraction}")
 }
@@ -384,7 +416,7 @@ mod tests {
         r#""2011-11-11T11:11:11.123456Z""#,
         r#""2011-11-11T03:11:11Z""#,
         r#""2011-11-11T03:11:11.123456Z""#,
-        r#""P1Y2M3DT4H5M6.78S""#,
+        "37091106780000",
         r#""1999-09-09""#,
     ];
 
@@ -506,6 +538,21 @@ mod tests {
             .unwrap_err()
             .contains("3.96 where the schema says base64 bytes"));
         assert!(decode(&schema("x"), Value::from("AYw=")).is_err());
+        assert!(decode(&schema("100000"), Value::from("AYw="))
+            .unwrap_err()
+            .contains("beyond"));
+        let variable = json!({"type": "struct", "name": "io.debezium.data.VariableScaleDecimal"});
+        assert!(decode(
+            &variable,
+            json!({"scale": -4_000_000_000_000_000_000_i64, "value": "AQ=="})
+        )
+        .is_err());
+        assert_eq!(
+            decode(&variable, json!({"scale": 3, "value": "AQ=="})),
+            Ok(json!("0.001"))
+        );
+        let date = json!({"type": "int32", "name": "io.debezium.time.Date"});
+        assert!(decode(&date, Value::from(i64::MAX)).is_err());
     }
 
     #[test]
@@ -517,6 +564,9 @@ mod tests {
             ("AQID", "24", "000000110000001000000001"),
             ("", "2", "00"),
             ("BQ==", "2147483647", "101"),
+            ("BA==", "3", "100"),
+            ("AQ==", "3", "001"),
+            ("", "300", "0"),
         ] {
             assert_eq!(
                 decode(&schema(length), Value::from(base64)),

@@ -175,7 +175,7 @@ impl PgSource {
             .application_name("redsink-worker")
             // Values are read as text in these styles (format::postgres), whatever the
             // server's defaults.
-            .options("-c DateStyle=ISO -c IntervalStyle=postgres -c TimeZone=UTC")
+            .options("-c DateStyle=ISO -c IntervalStyle=postgres -c TimeZone=UTC -c lc_monetary=C")
             .connect_timeout(Duration::from_secs(10));
         if let Some(password) = &s.password {
             config.password(password);
