@@ -169,10 +169,17 @@ fn flatten_members(
 /// stored JSON that is not an object, counts as `{}`; stored text that is not JSON is an
 /// error (nothing is merged into it). The result is held to `limits`.
 pub fn patch_json(stored: Option<&[u8]>, patch: &[u8], limits: &json::Limits) -> Result<String> {
-    let patch = match json::parse_value(patch, limits)? {
-        Value::Object(patch) => patch,
-        other => return Err(Error::NotAnObject(json::kind(&other))),
-    };
+    // Checked against the limits once; merged from its own text, so that its numbers
+    // keep their digits too.
+    if let value @ (Value::Null
+    | Value::Bool(_)
+    | Value::Number(_)
+    | Value::String(_)
+    | Value::Array(_)) = json::parse_value(patch, limits)?
+    {
+        return Err(Error::NotAnObject(json::kind(&value)));
+    }
+    let patch = std::str::from_utf8(patch).map_err(|_| Error::NotUtf8("the patch"))?;
     let stored = stored
         .map(|stored| {
             std::str::from_utf8(stored).map_err(|_| {
@@ -183,7 +190,7 @@ pub fn patch_json(stored: Option<&[u8]>, patch: &[u8], limits: &json::Limits) ->
             })
         })
         .transpose()?;
-    let text = merge_raw(stored, &patch)?;
+    let text = merge_raw(stored, patch)?;
     if text.len() > limits.max_bytes {
         return Err(Error::PayloadTooLarge {
             size: text.len(),
@@ -193,24 +200,25 @@ pub fn patch_json(stored: Option<&[u8]>, patch: &[u8], limits: &json::Limits) ->
     Ok(text)
 }
 
-/// [`patch_json`]'s merge over text: each stored member kept as it is written unless the
-/// patch names it.
-fn merge_raw(stored: Option<&str>, patch: &Map<String, Value>) -> Result<String> {
+/// [`patch_json`]'s merge over text (`patch` a JSON object): each stored member kept as
+/// it is written unless the patch names it, and the patch's members as they are written.
+fn merge_raw(stored: Option<&str>, patch: &str) -> Result<String> {
     let mut members = match stored {
         Some(text) => raw_members(text)?.unwrap_or_default(),
         None => Vec::new(),
     };
-    for (name, value) in patch {
-        let at = members.iter().position(|(member, _)| member == name);
-        let text = match value {
-            Value::Null => {
+    for (name, value) in raw_members(patch)?.unwrap_or_default() {
+        let at = members.iter().position(|(member, _)| *member == name);
+        let value = value.trim();
+        let text = match value.as_bytes().first() {
+            Some(b'n') => {
                 if let Some(at) = at {
                     members.remove(at);
                 }
                 continue;
             }
-            Value::Object(inner) => merge_raw(at.map(|at| members[at].1.as_str()), inner)?,
-            other => json::to_text(other),
+            Some(b'{') => merge_raw(at.map(|at| members[at].1.as_str()), value)?,
+            _ => value.to_owned(),
         };
         match at {
             Some(at) => members[at].1 = text,

@@ -222,3 +222,83 @@ fn device_streams_never_panic_and_keep_one_record_per_device() {
         }
     }
 }
+
+/// A JSON Merge Patch on parsed values, as a reference for the text merge.
+#[test]
+fn json_patches_agree_with_merge_patch_and_never_panic() {
+    use redsink_core::sink::{flatten_patch, patch_json};
+    let mut rng = StdRng::seed_from_u64(5);
+    let limits = Limits {
+        max_bytes: 1 << 20,
+        max_depth: json::MAX_SUPPORTED_DEPTH,
+        max_fields: 1 << 20,
+    };
+    for _ in 0..5_000 {
+        let stored = Value::Object(match random_json(&mut rng, 3) {
+            Value::Object(object) => object,
+            _ => Map::new(),
+        });
+        let patch = Value::Object(match random_json(&mut rng, 3) {
+            Value::Object(object) => object,
+            _ => Map::new(),
+        });
+        let merged = patch_json(
+            Some(stored.to_string().as_bytes()),
+            patch.to_string().as_bytes(),
+            &limits,
+        )
+        .unwrap();
+        let mut reference = stored.clone();
+        json::merge_patch(&mut reference, patch.clone());
+        // Compared as serde_json reads both texts (its float parsing is not always the
+        // nearest double; the merge keeps the digits as written).
+        let read = |text: &str| serde_json::from_str::<Value>(text).unwrap();
+        assert_eq!(
+            read(&merged),
+            read(&reference.to_string()),
+            "{stored} + {patch}"
+        );
+        // Mutated stored text and patches: an answer or an error, never a panic.
+        let (mut stored_bytes, mut patch_bytes) = (
+            stored.to_string().into_bytes(),
+            patch.to_string().into_bytes(),
+        );
+        mutate(&mut rng, &mut stored_bytes, 2, b"{}[]\",:\\0n");
+        mutate(&mut rng, &mut patch_bytes, 2, b"{}[]\",:\\0n");
+        let _ = patch_json(Some(&stored_bytes), &patch_bytes, &limits);
+        let _ = flatten_patch(&patch_bytes, b".", &limits);
+    }
+}
+
+/// The date and time parsers on random and mutated text: an answer or `None`, never a
+/// panic, and what they read formats back to what a parser reads again.
+#[test]
+fn time_parsers_never_panic() {
+    use redsink_core::time::{
+        format_date, format_instant, parse_clock_with_offset, parse_date, parse_instant,
+    };
+    let mut rng = StdRng::seed_from_u64(6);
+    let seeds = [
+        "2016-11-04 13:51:30.123456+02",
+        "+21016-11-04T06:51:30.000000Z",
+        "4713-12-31 23:59:59.999999 BC",
+        "13:51:30.123789+02:00",
+        "2024-02-29",
+        "24:00:00",
+        "-0001-01-01T00:00:00Z",
+    ];
+    for _ in 0..50_000 {
+        let mut bytes = seeds[rng.random_range(0..seeds.len())].as_bytes().to_vec();
+        let edits = rng.random_range(0..4);
+        mutate(&mut rng, &mut bytes, edits, b"0123456789-+:.TZ B\xc3\xa9");
+        let text = String::from_utf8_lossy(&bytes);
+        if let Some(at) = parse_instant(&text) {
+            let again = parse_instant(&format_instant(at.days, at.nanos));
+            assert_eq!(again, Some(at), "{text}");
+        }
+        if let Some(days) = parse_date(&text) {
+            assert_eq!(parse_date(&format_date(days)), Some(days), "{text}");
+        }
+        let _ = parse_clock_with_offset(&text);
+    }
+}
