@@ -48,6 +48,16 @@ pub fn module_command(write: &Write) -> Cmd {
             cmd.arg("VERSION").arg(version);
             ttl
         }
+        Write::Text {
+            key,
+            value,
+            ttl,
+            version,
+        } => {
+            cmd = redis::cmd("SINK.STRING");
+            cmd.arg(key).arg(value).arg("VERSION").arg(version);
+            ttl
+        }
         Write::SetAdd { key, member, ttl } => {
             cmd = redis::cmd("SINK.SET");
             cmd.arg(key).arg(member);
@@ -152,9 +162,17 @@ pub fn plain_commands(write: &Write) -> Vec<Cmd> {
         // Merging into the stored JSON is the module's: without it the change fails
         // (unknown command) and goes to the dead-letter stream whole.
         Write::Json { patch: true, .. } => vec![module_command(write)],
-        Write::Json { key, json, ttl, .. } => {
+        Write::Json {
+            key,
+            json: value,
+            ttl,
+            ..
+        }
+        | Write::Text {
+            key, value, ttl, ..
+        } => {
             let mut set = redis::cmd("SET");
-            set.arg(key).arg(json);
+            set.arg(key).arg(value);
             if let Some(ttl) = ttl {
                 set.arg("EX").arg(ttl);
             }

@@ -195,6 +195,10 @@ pub enum Target {
     },
     /// `data_type: string` and `json`: the row as one JSON text.
     Json,
+    /// `data_type: string` with `args.value`: that value as text.
+    Text {
+        value: Expr,
+    },
     Set {
         member: Option<Expr>,
     },
@@ -517,7 +521,11 @@ fn compile_output(step: &StepFile, source: &JobSource) -> Result<Output> {
         DataType::Hash => Target::Hash {
             on_update: with.on_update,
         },
-        DataType::String | DataType::Json => Target::Json,
+        DataType::String => match arg("value")? {
+            Some(value) => Target::Text { value },
+            None => Target::Json,
+        },
+        DataType::Json => Target::Json,
         DataType::Set => Target::Set {
             member: arg("member")?,
         },

@@ -37,6 +37,13 @@ pub enum Write {
         ttl: Option<i64>,
         version: i64,
     },
+    /// A string output's value (`args.value`) as text.
+    Text {
+        key: String,
+        value: String,
+        ttl: Option<i64>,
+        version: i64,
+    },
     /// String and json outputs: the row as JSON text (with `patch`, merged into the
     /// stored JSON).
     Json {
@@ -199,7 +206,15 @@ fn write_for(
         None => Ok(mapped_json(output, row)),
     };
     Ok(match &output.target {
-        Target::Hash { .. } | Target::Json if deleted => Write::Delete { key, version },
+        Target::Hash { .. } | Target::Json | Target::Text { .. } if deleted => {
+            Write::Delete { key, version }
+        }
+        Target::Text { value } => Write::Text {
+            key,
+            value: text(value, input, "value")?,
+            ttl,
+            version,
+        },
         Target::Hash { on_update } => Write::Hash {
             key,
             json: mapped_json(output, row),
@@ -542,6 +557,29 @@ output:
         assert_eq!(
             json,
             r#"{"id":16,"name":"Dog Eat Dog","duration":"3:35.0","storagesize":"6.71MB"}"#
+        );
+    }
+
+    #[test]
+    fn string_outputs_write_args_value_as_text() {
+        let job = job("source: {table: album}\noutput:\n  - uses: redis.write\n    with:\n      data_type: string\n      key: {expression: \"concat(['AlbumTitle:', albumid])\"}\n      args: {value: title}\n      expire: 86400\n");
+        let row =
+            json!({"albumid": 1, "title": "For Those About To Rock We Salute You", "artistid": 1});
+        assert_eq!(
+            plan(&job, &event(Op::Create, row.clone()), &at(4)).unwrap(),
+            vec![Write::Text {
+                key: "AlbumTitle:1".into(),
+                value: "For Those About To Rock We Salute You".into(),
+                ttl: Some(86400),
+                version: 4,
+            }]
+        );
+        assert_eq!(
+            plan(&job, &event(Op::Delete, row), &at(5)).unwrap(),
+            vec![Write::Delete {
+                key: "AlbumTitle:1".into(),
+                version: 5
+            }]
         );
     }
 
