@@ -123,6 +123,43 @@ pub fn module_command(write: &Write) -> Cmd {
     cmd
 }
 
+/// A command as redis-cli takes it: plain arguments as they are, others in double quotes
+/// with redis-cli's escapes.
+pub fn as_cli(cmd: &Cmd) -> String {
+    cmd.args_iter()
+        .map(|arg| match arg {
+            redis::Arg::Simple(bytes) => cli_argument(bytes),
+            // A cursor argument (SCAN's); writes have none.
+            _ => "0".to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn cli_argument(bytes: &[u8]) -> String {
+    let plain = !bytes.is_empty()
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_graphic() && !matches!(b, b'"' | b'\'' | b'\\'));
+    if plain {
+        return String::from_utf8_lossy(bytes).into_owned();
+    }
+    let mut quoted = String::from("\"");
+    for &byte in bytes {
+        match byte {
+            b'"' => quoted.push_str("\\\""),
+            b'\\' => quoted.push_str("\\\\"),
+            b'\n' => quoted.push_str("\\n"),
+            b'\r' => quoted.push_str("\\r"),
+            b'\t' => quoted.push_str("\\t"),
+            0x20..=0x7e => quoted.push(byte as char),
+            _ => quoted.push_str(&format!("\\x{byte:02x}")),
+        }
+    }
+    quoted.push('"');
+    quoted
+}
+
 /// The same write as plain commands, to run in one MULTI/EXEC.
 pub fn plain_commands(write: &Write) -> Vec<Cmd> {
     let expire = |key: &str, ttl: &Option<i64>| {

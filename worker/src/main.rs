@@ -5,7 +5,7 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use redsink_worker::config::{Config, Source};
 use redsink_worker::job;
 use tracing_indicatif::filter::{hide_indicatif_span_fields, IndicatifFilter};
@@ -31,6 +31,41 @@ struct Cli {
     /// worker would do, and exit: 0 if all is well.
     #[arg(long)]
     check: bool,
+
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Show what a job does with one event, offline: no Redis, no configuration. Prints
+    /// the event as read, each transform's row, and the writes as redis-cli commands.
+    Try {
+        /// The job file (RDI's format).
+        job: PathBuf,
+        /// The event: a Debezium change event (with or without its schema envelope) or a
+        /// plain row, as JSON.
+        event: PathBuf,
+    },
+}
+
+/// `try`: the dry run's report on stdout, or the reason on stderr.
+fn try_job(job: &std::path::Path, event: &std::path::Path) -> ExitCode {
+    let report = job::Job::load(job).and_then(|job| {
+        let event = std::fs::read_to_string(event)
+            .map_err(|e| redsink_worker::Error::Read(event.to_owned(), e))?;
+        redsink_worker::dry_run::dry_run(&job, &event)
+    });
+    match report {
+        Ok(report) => {
+            print!("{report}");
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("{error}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// Log lines on stderr (`RUST_LOG` filters them, default `info`), and progress bars for
@@ -53,6 +88,9 @@ fn init_logging() {
 fn main() -> ExitCode {
     init_logging();
     let cli = Cli::parse();
+    if let Some(Command::Try { job, event }) = &cli.command {
+        return try_job(job, event);
+    }
     let config = match Config::load(&cli.config) {
         Ok(config) => config,
         Err(error) => {

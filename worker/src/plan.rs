@@ -154,34 +154,43 @@ pub fn plan(job: &Job, event: &ChangeEvent, position: &Position) -> Result<Vec<W
 /// Applies the job's transforms in order; `None` if a filter drops the row.
 fn transform(job: &Job, mut row: Map<String, Value>) -> Result<Option<Map<String, Value>>> {
     for step in &job.transforms {
-        match step {
-            Transform::Filter(expression) => {
-                if !expression.matches(&Input::new(&row))? {
-                    return Ok(None);
-                }
-            }
-            Transform::AddFields(fields) => {
-                let input = Input::new(&row);
-                let values = fields
-                    .iter()
-                    .map(|(field, expression)| Ok((field.clone(), expression.eval(&input)?)))
-                    .collect::<Result<Vec<_>>>()?;
-                row.extend(values);
-            }
-            Transform::RemoveFields(fields) => {
-                for field in fields {
-                    row.shift_remove(field);
-                }
-            }
-            Transform::RenameFields(renames) => {
-                for (from, to) in renames {
-                    if let Some(value) = row.shift_remove(from) {
-                        row.insert(to.clone(), value);
-                    }
-                }
-            }
-            Transform::Map(mapped) => row = map(mapped, &row)?,
+        match apply(step, row)? {
+            Some(next) => row = next,
+            None => return Ok(None),
         }
+    }
+    Ok(Some(row))
+}
+
+/// One transform on a row: the row it makes, or `None` if a filter drops it.
+pub fn apply(step: &Transform, mut row: Map<String, Value>) -> Result<Option<Map<String, Value>>> {
+    match step {
+        Transform::Filter(expression) => {
+            if !expression.matches(&Input::new(&row))? {
+                return Ok(None);
+            }
+        }
+        Transform::AddFields(fields) => {
+            let input = Input::new(&row);
+            let values = fields
+                .iter()
+                .map(|(field, expression)| Ok((field.clone(), expression.eval(&input)?)))
+                .collect::<Result<Vec<_>>>()?;
+            row.extend(values);
+        }
+        Transform::RemoveFields(fields) => {
+            for field in fields {
+                row.shift_remove(field);
+            }
+        }
+        Transform::RenameFields(renames) => {
+            for (from, to) in renames {
+                if let Some(value) = row.shift_remove(from) {
+                    row.insert(to.clone(), value);
+                }
+            }
+        }
+        Transform::Map(mapped) => row = map(mapped, &row)?,
     }
     Ok(Some(row))
 }

@@ -105,3 +105,23 @@ fn check_shows_what_a_postgres_source_feeds() {
         "{out}"
     );
 }
+
+#[test]
+fn try_shows_a_jobs_writes_offline() {
+    let dir = tempfile::tempdir().unwrap();
+    let event = dir.path().join("event.json");
+    std::fs::write(
+        &event,
+        r#"{"before":null,"after":{"InvoiceId":98,"BillingCountry":"Germany","Total":"3.96"},"source":{"connector":"postgresql","lsn":7},"op":"u"}"#,
+    )
+    .unwrap();
+    let job = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/jobs/invoice-events.yaml");
+    let (ok, out, err) = worker(&["try", &job.to_string_lossy(), &event.to_string_lossy()]);
+    assert!(ok, "{err}");
+    assert!(out.starts_with("event: an update of a row"), "{out}");
+    assert!(out.contains("SINK.STREAM invoice:events"), "{out}");
+    let (ok, _, err) = worker(&["try", &job.to_string_lossy(), "/nonexistent.json"]);
+    assert!(!ok && err.contains("/nonexistent.json"), "{err}");
+    let (ok, out, _) = worker(&["try", "--help"]);
+    assert!(ok && out.contains("offline"), "{out}");
+}
