@@ -34,6 +34,31 @@ pub struct JobSource {
     pub schema: Option<String>,
     pub table: Option<String>,
     pub streams: Option<Vec<String>>,
+    /// What transforms and keys see: the row (`data`, the default) or the whole change
+    /// (`full`: `key`, `before`, `after`, `opcode`, `db`, `schema`, `table`).
+    #[serde(default, deserialize_with = "row_format")]
+    pub row_format: RowFormat,
+}
+
+/// RDI's `row_format`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum RowFormat {
+    #[default]
+    Data,
+    Full,
+}
+
+fn row_format<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> std::result::Result<RowFormat, D::Error> {
+    let name = String::deserialize(deserializer)?;
+    match name.to_ascii_lowercase().as_str() {
+        "data" => Ok(RowFormat::Data),
+        "full" => Ok(RowFormat::Full),
+        _ => Err(serde::de::Error::custom(format!(
+            "row_format must be data or full, got '{name}'"
+        ))),
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -179,7 +204,9 @@ pub enum Mapped {
 #[derive(Debug)]
 pub struct Output {
     pub connection: String,
-    pub key: Expr,
+    /// The key's expression; none for RDI's default, `<table>:<key column>:<value>…` of
+    /// the record key.
+    pub key: Option<Expr>,
     /// (field, name to write it as); empty for every field as it is.
     pub mapping: Vec<(String, String)>,
     pub expire: Option<Expire>,
@@ -239,13 +266,22 @@ impl Job {
             .iter()
             .map(compile_transform)
             .collect::<Result<Vec<_>>>()?;
-        let outputs = file
+        let mut outputs = file
             .output
             .iter()
-            .map(|step| compile_output(step, &file.source))
+            .map(compile_output)
             .collect::<Result<Vec<_>>>()?;
+        // RDI's default output: each row as a hash under its default key.
         if outputs.is_empty() {
-            return Err(Error::Invalid("a job needs at least one output".into()));
+            outputs.push(Output {
+                connection: target_connection(),
+                key: None,
+                mapping: Vec::new(),
+                expire: None,
+                target: Target::Hash {
+                    on_update: OnUpdate::Replace,
+                },
+            });
         }
         match (&file.source.table, &file.source.streams) {
             (Some(_), None) => {}
@@ -449,7 +485,7 @@ fn compile_transform(step: &StepFile) -> Result<Transform> {
     }
 }
 
-fn compile_output(step: &StepFile, source: &JobSource) -> Result<Output> {
+fn compile_output(step: &StepFile) -> Result<Output> {
     if step.uses != "redis.write" {
         return Err(Error::Invalid(format!(
             "unknown output '{}' (known: redis.write)",
@@ -457,20 +493,7 @@ fn compile_output(step: &StepFile, source: &JobSource) -> Result<Output> {
         )));
     }
     let with: WriteFile = step_with(step)?;
-    let key = match &with.key {
-        Some(key) => compile_expression(key)?,
-        // RDI's default key: the table name (for outputs without a key expression).
-        None => match &source.table {
-            Some(table) => {
-                Expr::jmespath(&format!("`{}`", serde_json::Value::from(table.as_str())))?
-            }
-            None => {
-                return Err(Error::Invalid(
-                    "an output of a job that reads streams needs a key".into(),
-                ))
-            }
-        },
-    };
+    let key = with.key.as_ref().map(compile_expression).transpose()?;
     let mapping = with
         .mapping
         .iter()
@@ -565,7 +588,12 @@ mod tests {
         assert_eq!(output.connection, "target");
         assert!(matches!(output.target, Target::Stream));
         assert_eq!(
-            output.key.eval(&Input::new(&Default::default())).unwrap(),
+            output
+                .key
+                .as_ref()
+                .unwrap()
+                .eval(&Input::new(&Default::default()))
+                .unwrap(),
             json!("invoice:events")
         );
         assert_eq!(
@@ -662,7 +690,18 @@ output:
                 .unwrap_err()
                 .to_string()
         };
-        assert!(bad("source: {table: t}\noutput: []\n").contains("at least one output"));
+        let no_output =
+            Job::parse("source: {table: t}\noutput: []\n", Path::new("x.yaml")).unwrap();
+        assert!(matches!(
+            &no_output.outputs[..],
+            [Output {
+                key: None,
+                target: Target::Hash {
+                    on_update: OnUpdate::Replace
+                },
+                ..
+            }]
+        ));
         assert!(bad("source: {table: t}\noutput:\n  - uses: kafka.write\n")
             .contains("unknown output 'kafka.write'"));
         assert!(bad("source: {table: t}\noutput:\n  - uses: redis.write\n    with: {key: {expression: \"concat(\"}}\n")

@@ -11,7 +11,7 @@ use redsink_core::sink::HashUpdate;
 use crate::error::{Error, Result};
 use crate::expr::{Expr, Input};
 use crate::format::{ChangeEvent, Op};
-use crate::job::{Expire, Job, Mapped, Output, Target, Transform};
+use crate::job::{Expire, Job, Mapped, Output, RowFormat, Target, Transform};
 
 /// Where an event sits in its source.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -97,6 +97,40 @@ pub enum Write {
     },
 }
 
+/// Sets a field, a dotted name reaching into objects (`after.status`, as RDI's full row
+/// format writes it), made where missing. A name the row has as it is, dots and all, is
+/// that field.
+fn set_field(row: &mut Map<String, Value>, field: &str, value: Value) {
+    match field.split_once('.') {
+        Some((head, rest)) if !row.contains_key(field) => {
+            let inner = row
+                .entry(head.to_owned())
+                .or_insert_with(|| Value::Object(Map::new()));
+            if !inner.is_object() {
+                *inner = Value::Object(Map::new());
+            }
+            if let Value::Object(inner) = inner {
+                set_field(inner, rest, value);
+            }
+        }
+        _ => {
+            row.insert(field.to_owned(), value);
+        }
+    }
+}
+
+/// Removes a field, a dotted name reaching into objects.
+fn remove_field(row: &mut Map<String, Value>, field: &str) {
+    if row.shift_remove(field).is_some() {
+        return;
+    }
+    if let Some((head, rest)) = field.split_once('.') {
+        if let Some(Value::Object(inner)) = row.get_mut(head) {
+            remove_field(inner, rest);
+        }
+    }
+}
+
 /// The new row a `map` makes of `row`.
 fn map(mapped: &Mapped, row: &Map<String, Value>) -> Result<Map<String, Value>> {
     let input = Input::new(row);
@@ -126,6 +160,9 @@ fn not_an_object(expression: &Expr) -> Error {
 
 /// The writes for `event` under `job`; none when a filter drops it.
 pub fn plan(job: &Job, event: &ChangeEvent, position: &Position) -> Result<Vec<Write>> {
+    if job.source.row_format == RowFormat::Full {
+        return plan_full(job, event, position);
+    }
     // Without transforms the event's own row is read; with them, a copy is changed.
     let transformed;
     let row = if job.transforms.is_empty() {
@@ -145,10 +182,107 @@ pub fn plan(job: &Job, event: &ChangeEvent, position: &Position) -> Result<Vec<W
         &transformed
     };
     let input = Input::new(row);
+    let subject = Subject {
+        op: event.op,
+        partial: event.partial,
+        data: row,
+        input: &input,
+        data_input: &input,
+        event,
+        table: job.source.table.as_deref(),
+    };
     job.outputs
         .iter()
-        .map(|output| write_for(output, event, row, &input, position))
+        .map(|output| write_for(output, &subject, position))
         .collect()
+}
+
+/// RDI's `row_format: full`: transforms and expressions see the whole change, `{key,
+/// before, after, opcode, db, schema, table}`; `after` is what is written, and an opcode a
+/// transform rewrote is the one applied.
+fn plan_full(job: &Job, event: &ChangeEvent, position: &Position) -> Result<Vec<Write>> {
+    let object = |row: Option<&Map<String, Value>>| row.cloned().map_or(Value::Null, Value::Object);
+    let deleted = event.op == Op::Delete;
+    let before = event.before.as_ref().or(deleted.then_some(&event.row));
+    let text = |value: &Option<String>| value.clone().map_or(Value::Null, Value::String);
+    let full: Map<String, Value> = [
+        ("key", object(event.key.as_ref())),
+        ("before", object(before)),
+        ("after", object((!deleted).then_some(&event.row))),
+        ("opcode", Value::from(event.op.code())),
+        ("db", text(&event.origin.db)),
+        ("schema", text(&event.origin.schema)),
+        ("table", text(&event.origin.table)),
+    ]
+    .into_iter()
+    .map(|(name, value)| (name.to_owned(), value))
+    .collect();
+    let Some(full) = transform(job, full)? else {
+        return Ok(Vec::new());
+    };
+    let op = full
+        .get("opcode")
+        .and_then(Value::as_str)
+        .and_then(Op::parse)
+        .ok_or_else(|| Error::Event("row_format full: the opcode must be c, u, d or r".into()))?;
+    let data = match (full.get("after"), full.get("before")) {
+        (Some(Value::Object(after)), _) => after.clone(),
+        (_, Some(Value::Object(before))) => before.clone(),
+        _ => Map::new(),
+    };
+    let (input, data_input) = (Input::new(&full), Input::new(&data));
+    let subject = Subject {
+        op,
+        partial: event.partial,
+        data: &data,
+        input: &input,
+        data_input: &data_input,
+        event,
+        table: job.source.table.as_deref(),
+    };
+    job.outputs
+        .iter()
+        .map(|output| write_for(output, &subject, position))
+        .collect()
+}
+
+/// What an output writes from: the change's op, the row written, what key and expiry
+/// expressions read (the whole change in RDI's full row format), what `args` read (the
+/// row written), and the event (its record key and table, for RDI's default key).
+struct Subject<'a> {
+    op: Op,
+    partial: bool,
+    data: &'a Map<String, Value>,
+    input: &'a Input<'a>,
+    data_input: &'a Input<'a>,
+    event: &'a ChangeEvent,
+    /// The job's table, when the event does not name its own.
+    table: Option<&'a str>,
+}
+
+impl Subject<'_> {
+    /// RDI's default key: `<table>:<key column>:<value>`, each key column in turn.
+    fn default_key(&self) -> Result<String> {
+        let table = self.event.origin.table.as_deref().or(self.table);
+        let key = self.event.key.as_ref().filter(|key| !key.is_empty());
+        let (Some(table), Some(key)) = (table, key) else {
+            return Err(Error::Event(
+                "the output has no key expression, and the event carries no table and record key for RDI's default key <table>:<key column>:<value>".into(),
+            ));
+        };
+        let mut text = table.to_owned();
+        for (column, value) in key {
+            let value = match value {
+                Value::String(value) => value.clone(),
+                Value::Null => {
+                    return Err(Error::Event(format!("the record key's {column} is null")))
+                }
+                other => other.to_string(),
+            };
+            text.push_str(&format!(":{column}:{value}"));
+        }
+        Ok(text)
+    }
 }
 
 /// Applies the job's transforms in order; `None` if a filter drops the row.
@@ -174,13 +308,15 @@ pub fn apply(step: &Transform, mut row: Map<String, Value>) -> Result<Option<Map
             let input = Input::new(&row);
             let values = fields
                 .iter()
-                .map(|(field, expression)| Ok((field.clone(), expression.eval(&input)?)))
+                .map(|(field, expression)| Ok((field, expression.eval(&input)?)))
                 .collect::<Result<Vec<_>>>()?;
-            row.extend(values);
+            for (field, value) in values {
+                set_field(&mut row, field, value);
+            }
         }
         Transform::RemoveFields(fields) => {
             for field in fields {
-                row.shift_remove(field);
+                remove_field(&mut row, field);
             }
         }
         Transform::RenameFields(renames) => {
@@ -195,23 +331,21 @@ pub fn apply(step: &Transform, mut row: Map<String, Value>) -> Result<Option<Map
     Ok(Some(row))
 }
 
-fn write_for(
-    output: &Output,
-    event: &ChangeEvent,
-    row: &Map<String, Value>,
-    input: &Input,
-    position: &Position,
-) -> Result<Write> {
-    let key = text(&output.key, input, "key")?;
+fn write_for(output: &Output, subject: &Subject, position: &Position) -> Result<Write> {
+    let (row, input) = (subject.data, subject.input);
+    let key = match &output.key {
+        Some(expression) => text(expression, input, "key")?,
+        None => subject.default_key()?,
+    };
     let ttl = match &output.expire {
         Some(Expire::Seconds(seconds)) => Some(*seconds),
         Some(Expire::Expression(expression)) => Some(seconds(expression, input)?),
         None => None,
     };
-    let (op, version) = (event.op, position.version);
+    let (op, version) = (subject.op, position.version);
     let deleted = op == Op::Delete;
     let member = |expression: &Option<Expr>| match expression {
-        Some(expression) => text(expression, input, "member"),
+        Some(expression) => text(expression, subject.data_input, "member"),
         None => Ok(mapped_json(output, row)),
     };
     Ok(match &output.target {
@@ -220,7 +354,7 @@ fn write_for(
         }
         Target::Text { value } => Write::Text {
             key,
-            value: text(value, input, "value")?,
+            value: text(value, subject.data_input, "value")?,
             ttl,
             version,
         },
@@ -228,7 +362,7 @@ fn write_for(
             key,
             json: mapped_json(output, row),
             // A row with columns missing keeps their stored values.
-            update: match (event.partial, on_update) {
+            update: match (subject.partial, on_update) {
                 (true, _) => HashUpdate::Patch,
                 (false, OnUpdate::Replace) => HashUpdate::Replace,
                 (false, OnUpdate::Merge) => HashUpdate::Merge,
@@ -239,7 +373,7 @@ fn write_for(
         Target::Json => Write::Json {
             key,
             json: mapped_json(output, row),
-            patch: event.partial,
+            patch: subject.partial,
             ttl,
             version,
         },
@@ -257,8 +391,9 @@ fn write_for(
             member: member(of)?,
         },
         Target::SortedSet { score, member: of } => {
-            let score = redsink_core::named::score(Some(&score.eval(input)?), score.text())
-                .map_err(|e| Error::Event(e.to_string()))?;
+            let score =
+                redsink_core::named::score(Some(&score.eval(subject.data_input)?), score.text())
+                    .map_err(|e| Error::Event(e.to_string()))?;
             Write::SortedSetAdd {
                 key,
                 member: member(of)?,
@@ -274,7 +409,7 @@ fn write_for(
             ttl,
         },
         Target::DeviceStream { device } => {
-            let device = text(device, input, "device")?;
+            let device = text(device, subject.data_input, "device")?;
             if deleted {
                 Write::DeviceDelete { key, device }
             } else {
@@ -350,12 +485,7 @@ mod tests {
         let Value::Object(row) = row else {
             unreachable!("rows are objects")
         };
-        ChangeEvent {
-            op,
-            row,
-            order: None,
-            partial: false,
-        }
+        ChangeEvent::new(op, row)
     }
 
     fn at(version: i64) -> Position {
@@ -590,6 +720,124 @@ output:
                 version: 5
             }]
         );
+    }
+
+    /// A change as Debezium carries it: the record key, the row before, the table.
+    fn keyed(op: Op, key: Value, before: Option<Value>, row: Value, table: &str) -> ChangeEvent {
+        let object = |value: Value| match value {
+            Value::Object(object) => object,
+            _ => unreachable!("objects"),
+        };
+        ChangeEvent {
+            key: Some(object(key)),
+            before: before.map(object),
+            origin: crate::format::Origin {
+                table: Some(table.into()),
+                ..Default::default()
+            },
+            ..event(op, row)
+        }
+    }
+
+    #[test]
+    fn rdi_full_row_format_examples() {
+        let album = json!({"albumid": 42, "title": "Let There Be Rock", "artistid": 1});
+        let titles = rdi_example("Write album title to string");
+        assert_eq!(
+            plan(
+                &titles,
+                &keyed(Op::Create, json!({"albumid": 42}), None, album, "album"),
+                &at(1)
+            )
+            .unwrap(),
+            vec![Write::Text {
+                key: "AlbumTitle:42".into(),
+                value: "Let There Be Rock".into(),
+                ttl: Some(86400),
+                version: 1
+            }]
+        );
+        let employee = json!({"employeeid": 3, "lastname": "Peacock"});
+        // A delete rewritten as an update: the record stays, marked inactive.
+        let status = rdi_example("Track status based on operation code");
+        let deleted = keyed(
+            Op::Delete,
+            json!({"employeeid": 3}),
+            None,
+            employee.clone(),
+            "employee",
+        );
+        let [Write::Hash { key, json, .. }] = &plan(&status, &deleted, &at(2)).unwrap()[..] else {
+            panic!("one hash write");
+        };
+        assert_eq!(
+            (key.as_str(), json.as_str()),
+            ("employee:employeeid:3", r#"{"status":"inactive"}"#)
+        );
+        let updated = keyed(
+            Op::Update,
+            json!({"employeeid": 3}),
+            None,
+            employee.clone(),
+            "employee",
+        );
+        let [Write::Hash { json, .. }] = &plan(&status, &updated, &at(3)).unwrap()[..] else {
+            panic!("one hash write");
+        };
+        assert_eq!(
+            json,
+            r#"{"employeeid":3,"lastname":"Peacock","status":"active"}"#
+        );
+        // Deletes filtered out.
+        let no_deletes = rdi_example("Filter out delete operations");
+        assert!(plan(&no_deletes, &deleted, &at(4)).unwrap().is_empty());
+        assert_eq!(plan(&no_deletes, &updated, &at(4)).unwrap().len(), 1);
+        // A delete's key from before.
+        let addresses = rdi_example("Handle delete operations with full row format");
+        let address = keyed(
+            Op::Delete,
+            json!({"ID": 7}),
+            None,
+            json!({"ID": 7, "CITY": "Austin"}),
+            "addresses",
+        );
+        assert_eq!(
+            plan(&addresses, &address, &at(5)).unwrap(),
+            vec![Write::Delete {
+                key: "addresses:7".into(),
+                version: 5
+            }]
+        );
+        // Fields added under after. reach Redis; the opcode is there to read.
+        let opcode = rdi_example("Add operation code to employee");
+        let [Write::Hash { json, .. }] = &plan(&opcode, &updated, &at(6)).unwrap()[..] else {
+            panic!("one hash write");
+        };
+        assert_eq!(
+            json,
+            r#"{"employeeid":3,"lastname":"Peacock","operation_code":"u"}"#
+        );
+    }
+
+    #[test]
+    fn rdis_default_key_is_table_key_column_and_value() {
+        let job = job("source: {table: invoice}\noutput:\n  - uses: redis.write\n");
+        let change = keyed(
+            Op::Create,
+            json!({"InvoiceId": 98, "Line": 2}),
+            None,
+            json!({"InvoiceId": 98}),
+            "invoice",
+        );
+        let [Write::Hash { key, .. }] = &plan(&job, &change, &at(1)).unwrap()[..] else {
+            panic!("one hash write");
+        };
+        assert_eq!(key, "invoice:InvoiceId:98:Line:2");
+        let keyless = event(Op::Create, json!({"InvoiceId": 98}));
+        assert!(plan(&job, &keyless, &at(1))
+            .unwrap_err()
+            .to_string()
+            .contains("RDI's default key"));
     }
 
     #[test]

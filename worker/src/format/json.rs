@@ -8,12 +8,7 @@ use crate::error::{Error, Result};
 
 /// The row, inserted or updated.
 pub fn upsert(row: Map<String, Value>) -> ChangeEvent {
-    ChangeEvent {
-        op: Op::Create,
-        row,
-        order: None,
-        partial: false,
-    }
+    ChangeEvent::new(Op::Create, row)
 }
 
 /// Field/value pairs as a row of strings.

@@ -66,6 +66,35 @@ pub struct ChangeEvent {
     /// The row holds only part of the columns (the source did not capture the others):
     /// those it lacks keep their stored values, and its nulls remove theirs.
     pub partial: bool,
+    /// The row before the change, where the source gives it (Debezium's `before`).
+    pub before: Option<Map<String, Value>>,
+    /// The record's key columns (the primary key), where the source gives them.
+    pub key: Option<Map<String, Value>>,
+    /// Where the row lives, as far as the source says.
+    pub origin: Origin,
+}
+
+/// A row's database, schema and table.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Origin {
+    pub db: Option<String>,
+    pub schema: Option<String>,
+    pub table: Option<String>,
+}
+
+impl ChangeEvent {
+    /// A change of `row` and nothing more known about it.
+    pub fn new(op: Op, row: Map<String, Value>) -> ChangeEvent {
+        ChangeEvent {
+            op,
+            row,
+            order: None,
+            partial: false,
+            before: None,
+            key: None,
+            origin: Origin::default(),
+        }
+    }
 }
 
 /// A change's place in its source's order of changes, as one number that grows with it:
@@ -194,10 +223,13 @@ mod tests {
     fn debezium_events_with_and_without_the_schema_wrapper() {
         let event = r#"{"before":null,"after":{"InvoiceId":1,"Total":"3.96"},"source":{"lsn":24023128,"table":"invoice"},"op":"c","ts_ms":1}"#;
         let expected = ChangeEvent {
-            op: Op::Create,
-            row: row(json!({"InvoiceId":1,"Total":"3.96"})),
             order: Some(Order::from_lsn(24_023_128)),
-            partial: false,
+            key: Some(row(json!({"InvoiceId": 1}))),
+            origin: Origin {
+                table: Some("invoice".into()),
+                ..Origin::default()
+            },
+            ..ChangeEvent::new(Op::Create, row(json!({"InvoiceId":1,"Total":"3.96"})))
         };
         assert_eq!(
             decode(&entry(&[(r#"{"InvoiceId":1}"#, event)])).unwrap(),
@@ -215,10 +247,13 @@ mod tests {
     fn changes_written_as_debezium_events_read_back_the_same() {
         for op in [Op::Create, Op::Update, Op::Delete, Op::Read] {
             let change = ChangeEvent {
-                op,
-                row: row(json!({"InvoiceId": 1, "Total": "3.96"})),
                 order: Some(Order::from_lsn(42)),
-                partial: false,
+                key: Some(row(json!({"InvoiceId": 1}))),
+                origin: Origin {
+                    table: Some("invoice".into()),
+                    ..Origin::default()
+                },
+                ..ChangeEvent::new(op, row(json!({"InvoiceId": 1, "Total": "3.96"})))
             };
             let source = row(json!({"connector": "postgresql", "table": "invoice", "lsn": 42}));
             let event = change.to_debezium(source).to_string();
@@ -266,22 +301,18 @@ mod tests {
         let body = decode(&entry(&[("body", r#"{"deviceId":"d1","temp":21.5}"#)])).unwrap();
         assert_eq!(
             body,
-            Decoded::Change(ChangeEvent {
-                op: Op::Create,
-                row: row(json!({"deviceId":"d1","temp":21.5})),
-                order: None,
-                partial: false,
-            })
+            Decoded::Change(ChangeEvent::new(
+                Op::Create,
+                row(json!({"deviceId":"d1","temp":21.5}))
+            ))
         );
         let pairs = decode(&entry(&[("deviceId", "d1"), ("temp", "21.5")])).unwrap();
         assert_eq!(
             pairs,
-            Decoded::Change(ChangeEvent {
-                op: Op::Create,
-                row: row(json!({"deviceId":"d1","temp":"21.5"})),
-                order: None,
-                partial: false,
-            })
+            Decoded::Change(ChangeEvent::new(
+                Op::Create,
+                row(json!({"deviceId":"d1","temp":"21.5"}))
+            ))
         );
         let single_text = decode(&entry(&[("name", "plain text")])).unwrap();
         assert!(

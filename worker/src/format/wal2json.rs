@@ -7,7 +7,7 @@ use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use super::postgres::value;
-use super::{ChangeEvent, Op, Order};
+use super::{ChangeEvent, Op, Order, Origin};
 use crate::error::{Error, Result};
 
 /// One wal2json format-2 message.
@@ -37,7 +37,10 @@ struct Column<'a> {
 #[derive(Debug, PartialEq)]
 pub enum Change {
     /// A row change of `schema.table`.
-    Row { table: String, event: ChangeEvent },
+    Row {
+        table: String,
+        event: Box<ChangeEvent>,
+    },
     /// TRUNCATE of `schema.table`.
     Truncate { table: String },
     /// The start of a transaction that commits at `commit`.
@@ -87,12 +90,15 @@ pub fn decode(data: &str, at: Order) -> Result<Change> {
         .collect::<Result<Map<String, Value>>>()?;
     Ok(Change::Row {
         table: table(),
-        event: ChangeEvent {
-            op,
-            row,
+        event: Box::new(ChangeEvent {
             order: Some(at),
-            partial: false,
-        },
+            origin: Origin {
+                schema: message.schema.clone(),
+                table: message.table.clone(),
+                ..Origin::default()
+            },
+            ..ChangeEvent::new(op, row)
+        }),
     })
 }
 

@@ -21,7 +21,7 @@ use serde_json::{Map, Value};
 use schema::Schema;
 pub use schema::Schemas;
 
-use super::{json, ChangeEvent, Decoded, Op, Skip};
+use super::{json, ChangeEvent, Decoded, Op, Origin, Skip};
 use crate::error::{Error, Result};
 
 /// The change an entry in one of the sink's formats holds; `None` when the entry is in
@@ -179,7 +179,7 @@ fn change(
         Op::parse(code).ok_or_else(|| Error::Event(format!("unknown Debezium op '{code}'")))?;
     let order = connectors::order(event.get("source"));
     let side = if op == Op::Delete { "before" } else { "after" };
-    let (mut row, mut partial) = match event.remove(side) {
+    let (row, partial) = match event.remove(side) {
         Some(Value::Object(row)) => (row, false),
         // MongoDB's connector writes the document as JSON text.
         Some(Value::String(text)) => (document(&text, code, side)?, false),
@@ -200,24 +200,45 @@ fn change(
             }
         },
     };
-    let Some(schema) = schema else {
-        partial |= types::take_unavailable(&mut row);
-        return Ok(Decoded::Untyped(ChangeEvent {
-            op,
-            row,
-            order,
-            partial,
-        }));
-    };
-    // Columns Debezium did not read are left out: the stored values stay.
-    let unavailable = types::decode_row(&mut row, schema.row(side)).map_err(Error::Event)?;
-    partial |= !unavailable.is_empty();
-    Ok(Decoded::Change(ChangeEvent {
-        op,
-        row,
+    let mut change = ChangeEvent {
         order,
         partial,
-    }))
+        before: match event.get("before") {
+            Some(Value::Object(before)) => Some(before.clone()),
+            Some(Value::String(text)) => document(text, code, "before").ok(),
+            _ => None,
+        },
+        key: key_row(key),
+        origin: origin(event.get("source")),
+        ..ChangeEvent::new(op, row)
+    };
+    let Some(schema) = schema else {
+        change.partial |= types::take_unavailable(&mut change.row);
+        return Ok(Decoded::Untyped(change));
+    };
+    // Columns Debezium did not read are left out: the stored values stay.
+    let unavailable = types::decode_row(&mut change.row, schema.row(side)).map_err(Error::Event)?;
+    change.partial |= !unavailable.is_empty();
+    if let Some(before) = &mut change.before {
+        types::decode_row(before, schema.row("before")).map_err(Error::Event)?;
+    }
+    Ok(Decoded::Change(change))
+}
+
+/// The database, schema and table a connector's `source` block names (MongoDB's
+/// collection is its table).
+fn origin(source: Option<&Value>) -> Origin {
+    let text = |name: &str| {
+        source
+            .and_then(|source| source.get(name))
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+    };
+    Origin {
+        db: text("db"),
+        schema: text("schema"),
+        table: text("table").or_else(|| text("collection")),
+    }
 }
 
 /// A MongoDB document written as JSON text.

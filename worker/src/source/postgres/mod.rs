@@ -419,7 +419,7 @@ impl PgSource {
                         stream_id: format!("{}-{number}", commit.unwrap_or(at).version()),
                         time_ms: redsink_core::time::now_ms(),
                     };
-                    Ok(Some((event, position)))
+                    Ok(Some((*event, position)))
                 }
                 Ok(_) => Ok(None),
                 Err(error) => Err(error.to_string()),

@@ -320,10 +320,8 @@ fn snapshot_event(
         row.insert(name, mapped);
     }
     Ok(ChangeEvent {
-        op: Op::Read,
-        row,
         order: Some(order),
-        partial: false,
+        ..ChangeEvent::new(Op::Read, row)
     })
 }
 
