@@ -191,10 +191,77 @@ pub fn plan(job: &Job, event: &ChangeEvent, position: &Position) -> Result<Vec<W
         event,
         table: job.source.table.as_deref(),
     };
-    job.outputs
-        .iter()
-        .map(|output| write_for(output, &subject, position))
-        .collect()
+    let mut writes = moved_away(job, event, row, &input, position.version)?;
+    for output in &job.outputs {
+        writes.push(write_for(output, &subject, position)?);
+    }
+    Ok(writes)
+}
+
+/// An update that changes where a row is written (its key expression reads a column that
+/// changed, or a set's member did): what was written for the old row goes. Needs the old
+/// row (Debezium's `before`, with REPLICA IDENTITY FULL).
+fn moved_away(
+    job: &Job,
+    event: &ChangeEvent,
+    row: &Map<String, Value>,
+    input: &Input,
+    version: i64,
+) -> Result<Vec<Write>> {
+    let Some(before) = event
+        .before
+        .as_ref()
+        .filter(|_| event.op == Op::Update && !event.partial)
+    else {
+        return Ok(Vec::new());
+    };
+    let Some(before) = transform(job, before.clone())? else {
+        return Ok(Vec::new());
+    };
+    let old_input = Input::new(&before);
+    let mut writes = Vec::new();
+    for output in &job.outputs {
+        let Some(expression) = &output.key else {
+            continue;
+        };
+        // The old row may lack what the key needs (a partial before): nothing to remove.
+        let Ok(old_key) = text(expression, &old_input, "key") else {
+            continue;
+        };
+        let new_key = text(expression, input, "key")?;
+        let member = |member: &Option<Expr>, input: &Input, row: &Map<String, Value>| match member {
+            Some(member) => text(member, input, "member").ok(),
+            None => Some(mapped_json(output, row)),
+        };
+        match &output.target {
+            Target::Hash { .. } | Target::Json | Target::Text { .. } if old_key != new_key => {
+                writes.push(Write::Delete {
+                    key: old_key,
+                    version,
+                });
+            }
+            Target::Set { member: of } | Target::SortedSet { member: of, .. } => {
+                let old = member(of, &old_input, &before);
+                let new = member(of, input, row);
+                if let Some(old) = old
+                    .filter(|old| (old_key.as_str(), Some(old)) != (new_key.as_str(), new.as_ref()))
+                {
+                    writes.push(match output.target {
+                        Target::Set { .. } => Write::SetRemove {
+                            key: old_key,
+                            member: old,
+                        },
+                        _ => Write::SortedSetRemove {
+                            key: old_key,
+                            member: old,
+                        },
+                    });
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(writes)
 }
 
 /// RDI's `row_format: full`: transforms and expressions see the whole change, `{key,
@@ -838,6 +905,54 @@ output:
             .unwrap_err()
             .to_string()
             .contains("RDI's default key"));
+    }
+
+    #[test]
+    fn an_update_that_moves_a_row_removes_what_was_written_for_the_old_one() {
+        let job = job(r#"source: {table: users}
+output:
+  - uses: redis.write
+    with: {key: {expression: "concat(['user:', email])"}}
+  - uses: redis.write
+    with:
+      data_type: set
+      key: {expression: "concat(['country:', country])"}
+      args: {member: id}
+"#);
+        let before = json!({"id": 1, "email": "a@x.org", "country": "DE"});
+        let moved = keyed(
+            Op::Update,
+            json!({"id": 1}),
+            Some(before.clone()),
+            json!({"id": 1, "email": "b@x.org", "country": "FR"}),
+            "users",
+        );
+        let writes = plan(&job, &moved, &at(9)).unwrap();
+        assert_eq!(
+            writes[0],
+            Write::Delete {
+                key: "user:a@x.org".into(),
+                version: 9
+            }
+        );
+        assert_eq!(
+            writes[1],
+            Write::SetRemove {
+                key: "country:DE".into(),
+                member: "1".into()
+            }
+        );
+        assert!(matches!(&writes[2], Write::Hash { key, .. } if key == "user:b@x.org"));
+        assert!(matches!(&writes[3], Write::SetAdd { key, .. } if key == "country:FR"));
+        // Nothing moved: nothing removed.
+        let stayed = keyed(
+            Op::Update,
+            json!({"id": 1}),
+            Some(before),
+            json!({"id": 1, "email": "a@x.org", "country": "DE", "n": 2}),
+            "users",
+        );
+        assert_eq!(plan(&job, &stayed, &at(10)).unwrap().len(), 2);
     }
 
     #[test]
