@@ -78,10 +78,44 @@ pub trait Feed {
     fn letter(&self, delivered: &Delivered) -> Fields;
 }
 
+/// Which jobs a route's changes go to: the jobs that name it, or else the default jobs
+/// (RDI's `table: "*"`) whose route pattern matches it.
+#[derive(Debug, Clone, Default)]
+pub struct Routes {
+    named: BTreeMap<String, Vec<Arc<Job>>>,
+    /// (route pattern, job), `*` in the pattern standing for any table.
+    defaults: Vec<(String, Arc<Job>)>,
+}
+
+impl Routes {
+    /// Adds `job` on `route` (a pattern where it holds `*`).
+    pub fn add(&mut self, route: String, job: &Arc<Job>) {
+        if route.contains('*') {
+            self.defaults.push((route, Arc::clone(job)));
+        } else {
+            self.named.entry(route).or_default().push(Arc::clone(job));
+        }
+    }
+
+    /// The jobs of `route`.
+    pub fn jobs(&self, route: &str) -> Vec<Arc<Job>> {
+        match self.named.get(route) {
+            Some(jobs) => jobs.clone(),
+            None => self
+                .defaults
+                .iter()
+                .filter(|(pattern, _)| {
+                    redsink_core::glob::matches(pattern.as_bytes(), route.as_bytes())
+                })
+                .map(|(_, job)| Arc::clone(job))
+                .collect(),
+        }
+    }
+}
+
 /// Plans, writes, dead-letters and answers for one source.
 pub struct Pipeline {
-    /// Jobs by route.
-    routes: BTreeMap<String, Vec<Arc<Job>>>,
+    routes: Routes,
     writer: Redis,
     /// Whether the target has the redsink module.
     module: bool,
@@ -127,12 +161,7 @@ pub struct Outcome {
 }
 
 impl Pipeline {
-    pub fn new(
-        routes: BTreeMap<String, Vec<Arc<Job>>>,
-        writer: Redis,
-        module: bool,
-        processors: &Processors,
-    ) -> Pipeline {
+    pub fn new(routes: Routes, writer: Redis, module: bool, processors: &Processors) -> Pipeline {
         Pipeline {
             routes,
             writer,
@@ -144,7 +173,7 @@ impl Pipeline {
 
     /// Whether some job reads `route`.
     pub fn routes_to(&self, route: &str) -> bool {
-        self.routes.contains_key(route)
+        !self.routes.jobs(route).is_empty()
     }
 
     /// Each delivery's writes under the jobs of its route. `deliveries` is best a lazy
@@ -160,7 +189,7 @@ impl Pipeline {
         let mut writes = Vec::with_capacity(deliveries.len());
         let mut delivered = Vec::with_capacity(deliveries.len());
         // The deliveries of a batch mostly share a route: its jobs are looked up once.
-        let mut route_jobs: (&str, &[Arc<Job>]) = ("", &[]);
+        let mut route_jobs: (Arc<str>, Vec<Arc<Job>>) = (Arc::from(""), Vec::new());
         for Delivery {
             route,
             at,
@@ -169,15 +198,12 @@ impl Pipeline {
             raw,
         } in deliveries
         {
-            if route_jobs.0 != &*route {
-                route_jobs = self
-                    .routes
-                    .get_key_value(&*route)
-                    .map_or(("", &[]), |(route, jobs)| (route.as_str(), jobs.as_slice()));
+            if *route_jobs.0 != *route {
+                route_jobs = (Arc::clone(&route), self.routes.jobs(&route));
             }
             let (planned, change, reply) = match change {
                 Ok(Some((event, position))) => {
-                    let planned = plan_change(route_jobs.1, &event, &position);
+                    let planned = plan_change(&route_jobs.1, &event, &position);
                     let reply = reply_to.map(|topic| Box::new((topic, position.stream_id)));
                     (planned, raw.is_empty().then(|| Box::new(event)), reply)
                 }
@@ -403,4 +429,35 @@ fn plan_change(
         writes.extend(plan(job, event, position).map_err(|e| format!("job {}: {e}", job.name))?);
     }
     Ok(writes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    #[test]
+    fn named_jobs_first_then_default_jobs_by_pattern() {
+        let job = |text: &str| Arc::new(Job::parse(text, Path::new("job.yaml")).unwrap());
+        let invoices =
+            job("name: invoices\nsource: {server_name: chinook, schema: public, table: invoice}\n");
+        let default =
+            job("name: default\nsource: {server_name: chinook, schema: public, table: \"*\"}\n");
+        let mut routes = Routes::default();
+        for job in [&invoices, &default] {
+            for stream in job.streams("data:") {
+                routes.add(stream, job);
+            }
+        }
+        let names = |route: &str| -> Vec<String> {
+            routes
+                .jobs(route)
+                .iter()
+                .map(|job| job.name.clone())
+                .collect()
+        };
+        assert_eq!(names("data:chinook.public.invoice"), ["invoices"]);
+        assert_eq!(names("data:chinook.public.track"), ["default"]);
+        assert!(names("data:other.public.track").is_empty());
+    }
 }

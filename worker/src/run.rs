@@ -1,6 +1,5 @@
 //! Running the worker: connect, detect the module, start the sources, stop gracefully.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use redis::Value;
@@ -10,7 +9,7 @@ use crate::config::{Config, Connection, Source};
 use crate::connect::{connect, Redis};
 use crate::error::{Error, Result};
 use crate::job::{Job, Target};
-use crate::pipeline::Pipeline;
+use crate::pipeline::{Pipeline, Routes};
 use crate::source::postgres::PgSource;
 use crate::source::redis_stream::StreamSource;
 
@@ -26,10 +25,10 @@ pub async fn run(config: Config, jobs: Vec<Job>) -> Result<()> {
         crate::metrics::serve(metrics.address)?;
     }
     let jobs: Vec<Arc<Job>> = jobs.into_iter().map(Arc::new).collect();
-    let mut routes: BTreeMap<String, Vec<Arc<Job>>> = BTreeMap::new();
+    let mut routes = Routes::default();
     for job in &jobs {
         for stream in job.streams(&config.processors.stream_prefix) {
-            routes.entry(stream).or_default().push(Arc::clone(job));
+            routes.add(stream, job);
         }
     }
     let mut tasks = Vec::new();
@@ -69,7 +68,7 @@ pub async fn run(config: Config, jobs: Vec<Job>) -> Result<()> {
                 };
                 let mut writer = connect(&settings.connection, target, false).await?;
                 let module = writes_with_module(&mut writer, &settings.connection, &jobs).await?;
-                let mut table_routes: BTreeMap<String, Vec<Arc<Job>>> = BTreeMap::new();
+                let mut table_routes = Routes::default();
                 for job in &jobs {
                     let source = &job.source;
                     if source.server_name.as_deref() != Some(settings.server_name.as_str()) {
@@ -77,10 +76,7 @@ pub async fn run(config: Config, jobs: Vec<Job>) -> Result<()> {
                     }
                     if let Some(table) = &source.table {
                         let schema = source.schema.as_deref().unwrap_or("public");
-                        table_routes
-                            .entry(format!("{schema}.{table}"))
-                            .or_default()
-                            .push(Arc::clone(job));
+                        table_routes.add(format!("{schema}.{table}"), job);
                     }
                 }
                 let source = PgSource {
