@@ -544,3 +544,25 @@ fn a_snapshot_row_that_cannot_be_written_is_dead_lettered_at_once() {
     assert_eq!(event["op"], "r");
     assert_eq!(event["after"]["InvoiceId"], 1);
 }
+
+/// RDI's default key, `<table>:<key column>:<value>`, for snapshot rows and changes alike.
+#[test]
+fn a_job_without_a_key_writes_under_rdis_default_key() {
+    let redis = RedisServer::start();
+    let postgres = PostgresServer::start();
+    let mut client = postgres.client().unwrap();
+    client.batch_execute(INVOICE_TABLE).unwrap();
+    insert(&mut client, 1);
+    let job = "source: {server_name: chinook, schema: public, table: invoice}\noutput:\n  - uses: redis.write\n";
+    let worker = Worker::from_config(&config(&redis, &postgres), &[job]);
+    worker.wait_until(&redis, "the snapshot row", |con| {
+        Ok(call::<i64>(con, &["EXISTS", "invoice:InvoiceId:1"])? == 1)
+    });
+    insert(&mut client, 2);
+    worker.wait_until(&redis, "the inserted row", |con| {
+        Ok(call::<i64>(con, &["EXISTS", "invoice:InvoiceId:2"])? == 1)
+    });
+    let mut con = redis.connection();
+    let total: Option<String> = call(&mut con, &["HGET", "invoice:InvoiceId:2", "Total"]).unwrap();
+    assert_eq!(total.as_deref(), Some("2.02"));
+}

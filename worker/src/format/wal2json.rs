@@ -22,6 +22,14 @@ struct Message<'a> {
     columns: Vec<Column<'a>>,
     #[serde(borrow, default)]
     identity: Vec<Column<'a>>,
+    /// The primary key's columns (`include-pk`).
+    #[serde(default)]
+    pk: Vec<KeyColumn>,
+}
+
+#[derive(Debug, Deserialize)]
+struct KeyColumn {
+    name: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -47,6 +55,19 @@ pub enum Change {
     Begin { commit: Order },
     /// Transaction boundaries and messages that change no row.
     Other,
+}
+
+/// The record key: the primary key's columns of `row`, in key order (none without a
+/// primary key, or where the row lacks one of them).
+pub fn record_key<'a>(
+    row: &Map<String, Value>,
+    columns: impl IntoIterator<Item = &'a str>,
+) -> Option<Map<String, Value>> {
+    let key = columns
+        .into_iter()
+        .map(|column| Some((column.to_owned(), row.get(column)?.clone())))
+        .collect::<Option<Map<String, Value>>>()?;
+    (!key.is_empty()).then_some(key)
 }
 
 /// Decodes a wal2json format-2 message at `at` (its LSN).
@@ -91,6 +112,7 @@ pub fn decode(data: &str, at: Order) -> Result<Change> {
     Ok(Change::Row {
         table: table(),
         event: Box::new(ChangeEvent {
+            key: record_key(&row, message.pk.iter().map(|column| column.name.as_str())),
             order: Some(at),
             origin: Origin {
                 schema: message.schema.clone(),
@@ -109,13 +131,18 @@ mod tests {
 
     #[test]
     fn inserts_updates_deletes_and_truncates() {
-        let insert = r#"{"action":"I","schema":"public","table":"invoice","columns":[{"name":"InvoiceId","type":"integer","value":1},{"name":"Total","type":"numeric(10,2)","value":3.96},{"name":"BillingCountry","type":"character varying(40)","value":"Germany"}]}"#;
+        let insert = r#"{"action":"I","schema":"public","table":"invoice","pk":[{"name":"InvoiceId","type":"integer"}],"columns":[{"name":"InvoiceId","type":"integer","value":1},{"name":"Total","type":"numeric(10,2)","value":3.96},{"name":"BillingCountry","type":"character varying(40)","value":"Germany"}]}"#;
         let Change::Row { table, event } = decode(insert, Order::from_lsn(42)).unwrap() else {
             panic!("a row");
         };
         assert_eq!(table, "public.invoice");
         assert_eq!(event.op, Op::Create);
         assert_eq!(event.order, Some(Order::from_lsn(42)));
+        assert_eq!(event.key, record_key(&event.row, ["InvoiceId"]));
+        assert_eq!(
+            Value::Object(event.key.clone().unwrap()),
+            json!({"InvoiceId": 1})
+        );
         assert_eq!(
             Value::Object(event.row),
             json!({"InvoiceId": 1, "Total": "3.96", "BillingCountry": "Germany"})

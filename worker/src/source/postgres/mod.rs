@@ -378,7 +378,7 @@ impl PgSource {
         let rows = client
             .query(
                 "SELECT lsn::text, data FROM pg_logical_slot_peek_changes($1, NULL, $2, \
-                 'format-version', '2', 'include-lsn', 'true', 'add-tables', $3)",
+                 'format-version', '2', 'include-lsn', 'true', 'include-pk', 'true', 'add-tables', $3)",
                 &[&self.settings.slot_name(), &limit, &tables],
             )
             .await?;

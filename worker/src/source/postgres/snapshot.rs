@@ -29,6 +29,7 @@ use tracing_indicatif::style::ProgressStyle;
 
 use super::PgSource;
 use crate::error::{Error, Result};
+use crate::format::wal2json::record_key;
 use crate::format::{postgres, ChangeEvent, Op, Order};
 
 /// Where a snapshot stands, as kept in the source's marker hash in Redis: `version`,
@@ -172,11 +173,10 @@ impl PgSource {
                     more = false;
                     break;
                 };
-                events.push(snapshot_event(
-                    row.get(0),
-                    &types,
-                    Order::from_lsn(progress.version),
-                )?);
+                let mut event =
+                    snapshot_event(row.get(0), &types, Order::from_lsn(progress.version))?;
+                event.key = record_key(&event.row, key.iter().map(|(name, _)| name.as_str()));
+                events.push(event);
                 if !key.is_empty() {
                     last_key = Some(row.get::<_, Vec<String>>(1));
                 }
