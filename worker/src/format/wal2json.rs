@@ -57,6 +57,19 @@ pub enum Change {
     Other,
 }
 
+/// Columns as a row, their values mapped by type.
+fn columns_row(columns: &[Column]) -> Result<Map<String, Value>> {
+    columns
+        .iter()
+        .map(|column| {
+            Ok((
+                column.name.clone(),
+                value(&column.kind, column.value.get())?,
+            ))
+        })
+        .collect()
+}
+
 /// The record key: the primary key's columns of `row`, in key order (none without a
 /// primary key, or where the row lacks one of them).
 pub fn record_key<'a>(
@@ -94,25 +107,23 @@ pub fn decode(data: &str, at: Order) -> Result<Change> {
         }
         _ => return Ok(Change::Other),
     };
-    // A delete carries the old key as `identity` (all columns with REPLICA IDENTITY FULL).
-    let columns = if op == Op::Delete {
-        &message.identity
+    // A delete carries the old key as `identity` (all columns with REPLICA IDENTITY FULL),
+    // an update its old row there with REPLICA IDENTITY FULL.
+    let row = if op == Op::Delete {
+        columns_row(&message.identity)?
     } else {
-        &message.columns
+        columns_row(&message.columns)?
     };
-    let row = columns
-        .iter()
-        .map(|column| {
-            Ok((
-                column.name.clone(),
-                value(&column.kind, column.value.get())?,
-            ))
-        })
-        .collect::<Result<Map<String, Value>>>()?;
+    let before = if op == Op::Update && !message.identity.is_empty() {
+        Some(columns_row(&message.identity)?)
+    } else {
+        None
+    };
     Ok(Change::Row {
         table: table(),
         event: Box::new(ChangeEvent {
             key: record_key(&row, message.pk.iter().map(|column| column.name.as_str())),
+            before,
             order: Some(at),
             origin: Origin {
                 schema: message.schema.clone(),
