@@ -1,7 +1,9 @@
 //! `redsink-worker try JOB EVENT`: what a job does with one event, with no Redis and no
 //! configuration — the event read as the worker reads it (a Debezium change event, with
-//! or without its envelope, or a plain row), each transform's row, and the writes as the
-//! redis-cli commands the worker would send through the module.
+//! or without its envelope, or a plain row; `{"key": …, "value": …}` gives the record key
+//! too, as the extended stream format does), each transform's row (the whole change in
+//! RDI's full row format), and the writes as the redis-cli commands the worker would send
+//! through the module.
 
 use std::fmt::Write as _;
 
@@ -9,9 +11,9 @@ use serde_json::{Map, Value};
 
 use crate::commands::{as_cli, module_command};
 use crate::error::{Error, Result};
-use crate::format::{debezium, Decoded};
-use crate::job::{Job, Transform};
-use crate::plan::{apply, plan, Position};
+use crate::format::{debezium, decode, Decoded, Schemas};
+use crate::job::{Job, RowFormat, Transform};
+use crate::plan::{apply, full_row, plan, Position};
 
 /// The report for `event` (JSON text) under `job`.
 pub fn dry_run(job: &Job, event: &str) -> Result<String> {
@@ -21,7 +23,18 @@ pub fn dry_run(job: &Job, event: &str) -> Result<String> {
         Err(error) => return Err(Error::Event(format!("the event is not JSON: {error}"))),
     };
     let mut report = String::new();
-    let (change, typed) = match debezium::object(object)? {
+    let decoded = match (object.get("key"), object.get("value")) {
+        // A record key and its value, as the extended format holds them.
+        (Some(key), Some(value)) if object.len() == 2 => {
+            let fields = [
+                (b"key".to_vec(), key.to_string().into_bytes()),
+                (b"value".to_vec(), value.to_string().into_bytes()),
+            ];
+            decode(&fields, &Schemas::default())?
+        }
+        _ => debezium::object(object)?,
+    };
+    let (change, typed) = match decoded {
         Decoded::Change(change) => (change, true),
         Decoded::Untyped(change) => (change, false),
         Decoded::Skip(skip) => {
@@ -50,8 +63,13 @@ pub fn dry_run(job: &Job, event: &str) -> Result<String> {
             .order
             .map_or(String::new(), |_| format!(", version {version}")),
     );
-    let _ = writeln!(report, "  {}", Value::Object(change.row.clone()));
-    let mut row: Option<Map<String, Value>> = Some(change.row.clone());
+    // What the transforms see: the row, or in the full row format the whole change.
+    let seen = match job.source.row_format {
+        RowFormat::Data => change.row.clone(),
+        RowFormat::Full => full_row(&change),
+    };
+    let _ = writeln!(report, "  {}", Value::Object(seen.clone()));
+    let mut row: Option<Map<String, Value>> = Some(seen);
     for (i, step) in job.transforms.iter().enumerate() {
         let Some(current) = row.take() else {
             break;
@@ -166,6 +184,30 @@ output:
             "{dropped}"
         );
         assert!(dry_run(&job, "[1]").is_err());
+        // RDI's full row format, with the record key: the docs' album title example.
+        let examples: Vec<Value> =
+            serde_json::from_str(include_str!("../tests/data/rdi/examples.json")).unwrap();
+        let titles = examples
+            .iter()
+            .find(|example| example["name"] == "Write album title to string")
+            .unwrap();
+        let job = Job::parse(
+            titles["job_yaml"].as_str().unwrap(),
+            Path::new("album.yaml"),
+        )
+        .unwrap();
+        let report = dry_run(
+            &job,
+            r#"{"key": {"albumid": 42}, "value": {"before": null, "after": {"albumid": 42, "title": "Let There Be Rock"}, "source": {"table": "album"}, "op": "c"}}"#,
+        )
+        .unwrap();
+        assert!(report.contains(r#""key":{"albumid":42}"#), "{report}");
+        assert!(
+            report.ends_with(
+                "writes:\n  SINK.STRING AlbumTitle:42 \"Let There Be Rock\" VERSION 1 TTL 86400\n"
+            ),
+            "{report}"
+        );
         assert!(dry_run(&job, "{not json")
             .unwrap_err()
             .to_string()

@@ -268,25 +268,16 @@ fn moved_away(
 /// before, after, opcode, db, schema, table}`; `after` is what is written, and an opcode a
 /// transform rewrote is the one applied.
 fn plan_full(job: &Job, event: &ChangeEvent, position: &Position) -> Result<Vec<Write>> {
-    let object = |row: Option<&Map<String, Value>>| row.cloned().map_or(Value::Null, Value::Object);
-    let deleted = event.op == Op::Delete;
-    let before = event.before.as_ref().or(deleted.then_some(&event.row));
-    let text = |value: &Option<String>| value.clone().map_or(Value::Null, Value::String);
-    let full: Map<String, Value> = [
-        ("key", object(event.key.as_ref())),
-        ("before", object(before)),
-        ("after", object((!deleted).then_some(&event.row))),
-        ("opcode", Value::from(event.op.code())),
-        ("db", text(&event.origin.db)),
-        ("schema", text(&event.origin.schema)),
-        ("table", text(&event.origin.table)),
-    ]
-    .into_iter()
-    .map(|(name, value)| (name.to_owned(), value))
-    .collect();
-    let Some(full) = transform(job, full)? else {
+    let full = full_row(event);
+    let Some(mut full) = transform(job, full)? else {
         return Ok(Vec::new());
     };
+    // As for data rows: only the source's own nulls remove stored fields.
+    if let (true, Some(Value::Object(after))) = (event.partial, full.get_mut("after")) {
+        after.retain(|name, value| {
+            !value.is_null() || event.row.get(name).is_some_and(Value::is_null)
+        });
+    }
     let op = full
         .get("opcode")
         .and_then(Value::as_str)
@@ -311,6 +302,27 @@ fn plan_full(job: &Job, event: &ChangeEvent, position: &Position) -> Result<Vec<
         .iter()
         .map(|output| write_for(output, &subject, position))
         .collect()
+}
+
+/// The whole change as RDI's full row format gives it to transforms: `{key, before,
+/// after, opcode, db, schema, table}` (a delete's row is its `before`).
+pub fn full_row(event: &ChangeEvent) -> Map<String, Value> {
+    let object = |row: Option<&Map<String, Value>>| row.cloned().map_or(Value::Null, Value::Object);
+    let deleted = event.op == Op::Delete;
+    let before = event.before.as_ref().or(deleted.then_some(&event.row));
+    let text = |value: &Option<String>| value.clone().map_or(Value::Null, Value::String);
+    [
+        ("key", object(event.key.as_ref())),
+        ("before", object(before)),
+        ("after", object((!deleted).then_some(&event.row))),
+        ("opcode", Value::from(event.op.code())),
+        ("db", text(&event.origin.db)),
+        ("schema", text(&event.origin.schema)),
+        ("table", text(&event.origin.table)),
+    ]
+    .into_iter()
+    .map(|(name, value)| (name.to_owned(), value))
+    .collect()
 }
 
 /// What an output writes from: the change's op, the row written, what key and expiry
@@ -509,7 +521,8 @@ fn mapped_json(output: &Output, row: &Map<String, Value>) -> String {
 /// An expression's value as text: it must be a string, number or boolean.
 fn text(expression: &Expr, input: &Input, role: &str) -> Result<String> {
     match expression.eval(input)? {
-        Value::String(text) if !text.is_empty() => Ok(text),
+        // A string's value may be empty; a key, member or device may not.
+        Value::String(text) if !text.is_empty() || role == "value" => Ok(text),
         value @ (Value::Number(_) | Value::Bool(_)) => Ok(value.to_string()),
         other => Err(Error::Event(format!(
             "the {role} expression '{}' gave {} for this row",
@@ -825,7 +838,8 @@ output:
             }]
         );
         let employee = json!({"employeeid": 3, "lastname": "Peacock"});
-        // A delete rewritten as an update: the record stays, marked inactive.
+        // A delete rewritten as an update: the key stays, holding what `after` then holds
+        // (RDI's after is null for a delete: just the status).
         let status = rdi_example("Track status based on operation code");
         let deleted = keyed(
             Op::Delete,

@@ -58,7 +58,8 @@ pub struct Expr {
 
 enum Compiled {
     JmesPath(jmespath::Compiled),
-    Sql(sql::Compiled),
+    /// Boxed: a connection and its statements, much larger than the other forms.
+    Sql(Box<sql::Compiled>),
 }
 
 impl fmt::Debug for Expr {
@@ -76,7 +77,7 @@ impl Expr {
         };
         let compiled = match language {
             Language::JmesPath => Compiled::JmesPath(jmespath::compile(text).map_err(invalid)?),
-            Language::Sql => Compiled::Sql(sql::compile(text).map_err(invalid)?),
+            Language::Sql => Compiled::Sql(Box::new(sql::compile(text).map_err(invalid)?)),
         };
         Ok(Expr {
             text: text.to_owned(),

@@ -93,6 +93,28 @@ fn capitalize(args: &[Rcvar], ctx: &mut Context<'_>) -> jmespath::SearchResult {
     text(words.join(" "))
 }
 
+/// The longest expression or pattern a function takes as an argument, its deepest
+/// nesting, and how many compiled ones are kept.
+const MAX_ARGUMENT_EXPRESSION: usize = 1024;
+const MAX_NESTING: usize = 32;
+const MAX_CACHED: usize = 256;
+
+/// How deep brackets nest in `text`.
+fn nesting(text: &str) -> usize {
+    let (mut depth, mut deepest) = (0usize, 0usize);
+    for byte in text.bytes() {
+        match byte {
+            b'(' | b'[' | b'{' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            b')' | b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    deepest
+}
+
 /// Expressions given as text to `filter_entries`, compiled once each.
 static PREDICATES: LazyLock<Mutex<HashMap<String, Arc<jmespath::Expression<'static>>>>> =
     LazyLock::new(Default::default);
@@ -107,6 +129,11 @@ fn filter_entries(args: &[Rcvar], ctx: &mut Context<'_>) -> jmespath::SearchResu
     let (Some(members), Some(text)) = (object.as_object(), predicate.as_string()) else {
         return Err(invalid(ctx, usage));
     };
+    // A predicate can come from a row: it is held to what a job would write (a short
+    // expression, shallowly nested), as the parser recurses with the nesting.
+    if text.len() > MAX_ARGUMENT_EXPRESSION || nesting(text) > MAX_NESTING {
+        return Err(invalid(ctx, usage));
+    }
     let predicate = {
         let mut compiled = PREDICATES.lock().unwrap_or_else(PoisonError::into_inner);
         match compiled.get(text) {
@@ -117,9 +144,10 @@ fn filter_entries(args: &[Rcvar], ctx: &mut Context<'_>) -> jmespath::SearchResu
                         .compile(&super::quote_bare_literals(text))
                         .map_err(|_| invalid(ctx, usage))?,
                 );
-                if compiled.len() < 1024 {
-                    compiled.insert(text.clone(), Arc::clone(&predicate));
+                if compiled.len() >= MAX_CACHED {
+                    compiled.clear();
                 }
+                compiled.insert(text.clone(), Arc::clone(&predicate));
                 predicate
             }
         }
@@ -312,15 +340,29 @@ fn regex_replace(args: &[Rcvar], ctx: &mut Context<'_>) -> jmespath::SearchResul
     ) else {
         return Err(invalid(ctx, usage));
     };
-    let mut patterns = PATTERNS.lock().unwrap_or_else(PoisonError::into_inner);
-    if !patterns.contains_key(pattern) {
-        let compiled = regex::Regex::new(pattern).map_err(|_| invalid(ctx, usage))?;
-        if patterns.len() >= 1024 {
-            patterns.clear();
-        }
-        patterns.insert(pattern.clone(), compiled);
+    if pattern.len() > MAX_ARGUMENT_EXPRESSION {
+        return Err(invalid(ctx, usage));
     }
-    let compiled = &patterns[pattern];
+    // Cloned out of the cache (a cheap handle), so that no lock is held while it runs.
+    let compiled = {
+        let mut patterns = PATTERNS.lock().unwrap_or_else(PoisonError::into_inner);
+        match patterns.get(pattern) {
+            Some(compiled) => compiled.clone(),
+            None => {
+                // A pattern can come from a row: its compiled size is held small.
+                let compiled = regex::RegexBuilder::new(pattern)
+                    .size_limit(1 << 20)
+                    .dfa_size_limit(1 << 20)
+                    .build()
+                    .map_err(|_| invalid(ctx, usage))?;
+                if patterns.len() >= MAX_CACHED {
+                    patterns.clear();
+                }
+                patterns.insert(pattern.clone(), compiled.clone());
+                compiled
+            }
+        }
+    };
     text(
         compiled
             .replace_all(value, python_replacement(replacement).as_str())
@@ -353,6 +395,14 @@ fn python_replacement(replacement: &str) -> String {
                 Some('\\') => {
                     chars.next();
                     out.push('\\');
+                }
+                Some('n') => {
+                    chars.next();
+                    out.push('\n');
+                }
+                Some('t') => {
+                    chars.next();
+                    out.push('\t');
                 }
                 _ => out.push('\\'),
             },
@@ -657,6 +707,23 @@ mod tests {
             super::python_replacement(r"\1-\g<name>-$-\\"),
             "${1}-${name}-$$-\\"
         );
+        assert_eq!(super::python_replacement(r"a\nb\tc"), "a\nb\tc");
+        // Predicates and patterns from rows are held small.
+        let deep = format!("{}1{}", "(".repeat(2000), ")".repeat(2000));
+        let row: Map<String, Value> = [
+            ("p".to_owned(), json!(deep)),
+            ("o".to_owned(), json!({"a": 1})),
+        ]
+        .into_iter()
+        .collect();
+        assert!(Expr::jmespath("filter_entries(o, p)")
+            .unwrap()
+            .eval(&Input::new(&row))
+            .is_err());
+        assert!(Expr::jmespath("regex_replace(`\"a\"`, p, `\"b\"`)")
+            .unwrap()
+            .eval(&Input::new(&row))
+            .is_err());
         assert_eq!(
             eval("capitalize(`\"mIxed  case\"`)", &json!({})),
             json!("Mixed Case")
