@@ -50,3 +50,74 @@ fn every_documented_job_is_accepted() {
     }
     assert_eq!((accepted, waiting), (61, 5));
 }
+
+mod common;
+use common::Worker;
+use redsink_tests::{call, RedisServer};
+
+fn example_job(name: &str) -> String {
+    let examples: Vec<Value> = serde_json::from_str(EXAMPLES).unwrap();
+    examples
+        .iter()
+        .find(|example| example["name"] == name)
+        .and_then(|example| example["job_yaml"].as_str())
+        .unwrap_or_else(|| panic!("no example {name}"))
+        .to_owned()
+}
+
+/// The documented outputs, end to end: Debezium events for Chinook's track 16 and album
+/// 42 through the docs' own job files, and Redis holding what the docs show.
+#[test]
+fn documented_outputs_end_to_end() {
+    let redis = RedisServer::start();
+    let mut con = redis.connection();
+    let track = r#"{"before":null,"after":{"trackid":16,"name":"Dog Eat Dog","albumid":4,"milliseconds":215196,"bytes":7032162},"source":{"connector":"postgresql","lsn":100,"table":"track"},"op":"c"}"#;
+    call::<String>(
+        &mut con,
+        &[
+            "XADD",
+            "data:chinook.track",
+            "*",
+            r#"{"trackid":16}"#,
+            track,
+        ],
+    )
+    .unwrap();
+    let album = r#"{"before":null,"after":{"albumid":42,"title":"Let There Be Rock","artistid":1},"source":{"connector":"postgresql","lsn":101,"table":"album"},"op":"c"}"#;
+    call::<String>(
+        &mut con,
+        &["XADD", "data:album", "*", r#"{"albumid":42}"#, album],
+    )
+    .unwrap();
+    let worker = Worker::start(
+        &redis,
+        &[
+            &example_job("Create track hash with calculated fields"),
+            &example_job("Write album title to string"),
+        ],
+    );
+    worker.wait_until(&redis, "both written", |con| {
+        Ok(call::<i64>(con, &["EXISTS", "track:16", "AlbumTitle:42"])? == 2)
+    });
+    // `hgetall track:16` as the docs show it.
+    let fields: Vec<String> = call(&mut con, &["HGETALL", "track:16"]).unwrap();
+    assert_eq!(
+        fields,
+        [
+            "id",
+            "16",
+            "name",
+            "Dog Eat Dog",
+            "duration",
+            "3:35.0",
+            "storagesize",
+            "6.71MB"
+        ]
+    );
+    assert_eq!(
+        call::<String>(&mut con, &["GET", "AlbumTitle:42"]).unwrap(),
+        "Let There Be Rock"
+    );
+    let ttl: i64 = call(&mut con, &["TTL", "AlbumTitle:42"]).unwrap();
+    assert!((86_000..=86_400).contains(&ttl), "{ttl}");
+}
