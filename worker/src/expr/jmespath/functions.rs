@@ -154,19 +154,23 @@ fn filter_entries(args: &[Rcvar], ctx: &mut Context<'_>) -> jmespath::SearchResu
     };
     let mut kept = std::collections::BTreeMap::new();
     for (key, value) in members {
-        let entry = Arc::new(Variable::Object(
-            [
-                ("key".to_owned(), Arc::new(Variable::String(key.clone()))),
-                ("value".to_owned(), Arc::clone(value)),
-            ]
-            .into_iter()
-            .collect(),
-        ));
-        if predicate.search(entry)?.is_truthy() {
+        if predicate.search(entry(key, value))?.is_truthy() {
             kept.insert(key.clone(), Arc::clone(value));
         }
     }
     Ok(Arc::new(Variable::Object(kept)))
+}
+
+/// A member as `{key, value}`, as `to_entries` and `filter_entries` give it.
+fn entry(key: &str, value: &Rcvar) -> Rcvar {
+    Arc::new(Variable::Object(
+        [
+            ("key".to_owned(), Arc::new(Variable::String(key.to_owned()))),
+            ("value".to_owned(), Arc::clone(value)),
+        ]
+        .into_iter()
+        .collect(),
+    ))
 }
 
 /// `from_entries([{key, value}, …])`: an object of those members.
@@ -198,16 +202,7 @@ fn to_entries(args: &[Rcvar], ctx: &mut Context<'_>) -> jmespath::SearchResult {
     Ok(Arc::new(Variable::Array(
         members
             .iter()
-            .map(|(key, value)| {
-                Arc::new(Variable::Object(
-                    [
-                        ("key".to_owned(), Arc::new(Variable::String(key.clone()))),
-                        ("value".to_owned(), Arc::clone(value)),
-                    ]
-                    .into_iter()
-                    .collect(),
-                ))
-            })
+            .map(|(key, value)| entry(key, value))
             .collect(),
     )))
 }
