@@ -39,7 +39,7 @@ const CASES: &[Case] = &[
     write("DS.ALTER ds:t TTL 3600", &["HSET ds:t f v"]),
     write(r#"DS.UPDATE ds:t dev1 {"t":2}"#, &["HSET ds:t f v"]),
     write(
-        r#"DS.PUT ds:t dev2 1795290468019 {"t":3}"#,
+        r#"DS.PUT ds:t dev2 4102444800000 {"t":3}"#,
         &["RESTORE ds:t 0 x", "SINK.DEL ds:t"],
     ),
     read("DS.GET ds:t dev1", &["HGET ds:t f"]),

@@ -13,7 +13,7 @@ use crate::commands::{as_cli, module_command};
 use crate::error::{Error, Result};
 use crate::format::{debezium, decode, Decoded, Schemas};
 use crate::job::{Job, RowFormat, Transform};
-use crate::plan::{apply, full_row, plan, Position};
+use crate::plan::{apply, full_row, plan_with, Lookups, Position};
 
 /// The report for `event` (JSON text) under `job`.
 pub fn dry_run(job: &Job, event: &str) -> Result<String> {
@@ -70,11 +70,23 @@ pub fn dry_run(job: &Job, event: &str) -> Result<String> {
     };
     let _ = writeln!(report, "  {}", Value::Object(seen.clone()));
     let mut row: Option<Map<String, Value>> = Some(seen);
+    let mut lookups = Lookups::default();
     for (i, step) in job.transforms.iter().enumerate() {
         let Some(current) = row.take() else {
             break;
         };
-        row = apply(step, current)?;
+        row = loop {
+            match apply(step, current.clone(), &mut lookups) {
+                // Offline, a lookup's reply is null.
+                Err(Error::LookupsPending) => {
+                    for command in std::mem::take(&mut lookups.wanted) {
+                        let _ = writeln!(report, "  (offline: {} replies null)", as_cli(&command));
+                        lookups.answer(&command, Value::Null);
+                    }
+                }
+                other => break other?,
+            }
+        };
         let _ = match &row {
             Some(row) => writeln!(
                 report,
@@ -97,7 +109,7 @@ pub fn dry_run(job: &Job, event: &str) -> Result<String> {
         stream_id: format!("{now}-0"),
         time_ms: now,
     };
-    let writes = plan(job, &change, &position)?;
+    let writes = plan_with(job, &change, &position, &mut lookups)?;
     if writes.is_empty() {
         report.push_str("writes: none\n");
     } else {
@@ -125,6 +137,7 @@ fn step_name(step: &Transform) -> &'static str {
         Transform::RemoveFields(_) => "remove_field",
         Transform::RenameFields(_) => "rename_field",
         Transform::Map(_) => "map",
+        Transform::Lookup(_) => "redis.lookup",
     }
 }
 

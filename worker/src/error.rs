@@ -26,6 +26,9 @@ pub enum Error {
     Event(String),
     #[error("redis: {0}")]
     Redis(#[from] redis::RedisError),
+    /// Planning needs lookups not made yet (the pipeline makes them and plans again).
+    #[error("lookups not made yet")]
+    LookupsPending,
     #[error("postgres: {}", describe_postgres(.0))]
     Postgres(#[from] tokio_postgres::Error),
 }

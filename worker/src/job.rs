@@ -189,6 +189,69 @@ pub enum Transform {
     RenameFields(Vec<(String, String)>),
     /// RDI's `map`: the row replaced by a new one.
     Map(Mapped),
+    /// RDI's `redis.lookup`: a read-only command's reply set as a field.
+    Lookup(Lookup),
+}
+
+/// A `redis.lookup`: the command, its arguments' expressions, and the field its reply
+/// goes to. It reads through the connection the job writes to.
+#[derive(Debug)]
+pub struct Lookup {
+    pub connection: String,
+    pub command: String,
+    pub args: Vec<Expr>,
+    pub field: String,
+}
+
+/// The commands a lookup may run: those that read and write nothing.
+const LOOKUP_COMMANDS: [&str; 38] = [
+    "GET",
+    "MGET",
+    "GETRANGE",
+    "STRLEN",
+    "EXISTS",
+    "TYPE",
+    "TTL",
+    "PTTL",
+    "HGET",
+    "HMGET",
+    "HGETALL",
+    "HKEYS",
+    "HVALS",
+    "HLEN",
+    "HEXISTS",
+    "HSTRLEN",
+    "LRANGE",
+    "LLEN",
+    "LINDEX",
+    "SMEMBERS",
+    "SISMEMBER",
+    "SMISMEMBER",
+    "SCARD",
+    "ZRANGE",
+    "ZSCORE",
+    "ZMSCORE",
+    "ZRANK",
+    "ZCARD",
+    "ZCOUNT",
+    "XRANGE",
+    "XREVRANGE",
+    "XLEN",
+    "JSON.GET",
+    "JSON.MGET",
+    "JSON.TYPE",
+    "DS.GET",
+    "DS.MGET",
+    "SINK.VERSION",
+];
+
+impl Job {
+    /// Whether any transform looks something up (and so needs Redis to plan).
+    pub fn looks_up(&self) -> bool {
+        self.transforms
+            .iter()
+            .any(|step| matches!(step, Transform::Lookup(_)))
+    }
 }
 
 /// What `map` makes the row: one expression giving the whole object (JMESPath's
@@ -412,6 +475,45 @@ fn compile_transform(step: &StepFile) -> Result<Transform> {
     }
     match step.uses.as_str() {
         "filter" => Ok(Transform::Filter(compile_expression(&step_with(step)?)?)),
+        "redis.lookup" => {
+            #[derive(Deserialize)]
+            #[serde(deny_unknown_fields)]
+            struct LookupFile {
+                #[serde(default = "target_connection")]
+                connection: String,
+                cmd: String,
+                #[serde(default)]
+                args: Vec<String>,
+                #[serde(default = "jmespath_language")]
+                language: String,
+                field: String,
+                #[serde(default, rename = "cache")]
+                _cache: serde::de::IgnoredAny,
+                #[serde(default, rename = "lookup_cache")]
+                _lookup_cache: serde::de::IgnoredAny,
+            }
+            let lookup: LookupFile = step_with(step)?;
+            let command = lookup.cmd.to_ascii_uppercase();
+            if !LOOKUP_COMMANDS.contains(&command.as_str()) {
+                return Err(Error::Invalid(format!(
+                    "redis.lookup runs commands that only read ({}); '{}' is not one",
+                    LOOKUP_COMMANDS.join(", "),
+                    lookup.cmd
+                )));
+            }
+            let language = Language::from_name(&lookup.language)?;
+            let args = lookup
+                .args
+                .iter()
+                .map(|arg| Expr::compile(arg, language))
+                .collect::<Result<_>>()?;
+            Ok(Transform::Lookup(Lookup {
+                connection: lookup.connection,
+                command,
+                args,
+                field: lookup.field,
+            }))
+        }
         "map" => {
             #[derive(Deserialize)]
             #[serde(deny_unknown_fields)]
@@ -480,7 +582,7 @@ fn compile_transform(step: &StepFile) -> Result<Transform> {
             ))
         }
         other => Err(Error::Invalid(format!(
-            "unknown transform '{other}' (known: filter, add_field, remove_field, rename_field, map)"
+            "unknown transform '{other}' (known: filter, add_field, remove_field, rename_field, map, redis.lookup)"
         ))),
     }
 }
@@ -726,6 +828,8 @@ output:
             bad("source: {table: t}\ntransform:\n  - uses: explode\noutput: []\n")
                 .contains("unknown transform 'explode'")
         );
+        assert!(bad("source: {table: t}\ntransform:\n  - uses: redis.lookup\n    with: {cmd: SET, args: [a, b], field: f}\n")
+            .contains("redis.lookup runs commands that only read"));
         assert!(bad("source: {table: t}\nouptut: []\n").contains("unknown field `ouptut`"));
         assert!(bad(
             "source: {table: t}\noutput:\n  - uses: redis.write\n    with: {on_update: sideways}\n"

@@ -21,7 +21,7 @@ use crate::connect::Redis;
 use crate::error::{Error, Result};
 use crate::format::ChangeEvent;
 use crate::job::Job;
-use crate::plan::{plan, Position, Write};
+use crate::plan::{plan_with, Lookups, Position, Write};
 use crate::{commands, metrics};
 
 /// Field/value pairs, in order, as a stream entry holds them.
@@ -138,7 +138,20 @@ struct Batch {
 pub struct Planned {
     batch: Batch,
     writes: Vec<Vec<Write>>,
+    /// The changes whose jobs look things up: planned once the lookups are made, just
+    /// before the batch is written (by delivery index).
+    deferred: Vec<(usize, Deferred)>,
 }
+
+/// A change whose planning waits for its jobs' lookups.
+struct Deferred {
+    jobs: Vec<Arc<Job>>,
+    event: ChangeEvent,
+    position: Position,
+}
+
+/// Rounds of lookups a batch may need (one per lookup step that reads another's reply).
+const MAX_LOOKUP_ROUNDS: usize = 16;
 
 /// A batch whose writes were sent and are not confirmed yet.
 pub struct InFlight {
@@ -188,6 +201,7 @@ impl Pipeline {
         let mut errors = Vec::with_capacity(deliveries.len());
         let mut writes = Vec::with_capacity(deliveries.len());
         let mut delivered = Vec::with_capacity(deliveries.len());
+        let mut deferred = Vec::new();
         // The deliveries of a batch mostly share a route: its jobs are looked up once.
         let mut route_jobs: (Arc<str>, Vec<Arc<Job>>) = (Arc::from(""), Vec::new());
         for Delivery {
@@ -202,6 +216,19 @@ impl Pipeline {
                 route_jobs = (Arc::clone(&route), self.routes.jobs(&route));
             }
             let (planned, change, reply) = match change {
+                Ok(Some((event, position))) if route_jobs.1.iter().any(|job| job.looks_up()) => {
+                    let reply = reply_to.map(|topic| Box::new((topic, position.stream_id.clone())));
+                    let kept = raw.is_empty().then(|| Box::new(event.clone()));
+                    deferred.push((
+                        delivered.len(),
+                        Deferred {
+                            jobs: route_jobs.1.clone(),
+                            event,
+                            position,
+                        },
+                    ));
+                    (Ok(Vec::new()), kept, reply)
+                }
                 Ok(Some((event, position))) => {
                     let planned = plan_change(&route_jobs.1, &event, &position);
                     let reply = reply_to.map(|topic| Box::new((topic, position.stream_id)));
@@ -232,17 +259,28 @@ impl Pipeline {
                 started,
             },
             writes,
+            deferred,
         }
     }
 
     /// Sends a planned batch's writes without waiting for them. A source sends a batch only
     /// once the one before is finished, so that writes reach Redis in its order.
     pub fn send(&self, planned: Planned) -> InFlight {
-        let Planned { batch, writes } = planned;
+        let Planned {
+            batch,
+            mut writes,
+            deferred,
+        } = planned;
         let mut writer = self.writer.clone();
         let module = self.module;
-        let applied =
-            tokio::spawn(async move { commands::apply(&mut writer, &writes, module).await });
+        let applied = tokio::spawn(async move {
+            let unplanned = plan_deferred(&mut writer, deferred, &mut writes).await?;
+            let mut applied = commands::apply(&mut writer, &writes, module).await?;
+            for (index, error) in unplanned {
+                applied[index] = Err(error);
+            }
+            Ok(applied)
+        });
         InFlight { batch, applied }
     }
 
@@ -424,11 +462,116 @@ fn plan_change(
     event: &ChangeEvent,
     position: &Position,
 ) -> std::result::Result<Vec<Write>, String> {
+    plan_jobs(jobs, event, position, &mut Lookups::default())
+        .map_err(|(job, e)| format!("job {job}: {e}"))
+}
+
+/// A change's writes under each of its jobs; the job that failed, and why.
+fn plan_jobs(
+    jobs: &[Arc<Job>],
+    event: &ChangeEvent,
+    position: &Position,
+    lookups: &mut Lookups,
+) -> std::result::Result<Vec<Write>, (String, Error)> {
     let mut writes = Vec::new();
     for job in jobs {
-        writes.extend(plan(job, event, position).map_err(|e| format!("job {}: {e}", job.name))?);
+        writes.extend(plan_with(job, event, position, lookups).map_err(|e| (job.name.clone(), e))?);
     }
     Ok(writes)
+}
+
+/// Plans the deferred changes of a batch into `writes`, making their lookups in rounds —
+/// one pipeline of every lookup the batch's changes wait for, then planning again — until
+/// all are planned. Returns the changes that could not be (index, why).
+async fn plan_deferred(
+    writer: &mut Redis,
+    mut deferred: Vec<(usize, Deferred)>,
+    writes: &mut [Vec<Write>],
+) -> std::result::Result<Vec<(usize, String)>, redis::RedisError> {
+    let mut lookups = Lookups::default();
+    let mut failed = Vec::new();
+    for _ in 0..MAX_LOOKUP_ROUNDS {
+        let mut waiting = Vec::new();
+        for (index, change) in deferred {
+            match plan_jobs(&change.jobs, &change.event, &change.position, &mut lookups) {
+                Ok(planned) => writes[index] = planned,
+                Err((_, Error::LookupsPending)) => waiting.push((index, change)),
+                Err((job, error)) => failed.push((index, format!("job {job}: {error}"))),
+            }
+        }
+        deferred = waiting;
+        if deferred.is_empty() {
+            return Ok(failed);
+        }
+        let wanted = std::mem::take(&mut lookups.wanted);
+        let mut pipe = redis::pipe();
+        pipe.ignore_errors();
+        for command in &wanted {
+            pipe.add_command(command.clone());
+        }
+        let replies: Vec<redis::RedisResult<redis::Value>> = pipe.query_async(writer).await?;
+        for (command, reply) in wanted.iter().zip(replies) {
+            let reply = reply.unwrap_or_else(|error| {
+                tracing::warn!("redis.lookup {}: {error}", commands::as_cli(command));
+                redis::Value::Nil
+            });
+            lookups.answer(command, lookup_reply(command, reply));
+        }
+    }
+    failed.extend(
+        deferred
+            .into_iter()
+            .map(|(index, _)| (index, "redis.lookup: the lookups did not settle".to_owned())),
+    );
+    Ok(failed)
+}
+
+/// A lookup's reply as JSON, as RDI's Python client gives it: `HGETALL` an object, text as
+/// strings, nil as null.
+fn lookup_reply(command: &redis::Cmd, reply: redis::Value) -> serde_json::Value {
+    use serde_json::Value as Json;
+    let hgetall = command.args_iter().next().is_some_and(
+        |name| matches!(name, redis::Arg::Simple(name) if name.eq_ignore_ascii_case(b"HGETALL")),
+    );
+    fn json(reply: redis::Value) -> Json {
+        match reply {
+            redis::Value::Int(number) => Json::from(number),
+            redis::Value::BulkString(bytes) => {
+                Json::String(String::from_utf8_lossy(&bytes).into_owned())
+            }
+            redis::Value::SimpleString(text) => Json::String(text),
+            redis::Value::Okay => Json::from("OK"),
+            redis::Value::Double(number) => {
+                serde_json::Number::from_f64(number).map_or(Json::Null, Json::Number)
+            }
+            redis::Value::Boolean(flag) => Json::Bool(flag),
+            redis::Value::Array(items) | redis::Value::Set(items) => {
+                Json::Array(items.into_iter().map(json).collect())
+            }
+            redis::Value::Map(pairs) => Json::Object(
+                pairs
+                    .into_iter()
+                    .map(|(name, value)| (text_of(json(name)), json(value)))
+                    .collect(),
+            ),
+            redis::Value::VerbatimString { text, .. } => Json::String(text),
+            _ => Json::Null,
+        }
+    }
+    fn text_of(value: Json) -> String {
+        match value {
+            Json::String(text) => text,
+            other => other.to_string(),
+        }
+    }
+    match (hgetall, json(reply)) {
+        (true, Json::Array(flat)) => Json::Object(
+            flat.chunks(2)
+                .filter_map(|pair| Some((text_of(pair.first()?.clone()), pair.get(1)?.clone())))
+                .collect(),
+        ),
+        (_, value) => value,
+    }
 }
 
 #[cfg(test)]

@@ -160,15 +160,58 @@ fn not_an_object(expression: &Expr) -> Error {
 
 /// The writes for `event` under `job`; none when a filter drops it.
 pub fn plan(job: &Job, event: &ChangeEvent, position: &Position) -> Result<Vec<Write>> {
+    plan_with(job, event, position, &mut Lookups::default())
+}
+
+/// The replies of `redis.lookup` commands made so far, by command, and the commands
+/// planning wanted but found no reply for.
+#[derive(Debug, Default)]
+pub struct Lookups {
+    replies: std::collections::HashMap<Vec<u8>, Value>,
+    pub wanted: Vec<redis::Cmd>,
+}
+
+impl Lookups {
+    /// The reply to `command`, or `None` (and the command noted as wanted) if it was not
+    /// made yet.
+    fn reply(&mut self, command: redis::Cmd) -> Option<Value> {
+        let packed = command.get_packed_command();
+        if let Some(reply) = self.replies.get(&packed) {
+            return Some(reply.clone());
+        }
+        if !self
+            .wanted
+            .iter()
+            .any(|wanted| wanted.get_packed_command() == packed)
+        {
+            self.wanted.push(command);
+        }
+        None
+    }
+
+    /// Keeps `reply` as the reply to `command`.
+    pub fn answer(&mut self, command: &redis::Cmd, reply: Value) {
+        self.replies.insert(command.get_packed_command(), reply);
+    }
+}
+
+/// [`plan`] with lookups: `Error::LookupsPending` when one was not made yet (it is then in
+/// `lookups.wanted`).
+pub fn plan_with(
+    job: &Job,
+    event: &ChangeEvent,
+    position: &Position,
+    lookups: &mut Lookups,
+) -> Result<Vec<Write>> {
     if job.source.row_format == RowFormat::Full {
-        return plan_full(job, event, position);
+        return plan_full(job, event, position, lookups);
     }
     // Without transforms the event's own row is read; with them, a copy is changed.
     let transformed;
     let row = if job.transforms.is_empty() {
         &event.row
     } else {
-        let Some(mut row) = transform(job, event.row.clone())? else {
+        let Some(mut row) = transform(job, event.row.clone(), lookups)? else {
             return Ok(Vec::new());
         };
         // Of a partial row, only the source's own nulls remove stored fields: a null a
@@ -191,7 +234,7 @@ pub fn plan(job: &Job, event: &ChangeEvent, position: &Position) -> Result<Vec<W
         event,
         table: job.source.table.as_deref(),
     };
-    let mut writes = moved_away(job, event, row, &input, position.version)?;
+    let mut writes = moved_away(job, event, row, &input, position.version, lookups)?;
     for output in &job.outputs {
         writes.push(write_for(output, &subject, position)?);
     }
@@ -207,6 +250,7 @@ fn moved_away(
     row: &Map<String, Value>,
     input: &Input,
     version: i64,
+    lookups: &mut Lookups,
 ) -> Result<Vec<Write>> {
     let Some(before) = event
         .before
@@ -215,7 +259,7 @@ fn moved_away(
     else {
         return Ok(Vec::new());
     };
-    let Some(before) = transform(job, before.clone())? else {
+    let Some(before) = transform(job, before.clone(), lookups)? else {
         return Ok(Vec::new());
     };
     let old_input = Input::new(&before);
@@ -267,9 +311,14 @@ fn moved_away(
 /// RDI's `row_format: full`: transforms and expressions see the whole change, `{key,
 /// before, after, opcode, db, schema, table}`; `after` is what is written, and an opcode a
 /// transform rewrote is the one applied.
-fn plan_full(job: &Job, event: &ChangeEvent, position: &Position) -> Result<Vec<Write>> {
+fn plan_full(
+    job: &Job,
+    event: &ChangeEvent,
+    position: &Position,
+    lookups: &mut Lookups,
+) -> Result<Vec<Write>> {
     let full = full_row(event);
-    let Some(mut full) = transform(job, full)? else {
+    let Some(mut full) = transform(job, full, lookups)? else {
         return Ok(Vec::new());
     };
     // As for data rows: only the source's own nulls remove stored fields.
@@ -365,9 +414,13 @@ impl Subject<'_> {
 }
 
 /// Applies the job's transforms in order; `None` if a filter drops the row.
-fn transform(job: &Job, mut row: Map<String, Value>) -> Result<Option<Map<String, Value>>> {
+fn transform(
+    job: &Job,
+    mut row: Map<String, Value>,
+    lookups: &mut Lookups,
+) -> Result<Option<Map<String, Value>>> {
     for step in &job.transforms {
-        match apply(step, row)? {
+        match apply(step, row, lookups)? {
             Some(next) => row = next,
             None => return Ok(None),
         }
@@ -376,7 +429,11 @@ fn transform(job: &Job, mut row: Map<String, Value>) -> Result<Option<Map<String
 }
 
 /// One transform on a row: the row it makes, or `None` if a filter drops it.
-pub fn apply(step: &Transform, mut row: Map<String, Value>) -> Result<Option<Map<String, Value>>> {
+pub fn apply(
+    step: &Transform,
+    mut row: Map<String, Value>,
+    lookups: &mut Lookups,
+) -> Result<Option<Map<String, Value>>> {
     match step {
         Transform::Filter(expression) => {
             if !expression.matches(&Input::new(&row))? {
@@ -406,6 +463,15 @@ pub fn apply(step: &Transform, mut row: Map<String, Value>) -> Result<Option<Map
             }
         }
         Transform::Map(mapped) => row = map(mapped, &row)?,
+        Transform::Lookup(lookup) => {
+            let input = Input::new(&row);
+            let mut command = redis::cmd(&lookup.command);
+            for arg in &lookup.args {
+                command.arg(text(arg, &input, "lookup argument")?);
+            }
+            let reply = lookups.reply(command).ok_or(Error::LookupsPending)?;
+            set_field(&mut row, &lookup.field, reply);
+        }
     }
     Ok(Some(row))
 }

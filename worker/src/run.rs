@@ -8,7 +8,7 @@ use tokio::sync::watch;
 use crate::config::{Config, Connection, Source};
 use crate::connect::{connect, Redis};
 use crate::error::{Error, Result};
-use crate::job::{Job, Target};
+use crate::job::{Job, Target, Transform};
 use crate::pipeline::{Pipeline, Routes};
 use crate::source::postgres::PgSource;
 use crate::source::redis_stream::StreamSource;
@@ -112,9 +112,18 @@ fn target_connection(
     jobs: &[Arc<Job>],
     source_connection: &str,
 ) -> Result<String> {
+    // Lookups read through the connection the jobs write to: the same one.
+    let lookups = jobs
+        .iter()
+        .flat_map(|job| &job.transforms)
+        .filter_map(|step| match step {
+            Transform::Lookup(lookup) => Some(lookup.connection.as_str()),
+            _ => None,
+        });
     let mut names: Vec<&str> = jobs
         .iter()
         .flat_map(|job| job.outputs.iter().map(|o| o.connection.as_str()))
+        .chain(lookups)
         .collect();
     names.sort_unstable();
     names.dedup();
@@ -125,7 +134,7 @@ fn target_connection(
             "jobs write to connection '{one}', which is not defined under connections"
         ))),
         several => Err(Error::Invalid(format!(
-            "jobs write to several connections ({}); this release writes to one",
+            "jobs write to and look up in several connections ({}); this release uses one",
             several.join(", ")
         ))),
     }
