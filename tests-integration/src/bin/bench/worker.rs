@@ -27,6 +27,14 @@ const LAG_STREAM: &str = "data:chinook.public.lag";
 const LAG_RATES: [u64; 2] = [5_000, 20_000];
 const LAG_SECONDS: u64 = 5;
 
+/// The same job with its key in SQL, run by SQLite (RDI's `language: sql`).
+const SQL_HASH_JOB: &str = r#"source: {server_name: chinook, schema: public, table: invoice}
+output:
+  - uses: redis.write
+    with:
+      key: {expression: "'invoice:' || InvoiceId", language: sql}
+"#;
+
 const HASH_JOB: &str = r#"source: {server_name: chinook, schema: public, table: invoice}
 output:
   - uses: redis.write
@@ -93,7 +101,8 @@ pub fn run() {
          stream with default settings (`read_batch_size: 2000`); in the third drain, the same \
          events as Debezium Server writes them by default, with the schema envelope \
          ({enveloped_bytes} bytes; the total a base64 Decimal, the date in microseconds, both \
-         decoded). Redis runs on CPU \
+         decoded); in the fourth, the bare events again with the job's key in SQL (run by \
+         SQLite), to show what SQL costs. Redis runs on CPU \
          {SERVER_CPU}, the worker on CPU {WORKER_CPU}. Drain: the events already in the stream, \
          from the worker's start to every event acknowledged, {DRAIN_ROUNDS} times each way, \
          interleaved. Lag: events XADDed at a fixed \
@@ -105,7 +114,7 @@ pub fn run() {
          Redis CPU µs/event | worker CPU µs/event |\n\
          |---|---:|---:|---:|---:|---:|"
     );
-    let mut drains = [Vec::new(), Vec::new(), Vec::new()];
+    let mut drains = [Vec::new(), Vec::new(), Vec::new(), Vec::new()];
     for _ in 0..DRAIN_ROUNDS {
         for (kind, drains) in DRAINS.into_iter().zip(drains.iter_mut()) {
             drains.push(drain(kind));
@@ -176,27 +185,38 @@ struct DrainKind {
     module: bool,
     enveloped: bool,
     backlog: usize,
+    job: &'static str,
     label: &'static str,
 }
 
-const DRAINS: [DrainKind; 3] = [
+const DRAINS: [DrainKind; 4] = [
     DrainKind {
         module: true,
         enveloped: false,
         backlog: BACKLOG,
+        job: HASH_JOB,
         label: "the module (SINK.HASH … VERSION)",
     },
     DrainKind {
         module: false,
         enveloped: false,
         backlog: BACKLOG,
+        job: HASH_JOB,
         label: "plain commands (MULTI DEL HSET EXEC an event, pipelined)",
     },
     DrainKind {
         module: true,
         enveloped: true,
         backlog: ENVELOPED_BACKLOG,
+        job: HASH_JOB,
         label: "the module, events with their schema envelope (Debezium Server's default)",
+    },
+    DrainKind {
+        module: true,
+        enveloped: false,
+        backlog: BACKLOG,
+        job: SQL_HASH_JOB,
+        label: "the module, the key in SQL (`'invoice:' || InvoiceId`, SQLite)",
     },
 ];
 
@@ -230,7 +250,7 @@ fn drain(kind: DrainKind) -> Drain {
     }
     let server_cpu_before = server_cpu_us(&mut con);
     let started = Instant::now();
-    let worker = start_worker(&redis, STREAM, HASH_JOB);
+    let worker = start_worker(&redis, STREAM, kind.job);
     let deadline = started + Duration::from_secs(600);
     loop {
         if let Some((lag, pending)) = group_state(&mut con, STREAM) {
