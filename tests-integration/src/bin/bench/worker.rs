@@ -216,7 +216,7 @@ const DRAINS: [DrainKind; 4] = [
         enveloped: false,
         backlog: BACKLOG,
         job: SQL_HASH_JOB,
-        label: "the module, the key in SQL (`'invoice:' || InvoiceId`, SQLite)",
+        label: "the module, the key in SQL (run by SQLite)",
     },
 ];
 
