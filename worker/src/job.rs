@@ -274,6 +274,9 @@ pub struct Output {
     pub mapping: Vec<(String, String)>,
     pub expire: Option<Expire>,
     pub target: Target,
+    /// `data_type: json`: the job asks for a JSON document (written as JSON text in a
+    /// string by this release).
+    pub document: bool,
 }
 
 /// The Redis type an output writes, with what that type needs besides the row. Members
@@ -344,6 +347,7 @@ impl Job {
                 target: Target::Hash {
                     on_update: OnUpdate::Replace,
                 },
+                document: false,
             });
         }
         match (&file.source.table, &file.source.streams) {
@@ -669,6 +673,7 @@ fn compile_output(step: &StepFile) -> Result<Output> {
         mapping,
         expire,
         target,
+        document: with.data_type == DataType::Json,
     })
 }
 

@@ -143,7 +143,7 @@ fn target_connection(
 /// Whether the target has the module (said in the log); without it, jobs with
 /// device_stream outputs cannot run.
 async fn writes_with_module(writer: &mut Redis, target: &str, jobs: &[Arc<Job>]) -> Result<bool> {
-    let module = has_module(writer).await?;
+    let module = has_command(writer, "SINK.HASH").await?;
     let device_outputs = jobs
         .iter()
         .flat_map(|job| &job.outputs)
@@ -152,6 +152,18 @@ async fn writes_with_module(writer: &mut Redis, target: &str, jobs: &[Arc<Job>])
         return Err(Error::Invalid(format!(
             "connection '{target}': device_stream outputs need the redsink module, which this Redis has not loaded"
         )));
+    }
+    let documents = jobs.iter().flat_map(|job| &job.outputs).any(|o| o.document);
+    if documents {
+        let json = if has_command(writer, "JSON.SET").await? {
+            "this server has JSON (RedisJSON or Redis 8), but this release"
+        } else {
+            "this server has no JSON (RedisJSON or Redis 8), so this release"
+        };
+        tracing::warn!(
+            connection = target,
+            "data_type json outputs: {json} writes each document as JSON text in a string"
+        );
     }
     if module {
         tracing::info!(
@@ -167,11 +179,11 @@ async fn writes_with_module(writer: &mut Redis, target: &str, jobs: &[Arc<Job>])
     Ok(module)
 }
 
-/// Whether SINK.HASH is a command of the server.
-async fn has_module(con: &mut Redis) -> Result<bool> {
+/// Whether `name` is a command of the server (SINK.HASH: the module is loaded).
+async fn has_command(con: &mut Redis, name: &str) -> Result<bool> {
     let info: Value = redis::cmd("COMMAND")
         .arg("INFO")
-        .arg("SINK.HASH")
+        .arg(name)
         .query_async(con)
         .await?;
     Ok(matches!(info, Value::Array(items) if items.first().is_some_and(|item| *item != Value::Nil)))

@@ -187,3 +187,37 @@ fn lookups_read_what_redis_holds() {
     );
     assert_eq!(order.get("customer_id").map(String::as_str), Some("5"));
 }
+
+/// A `data_type: json` output on a server without JSON: JSON text in a string, said at
+/// start.
+#[test]
+fn json_outputs_without_json_on_the_server_are_strings_and_said_so() {
+    let redis = RedisServer::start();
+    let mut con = redis.connection();
+    let event = r#"{"before":null,"after":{"InvoiceId":7,"Total":"3.96"},"source":{"table":"invoice"},"op":"c"}"#;
+    call::<String>(
+        &mut con,
+        &[
+            "XADD",
+            "data:public.invoice",
+            "*",
+            r#"{"InvoiceId":7}"#,
+            event,
+        ],
+    )
+    .unwrap();
+    let worker = Worker::start(&redis, &[&example_job("Write invoice to JSON")]);
+    worker.wait_until(&redis, "the invoice written", |con| {
+        Ok(call::<i64>(con, &["EXISTS", "invoice_id:7"])? == 1)
+    });
+    let stored: String = call(&mut con, &["GET", "invoice_id:7"]).unwrap();
+    assert_eq!(
+        serde_json::from_str::<Value>(&stored).unwrap()["Total"],
+        "3.96"
+    );
+    assert!(
+        worker.log().contains("this server has no JSON (RedisJSON or Redis 8), so this release writes each document as JSON text in a string"),
+        "{}",
+        worker.log()
+    );
+}
