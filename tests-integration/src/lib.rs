@@ -51,6 +51,20 @@ pub fn module_path() -> &'static Path {
     })
 }
 
+/// RedisJSON's module (`rejson.so`): `$REJSON` if set, else what `cargo make setup` put in
+/// `.servers/`.
+pub fn rejson_path() -> PathBuf {
+    let path = std::env::var_os("REJSON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_dir().join(".servers/rejson-2.8.3/rejson.so"));
+    assert!(
+        path.exists(),
+        "RedisJSON is not at {} (cargo make setup fetches it; REJSON=/path/to/rejson.so)",
+        path.display()
+    );
+    path
+}
+
 /// A port nobody listens on right now.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")

@@ -14,6 +14,75 @@ use redsink_core::sink::{flatten_json, flatten_patch, Fields, HashUpdate};
 
 use crate::plan::Write;
 
+/// What the target server can do, beyond Redis's own commands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Server {
+    /// The redsink module is loaded.
+    pub module: bool,
+    /// JSON documents: RedisJSON, or Redis 8's own.
+    pub json: bool,
+}
+
+/// A JSON document's write where the server has no JSON: JSON text in a string (a merge
+/// is the string's JSON patch).
+fn as_string(write: &Write) -> Option<Write> {
+    match write {
+        Write::Document {
+            key,
+            json,
+            merge,
+            ttl,
+            version,
+        } => Some(Write::Json {
+            key: key.clone(),
+            json: json.clone(),
+            patch: *merge,
+            ttl: *ttl,
+            version: *version,
+        }),
+        _ => None,
+    }
+}
+
+/// A JSON document's commands: `JSON.SET key $ json` (or `JSON.MERGE` to merge), then
+/// the TTL.
+pub fn document_commands(write: &Write) -> Vec<Cmd> {
+    let Write::Document {
+        key,
+        json,
+        merge,
+        ttl,
+        ..
+    } = write
+    else {
+        return Vec::new();
+    };
+    let name = if *merge { "JSON.MERGE" } else { "JSON.SET" };
+    let mut commands = vec![redis::cmd(name).arg(key).arg("$").arg(json).to_owned()];
+    commands.extend(ttl.map(|ttl| redis::cmd("EXPIRE").arg(key).arg(ttl).to_owned()));
+    commands
+}
+
+/// `write`'s commands on `server`: the module's single command where it can, plain
+/// commands to run in one MULTI/EXEC where it cannot; a JSON document in its own
+/// MULTI/EXEC with the module (no module command writes JSON yet).
+fn commands_for(write: &Write, server: Server, transaction: bool) -> Vec<Cmd> {
+    if let Some(string) = as_string(write).filter(|_| !server.json) {
+        return commands_for(&string, server, transaction);
+    }
+    match (write, server.module) {
+        (Write::Document { .. }, true) if !transaction => {
+            let mut commands = vec![redis::cmd("MULTI")];
+            commands.extend(document_commands(write));
+            commands.push(redis::cmd("EXEC"));
+            commands
+        }
+        (Write::Document { .. }, _) => document_commands(write),
+        (_, true) => vec![module_command(write)],
+        (_, false) => plain_commands(write),
+    }
+}
+
 /// The module's single command for `write`.
 pub fn module_command(write: &Write) -> Cmd {
     let mut cmd;
@@ -115,6 +184,9 @@ pub fn module_command(write: &Write) -> Cmd {
         }
         Write::SortedSetRemove { key, member } => {
             return redis::cmd("ZREM").arg(key).arg(member).to_owned()
+        }
+        Write::Document { .. } => {
+            return as_string(write).map_or_else(Cmd::new, |string| module_command(&string))
         }
     };
     if let Some(ttl) = ttl {
@@ -255,6 +327,7 @@ pub fn plain_commands(write: &Write) -> Vec<Cmd> {
         }
         Write::Delete { key, .. } => vec![redis::cmd("DEL").arg(key).to_owned()],
         Write::SetRemove { .. } | Write::SortedSetRemove { .. } => vec![module_command(write)],
+        Write::Document { .. } => document_commands(write),
         // Device streams are the module's own type: the worker refuses to start a job
         // with such an output against a Redis without it.
         Write::DeviceUpdate { .. } | Write::DeviceDelete { .. } => vec![module_command(write)],
@@ -292,7 +365,7 @@ pub fn is_replayed(error: &RedisError) -> bool {
 pub async fn apply<C: ConnectionLike>(
     con: &mut C,
     events: &[Vec<Write>],
-    module: bool,
+    server: Server,
 ) -> Result<Vec<Result<(), String>>, RedisError> {
     if events.iter().all(Vec::is_empty) {
         return Ok(vec![Ok(()); events.len()]);
@@ -301,13 +374,20 @@ pub async fn apply<C: ConnectionLike>(
     let commands: Vec<Vec<Cmd>> = events
         .iter()
         .map(|writes| {
-            if module {
-                writes.iter().map(module_command).collect()
+            if server.module {
+                writes
+                    .iter()
+                    .flat_map(|write| commands_for(write, server, false))
+                    .collect()
             } else if writes.is_empty() {
                 Vec::new()
             } else {
                 let mut transaction = vec![redis::cmd("MULTI")];
-                transaction.extend(writes.iter().flat_map(plain_commands));
+                transaction.extend(
+                    writes
+                        .iter()
+                        .flat_map(|write| commands_for(write, server, true)),
+                );
                 transaction.push(redis::cmd("EXEC"));
                 transaction
             }

@@ -274,9 +274,6 @@ pub struct Output {
     pub mapping: Vec<(String, String)>,
     pub expire: Option<Expire>,
     pub target: Target,
-    /// `data_type: json`: the job asks for a JSON document (written as JSON text in a
-    /// string by this release).
-    pub document: bool,
 }
 
 /// The Redis type an output writes, with what that type needs besides the row. Members
@@ -286,8 +283,13 @@ pub enum Target {
     Hash {
         on_update: OnUpdate,
     },
-    /// `data_type: string` and `json`: the row as one JSON text.
+    /// `data_type: string`: the row as one JSON text.
     Json,
+    /// `data_type: json`: the row as a JSON document (RedisJSON's, where the server has
+    /// JSON; else JSON text in a string), replaced or merged into.
+    Document {
+        on_update: OnUpdate,
+    },
     /// `data_type: string` with `args.value`: that value as text.
     Text {
         value: Expr,
@@ -347,7 +349,6 @@ impl Job {
                 target: Target::Hash {
                     on_update: OnUpdate::Replace,
                 },
-                document: false,
             });
         }
         match (&file.source.table, &file.source.streams) {
@@ -654,7 +655,9 @@ fn compile_output(step: &StepFile) -> Result<Output> {
             Some(value) => Target::Text { value },
             None => Target::Json,
         },
-        DataType::Json => Target::Json,
+        DataType::Json => Target::Document {
+            on_update: with.on_update,
+        },
         DataType::Set => Target::Set {
             member: arg("member")?,
         },
@@ -673,7 +676,6 @@ fn compile_output(step: &StepFile) -> Result<Output> {
         mapping,
         expire,
         target,
-        document: with.data_type == DataType::Json,
     })
 }
 

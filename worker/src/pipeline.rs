@@ -16,6 +16,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::commands::Server;
 use crate::config::Processors;
 use crate::connect::Redis;
 use crate::error::{Error, Result};
@@ -117,8 +118,8 @@ impl Routes {
 pub struct Pipeline {
     routes: Routes,
     writer: Redis,
-    /// Whether the target has the redsink module.
-    module: bool,
+    /// What the target can do (the redsink module, JSON).
+    server: Server,
     max_deliveries: u64,
     /// The dead-letter stream's name, `{stream}` standing for the source's.
     dlq_stream: String,
@@ -174,11 +175,11 @@ pub struct Outcome {
 }
 
 impl Pipeline {
-    pub fn new(routes: Routes, writer: Redis, module: bool, processors: &Processors) -> Pipeline {
+    pub fn new(routes: Routes, writer: Redis, server: Server, processors: &Processors) -> Pipeline {
         Pipeline {
             routes,
             writer,
-            module,
+            server,
             max_deliveries: processors.max_deliveries,
             dlq_stream: processors.dlq_stream.clone(),
         }
@@ -272,10 +273,10 @@ impl Pipeline {
             deferred,
         } = planned;
         let mut writer = self.writer.clone();
-        let module = self.module;
+        let server = self.server;
         let applied = tokio::spawn(async move {
             let unplanned = plan_deferred(&mut writer, deferred, &mut writes).await?;
-            let mut applied = commands::apply(&mut writer, &writes, module).await?;
+            let mut applied = commands::apply(&mut writer, &writes, server).await?;
             for (index, error) in unplanned {
                 applied[index] = Err(error);
             }
@@ -342,7 +343,7 @@ impl Pipeline {
         if !replies.is_empty() {
             // Each answer on its own: one that cannot be written holds up no other.
             let replies: Vec<Vec<Write>> = replies.into_iter().map(|reply| vec![reply]).collect();
-            for failed in commands::apply(&mut self.writer, &replies, self.module)
+            for failed in commands::apply(&mut self.writer, &replies, self.server)
                 .await?
                 .into_iter()
                 .filter_map(|outcome| outcome.err())

@@ -44,6 +44,14 @@ pub enum Write {
         ttl: Option<i64>,
         version: i64,
     },
+    /// A JSON document: set, or (`merge`) merged into the stored one by JSON Merge Patch.
+    Document {
+        key: String,
+        json: String,
+        merge: bool,
+        ttl: Option<i64>,
+        version: i64,
+    },
     /// String and json outputs: the row as JSON text (with `patch`, merged into the
     /// stored JSON).
     Json {
@@ -278,7 +286,9 @@ fn moved_away(
             None => Some(mapped_json(output, row)),
         };
         match &output.target {
-            Target::Hash { .. } | Target::Json | Target::Text { .. } if old_key != new_key => {
+            Target::Hash { .. } | Target::Json | Target::Document { .. } | Target::Text { .. }
+                if old_key != new_key =>
+            {
                 writes.push(Write::Delete {
                     key: old_key,
                     version,
@@ -494,9 +504,19 @@ fn write_for(output: &Output, subject: &Subject, position: &Position) -> Result<
         None => Ok(mapped_json(output, row)),
     };
     Ok(match &output.target {
-        Target::Hash { .. } | Target::Json | Target::Text { .. } if deleted => {
+        Target::Hash { .. } | Target::Json | Target::Document { .. } | Target::Text { .. }
+            if deleted =>
+        {
             Write::Delete { key, version }
         }
+        Target::Document { on_update } => Write::Document {
+            key,
+            json: mapped_json(output, row),
+            // A row with columns missing is merged in, so that the others stay.
+            merge: subject.partial || *on_update == OnUpdate::Merge,
+            ttl,
+            version,
+        },
         Target::Text { value } => Write::Text {
             key,
             value: text(value, subject.data_input, "value")?,
@@ -728,10 +748,10 @@ output:
         .unwrap();
         assert_eq!(
             writes,
-            vec![Write::Json {
+            vec![Write::Document {
                 key: "invoice:98".into(),
                 json: r#"{"InvoiceId":98,"country":"germany","total":3.96}"#.into(),
-                patch: false,
+                merge: false,
                 ttl: None,
                 version: 1,
             }]
@@ -820,10 +840,10 @@ output:
         let andrew = json!({"employeeid": 1, "lastname": "Adams", "firstname": "Andrew",
             "address": "11120 Jasper Ave NW", "city": "Edmonton", "state": "AB", "country": "Canada",
             "postalcode": "T5K 2N1", "phone": "+1 (780) 428-9482", "email": "andrew@chinookcorp.com"});
-        let [Write::Json { key, json, .. }] =
+        let [Write::Document { key, json, .. }] =
             &plan(&employees, &event(Op::Create, andrew), &at(1)).unwrap()[..]
         else {
-            panic!("one JSON write");
+            panic!("one JSON document write");
         };
         assert_eq!(key, "emp:1");
         assert_eq!(
@@ -1055,7 +1075,7 @@ output:
             &writes[0],
             Write::Hash { update: HashUpdate::Patch, json, .. } if json == r#"{"id":1,"gone":null}"#
         ));
-        assert!(matches!(&writes[1], Write::Json { patch: true, .. }));
+        assert!(matches!(&writes[1], Write::Document { merge: true, .. }));
     }
 
     #[test]

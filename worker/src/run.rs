@@ -5,6 +5,7 @@ use std::sync::Arc;
 use redis::Value;
 use tokio::sync::watch;
 
+use crate::commands::Server;
 use crate::config::{Config, Connection, Source};
 use crate::connect::{connect, Redis};
 use crate::error::{Error, Result};
@@ -41,14 +42,14 @@ pub async fn run(config: Config, jobs: Vec<Job>) -> Result<()> {
                 let Connection::Redis(target_connection) = &config.connections[&target];
                 let reader = connect(&settings.connection, source_connection, true).await?;
                 let mut writer = connect(&target, target_connection, false).await?;
-                let module = writes_with_module(&mut writer, &target, &jobs).await?;
+                let server = server_of(&mut writer, &target, &jobs).await?;
                 let source = StreamSource {
                     settings: settings.clone(),
                     processors: config.processors.clone(),
                     pipeline: Pipeline::new(
                         routes.clone(),
                         writer.clone(),
-                        module,
+                        server,
                         &config.processors,
                     ),
                     reader,
@@ -67,7 +68,7 @@ pub async fn run(config: Config, jobs: Vec<Job>) -> Result<()> {
                     )));
                 };
                 let mut writer = connect(&settings.connection, target, false).await?;
-                let module = writes_with_module(&mut writer, &settings.connection, &jobs).await?;
+                let server = server_of(&mut writer, &settings.connection, &jobs).await?;
                 let mut table_routes = Routes::default();
                 for job in &jobs {
                     let source = &job.source;
@@ -85,7 +86,7 @@ pub async fn run(config: Config, jobs: Vec<Job>) -> Result<()> {
                     pipeline: Pipeline::new(
                         table_routes,
                         writer.clone(),
-                        module,
+                        server,
                         &config.processors,
                     ),
                     writer,
@@ -142,30 +143,31 @@ fn target_connection(
 
 /// Whether the target has the module (said in the log); without it, jobs with
 /// device_stream outputs cannot run.
-async fn writes_with_module(writer: &mut Redis, target: &str, jobs: &[Arc<Job>]) -> Result<bool> {
-    let module = has_command(writer, "SINK.HASH").await?;
-    let device_outputs = jobs
-        .iter()
-        .flat_map(|job| &job.outputs)
-        .any(|o| matches!(o.target, Target::DeviceStream { .. }));
-    if device_outputs && !module {
+async fn server_of(writer: &mut Redis, target: &str, jobs: &[Arc<Job>]) -> Result<Server> {
+    let server = Server {
+        module: has_command(writer, "SINK.HASH").await?,
+        json: has_command(writer, "JSON.SET").await?,
+    };
+    let outputs = || jobs.iter().flat_map(|job| &job.outputs);
+    if outputs().any(|o| matches!(o.target, Target::DeviceStream { .. })) && !server.module {
         return Err(Error::Invalid(format!(
             "connection '{target}': device_stream outputs need the redsink module, which this Redis has not loaded"
         )));
     }
-    let documents = jobs.iter().flat_map(|job| &job.outputs).any(|o| o.document);
-    if documents {
-        let json = if has_command(writer, "JSON.SET").await? {
-            "this server has JSON (RedisJSON or Redis 8), but this release"
+    if outputs().any(|o| matches!(o.target, Target::Document { .. })) {
+        if server.json {
+            tracing::info!(
+                connection = target,
+                "data_type json outputs: JSON documents, with JSON.SET and JSON.MERGE"
+            );
         } else {
-            "this server has no JSON (RedisJSON or Redis 8), so this release"
-        };
-        tracing::warn!(
-            connection = target,
-            "data_type json outputs: {json} writes each document as JSON text in a string"
-        );
+            tracing::warn!(
+                connection = target,
+                "data_type json outputs: this server has no JSON (RedisJSON or Redis 8): each document is written as JSON text in a string"
+            );
+        }
     }
-    if module {
+    if server.module {
         tracing::info!(
             connection = target,
             "redsink module found: writing with its commands"
@@ -176,7 +178,7 @@ async fn writes_with_module(writer: &mut Redis, target: &str, jobs: &[Arc<Job>])
             "no redsink module: writing with plain commands in MULTI/EXEC"
         );
     }
-    Ok(module)
+    Ok(server)
 }
 
 /// Whether `name` is a command of the server (SINK.HASH: the module is loaded).

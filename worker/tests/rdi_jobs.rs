@@ -216,8 +216,98 @@ fn json_outputs_without_json_on_the_server_are_strings_and_said_so() {
         "3.96"
     );
     assert!(
-        worker.log().contains("this server has no JSON (RedisJSON or Redis 8), so this release writes each document as JSON text in a string"),
+        worker.log().contains("this server has no JSON (RedisJSON or Redis 8): each document is written as JSON text in a string"),
         "{}",
         worker.log()
     );
+}
+
+/// `data_type: json` where the server has JSON (RedisJSON): documents set with JSON.SET,
+/// merged with JSON.MERGE (`on_update: merge`), removed on delete.
+#[test]
+fn json_outputs_are_json_documents_where_the_server_has_json() {
+    let rejson = redsink_tests::rejson_path();
+    let redis = RedisServer::with(
+        redsink_tests::Options::default().config("loadmodule", &rejson.to_string_lossy()),
+    );
+    let mut con = redis.connection();
+    let change = |op: &str, after: &str| {
+        format!(r#"{{"before":null,"after":{after},"source":{{"table":"invoice"}},"op":"{op}"}}"#)
+    };
+    let replace = example_job("Write invoice to JSON");
+    let merge = r#"source: {schema: public, table: invoice}
+output:
+  - uses: redis.write
+    with:
+      data_type: json
+      on_update: merge
+      key: {expression: "concat(['merged:', InvoiceId])"}
+"#;
+    call::<String>(
+        &mut con,
+        &["JSON.SET", "merged:7", "$", r#"{"Note":"kept"}"#],
+    )
+    .unwrap();
+    for (op, after) in [
+        ("c", r#"{"InvoiceId":7,"Total":"3.96","Lines":[1,2]}"#),
+        ("u", r#"{"InvoiceId":7,"Total":"4.00"}"#),
+    ] {
+        call::<String>(
+            &mut con,
+            &[
+                "XADD",
+                "data:public.invoice",
+                "*",
+                r#"{"InvoiceId":7}"#,
+                &change(op, after),
+            ],
+        )
+        .unwrap();
+    }
+    let worker = Worker::start(&redis, &[&replace, merge]);
+    worker.wait_until(&redis, "both changes written", |con| {
+        let total: Option<String> = call(con, &["JSON.GET", "invoice_id:7", "$.Total"])?;
+        Ok(total.as_deref() == Some(r#"["4.00"]"#))
+    });
+    let get = |con: &mut redsink_tests::redis::Connection, key: &str| -> Value {
+        serde_json::from_str(&call::<String>(con, &["JSON.GET", key]).unwrap()).unwrap()
+    };
+    assert_eq!(
+        call::<String>(&mut con, &["TYPE", "invoice_id:7"]).unwrap(),
+        "ReJSON-RL"
+    );
+    // Replaced: the update's document alone, with the job's expiry.
+    assert_eq!(
+        get(&mut con, "invoice_id:7"),
+        serde_json::json!({"InvoiceId": 7, "Total": "4.00"})
+    );
+    let ttl: i64 = call(&mut con, &["TTL", "invoice_id:7"]).unwrap();
+    assert!((1..=100).contains(&ttl), "{ttl}");
+    // Merged: what the document held stays.
+    assert_eq!(
+        get(&mut con, "merged:7"),
+        serde_json::json!({"Note": "kept", "InvoiceId": 7, "Total": "4.00", "Lines": [1, 2]})
+    );
+    assert!(
+        worker
+            .log()
+            .contains("JSON documents, with JSON.SET and JSON.MERGE"),
+        "{}",
+        worker.log()
+    );
+    let delete = r#"{"before":{"InvoiceId":7},"after":null,"source":{"table":"invoice"},"op":"d"}"#;
+    call::<String>(
+        &mut con,
+        &[
+            "XADD",
+            "data:public.invoice",
+            "*",
+            r#"{"InvoiceId":7}"#,
+            delete,
+        ],
+    )
+    .unwrap();
+    worker.wait_until(&redis, "the document removed", |con| {
+        Ok(call::<i64>(con, &["EXISTS", "invoice_id:7", "merged:7"])? == 0)
+    });
 }

@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use redsink_tests::{call, snapshot, Options, RedisServer};
-use redsink_worker::commands::apply;
+use redsink_worker::commands::{apply, Server};
 use redsink_worker::format::{decode, Decoded, Schemas};
 use redsink_worker::job::Job;
 use redsink_worker::plan::{plan, Position, Write};
@@ -107,7 +107,11 @@ async fn run(server: &RedisServer, batches: &[Vec<Write>], module: bool) {
     let client = redis::Client::open(server.url()).unwrap();
     let mut con = client.get_multiplexed_async_connection().await.unwrap();
     for chunk in batches.chunks(7) {
-        for outcome in apply(&mut con, chunk, module).await.unwrap() {
+        let server = Server {
+            module,
+            json: false,
+        };
+        for outcome in apply(&mut con, chunk, server).await.unwrap() {
             outcome.unwrap();
         }
     }
