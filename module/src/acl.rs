@@ -100,6 +100,10 @@ pub const HSCAN: Access = keyed(&[c"hscan"], c"read hash slow", RO | ACCESS);
 pub const HGETALL: Access = keyed(&[c"hgetall"], c"read hash slow", RO | ACCESS);
 /// SET without GET, which overwrites whatever the key held.
 pub const SET: Access = keyed(&[c"set"], c"write string slow", OW | UPDATE);
+/// JSON.SET (and JSON.MERGE, whose rules are the same): RedisJSON's command, or Redis 8's.
+/// Declared in `@write @slow` as Redis 8 has it, where RedisJSON 2.8 declares no category:
+/// `-@write` fences it wherever a module can declare categories.
+pub const JSON_SET: Access = keyed(&[c"json.set"], c"write slow", RW | ACCESS | UPDATE);
 pub const RPUSH: Access = keyed(&[c"rpush"], c"write list fast", RW | INSERT);
 pub const SADD: Access = keyed(&[c"sadd"], c"write set fast", RW | INSERT);
 pub const ZADD: Access = keyed(&[c"zadd"], c"write sortedset fast", RW | UPDATE);
@@ -249,7 +253,8 @@ pub fn authorize(
             ),
             Denied::NoSuchCommand => format!(
                 "this user has no permissions to run the '{command}' command: redsink checks \
-                 it as '{checked_as}', which is not a command of this server"
+                 it as '{checked_as}', which is not a command of this server (renamed, or \
+                 its module not loaded)"
             ),
             Denied::UnknownUser => UNKNOWN_USER.into(),
         };
@@ -398,7 +403,8 @@ enum Denied {
     Command,
     /// The key.
     Key,
-    /// The equivalent is not a command of this server (renamed away?).
+    /// The equivalent is not a command of this server (renamed away, or the module
+    /// that has it, such as RedisJSON, not loaded).
     NoSuchCommand,
     /// No ACL user has the caller's user's name: a user a module made, which a module
     /// logged the client in as (RM_AuthenticateClientWithUser), or the server could not

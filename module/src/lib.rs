@@ -22,7 +22,7 @@ use sink::data_type::SINK_STATE_TYPE;
 
 /// Every command of the module: its name, handler, flags, and the built-in command whose
 /// ACL rules it follows (docs/commands.md gives the reasons for each).
-pub const COMMANDS: [Command; 25] = [
+pub const COMMANDS: [Command; 26] = [
     write(c"DS.CREATE", ds::commands::create, acl::HSET),
     write(c"DS.ALTER", ds::commands::alter, acl::HSET),
     write(c"DS.UPDATE", ds::commands::update, acl::HSET),
@@ -36,6 +36,7 @@ pub const COMMANDS: [Command; 25] = [
     read(c"DS.INFO", ds::commands::info, acl::HLEN),
     write(c"SINK.HASH", sink::commands::hash, acl::HSET),
     write(c"SINK.STRING", sink::commands::string, acl::SET),
+    write(c"SINK.JSON", sink::commands::json_document, acl::JSON_SET),
     write(c"SINK.LIST", sink::commands::list, acl::RPUSH),
     write(c"SINK.SET", sink::commands::set, acl::SADD),
     write(c"SINK.ZSET", sink::commands::zset, acl::ZADD),
@@ -81,6 +82,7 @@ const CALLBACKS: [Callback; COMMANDS.len()] = [
     callback::<22>,
     callback::<23>,
     callback::<24>,
+    callback::<25>,
 ];
 
 /// A write that may grow memory: refused under `maxmemory` like SET.

@@ -137,6 +137,12 @@ impl Options {
         self
     }
 
+    /// With RedisJSON loaded as well (see [`rejson_path`]).
+    pub fn with_json(self) -> Self {
+        let rejson = rejson_path();
+        self.config("loadmodule", &rejson.to_string_lossy())
+    }
+
     pub fn without_module(mut self) -> Self {
         self.module = false;
         self

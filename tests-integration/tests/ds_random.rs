@@ -4,9 +4,9 @@
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use redsink_tests::{call, snapshot, RedisServer};
+use redsink_tests::{call, snapshot, Options, RedisServer};
 
-const COMMANDS: [&str; 24] = [
+const COMMANDS: [&str; 25] = [
     "DS.CREATE",
     "DS.ALTER",
     "DS.UPDATE",
@@ -20,6 +20,7 @@ const COMMANDS: [&str; 24] = [
     "DS.INFO",
     "SINK.HASH",
     "SINK.STRING",
+    "SINK.JSON",
     "SINK.LIST",
     "SINK.SET",
     "SINK.ZSET",
@@ -191,7 +192,7 @@ fn garbage(rng: &mut StdRng) -> Vec<Vec<u8>> {
 
 #[test]
 fn random_valid_and_garbage_commands_leave_the_server_running() {
-    let mut server = RedisServer::start();
+    let mut server = RedisServer::with(Options::default().with_json());
     let mut con = server.connection();
     for i in 0..4 {
         call::<()>(

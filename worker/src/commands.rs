@@ -23,63 +23,21 @@ pub struct Server {
     pub json: bool,
 }
 
-/// A JSON document's write where the server has no JSON: JSON text in a string (a merge
-/// is the string's JSON patch).
-fn as_string(write: &Write) -> Option<Write> {
-    match write {
-        Write::Document {
-            key,
-            json,
-            merge,
-            ttl,
-            version,
-        } => Some(Write::Json {
-            key: key.clone(),
-            json: json.clone(),
-            patch: *merge,
-            ttl: *ttl,
-            version: *version,
-        }),
-        _ => None,
-    }
-}
-
-/// A JSON document's commands: `JSON.SET key $ json` (or `JSON.MERGE` to merge), then
-/// the TTL.
-pub fn document_commands(write: &Write) -> Vec<Cmd> {
-    let Write::Document {
-        key,
-        json,
-        merge,
-        ttl,
-        ..
-    } = write
-    else {
-        return Vec::new();
-    };
-    let name = if *merge { "JSON.MERGE" } else { "JSON.SET" };
-    let mut commands = vec![redis::cmd(name).arg(key).arg("$").arg(json).to_owned()];
-    commands.extend(ttl.map(|ttl| redis::cmd("EXPIRE").arg(key).arg(ttl).to_owned()));
-    commands
-}
-
 /// `write`'s commands on `server`: the module's single command where it can, plain
-/// commands to run in one MULTI/EXEC where it cannot; a JSON document in its own
-/// MULTI/EXEC with the module (no module command writes JSON yet).
-fn commands_for(write: &Write, server: Server, transaction: bool) -> Vec<Cmd> {
-    if let Some(string) = as_string(write).filter(|_| !server.json) {
-        return commands_for(&string, server, transaction);
-    }
-    match (write, server.module) {
-        (Write::Document { .. }, true) if !transaction => {
-            let mut commands = vec![redis::cmd("MULTI")];
-            commands.extend(document_commands(write));
-            commands.push(redis::cmd("EXEC"));
-            commands
+/// commands to run in one MULTI/EXEC where it cannot. A JSON document is JSON text in a
+/// string where the server has no JSON.
+fn commands_for(write: &Write, server: Server) -> Vec<Cmd> {
+    if let (Write::Json { document: true, .. }, false) = (write, server.json) {
+        let mut string = write.clone();
+        if let Write::Json { document, .. } = &mut string {
+            *document = false;
         }
-        (Write::Document { .. }, _) => document_commands(write),
-        (_, true) => vec![module_command(write)],
-        (_, false) => plain_commands(write),
+        return commands_for(&string, server);
+    }
+    if server.module {
+        vec![module_command(write)]
+    } else {
+        plain_commands(write)
     }
 }
 
@@ -106,11 +64,17 @@ pub fn module_command(write: &Write) -> Cmd {
             key,
             json,
             patch,
+            document,
             ttl,
             version,
         } => {
-            cmd = redis::cmd("SINK.STRING");
-            cmd.arg(key).arg(json).arg("JSON");
+            if *document {
+                cmd = redis::cmd("SINK.JSON");
+                cmd.arg(key).arg(json);
+            } else {
+                cmd = redis::cmd("SINK.STRING");
+                cmd.arg(key).arg(json).arg("JSON");
+            }
             if *patch {
                 cmd.arg("PATCH");
             }
@@ -184,9 +148,6 @@ pub fn module_command(write: &Write) -> Cmd {
         }
         Write::SortedSetRemove { key, member } => {
             return redis::cmd("ZREM").arg(key).arg(member).to_owned()
-        }
-        Write::Document { .. } => {
-            return as_string(write).map_or_else(Cmd::new, |string| module_command(&string))
         }
     };
     if let Some(ttl) = ttl {
@@ -268,7 +229,21 @@ pub fn plain_commands(write: &Write) -> Vec<Cmd> {
             commands.extend(expire(key, ttl));
             commands
         }
-        // Merging into the stored JSON is the module's: without it the change fails
+        // A JSON document: JSON.SET key $ json, or JSON.MERGE to patch.
+        Write::Json {
+            key,
+            json,
+            patch,
+            document: true,
+            ttl,
+            ..
+        } => {
+            let name = if *patch { "JSON.MERGE" } else { "JSON.SET" };
+            let mut commands = vec![redis::cmd(name).arg(key).arg("$").arg(json).to_owned()];
+            commands.extend(expire(key, ttl));
+            commands
+        }
+        // Merging into a string's JSON is the module's: without it the change fails
         // (unknown command) and goes to the dead-letter stream whole.
         Write::Json { patch: true, .. } => vec![module_command(write)],
         Write::Json {
@@ -327,7 +302,6 @@ pub fn plain_commands(write: &Write) -> Vec<Cmd> {
         }
         Write::Delete { key, .. } => vec![redis::cmd("DEL").arg(key).to_owned()],
         Write::SetRemove { .. } | Write::SortedSetRemove { .. } => vec![module_command(write)],
-        Write::Document { .. } => document_commands(write),
         // Device streams are the module's own type: the worker refuses to start a job
         // with such an output against a Redis without it.
         Write::DeviceUpdate { .. } | Write::DeviceDelete { .. } => vec![module_command(write)],
@@ -377,17 +351,13 @@ pub async fn apply<C: ConnectionLike>(
             if server.module {
                 writes
                     .iter()
-                    .flat_map(|write| commands_for(write, server, false))
+                    .flat_map(|write| commands_for(write, server))
                     .collect()
             } else if writes.is_empty() {
                 Vec::new()
             } else {
                 let mut transaction = vec![redis::cmd("MULTI")];
-                transaction.extend(
-                    writes
-                        .iter()
-                        .flat_map(|write| commands_for(write, server, true)),
-                );
+                transaction.extend(writes.iter().flat_map(|write| commands_for(write, server)));
                 transaction.push(redis::cmd("EXEC"));
                 transaction
             }
@@ -433,9 +403,11 @@ mod tests {
     use serde_json::json;
 
     fn packed(cmd: &Cmd) -> String {
-        String::from_utf8_lossy(&cmd.get_packed_command())
-            .split("\r\n")
-            .filter(|part| !part.starts_with('*') && !part.starts_with('$') && !part.is_empty())
+        cmd.args_iter()
+            .map(|arg| match arg {
+                redis::Arg::Simple(bytes) => String::from_utf8_lossy(bytes).into_owned(),
+                _ => "<cursor>".into(),
+            })
             .collect::<Vec<_>>()
             .join(" ")
     }
@@ -495,12 +467,65 @@ mod tests {
             key: "j".into(),
             json: r#"{"a":null}"#.into(),
             patch: true,
+            document: false,
             ttl: None,
             version: 2,
         };
         assert_eq!(
             packed(&module_command(&json_patch)),
             r#"SINK.STRING j {"a":null} JSON PATCH VERSION 2"#
+        );
+        let document = Write::Json {
+            key: "j".into(),
+            json: r#"{"a":null}"#.into(),
+            patch: true,
+            document: true,
+            ttl: Some(4),
+            version: 2,
+        };
+        assert_eq!(
+            packed(&module_command(&document)),
+            r#"SINK.JSON j {"a":null} PATCH VERSION 2 TTL 4"#
+        );
+    }
+
+    /// A JSON document on each server: SINK.JSON with the module and JSON, JSON.SET or
+    /// JSON.MERGE without the module, JSON text in a string without JSON.
+    #[test]
+    fn json_documents_take_what_the_server_has() {
+        let document = |patch| Write::Json {
+            key: "j".into(),
+            json: r#"{"a":1}"#.into(),
+            patch,
+            document: true,
+            ttl: Some(3),
+            version: 5,
+        };
+        let on = |write: &Write, module, json| -> Vec<String> {
+            commands_for(write, Server { module, json })
+                .iter()
+                .map(packed)
+                .collect()
+        };
+        assert_eq!(
+            on(&document(false), true, true),
+            [r#"SINK.JSON j {"a":1} VERSION 5 TTL 3"#]
+        );
+        assert_eq!(
+            on(&document(true), false, true),
+            [r#"JSON.MERGE j $ {"a":1}"#, "EXPIRE j 3"]
+        );
+        assert_eq!(
+            on(&document(false), false, true),
+            [r#"JSON.SET j $ {"a":1}"#, "EXPIRE j 3"]
+        );
+        assert_eq!(
+            on(&document(true), true, false),
+            [r#"SINK.STRING j {"a":1} JSON PATCH VERSION 5 TTL 3"#]
+        );
+        assert_eq!(
+            on(&document(false), false, false),
+            [r#"SET j {"a":1} EX 3"#]
         );
     }
 
@@ -540,6 +565,7 @@ mod tests {
             key: "j".into(),
             json: "{}".into(),
             patch: false,
+            document: false,
             ttl: Some(3),
             version: 1,
         };

@@ -44,20 +44,14 @@ pub enum Write {
         ttl: Option<i64>,
         version: i64,
     },
-    /// A JSON document: set, or (`merge`) merged into the stored one by JSON Merge Patch.
-    Document {
-        key: String,
-        json: String,
-        merge: bool,
-        ttl: Option<i64>,
-        version: i64,
-    },
-    /// String and json outputs: the row as JSON text (with `patch`, merged into the
-    /// stored JSON).
+    /// The row as JSON: text in a string (string outputs), or a JSON document (json
+    /// outputs, where the server has JSON); with `patch`, merged into the stored JSON by
+    /// JSON Merge Patch.
     Json {
         key: String,
         json: String,
         patch: bool,
+        document: bool,
         ttl: Option<i64>,
         version: i64,
     },
@@ -509,11 +503,12 @@ fn write_for(output: &Output, subject: &Subject, position: &Position) -> Result<
         {
             Write::Delete { key, version }
         }
-        Target::Document { on_update } => Write::Document {
+        Target::Document { on_update } => Write::Json {
             key,
             json: mapped_json(output, row),
             // A row with columns missing is merged in, so that the others stay.
-            merge: subject.partial || *on_update == OnUpdate::Merge,
+            patch: subject.partial || *on_update == OnUpdate::Merge,
+            document: true,
             ttl,
             version,
         },
@@ -539,6 +534,7 @@ fn write_for(output: &Output, subject: &Subject, position: &Position) -> Result<
             key,
             json: mapped_json(output, row),
             patch: subject.partial,
+            document: false,
             ttl,
             version,
         },
@@ -748,10 +744,11 @@ output:
         .unwrap();
         assert_eq!(
             writes,
-            vec![Write::Document {
+            vec![Write::Json {
                 key: "invoice:98".into(),
                 json: r#"{"InvoiceId":98,"country":"germany","total":3.96}"#.into(),
-                merge: false,
+                patch: false,
+                document: true,
                 ttl: None,
                 version: 1,
             }]
@@ -840,8 +837,12 @@ output:
         let andrew = json!({"employeeid": 1, "lastname": "Adams", "firstname": "Andrew",
             "address": "11120 Jasper Ave NW", "city": "Edmonton", "state": "AB", "country": "Canada",
             "postalcode": "T5K 2N1", "phone": "+1 (780) 428-9482", "email": "andrew@chinookcorp.com"});
-        let [Write::Document { key, json, .. }] =
-            &plan(&employees, &event(Op::Create, andrew), &at(1)).unwrap()[..]
+        let [Write::Json {
+            key,
+            json,
+            document: true,
+            ..
+        }] = &plan(&employees, &event(Op::Create, andrew), &at(1)).unwrap()[..]
         else {
             panic!("one JSON document write");
         };
@@ -1075,7 +1076,14 @@ output:
             &writes[0],
             Write::Hash { update: HashUpdate::Patch, json, .. } if json == r#"{"id":1,"gone":null}"#
         ));
-        assert!(matches!(&writes[1], Write::Document { merge: true, .. }));
+        assert!(matches!(
+            &writes[1],
+            Write::Json {
+                patch: true,
+                document: true,
+                ..
+            }
+        ));
     }
 
     #[test]

@@ -155,10 +155,15 @@ async fn server_of(writer: &mut Redis, target: &str, jobs: &[Arc<Job>]) -> Resul
         )));
     }
     if outputs().any(|o| matches!(o.target, Target::Document { .. })) {
-        if server.json {
+        if server.json && server.module {
             tracing::info!(
                 connection = target,
-                "data_type json outputs: JSON documents, with JSON.SET and JSON.MERGE"
+                "data_type json outputs: JSON documents, with SINK.JSON (JSON.SET and JSON.MERGE, versioned)"
+            );
+        } else if server.json {
+            tracing::info!(
+                connection = target,
+                "data_type json outputs: JSON documents, with JSON.SET and JSON.MERGE (replays are not version-checked without the module)"
             );
         } else {
             tracing::warn!(

@@ -223,13 +223,26 @@ fn json_outputs_without_json_on_the_server_are_strings_and_said_so() {
 }
 
 /// `data_type: json` where the server has JSON (RedisJSON): documents set with JSON.SET,
-/// merged with JSON.MERGE (`on_update: merge`), removed on delete.
+/// merged with JSON.MERGE (`on_update: merge`), removed on delete; through SINK.JSON,
+/// versioned, with the module.
 #[test]
 fn json_outputs_are_json_documents_where_the_server_has_json() {
-    let rejson = redsink_tests::rejson_path();
-    let redis = RedisServer::with(
-        redsink_tests::Options::default().config("loadmodule", &rejson.to_string_lossy()),
+    json_documents_on(redsink_tests::Options::default().with_json());
+}
+
+/// The same without the module: JSON.SET and JSON.MERGE in MULTI/EXEC.
+#[test]
+fn json_outputs_are_json_documents_without_the_module_too() {
+    json_documents_on(
+        redsink_tests::Options::default()
+            .with_json()
+            .without_module(),
     );
+}
+
+fn json_documents_on(options: redsink_tests::Options) {
+    let module = options.module;
+    let redis = RedisServer::with(options);
     let mut con = redis.connection();
     let change = |op: &str, after: &str| {
         format!(r#"{{"before":null,"after":{after},"source":{{"table":"invoice"}},"op":"{op}"}}"#)
@@ -283,18 +296,25 @@ output:
     );
     let ttl: i64 = call(&mut con, &["TTL", "invoice_id:7"]).unwrap();
     assert!((1..=100).contains(&ttl), "{ttl}");
+    if module {
+        // Versioned, as hashes are: the source entry id of the update.
+        let version: Option<i64> = call(&mut con, &["SINK.VERSION", "invoice_id:7"]).unwrap();
+        assert!(
+            version.is_some_and(|version| version > 1_000_000),
+            "{version:?}"
+        );
+    }
     // Merged: what the document held stays.
     assert_eq!(
         get(&mut con, "merged:7"),
         serde_json::json!({"Note": "kept", "InvoiceId": 7, "Total": "4.00", "Lines": [1, 2]})
     );
-    assert!(
-        worker
-            .log()
-            .contains("JSON documents, with JSON.SET and JSON.MERGE"),
-        "{}",
-        worker.log()
-    );
+    let said = if module {
+        "JSON documents, with SINK.JSON (JSON.SET and JSON.MERGE, versioned)"
+    } else {
+        "JSON documents, with JSON.SET and JSON.MERGE (replays are not version-checked without the module)"
+    };
+    assert!(worker.log().contains(said), "{}", worker.log());
     let delete = r#"{"before":{"InvoiceId":7},"after":null,"source":{"table":"invoice"},"op":"d"}"#;
     call::<String>(
         &mut con,

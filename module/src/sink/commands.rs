@@ -86,6 +86,29 @@ pub fn string(ctx: &Context, args: &[RedisString]) -> Reply {
     Ok(RedisValue::SimpleStringStatic("OK"))
 }
 
+/// `SINK.JSON key json [PATCH] [TTL s] [VERSION v]`: a JSON document of the server's JSON
+/// (RedisJSON, or Redis 8's own), set whole, or merged into with PATCH (JSON.MERGE).
+pub fn json_document(ctx: &Context, args: &[RedisString]) -> Reply {
+    let (key, raw) = key_and_args(args)?;
+    let mut parsed = Args::new(&raw);
+    let value = parsed.next_arg()?;
+    let accepts = Accepts(&[Patch, Ttl, Version]);
+    let options = WriteOptions::parse(&mut parsed, accepts)?;
+    let parsed = json::parse_value(value, &config::limits())?;
+    if options.patch && !parsed.is_object() {
+        return Err(Error::Core(CoreError::NotAnObject(json::kind(&parsed))));
+    }
+    let key = key.as_slice();
+    // A module's type: JSON.SET and JSON.MERGE tell theirs from others' before they write.
+    write::check_type(ctx, key, &raw::KeyType::Module)?;
+    if !admit(ctx, key, options.version) {
+        return Ok(RedisValue::Null);
+    }
+    write::document(ctx, key, value, options.patch, options.ttl_secs)?;
+    remember(ctx, key, options.version, true);
+    Ok(RedisValue::SimpleStringStatic("OK"))
+}
+
 /// `SINK.LIST key value [value …] [PREPEND] [MAXLEN n] [TTL s]`
 pub fn list(ctx: &Context, args: &[RedisString]) -> Reply {
     let (key, raw) = key_and_args(args)?;

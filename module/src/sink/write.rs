@@ -114,6 +114,36 @@ pub fn string(ctx: &Context, key: &[u8], value: &[u8], ttl_secs: Option<i64>) ->
     Ok(())
 }
 
+/// JSON.SET `key $ json` (JSON.MERGE with `merge`), then the TTL. A server without JSON
+/// gets an error that says so.
+pub fn document(
+    ctx: &Context,
+    key: &[u8],
+    json: &[u8],
+    merge: bool,
+    ttl_secs: Option<i64>,
+) -> Result<(), Error> {
+    let command = if merge { "JSON.MERGE" } else { "JSON.SET" };
+    if let Err(error) = run(ctx, command, &[key, b"$", json]) {
+        let listed: CallResult<'static> = ctx.call_ext(
+            "COMMAND",
+            &CallOptionsBuilder::new().errors_as_replies().build(),
+            &[b"INFO".as_slice(), command.as_bytes()],
+        );
+        let known = matches!(&listed, Ok(CallReply::Array(commands))
+            if commands.iter().any(|command| matches!(command, Ok(CallReply::Array(_)))));
+        return Err(if known {
+            error
+        } else {
+            Error::Core(redsink_core::Error::Invalid(format!(
+                "SINK.JSON needs JSON on the server (the RedisJSON module, or Redis 8): \
+                 {command} is not a command here"
+            )))
+        });
+    }
+    expire(ctx, key, ttl_secs)
+}
+
 /// HSET of `fields`, then the other fields as `update` says (for a patch, `removed` are
 /// the object's null members, whose fields go with those flattened under them after
 /// `separator`), then the TTL.
