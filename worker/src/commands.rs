@@ -9,10 +9,10 @@
 
 use redis::aio::ConnectionLike;
 use redis::{Cmd, Pipeline, RedisError, Value};
-use redsink_core::json::Limits;
+use redsink_core::json::{to_text, Limits};
 use redsink_core::sink::{flatten_json, flatten_patch, Fields, HashUpdate};
 
-use crate::plan::Write;
+use crate::plan::{nested_patch, Write};
 
 /// What the target server can do, beyond Redis's own commands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,15 +23,45 @@ pub struct Server {
     pub json: bool,
 }
 
+/// A JSON document's write where the server has no JSON: the same on JSON text in a
+/// string (a nested row's entry removed by a patch that nulls it).
+fn as_string(write: &Write) -> Option<Write> {
+    match write {
+        Write::Json { document: true, .. } => {
+            let mut string = write.clone();
+            if let Write::Json { document, .. } = &mut string {
+                *document = false;
+            }
+            Some(string)
+        }
+        Write::JsonRemove { key, path } => Some(Write::Json {
+            key: key.clone(),
+            json: nested_patch(path, "null"),
+            patch: true,
+            document: false,
+            ttl: None,
+            version: None,
+        }),
+        _ => None,
+    }
+}
+
+/// `JSON.DEL key $["a"]["b"]`: the names quoted, whatever they hold.
+fn json_remove(key: &str, path: &[String]) -> Cmd {
+    let mut json_path = String::from("$");
+    for name in path {
+        json_path.push('[');
+        json_path.push_str(&to_text(&serde_json::Value::from(name.as_str())));
+        json_path.push(']');
+    }
+    redis::cmd("JSON.DEL").arg(key).arg(json_path).to_owned()
+}
+
 /// `write`'s commands on `server`: the module's single command where it can, plain
 /// commands to run in one MULTI/EXEC where it cannot. A JSON document is JSON text in a
 /// string where the server has no JSON.
 fn commands_for(write: &Write, server: Server) -> Vec<Cmd> {
-    if let (Write::Json { document: true, .. }, false) = (write, server.json) {
-        let mut string = write.clone();
-        if let Write::Json { document, .. } = &mut string {
-            *document = false;
-        }
+    if let Some(string) = as_string(write).filter(|_| !server.json) {
         return commands_for(&string, server);
     }
     if server.module {
@@ -78,7 +108,9 @@ pub fn module_command(write: &Write) -> Cmd {
             if *patch {
                 cmd.arg("PATCH");
             }
-            cmd.arg("VERSION").arg(version);
+            if let Some(version) = version {
+                cmd.arg("VERSION").arg(version);
+            }
             ttl
         }
         Write::Text {
@@ -149,6 +181,7 @@ pub fn module_command(write: &Write) -> Cmd {
         Write::SortedSetRemove { key, member } => {
             return redis::cmd("ZREM").arg(key).arg(member).to_owned()
         }
+        Write::JsonRemove { key, path } => return json_remove(key, path),
     };
     if let Some(ttl) = ttl {
         cmd.arg("TTL").arg(ttl);
@@ -301,7 +334,9 @@ pub fn plain_commands(write: &Write) -> Vec<Cmd> {
             commands
         }
         Write::Delete { key, .. } => vec![redis::cmd("DEL").arg(key).to_owned()],
-        Write::SetRemove { .. } | Write::SortedSetRemove { .. } => vec![module_command(write)],
+        Write::SetRemove { .. } | Write::SortedSetRemove { .. } | Write::JsonRemove { .. } => {
+            vec![module_command(write)]
+        }
         // Device streams are the module's own type: the worker refuses to start a job
         // with such an output against a Redis without it.
         Write::DeviceUpdate { .. } | Write::DeviceDelete { .. } => vec![module_command(write)],
@@ -469,7 +504,7 @@ mod tests {
             patch: true,
             document: false,
             ttl: None,
-            version: 2,
+            version: Some(2),
         };
         assert_eq!(
             packed(&module_command(&json_patch)),
@@ -481,7 +516,7 @@ mod tests {
             patch: true,
             document: true,
             ttl: Some(4),
-            version: 2,
+            version: Some(2),
         };
         assert_eq!(
             packed(&module_command(&document)),
@@ -499,7 +534,7 @@ mod tests {
             patch,
             document: true,
             ttl: Some(3),
-            version: 5,
+            version: Some(5),
         };
         let on = |write: &Write, module, json| -> Vec<String> {
             commands_for(write, Server { module, json })
@@ -567,7 +602,7 @@ mod tests {
             patch: false,
             document: false,
             ttl: Some(3),
-            version: 1,
+            version: Some(1),
         };
         assert_eq!(
             plain_commands(&json).iter().map(packed).collect::<Vec<_>>(),

@@ -92,16 +92,41 @@ fn jmespath_language() -> String {
 struct WriteFile {
     #[serde(default = "target_connection")]
     connection: String,
-    #[serde(default)]
-    data_type: DataType,
+    /// A hash when not given (a JSON document with `nest`).
+    data_type: Option<DataType>,
     key: Option<ExpressionFile>,
     #[serde(default)]
     mapping: Vec<MappingFile>,
     expire: Option<ExpireFile>,
-    #[serde(default = "replace", deserialize_with = "on_update")]
-    on_update: OnUpdate,
+    /// Replace when not given (merge with `nest`).
+    #[serde(default, deserialize_with = "on_update")]
+    on_update: Option<OnUpdate>,
     #[serde(default)]
     args: BTreeMap<String, ArgFile>,
+    nest: Option<NestFile>,
+}
+
+/// RDI's `nest`: each row an entry of a map in its parent row's JSON document.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NestFile {
+    parent: NestParentFile,
+    nesting_key: String,
+    parent_key: String,
+    child_key: Option<String>,
+    path: String,
+    structure: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NestParentFile {
+    table: String,
+    // The parent's key is `<table>:<parent_key>:<value>` whatever its server and schema.
+    #[serde(default, rename = "server_name")]
+    _server_name: serde::de::IgnoredAny,
+    #[serde(default, rename = "schema")]
+    _schema: serde::de::IgnoredAny,
 }
 
 /// An output's argument: a field name as RDI writes it (`member: InvoiceId`, a JMESPath
@@ -115,10 +140,6 @@ enum ArgFile {
 
 fn target_connection() -> String {
     "target".into()
-}
-
-fn replace() -> OnUpdate {
-    OnUpdate::Replace
 }
 
 /// `- field` or `- field: alias`.
@@ -155,12 +176,13 @@ enum DataType {
 /// both: an update replaces what is stored, or is merged into it).
 fn on_update<'de, D: serde::Deserializer<'de>>(
     deserializer: D,
-) -> std::result::Result<OnUpdate, D::Error> {
+) -> std::result::Result<Option<OnUpdate>, D::Error> {
     let name = String::deserialize(deserializer)?;
     OnUpdate::NAMES
         .iter()
         .position(|known| known.eq_ignore_ascii_case(&name))
         .and_then(OnUpdate::from_index)
+        .map(Some)
         .ok_or_else(|| {
             serde::de::Error::custom(format!("on_update must be replace or merge, got '{name}'"))
         })
@@ -306,6 +328,44 @@ pub enum Target {
     DeviceStream {
         device: Expr,
     },
+    /// RDI's `nest`: the row merged into its parent's JSON document as an entry of a map.
+    Nested(Nest),
+}
+
+/// Where `nest` puts a row: in the document of its parent row, RDI's default key
+/// `<parent table>:<parent key>:<value>`, at `path.<nesting key's value>`.
+#[derive(Debug)]
+pub struct Nest {
+    pub parent_table: String,
+    pub parent_key: String,
+    /// The row's column that holds the parent key's value (`parent_key` unless given).
+    pub child_key: String,
+    /// The row's column whose value names the row's entry in the map.
+    pub nesting_key: String,
+    /// The names from the document's root (`$`) to the map.
+    pub path: Vec<String>,
+}
+
+impl Nest {
+    /// RDI's `$.a.b`: the names after `$`, at least one.
+    fn path(text: &str) -> Result<Vec<String>> {
+        let names: Option<Vec<String>> = text
+            .strip_prefix("$.")
+            .map(|rest| rest.split('.').map(str::to_owned).collect());
+        match names {
+            Some(names)
+                if names.iter().all(|name| {
+                    !name.is_empty() && !name.contains(['[', ']', '*', '\'', '"', ' '])
+                }) =>
+            {
+                Ok(names)
+            }
+            _ => Err(Error::Invalid(format!(
+                "nest path must name the map from the document's root, as $.InvoiceLineItems \
+                 (names joined by dots), got '{text}'"
+            ))),
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -600,25 +660,10 @@ fn compile_output(step: &StepFile) -> Result<Output> {
         )));
     }
     let with: WriteFile = step_with(step)?;
+    if let Some(nest) = &with.nest {
+        return compile_nest(nest, &with);
+    }
     let key = with.key.as_ref().map(compile_expression).transpose()?;
-    let mapping = with
-        .mapping
-        .iter()
-        .map(|entry| match entry {
-            MappingFile::Field(field) => Ok((field.clone(), field.clone())),
-            MappingFile::Alias(pair) if pair.len() == 1 => {
-                let (field, alias) = pair
-                    .iter()
-                    .next()
-                    .map(|(f, a)| (f.clone(), a.clone()))
-                    .unwrap_or_default();
-                Ok((field, alias))
-            }
-            MappingFile::Alias(_) => Err(Error::Invalid(
-                "a mapping entry is `field` or `field: alias`".into(),
-            )),
-        })
-        .collect::<Result<Vec<_>>>()?;
     let expire = match &with.expire {
         Some(ExpireFile::Seconds(seconds)) if *seconds > 0 => Some(Expire::Seconds(*seconds)),
         Some(ExpireFile::Seconds(seconds)) => {
@@ -647,17 +692,14 @@ fn compile_output(step: &StepFile) -> Result<Output> {
             ))
         })
     };
-    let target = match with.data_type {
-        DataType::Hash => Target::Hash {
-            on_update: with.on_update,
-        },
+    let on_update = with.on_update.unwrap_or(OnUpdate::Replace);
+    let target = match with.data_type.unwrap_or_default() {
+        DataType::Hash => Target::Hash { on_update },
         DataType::String => match arg("value")? {
             Some(value) => Target::Text { value },
             None => Target::Json,
         },
-        DataType::Json => Target::Document {
-            on_update: with.on_update,
-        },
+        DataType::Json => Target::Document { on_update },
         DataType::Set => Target::Set {
             member: arg("member")?,
         },
@@ -673,9 +715,76 @@ fn compile_output(step: &StepFile) -> Result<Output> {
     Ok(Output {
         connection: with.connection,
         key,
-        mapping,
+        mapping: compile_mapping(&with.mapping)?,
         expire,
         target,
+    })
+}
+
+/// `- field` or `- field: alias` entries as (field, name to write it as).
+fn compile_mapping(mapping: &[MappingFile]) -> Result<Vec<(String, String)>> {
+    mapping
+        .iter()
+        .map(|entry| match entry {
+            MappingFile::Field(field) => Ok((field.clone(), field.clone())),
+            MappingFile::Alias(pair) if pair.len() == 1 => {
+                let (field, alias) = pair
+                    .iter()
+                    .next()
+                    .map(|(f, a)| (f.clone(), a.clone()))
+                    .unwrap_or_default();
+                Ok((field, alias))
+            }
+            MappingFile::Alias(_) => Err(Error::Invalid(
+                "a mapping entry is `field` or `field: alias`".into(),
+            )),
+        })
+        .collect()
+}
+
+/// A `nest` output: what RDI's documentation allows beside it (data_type json, on_update
+/// merge, a mapping), refused with the reason otherwise.
+fn compile_nest(nest: &NestFile, with: &WriteFile) -> Result<Output> {
+    let refuse = |reason: &str| Err(Error::Invalid(format!("nest: {reason}")));
+    if with.key.is_some() {
+        return refuse(
+            "a nested row's key is its parent's, <parent table>:<parent_key>:<value>: remove key",
+        );
+    }
+    if with.expire.is_some() || !with.args.is_empty() {
+        return refuse("a nested row is part of its parent's document, which has no expire or args of its own: remove them");
+    }
+    if with
+        .data_type
+        .is_some_and(|data_type| data_type != DataType::Json)
+    {
+        return refuse("a nested row goes into its parent's JSON document: data_type must be json");
+    }
+    if with.on_update == Some(OnUpdate::Replace) {
+        return refuse(
+            "a nested row is merged into its parent's document: on_update must be merge",
+        );
+    }
+    if let Some(structure) = nest.structure.as_deref().filter(|s| *s != "map") {
+        return refuse(&format!(
+            "structure must be map (RDI's only one), got '{structure}'"
+        ));
+    }
+    Ok(Output {
+        connection: with.connection.clone(),
+        key: None,
+        mapping: compile_mapping(&with.mapping)?,
+        expire: None,
+        target: Target::Nested(Nest {
+            parent_table: nest.parent.table.clone(),
+            parent_key: nest.parent_key.clone(),
+            child_key: nest
+                .child_key
+                .clone()
+                .unwrap_or_else(|| nest.parent_key.clone()),
+            nesting_key: nest.nesting_key.clone(),
+            path: Nest::path(&nest.path)?,
+        }),
     })
 }
 
@@ -684,6 +793,56 @@ mod tests {
     use super::*;
     use crate::expr::Input;
     use serde_json::json;
+
+    /// What RDI's documentation allows beside `nest`, and nothing else.
+    #[test]
+    fn nest_takes_what_rdi_documents() {
+        let nest = |extra: &str| {
+            let text = format!(
+                "source: {{table: InvoiceLine}}\noutput:\n  - uses: redis.write\n    with:\n      nest: {{parent: {{table: Invoice, schema: public}}, nesting_key: InvoiceLineId, parent_key: InvoiceId, path: $.Lines.Items}}\n{extra}"
+            );
+            Job::parse(&text, Path::new("lines.yaml"))
+        };
+        let job = nest("").unwrap();
+        let Target::Nested(nested) = &job.outputs[0].target else {
+            panic!("a nested output");
+        };
+        assert_eq!(
+            (
+                nested.parent_table.as_str(),
+                nested.child_key.as_str(),
+                &nested.path[..]
+            ),
+            (
+                "Invoice",
+                "InvoiceId",
+                &["Lines".to_owned(), "Items".to_owned()][..]
+            )
+        );
+        nest("      data_type: json\n      on_update: merge\n      mapping: [UnitPrice]\n")
+            .unwrap();
+        for (extra, reason) in [
+            ("      key: {expression: a}\n", "remove key"),
+            ("      expire: 10\n", "remove them"),
+            ("      data_type: hash\n", "data_type must be json"),
+            ("      on_update: replace\n", "on_update must be merge"),
+        ] {
+            let error = nest(extra).unwrap_err().to_string();
+            assert!(error.contains(reason), "{extra}: {error}");
+        }
+        let path = |path: &str| {
+            let text = format!("source: {{table: t}}\noutput:\n  - uses: redis.write\n    with:\n      nest: {{parent: {{table: p}}, nesting_key: id, parent_key: pid, path: '{path}', structure: map}}\n");
+            Job::parse(&text, Path::new("t.yaml")).map(|_| ())
+        };
+        path("$.Items").unwrap();
+        for bad in ["$", "Items", "$.", "$.a..b", "$[a]", "$.*"] {
+            let error = path(bad).unwrap_err().to_string();
+            assert!(
+                error.contains("nest path must name the map"),
+                "{bad}: {error}"
+            );
+        }
+    }
 
     /// Seed 001's job, verbatim (the example the README runs).
     const INVOICE_STREAM_JOB: &str = include_str!("../../examples/jobs/invoice-events.yaml");

@@ -11,7 +11,7 @@ use redsink_core::sink::HashUpdate;
 use crate::error::{Error, Result};
 use crate::expr::{Expr, Input};
 use crate::format::{ChangeEvent, Op};
-use crate::job::{Expire, Job, Mapped, Output, RowFormat, Target, Transform};
+use crate::job::{Expire, Job, Mapped, Nest, Output, RowFormat, Target, Transform};
 
 /// Where an event sits in its source.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,7 +53,14 @@ pub enum Write {
         patch: bool,
         document: bool,
         ttl: Option<i64>,
-        version: i64,
+        /// None for a nested row, which shares its parent's key (and version).
+        version: Option<i64>,
+    },
+    /// A nested row's entry removed from its parent's JSON document: the names from the
+    /// root to it.
+    JsonRemove {
+        key: String,
+        path: Vec<String>,
     },
     SetAdd {
         key: String,
@@ -267,6 +274,19 @@ fn moved_away(
     let old_input = Input::new(&before);
     let mut writes = Vec::new();
     for output in &job.outputs {
+        if let Target::Nested(nest) = &output.target {
+            let location = |row| -> Result<(String, Vec<String>)> {
+                Ok((nest_key(nest, row)?, nest_path(nest, row)?))
+            };
+            // The old row may lack its location (a partial before): nothing to remove.
+            if let Ok(old) = location(&before) {
+                if old != location(row)? {
+                    let (key, path) = old;
+                    writes.push(Write::JsonRemove { key, path });
+                }
+            }
+            continue;
+        }
         let Some(expression) = &output.key else {
             continue;
         };
@@ -404,17 +424,61 @@ impl Subject<'_> {
         };
         let mut text = table.to_owned();
         for (column, value) in key {
-            let value = match value {
-                Value::String(value) => value.clone(),
-                Value::Null => {
-                    return Err(Error::Event(format!("the record key's {column} is null")))
-                }
-                other => other.to_string(),
-            };
+            let value = key_part(value)
+                .ok_or_else(|| Error::Event(format!("the record key's {column} is null")))?;
             text.push_str(&format!(":{column}:{value}"));
         }
         Ok(text)
     }
+}
+
+/// A value as RDI writes it in a key: a string's text, other values as JSON; none for
+/// null.
+fn key_part(value: &Value) -> Option<String> {
+    match value {
+        Value::String(value) => Some(value.clone()),
+        Value::Null => None,
+        other => Some(other.to_string()),
+    }
+}
+
+/// A column of a nested row, as it goes into a key or path.
+fn nest_column(row: &Map<String, Value>, name: &str, role: &str) -> Result<String> {
+    row.get(name).and_then(key_part).ok_or_else(|| {
+        Error::Event(format!(
+            "nest: the row has no {name} ({role}); PostgreSQL sends every column of an \
+             update's old row and of a delete only with REPLICA IDENTITY FULL"
+        ))
+    })
+}
+
+/// The key of the document `nest` puts `row` in: its parent's, `<parent table>:<parent
+/// key>:<value>`.
+fn nest_key(nest: &Nest, row: &Map<String, Value>) -> Result<String> {
+    let parent = nest_column(row, &nest.child_key, "its parent's key")?;
+    Ok(format!(
+        "{}:{}:{parent}",
+        nest.parent_table, nest.parent_key
+    ))
+}
+
+/// The names from the parent document's root to `row`'s entry.
+fn nest_path(nest: &Nest, row: &Map<String, Value>) -> Result<Vec<String>> {
+    let entry = nest_column(row, &nest.nesting_key, "its nesting key")?;
+    Ok(nest.path.iter().cloned().chain([entry]).collect())
+}
+
+/// The merge patch that puts `json` at `path`: `{"a":{"b":json}}`.
+pub fn nested_patch(path: &[String], json: &str) -> String {
+    let mut patch = String::with_capacity(json.len() + 16 * path.len());
+    for name in path {
+        patch.push('{');
+        patch.push_str(&to_text(&Value::from(name.as_str())));
+        patch.push(':');
+    }
+    patch.push_str(json);
+    patch.extend(std::iter::repeat_n('}', path.len()));
+    patch
 }
 
 /// Applies the job's transforms in order; `None` if a filter drops the row.
@@ -482,9 +546,10 @@ pub fn apply(
 
 fn write_for(output: &Output, subject: &Subject, position: &Position) -> Result<Write> {
     let (row, input) = (subject.data, subject.input);
-    let key = match &output.key {
-        Some(expression) => text(expression, input, "key")?,
-        None => subject.default_key()?,
+    let key = match (&output.key, &output.target) {
+        (Some(expression), _) => text(expression, input, "key")?,
+        (None, Target::Nested(nest)) => nest_key(nest, row)?,
+        (None, _) => subject.default_key()?,
     };
     let ttl = match &output.expire {
         Some(Expire::Seconds(seconds)) => Some(*seconds),
@@ -510,7 +575,7 @@ fn write_for(output: &Output, subject: &Subject, position: &Position) -> Result<
             patch: subject.partial || *on_update == OnUpdate::Merge,
             document: true,
             ttl,
-            version,
+            version: Some(version),
         },
         Target::Text { value } => Write::Text {
             key,
@@ -536,7 +601,7 @@ fn write_for(output: &Output, subject: &Subject, position: &Position) -> Result<
             patch: subject.partial,
             document: false,
             ttl,
-            version,
+            version: Some(version),
         },
         Target::Set { member: of } if deleted => Write::SetRemove {
             key,
@@ -568,6 +633,19 @@ fn write_for(output: &Output, subject: &Subject, position: &Position) -> Result<
             op_code: Some(op.code()),
             id: position.stream_id.clone(),
             ttl,
+        },
+        Target::Nested(nest) if deleted => Write::JsonRemove {
+            key,
+            path: nest_path(nest, row)?,
+        },
+        // Merged in at its entry: its parent's fields and the other entries stay.
+        Target::Nested(nest) => Write::Json {
+            key,
+            json: nested_patch(&nest_path(nest, row)?, &mapped_json(output, row)),
+            patch: true,
+            document: true,
+            ttl: None,
+            version: None,
         },
         Target::DeviceStream { device } => {
             let device = text(device, subject.data_input, "device")?;
@@ -750,7 +828,7 @@ output:
                 patch: false,
                 document: true,
                 ttl: None,
-                version: 1,
+                version: Some(1),
             }]
         );
         let cheap = event(Op::Create, json!({"InvoiceId": 1, "Total": 0.5}));
@@ -904,6 +982,54 @@ output:
             },
             ..event(op, row)
         }
+    }
+
+    /// RDI's `nest` example (data-denormalization#3): each invoice line an entry of its
+    /// invoice's `InvoiceLineItems` map, keyed `Invoice:InvoiceId:<id>`.
+    #[test]
+    fn nested_rows_go_into_their_parents_document() {
+        let lines = rdi_example("data-pipelines__data-denormalization#3");
+        let line = |id: i64, invoice: i64, price: f64| json!({"InvoiceLineId": id, "InvoiceId": invoice, "TrackId": 1, "UnitPrice": price});
+        let created = plan(&lines, &event(Op::Create, line(5, 1, 0.99)), &at(1)).unwrap();
+        assert_eq!(
+            created,
+            vec![Write::Json {
+                key: "Invoice:InvoiceId:1".into(),
+                json: r#"{"InvoiceLineItems":{"5":{"InvoiceLineId":5,"InvoiceId":1,"TrackId":1,"UnitPrice":0.99}}}"#.into(),
+                patch: true,
+                document: true,
+                ttl: None,
+                version: None,
+            }]
+        );
+        let deleted = plan(&lines, &event(Op::Delete, line(5, 1, 0.99)), &at(2)).unwrap();
+        assert_eq!(
+            deleted,
+            vec![Write::JsonRemove {
+                key: "Invoice:InvoiceId:1".into(),
+                path: vec!["InvoiceLineItems".into(), "5".into()],
+            }]
+        );
+        // Moved to another invoice: out of the old one's map, into the new one's.
+        let mut moved = event(Op::Update, line(5, 2, 0.99));
+        moved.before = line(5, 1, 0.99).as_object().cloned();
+        let writes = plan(&lines, &moved, &at(3)).unwrap();
+        assert_eq!(writes.len(), 2);
+        assert_eq!(
+            writes[0],
+            Write::JsonRemove {
+                key: "Invoice:InvoiceId:1".into(),
+                path: vec!["InvoiceLineItems".into(), "5".into()],
+            }
+        );
+        assert!(matches!(&writes[1], Write::Json { key, .. } if key == "Invoice:InvoiceId:2"));
+        // Without the parent's key (a delete without REPLICA IDENTITY FULL): an error.
+        let keyless = event(Op::Delete, json!({"InvoiceLineId": 5}));
+        let error = plan(&lines, &keyless, &at(4)).unwrap_err().to_string();
+        assert!(
+            error.contains("no InvoiceId") && error.contains("REPLICA IDENTITY FULL"),
+            "{error}"
+        );
     }
 
     #[test]
