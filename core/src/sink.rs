@@ -225,6 +225,11 @@ fn merge_raw(stored: Option<&str>, patch: &str) -> Result<String> {
             None => members.push((name.clone(), text)),
         }
     }
+    Ok(object_text(&members))
+}
+
+/// An object's text from its members' names and texts.
+fn object_text(members: &[(String, String)]) -> String {
     let mut out = String::from("{");
     for (i, (name, text)) in members.iter().enumerate() {
         if i > 0 {
@@ -235,7 +240,43 @@ fn merge_raw(stored: Option<&str>, patch: &str) -> Result<String> {
         out.push_str(text);
     }
     out.push('}');
-    Ok(out)
+    out
+}
+
+/// What `SINK.JSON … KEEP` writes: `object` (a JSON object) with the members of `stored`
+/// (the stored document's text, if any) that `keep` names and `object` does not have,
+/// each as it is written. Stored text that is not a JSON object keeps nothing. The result
+/// is held to `limits`.
+pub fn keep_members(
+    stored: Option<&[u8]>,
+    object: &[u8],
+    keep: &[String],
+    limits: &json::Limits,
+) -> Result<String> {
+    let object = std::str::from_utf8(object).map_err(|_| Error::NotUtf8("the JSON"))?;
+    let Some(mut members) = raw_members(object)? else {
+        return Err(Error::NotAnObject(json::kind(&json::parse_value(
+            object.as_bytes(),
+            limits,
+        )?)));
+    };
+    let stored = stored
+        .and_then(|stored| std::str::from_utf8(stored).ok())
+        .and_then(|stored| raw_members(stored).ok().flatten())
+        .unwrap_or_default();
+    for (name, value) in stored {
+        if keep.contains(&name) && !members.iter().any(|(member, _)| *member == name) {
+            members.push((name, value));
+        }
+    }
+    let text = object_text(&members);
+    if text.len() > limits.max_bytes {
+        return Err(Error::PayloadTooLarge {
+            size: text.len(),
+            limit: limits.max_bytes,
+        });
+    }
+    Ok(text)
 }
 
 /// A JSON text's members, each as its own text, in order; `None` for JSON that is not an
@@ -466,6 +507,8 @@ pub struct WriteOptions {
     pub mappings: Vec<Mapping>,
     pub op_code: Option<String>,
     pub id: Option<StreamId>,
+    /// Members of the stored JSON document a replace keeps (`KEEP name`, repeatable).
+    pub keep: Vec<String>,
 }
 
 /// An option of the write commands.
@@ -482,6 +525,7 @@ pub enum WriteOption {
     Map,
     OpCode,
     Id,
+    Keep,
 }
 
 /// The write commands' options by name.
@@ -497,6 +541,7 @@ const WRITE_OPTIONS: Options<WriteOption> = Options(&[
     ("MAP", WriteOption::Map),
     ("OPCODE", WriteOption::OpCode),
     ("ID", WriteOption::Id),
+    ("KEEP", WriteOption::Keep),
 ]);
 
 /// The options a command takes.
@@ -544,7 +589,13 @@ impl WriteOptions {
                 }
                 WriteOption::OpCode => options.op_code = Some(args.text_value(name)?.to_owned()),
                 WriteOption::Id => options.id = Some(StreamId::parse(args.value(name)?)?),
+                WriteOption::Keep => options.keep.push(args.text_value(name)?.to_owned()),
             }
+        }
+        if options.patch && !options.keep.is_empty() {
+            return Err(Error::Invalid(
+                "KEEP and PATCH cannot be given together: KEEP keeps members through a replace, PATCH keeps every member it does not set".into(),
+            ));
         }
         if options.replace && options.patch {
             return Err(Error::Invalid(
@@ -590,6 +641,41 @@ pub fn values_then_options<'s, 'a>(
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn keep_members_adds_the_kept_stored_members_the_object_lacks() {
+        let limits = json::Limits::default();
+        let stored = br#"{"Total":1.10,"Lines":{"1":{"Qty":2}},"Old":true,"Notes":[1]}"#;
+        let kept = |object: &[u8], keep: &[&str]| {
+            let keep: Vec<String> = keep.iter().map(|name| (*name).to_owned()).collect();
+            keep_members(Some(stored), object, &keep, &limits)
+        };
+        assert_eq!(
+            kept(br#"{"Total":2.50}"#, &["Lines"]).unwrap(),
+            r#"{"Total":2.50,"Lines":{"1":{"Qty":2}}}"#
+        );
+        // The object's own member wins; names not stored keep nothing.
+        assert_eq!(
+            kept(br#"{"Lines":null}"#, &["Lines", "Notes", "Nowhere"]).unwrap(),
+            r#"{"Lines":null,"Notes":[1]}"#
+        );
+        assert_eq!(kept(b"{}", &[]).unwrap(), "{}");
+        assert!(matches!(
+            kept(b"[1]", &["Lines"]),
+            Err(Error::NotAnObject(_))
+        ));
+        assert!(kept(b"{bad", &["Lines"]).is_err());
+        // Nothing stored, or stored text that is no object: the object as it is.
+        let keep = ["Lines".to_owned()];
+        assert_eq!(
+            keep_members(None, br#"{"a":1}"#, &keep, &limits).unwrap(),
+            r#"{"a":1}"#
+        );
+        assert_eq!(
+            keep_members(Some(b"[1]"), br#"{"a":1}"#, &keep, &limits).unwrap(),
+            r#"{"a":1}"#
+        );
+    }
 
     #[test]
     fn the_next_stream_id_carries_into_ms_and_ends_at_the_largest() {

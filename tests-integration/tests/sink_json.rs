@@ -60,6 +60,36 @@ fn documents_are_set_whole_or_merged_into() {
     assert_eq!(document(&mut con, "new"), json!({"x": 1}));
     let ttl: i64 = call(&mut con, &["TTL", "new"]).unwrap();
     assert!((1..=100).contains(&ttl), "{ttl}");
+    // KEEP: a replace that keeps the stored members it names (a nested map).
+    run(
+        &mut con,
+        &[
+            "SINK.JSON",
+            "inv",
+            r#"{"Total":1.10,"Lines":{"1":{"Qty":2}},"Old":1}"#,
+        ],
+    );
+    run(
+        &mut con,
+        &[
+            "SINK.JSON",
+            "inv",
+            r#"{"Total":2.50}"#,
+            "KEEP",
+            "Lines",
+            "KEEP",
+            "Nowhere",
+        ],
+    );
+    assert_eq!(
+        document(&mut con, "inv"),
+        json!({"Total": 2.50, "Lines": {"1": {"Qty": 2}}})
+    );
+    run(
+        &mut con,
+        &["SINK.JSON", "fresh", r#"{"a":1}"#, "KEEP", "Lines"],
+    );
+    assert_eq!(document(&mut con, "fresh"), json!({"a": 1}));
     // Any JSON value is a document.
     run(&mut con, &["SINK.JSON", "scalar", "[1,\"two\",null]"]);
     assert_eq!(document(&mut con, "scalar"), json!([1, "two", null]));
@@ -156,6 +186,18 @@ fn bad_input_gets_one_clear_error_and_writes_nothing() {
         ),
         (&words("SINK.JSON doc {} JSON"), "ERR unknown option 'JSON'"),
         (&words("SINK.JSON doc {} REPLACE"), "ERR unknown option"),
+        (
+            &words("SINK.JSON doc {} KEEP a PATCH"),
+            "ERR KEEP and PATCH cannot be given together",
+        ),
+        (
+            &words("SINK.JSON doc [1] KEEP a"),
+            "ERR the JSON value must be an object, got an array",
+        ),
+        (
+            &words("SINK.JSON doc {} KEEP"),
+            "ERR option 'KEEP' needs a value",
+        ),
     ];
     for (args, expected) in cases {
         refused(&mut server, args, expected);

@@ -24,13 +24,22 @@ pub struct Server {
 }
 
 /// A JSON document's write where the server has no JSON: the same on JSON text in a
-/// string (a nested row's entry removed by a patch that nulls it).
+/// string (a nested row's entry removed by a patch that nulls it; a replace that keeps
+/// nested maps merged in instead).
 fn as_string(write: &Write) -> Option<Write> {
     match write {
         Write::Json { document: true, .. } => {
             let mut string = write.clone();
-            if let Write::Json { document, .. } = &mut string {
+            if let Write::Json {
+                document,
+                patch,
+                keep,
+                ..
+            } = &mut string
+            {
                 *document = false;
+                *patch |= !keep.is_empty();
+                keep.clear();
             }
             Some(string)
         }
@@ -41,6 +50,7 @@ fn as_string(write: &Write) -> Option<Write> {
             document: false,
             ttl: None,
             version: None,
+            keep: Vec::new(),
         }),
         _ => None,
     }
@@ -97,10 +107,14 @@ pub fn module_command(write: &Write) -> Cmd {
             document,
             ttl,
             version,
+            keep,
         } => {
             if *document {
                 cmd = redis::cmd("SINK.JSON");
                 cmd.arg(key).arg(json);
+                for name in keep {
+                    cmd.arg("KEEP").arg(name);
+                }
             } else {
                 cmd = redis::cmd("SINK.STRING");
                 cmd.arg(key).arg(json).arg("JSON");
@@ -262,16 +276,22 @@ pub fn plain_commands(write: &Write) -> Vec<Cmd> {
             commands.extend(expire(key, ttl));
             commands
         }
-        // A JSON document: JSON.SET key $ json, or JSON.MERGE to patch.
+        // A JSON document: JSON.SET key $ json, or JSON.MERGE to patch (and for a replace
+        // that keeps nested maps, which only the module can do).
         Write::Json {
             key,
             json,
             patch,
             document: true,
             ttl,
+            keep,
             ..
         } => {
-            let name = if *patch { "JSON.MERGE" } else { "JSON.SET" };
+            let name = if *patch || !keep.is_empty() {
+                "JSON.MERGE"
+            } else {
+                "JSON.SET"
+            };
             let mut commands = vec![redis::cmd(name).arg(key).arg("$").arg(json).to_owned()];
             commands.extend(expire(key, ttl));
             commands
@@ -505,6 +525,7 @@ mod tests {
             document: false,
             ttl: None,
             version: Some(2),
+            keep: Vec::new(),
         };
         assert_eq!(
             packed(&module_command(&json_patch)),
@@ -517,6 +538,7 @@ mod tests {
             document: true,
             ttl: Some(4),
             version: Some(2),
+            keep: Vec::new(),
         };
         assert_eq!(
             packed(&module_command(&document)),
@@ -535,6 +557,7 @@ mod tests {
             document: true,
             ttl: Some(3),
             version: Some(5),
+            keep: Vec::new(),
         };
         let on = |write: &Write, module, json| -> Vec<String> {
             commands_for(write, Server { module, json })
@@ -561,6 +584,23 @@ mod tests {
         assert_eq!(
             on(&document(false), false, false),
             [r#"SET j {"a":1} EX 3"#]
+        );
+        // A replace that keeps nested maps: KEEP with the module, a merge without.
+        let mut keeping = document(false);
+        if let Write::Json { keep, .. } = &mut keeping {
+            keep.push("Lines".into());
+        }
+        assert_eq!(
+            on(&keeping, true, true),
+            [r#"SINK.JSON j {"a":1} KEEP Lines VERSION 5 TTL 3"#]
+        );
+        assert_eq!(
+            on(&keeping, false, true),
+            [r#"JSON.MERGE j $ {"a":1}"#, "EXPIRE j 3"]
+        );
+        assert_eq!(
+            on(&keeping, true, false),
+            [r#"SINK.STRING j {"a":1} JSON PATCH VERSION 5 TTL 3"#]
         );
     }
 
@@ -603,6 +643,7 @@ mod tests {
             document: false,
             ttl: Some(3),
             version: Some(1),
+            keep: Vec::new(),
         };
         assert_eq!(
             plain_commands(&json).iter().map(packed).collect::<Vec<_>>(),

@@ -311,6 +311,8 @@ pub enum Target {
     /// JSON; else JSON text in a string), replaced or merged into.
     Document {
         on_update: OnUpdate,
+        /// The document's members a replace keeps: the maps other jobs nest rows in.
+        keep: Vec<String>,
     },
     /// `data_type: string` with `args.value`: that value as text.
     Text {
@@ -489,7 +491,44 @@ pub fn load_folder(folder: &Path) -> Result<Vec<Job>> {
         })
         .collect();
     paths.sort();
-    paths.iter().map(|path| Job::load(path)).collect()
+    let mut jobs = paths
+        .iter()
+        .map(|path| Job::load(path))
+        .collect::<Result<Vec<_>>>()?;
+    keep_nested_maps(&mut jobs);
+    Ok(jobs)
+}
+
+/// `nest` writes rows into their parent's document, whose own job may replace it: such a
+/// job (its table the nest's parent, `data_type: json` under RDI's default key) keeps the
+/// nested maps through each replace, so that a parent's update, or a parent written after
+/// its children, loses none of them.
+pub fn keep_nested_maps(jobs: &mut [Job]) {
+    let nested: Vec<(String, String)> = jobs
+        .iter()
+        .flat_map(|job| &job.outputs)
+        .filter_map(|output| match &output.target {
+            Target::Nested(nest) => Some((nest.parent_table.clone(), nest.path[0].clone())),
+            _ => None,
+        })
+        .collect();
+    for job in jobs.iter_mut() {
+        let Some(table) = job.source.table.clone() else {
+            continue;
+        };
+        for output in &mut job.outputs {
+            if let (None, Target::Document { keep, .. }) = (&output.key, &mut output.target) {
+                keep.extend(
+                    nested
+                        .iter()
+                        .filter(|(parent, _)| parent.eq_ignore_ascii_case(&table))
+                        .map(|(_, map)| map.clone()),
+                );
+                keep.sort();
+                keep.dedup();
+            }
+        }
+    }
 }
 
 fn compile_expression(file: &ExpressionFile) -> Result<Expr> {
@@ -699,7 +738,10 @@ fn compile_output(step: &StepFile) -> Result<Output> {
             Some(value) => Target::Text { value },
             None => Target::Json,
         },
-        DataType::Json => Target::Document { on_update },
+        DataType::Json => Target::Document {
+            on_update,
+            keep: Vec::new(),
+        },
         DataType::Set => Target::Set {
             member: arg("member")?,
         },

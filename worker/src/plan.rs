@@ -55,6 +55,8 @@ pub enum Write {
         ttl: Option<i64>,
         /// None for a nested row, which shares its parent's key (and version).
         version: Option<i64>,
+        /// The stored document's members a replace keeps (nested maps).
+        keep: Vec<String>,
     },
     /// A nested row's entry removed from its parent's JSON document: the names from the
     /// root to it.
@@ -568,15 +570,19 @@ fn write_for(output: &Output, subject: &Subject, position: &Position) -> Result<
         {
             Write::Delete { key, version }
         }
-        Target::Document { on_update } => Write::Json {
-            key,
-            json: mapped_json(output, row),
+        Target::Document { on_update, keep } => {
             // A row with columns missing is merged in, so that the others stay.
-            patch: subject.partial || *on_update == OnUpdate::Merge,
-            document: true,
-            ttl,
-            version: Some(version),
-        },
+            let patch = subject.partial || *on_update == OnUpdate::Merge;
+            Write::Json {
+                key,
+                json: mapped_json(output, row),
+                patch,
+                document: true,
+                ttl,
+                version: Some(version),
+                keep: if patch { Vec::new() } else { keep.clone() },
+            }
+        }
         Target::Text { value } => Write::Text {
             key,
             value: text(value, subject.data_input, "value")?,
@@ -602,6 +608,7 @@ fn write_for(output: &Output, subject: &Subject, position: &Position) -> Result<
             document: false,
             ttl,
             version: Some(version),
+            keep: Vec::new(),
         },
         Target::Set { member: of } if deleted => Write::SetRemove {
             key,
@@ -646,6 +653,7 @@ fn write_for(output: &Output, subject: &Subject, position: &Position) -> Result<
             document: true,
             ttl: None,
             version: None,
+            keep: Vec::new(),
         },
         Target::DeviceStream { device } => {
             let device = text(device, subject.data_input, "device")?;
@@ -829,6 +837,7 @@ output:
                 document: true,
                 ttl: None,
                 version: Some(1),
+                keep: Vec::new(),
             }]
         );
         let cheap = event(Op::Create, json!({"InvoiceId": 1, "Total": 0.5}));
@@ -1000,6 +1009,7 @@ output:
                 document: true,
                 ttl: None,
                 version: None,
+                keep: Vec::new(),
             }]
         );
         let deleted = plan(&lines, &event(Op::Delete, line(5, 1, 0.99)), &at(2)).unwrap();

@@ -321,14 +321,19 @@ output:
 
 /// RDI's denormalization example, its two job files as documented: invoices as JSON
 /// documents, each invoice line nested in its invoice's `InvoiceLineItems` map; a line
-/// updated, moved to another invoice, deleted.
+/// updated, moved to another invoice, deleted; the invoice written after its lines and
+/// updated, keeping them.
 #[test]
 fn nested_rows_end_to_end() {
     let redis = RedisServer::with(redsink_tests::Options::default().with_json());
     let mut con = redis.connection();
     let invoices = example_job("data-pipelines__data-denormalization#2");
     let lines = example_job("data-pipelines__data-denormalization#3");
-    let mut change = |table: &str, op: &str, before: &str, after: &str| {
+    let change = |con: &mut redsink_tests::redis::Connection,
+                  table: &str,
+                  op: &str,
+                  before: &str,
+                  after: &str| {
         let key = if table == "Invoice" {
             r#"{"InvoiceId":1}"#
         } else {
@@ -338,7 +343,7 @@ fn nested_rows_end_to_end() {
             r#"{{"before":{before},"after":{after},"source":{{"schema":"public","table":"{table}"}},"op":"{op}"}}"#
         );
         call::<String>(
-            &mut con,
+            con,
             &["XADD", &format!("data:public.{table}"), "*", key, &event],
         )
         .unwrap();
@@ -346,31 +351,49 @@ fn nested_rows_end_to_end() {
     let line = |id: u32, invoice: u32, quantity: u32| {
         format!(r#"{{"InvoiceLineId":{id},"InvoiceId":{invoice},"Quantity":{quantity}}}"#)
     };
-    change("Invoice", "c", "null", r#"{"InvoiceId":1,"Total":1.98}"#);
-    change("InvoiceLine", "c", "null", &line(1, 1, 1));
-    change("InvoiceLine", "c", "null", &line(2, 1, 1));
-    change("InvoiceLine", "c", "null", &line(3, 1, 5));
-    change("InvoiceLine", "u", &line(1, 1, 1), &line(1, 1, 2));
-    change("InvoiceLine", "u", &line(2, 1, 1), &line(2, 2, 1));
-    change("InvoiceLine", "d", &line(3, 1, 5), "null");
+    for (op, before, after) in [
+        ("c", "null".to_owned(), line(1, 1, 1)),
+        ("c", "null".to_owned(), line(2, 1, 1)),
+        ("c", "null".to_owned(), line(3, 1, 5)),
+        ("u", line(1, 1, 1), line(1, 1, 2)),
+        ("u", line(2, 1, 1), line(2, 2, 1)),
+        ("d", line(3, 1, 5), "null".to_owned()),
+    ] {
+        change(&mut con, "InvoiceLine", op, &before, &after);
+    }
     let worker = Worker::start(&redis, &[&invoices, &lines]);
     let document = |con: &mut redsink_tests::redis::Connection, key: &str| -> Option<Value> {
         let text: Option<String> = call(con, &["JSON.GET", key]).ok()?;
         serde_json::from_str(&text?).ok()
     };
-    let expected = (
-        serde_json::json!({"InvoiceId": 1, "Total": 1.98,
-            "InvoiceLineItems": {"1": {"InvoiceLineId": 1, "InvoiceId": 1, "Quantity": 2}}}),
-        serde_json::json!({"InvoiceLineItems":
-            {"2": {"InvoiceLineId": 2, "InvoiceId": 2, "Quantity": 1}}}),
-    );
+    let items = serde_json::json!({"1": {"InvoiceLineId": 1, "InvoiceId": 1, "Quantity": 2}});
+    let moved = serde_json::json!({"InvoiceLineItems":
+        {"2": {"InvoiceLineId": 2, "InvoiceId": 2, "Quantity": 1}}});
     worker.wait_until(&redis, "the lines nested in their invoices", |con| {
-        Ok(
-            document(con, "Invoice:InvoiceId:1").as_ref() == Some(&expected.0)
-                && document(con, "Invoice:InvoiceId:2").as_ref() == Some(&expected.1),
-        )
+        Ok(document(con, "Invoice:InvoiceId:1")
+            == Some(serde_json::json!({ "InvoiceLineItems": items }))
+            && document(con, "Invoice:InvoiceId:2").as_ref() == Some(&moved))
     });
-    // The parent's own write is versioned; the nested lines leave its version alone.
+    // The invoice itself, after its lines: created, then updated; its lines stay.
+    change(
+        &mut con,
+        "Invoice",
+        "c",
+        "null",
+        r#"{"InvoiceId":1,"Total":1.98}"#,
+    );
+    change(
+        &mut con,
+        "Invoice",
+        "u",
+        r#"{"InvoiceId":1,"Total":1.98}"#,
+        r#"{"InvoiceId":1,"Total":3.96}"#,
+    );
+    let expected = serde_json::json!({"InvoiceId": 1, "Total": 3.96, "InvoiceLineItems": items});
+    worker.wait_until(&redis, "the invoice written around its lines", |con| {
+        Ok(document(con, "Invoice:InvoiceId:1").as_ref() == Some(&expected))
+    });
+    // The invoice's own write is versioned; the nested lines leave its version alone.
     let version: Option<i64> = call(&mut con, &["SINK.VERSION", "Invoice:InvoiceId:1"]).unwrap();
     assert!(version.is_some(), "{}", worker.log());
 }

@@ -86,16 +86,18 @@ pub fn string(ctx: &Context, args: &[RedisString]) -> Reply {
     Ok(RedisValue::SimpleStringStatic("OK"))
 }
 
-/// `SINK.JSON key json [PATCH] [TTL s] [VERSION v]`: a JSON document of the server's JSON
-/// (RedisJSON, or Redis 8's own), set whole, or merged into with PATCH (JSON.MERGE).
+/// `SINK.JSON key json [PATCH | KEEP name …] [TTL s] [VERSION v]`: a JSON document of the
+/// server's JSON (RedisJSON, or Redis 8's own), set whole (keeping the stored members KEEP
+/// names), or merged into with PATCH (JSON.MERGE).
 pub fn json_document(ctx: &Context, args: &[RedisString]) -> Reply {
     let (key, raw) = key_and_args(args)?;
     let mut parsed = Args::new(&raw);
     let value = parsed.next_arg()?;
-    let accepts = Accepts(&[Patch, Ttl, Version]);
+    let accepts = Accepts(&[Patch, Keep, Ttl, Version]);
     let options = WriteOptions::parse(&mut parsed, accepts)?;
-    let parsed = json::parse_value(value, &config::limits())?;
-    if options.patch && !parsed.is_object() {
+    let limits = config::limits();
+    let parsed = json::parse_value(value, &limits)?;
+    if (options.patch || !options.keep.is_empty()) && !parsed.is_object() {
         return Err(Error::Core(CoreError::NotAnObject(json::kind(&parsed))));
     }
     let key = key.as_slice();
@@ -104,6 +106,14 @@ pub fn json_document(ctx: &Context, args: &[RedisString]) -> Reply {
     if !admit(ctx, key, options.version) {
         return Ok(RedisValue::Null);
     }
+    let kept;
+    let value = if options.keep.is_empty() {
+        value
+    } else {
+        let stored = write::json_document(ctx, key);
+        kept = sink::keep_members(stored.as_deref(), value, &options.keep, &limits)?;
+        kept.as_bytes()
+    };
     write::document(ctx, key, value, options.patch, options.ttl_secs)?;
     remember(ctx, key, options.version, true);
     Ok(RedisValue::SimpleStringStatic("OK"))

@@ -94,8 +94,19 @@ fn expire(ctx: &Context, key: &[u8], ttl_secs: Option<i64>) -> Result<(), Error>
 
 /// The value of a string key (nothing for a missing key or another type).
 pub fn string_value(ctx: &Context, key: &[u8]) -> Option<Vec<u8>> {
+    read_text(ctx, "GET", key)
+}
+
+/// A JSON document's text (`JSON.GET key`; nothing for a missing key).
+pub fn json_document(ctx: &Context, key: &[u8]) -> Option<Vec<u8>> {
+    read_text(ctx, "JSON.GET", key)
+}
+
+/// The text reply of a read command on `key`, not replicated; nothing for nil or an
+/// error.
+fn read_text(ctx: &Context, command: &str, key: &[u8]) -> Option<Vec<u8>> {
     let reply: CallResult<'static> = ctx.call_ext(
-        "GET",
+        command,
         &CallOptionsBuilder::new().errors_as_replies().build(),
         &[key],
     );
