@@ -39,6 +39,11 @@ mod common;
 use common::Worker;
 use redsink_tests::{call, RedisServer};
 
+/// A change event added to `stream` under its record key, as Debezium Server adds them.
+fn add_change(con: &mut redsink_tests::redis::Connection, stream: &str, key: &str, event: &str) {
+    call::<String>(con, &["XADD", stream, "*", key, event]).unwrap();
+}
+
 fn example_job(name: &str) -> String {
     let examples: Vec<Value> = serde_json::from_str(EXAMPLES).unwrap();
     examples
@@ -56,23 +61,9 @@ fn documented_outputs_end_to_end() {
     let redis = RedisServer::start();
     let mut con = redis.connection();
     let track = r#"{"before":null,"after":{"trackid":16,"name":"Dog Eat Dog","albumid":4,"milliseconds":215196,"bytes":7032162},"source":{"connector":"postgresql","lsn":100,"table":"track"},"op":"c"}"#;
-    call::<String>(
-        &mut con,
-        &[
-            "XADD",
-            "data:chinook.track",
-            "*",
-            r#"{"trackid":16}"#,
-            track,
-        ],
-    )
-    .unwrap();
+    add_change(&mut con, "data:chinook.track", r#"{"trackid":16}"#, track);
     let album = r#"{"before":null,"after":{"albumid":42,"title":"Let There Be Rock","artistid":1},"source":{"connector":"postgresql","lsn":101,"table":"album"},"op":"c"}"#;
-    call::<String>(
-        &mut con,
-        &["XADD", "data:album", "*", r#"{"albumid":42}"#, album],
-    )
-    .unwrap();
+    add_change(&mut con, "data:album", r#"{"albumid":42}"#, album);
     let worker = Worker::start(
         &redis,
         &[
@@ -124,24 +115,15 @@ fn lookups_read_what_redis_holds() {
             r#"{{"before":null,"after":{{"albumid":{album},"title":"T{album}","artistid":{}}},"source":{{"table":"album"}},"op":"c"}}"#,
             album
         );
-        call::<String>(
+        add_change(
             &mut con,
-            &[
-                "XADD",
-                "data:album",
-                "*",
-                &format!(r#"{{"albumid":{album}}}"#),
-                &event,
-            ],
-        )
-        .unwrap();
+            "data:album",
+            &format!(r#"{{"albumid":{album}}}"#),
+            &event,
+        );
     }
     let order = r#"{"before":null,"after":{"order_id":9,"customer_id":5},"source":{"table":"order"},"op":"c"}"#;
-    call::<String>(
-        &mut con,
-        &["XADD", "data:order", "*", r#"{"order_id":9}"#, order],
-    )
-    .unwrap();
+    add_change(&mut con, "data:order", r#"{"order_id":9}"#, order);
     let worker = Worker::start(
         &redis,
         &[
@@ -182,17 +164,7 @@ fn json_outputs_without_json_on_the_server_are_strings_and_said_so() {
     let redis = RedisServer::start();
     let mut con = redis.connection();
     let event = r#"{"before":null,"after":{"InvoiceId":7,"Total":"3.96"},"source":{"table":"invoice"},"op":"c"}"#;
-    call::<String>(
-        &mut con,
-        &[
-            "XADD",
-            "data:public.invoice",
-            "*",
-            r#"{"InvoiceId":7}"#,
-            event,
-        ],
-    )
-    .unwrap();
+    add_change(&mut con, "data:public.invoice", r#"{"InvoiceId":7}"#, event);
     let worker = Worker::start(&redis, &[&example_job("Write invoice to JSON")]);
     worker.wait_until(&redis, "the invoice written", |con| {
         Ok(call::<i64>(con, &["EXISTS", "invoice_id:7"])? == 1)
@@ -252,17 +224,12 @@ output:
         ("c", r#"{"InvoiceId":7,"Total":"3.96","Lines":[1,2]}"#),
         ("u", r#"{"InvoiceId":7,"Total":"4.00"}"#),
     ] {
-        call::<String>(
+        add_change(
             &mut con,
-            &[
-                "XADD",
-                "data:public.invoice",
-                "*",
-                r#"{"InvoiceId":7}"#,
-                &change(op, after),
-            ],
-        )
-        .unwrap();
+            "data:public.invoice",
+            r#"{"InvoiceId":7}"#,
+            &change(op, after),
+        );
     }
     let worker = Worker::start(&redis, &[&replace, merge]);
     worker.wait_until(&redis, "both changes written", |con| {
@@ -303,17 +270,12 @@ output:
     };
     assert!(worker.log().contains(said), "{}", worker.log());
     let delete = r#"{"before":{"InvoiceId":7},"after":null,"source":{"table":"invoice"},"op":"d"}"#;
-    call::<String>(
+    add_change(
         &mut con,
-        &[
-            "XADD",
-            "data:public.invoice",
-            "*",
-            r#"{"InvoiceId":7}"#,
-            delete,
-        ],
-    )
-    .unwrap();
+        "data:public.invoice",
+        r#"{"InvoiceId":7}"#,
+        delete,
+    );
     worker.wait_until(&redis, "the document removed", |con| {
         Ok(call::<i64>(con, &["EXISTS", "invoice_id:7", "merged:7"])? == 0)
     });
@@ -342,11 +304,7 @@ fn nested_rows_end_to_end() {
         let event = format!(
             r#"{{"before":{before},"after":{after},"source":{{"schema":"public","table":"{table}"}},"op":"{op}"}}"#
         );
-        call::<String>(
-            con,
-            &["XADD", &format!("data:public.{table}"), "*", key, &event],
-        )
-        .unwrap();
+        add_change(con, &format!("data:public.{table}"), key, &event);
     };
     let line = |id: u32, invoice: u32, quantity: u32| {
         format!(r#"{{"InvoiceLineId":{id},"InvoiceId":{invoice},"Quantity":{quantity}}}"#)
