@@ -13,6 +13,7 @@ use serde_json::{Map, Value};
 use super::{Failure, Input};
 
 mod functions;
+mod xml;
 
 static RUNTIME: LazyLock<Runtime> = LazyLock::new(|| {
     let mut runtime = Runtime::new();
