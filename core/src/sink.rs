@@ -245,8 +245,8 @@ fn object_text(members: &[(String, String)]) -> String {
 
 /// What `SINK.JSON … KEEP` writes: `object` (a JSON object) with the members of `stored`
 /// (the stored document's text, if any) that `keep` names and `object` does not have,
-/// each as it is written. Stored text that is not a JSON object keeps nothing. The result
-/// is held to `limits`.
+/// each as it is written. Stored text that is not a JSON object keeps nothing. Only
+/// `object` is held to `limits`: what is kept is in Redis already.
 pub fn keep_members(
     stored: Option<&[u8]>,
     object: &[u8],
@@ -269,14 +269,7 @@ pub fn keep_members(
             members.push((name, value));
         }
     }
-    let text = object_text(&members);
-    if text.len() > limits.max_bytes {
-        return Err(Error::PayloadTooLarge {
-            size: text.len(),
-            limit: limits.max_bytes,
-        });
-    }
-    Ok(text)
+    Ok(object_text(&members))
 }
 
 /// A JSON text's members, each as its own text, in order; `None` for JSON that is not an

@@ -104,6 +104,8 @@ pub const SET: Access = keyed(&[c"set"], c"write string slow", OW | UPDATE);
 /// Declared in `@write @slow` as Redis 8 has it, where RedisJSON 2.8 declares no category:
 /// `-@write` fences it wherever a module can declare categories.
 pub const JSON_SET: Access = keyed(&[c"json.set"], c"write slow", RW | ACCESS | UPDATE);
+/// `SINK.JSON … PATCH`, which runs JSON.MERGE: checked as it too.
+pub const JSON_MERGE: Access = keyed(&[c"json.merge"], c"write slow", RW | ACCESS | UPDATE);
 pub const RPUSH: Access = keyed(&[c"rpush"], c"write list fast", RW | INSERT);
 pub const SADD: Access = keyed(&[c"sadd"], c"write set fast", RW | INSERT);
 pub const ZADD: Access = keyed(&[c"zadd"], c"write sortedset fast", RW | UPDATE);

@@ -52,6 +52,10 @@ const CASES: &[Case] = &[
     write(r#"SINK.HASH h:1 {"a":2}"#, &["HSET h:1 f v"]),
     write("SINK.STRING s:1 v", &["SET s:1 v"]),
     write(r#"SINK.JSON j:1 {"a":1}"#, &["JSON.SET j:1 $ 1"]),
+    write(
+        r#"SINK.JSON j:2 {"a":1} PATCH"#,
+        &["JSON.SET j:2 $ 1", "JSON.MERGE j:2 $ 1"],
+    ),
     write("SINK.LIST l:1 v", &["RPUSH l:1 v"]),
     write("SINK.SET set:1 m", &["SADD set:1 m"]),
     write("SINK.ZSET z:1 m 1", &["ZADD z:1 1 m"]),
@@ -96,6 +100,7 @@ const USERS: &[&str] = &[
     "%R~* +@all",
     "%W~* +@all",
     "~allowed:* +@all",
+    "~* +@all -json.merge",
 ];
 
 /// A server with the module and RedisJSON, whose JSON.SET is SINK.JSON's equivalent.

@@ -90,6 +90,17 @@ fn documents_are_set_whole_or_merged_into() {
         &["SINK.JSON", "fresh", r#"{"a":1}"#, "KEEP", "Lines"],
     );
     assert_eq!(document(&mut con, "fresh"), json!({"a": 1}));
+    // A patch into no document: the patch without its nulls, as RFC 7396 merges into {}.
+    run(
+        &mut con,
+        &[
+            "SINK.JSON",
+            "patched",
+            r#"{"a":{"b":null,"c":1},"d":null}"#,
+            "PATCH",
+        ],
+    );
+    assert_eq!(document(&mut con, "patched"), json!({"a": {"c": 1}}));
     // Any JSON value is a document.
     run(&mut con, &["SINK.JSON", "scalar", "[1,\"two\",null]"]);
     assert_eq!(document(&mut con, "scalar"), json!([1, "two", null]));
@@ -150,6 +161,7 @@ fn bad_input_gets_one_clear_error_and_writes_nothing() {
     let mut con = server.connection();
     run(&mut con, &["SET", "str", "plain"]);
     run(&mut con, &["HSET", "hash", "f", "v"]);
+    run(&mut con, &["DS.CREATE", "ds"]);
     run(
         &mut con,
         &["SINK.JSON", "doc", r#"{"a":1}"#, "VERSION", "5"],
@@ -166,6 +178,7 @@ fn bad_input_gets_one_clear_error_and_writes_nothing() {
         ),
         (&words("SINK.JSON str {}"), "WRONGTYPE"),
         (&words("SINK.JSON hash {}"), "WRONGTYPE"),
+        (&words("SINK.JSON ds {}"), "WRONGTYPE"),
         (
             &words("SINK.JSON doc {bad"),
             "ERR invalid JSON: key must be a string",

@@ -9,10 +9,10 @@
 
 use redis::aio::ConnectionLike;
 use redis::{Cmd, Pipeline, RedisError, Value};
-use redsink_core::json::{to_text, Limits};
+use redsink_core::json::Limits;
 use redsink_core::sink::{flatten_json, flatten_patch, Fields, HashUpdate};
 
-use crate::plan::{nested_patch, Write};
+use crate::plan::{json_path, nested_patch, Write};
 
 /// What the target server can do, beyond Redis's own commands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,15 +56,12 @@ fn as_string(write: &Write) -> Option<Write> {
     }
 }
 
-/// `JSON.DEL key $["a"]["b"]`: the names quoted, whatever they hold.
+/// `JSON.DEL key $["a"]["b"]` (planning refused names no path can hold).
 fn json_remove(key: &str, path: &[String]) -> Cmd {
-    let mut json_path = String::from("$");
-    for name in path {
-        json_path.push('[');
-        json_path.push_str(&to_text(&serde_json::Value::from(name.as_str())));
-        json_path.push(']');
-    }
-    redis::cmd("JSON.DEL").arg(key).arg(json_path).to_owned()
+    redis::cmd("JSON.DEL")
+        .arg(key)
+        .arg(json_path(path).unwrap_or_default())
+        .to_owned()
 }
 
 /// `write`'s commands on `server`: the module's single command where it can, plain

@@ -357,7 +357,7 @@ impl Nest {
         match names {
             Some(names)
                 if names.iter().all(|name| {
-                    !name.is_empty() && !name.contains(['[', ']', '*', '\'', '"', ' '])
+                    !name.is_empty() && !name.contains(['[', ']', '*', '\'', '"', '\\', ' '])
                 }) =>
             {
                 Ok(names)
@@ -521,7 +521,7 @@ pub fn keep_nested_maps(jobs: &mut [Job]) {
                 keep.extend(
                     nested
                         .iter()
-                        .filter(|(parent, _)| parent.eq_ignore_ascii_case(&table))
+                        .filter(|(parent, _)| *parent == table)
                         .map(|(_, map)| map.clone()),
                 );
                 keep.sort();

@@ -467,7 +467,37 @@ fn nest_key(nest: &Nest, row: &Map<String, Value>) -> Result<String> {
 /// The names from the parent document's root to `row`'s entry.
 fn nest_path(nest: &Nest, row: &Map<String, Value>) -> Result<Vec<String>> {
     let entry = nest_column(row, &nest.nesting_key, "its nesting key")?;
-    Ok(nest.path.iter().cloned().chain([entry]).collect())
+    let path: Vec<String> = nest.path.iter().cloned().chain([entry]).collect();
+    if json_path(&path).is_none() {
+        return Err(Error::Event(format!(
+            "nest: {} '{}' holds a backslash, or both kinds of quotes, which no JSON path \
+             of RedisJSON can name",
+            nest.nesting_key,
+            path.last().map_or("", String::as_str)
+        )));
+    }
+    Ok(path)
+}
+
+/// RedisJSON's path to `names` from the root, `$["a"]["b"]`: each name as it is, in double
+/// quotes, or single ones where it holds a double quote (RedisJSON reads no escapes in
+/// them); none for a name with a backslash or both quotes.
+pub fn json_path(names: &[String]) -> Option<String> {
+    let mut path = String::from("$");
+    for name in names {
+        let quote = match (name.contains('"'), name.contains('\'')) {
+            _ if name.contains('\\') => return None,
+            (false, _) => '"',
+            (true, false) => '\'',
+            (true, true) => return None,
+        };
+        path.push('[');
+        path.push(quote);
+        path.push_str(name);
+        path.push(quote);
+        path.push(']');
+    }
+    Some(path)
 }
 
 /// The merge patch that puts `json` at `path`: `{"a":{"b":json}}`.
@@ -1033,6 +1063,18 @@ output:
             }
         );
         assert!(matches!(&writes[1], Write::Json { key, .. } if key == "Invoice:InvoiceId:2"));
+        // An entry named with a double quote: a path in single quotes; with a backslash,
+        // none can name it.
+        assert_eq!(
+            json_path(&["Items".into(), r#"say "hi""#.into()]).as_deref(),
+            Some(r#"$["Items"]['say "hi"']"#)
+        );
+        for unnameable in [r"a\b", r#"it's "it""#] {
+            let mut row = line(5, 1, 0.99);
+            row["InvoiceLineId"] = json!(unnameable);
+            let error = plan(&lines, &event(Op::Delete, row), &at(5)).unwrap_err();
+            assert!(error.to_string().contains("no JSON path"), "{error}");
+        }
         // Without the parent's key (a delete without REPLICA IDENTITY FULL): an error.
         let keyless = event(Op::Delete, json!({"InvoiceLineId": 5}));
         let error = plan(&lines, &keyless, &at(4)).unwrap_err().to_string();

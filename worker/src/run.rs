@@ -141,8 +141,8 @@ fn target_connection(
     }
 }
 
-/// Whether the target has the module (said in the log); without it, jobs with
-/// device_stream outputs cannot run.
+/// Whether the target has the module and JSON (said in the log); without the module, jobs
+/// with device_stream outputs cannot run, and without either, jobs that nest rows.
 async fn server_of(writer: &mut Redis, target: &str, jobs: &[Arc<Job>]) -> Result<Server> {
     let server = Server {
         module: has_command(writer, "SINK.HASH").await?,
@@ -154,7 +154,13 @@ async fn server_of(writer: &mut Redis, target: &str, jobs: &[Arc<Job>]) -> Resul
             "connection '{target}': device_stream outputs need the redsink module, which this Redis has not loaded"
         )));
     }
-    if outputs().any(|o| matches!(o.target, Target::Document { .. })) {
+    let nests = outputs().any(|o| matches!(o.target, Target::Nested(_)));
+    if nests && !server.module && !server.json {
+        return Err(Error::Invalid(format!(
+            "connection '{target}': nest outputs merge rows into their parent's document, which needs JSON on the server (RedisJSON, or Redis 8) or the redsink module; this Redis has neither"
+        )));
+    }
+    if nests || outputs().any(|o| matches!(o.target, Target::Document { .. })) {
         if server.json && server.module {
             tracing::info!(
                 connection = target,

@@ -532,3 +532,20 @@ fn every_documented_output_end_to_end() {
         );
     }
 }
+
+/// Nesting needs JSON or the module: against a plain Redis the worker does not start, and
+/// says why.
+#[test]
+fn nest_outputs_refuse_a_server_without_json_or_the_module() {
+    let redis = RedisServer::with(redsink_tests::Options::default().without_module());
+    let lines = example_job("data-pipelines__data-denormalization#3");
+    let mut worker = Worker::start(&redis, &[&lines]);
+    assert_ne!(worker.exit_code(), Some(0));
+    assert!(
+        worker
+            .log()
+            .contains("nest outputs merge rows into their parent's document, which needs JSON on the server (RedisJSON, or Redis 8) or the redsink module; this Redis has neither"),
+        "{}",
+        worker.log()
+    );
+}

@@ -13,6 +13,7 @@ use redsink_core::{json, time, Error as CoreError};
 
 use super::write::{Added, NewId};
 use super::{state, write};
+use crate::acl;
 use crate::command::key_and_args;
 use crate::config;
 use crate::error::Error;
@@ -95,26 +96,35 @@ pub fn json_document(ctx: &Context, args: &[RedisString]) -> Reply {
     let value = parsed.next_arg()?;
     let accepts = Accepts(&[Patch, Keep, Ttl, Version]);
     let options = WriteOptions::parse(&mut parsed, accepts)?;
+    if options.patch {
+        // A patch runs JSON.MERGE: held to its rules too (on 7.0, where the command checks).
+        acl::authorize(ctx, c"SINK.JSON", &acl::JSON_MERGE, args)?;
+    }
     let limits = config::limits();
     let parsed = json::parse_value(value, &limits)?;
     if (options.patch || !options.keep.is_empty()) && !parsed.is_object() {
         return Err(Error::Core(CoreError::NotAnObject(json::kind(&parsed))));
     }
     let key = key.as_slice();
-    // A module's type: JSON.SET and JSON.MERGE tell theirs from others' before they write.
-    write::check_type(ctx, key, &raw::KeyType::Module)?;
+    let missing = write::json_key_missing(ctx, key)?;
     if !admit(ctx, key, options.version) {
         return Ok(RedisValue::Null);
     }
-    let kept;
-    let value = if options.keep.is_empty() {
-        value
-    } else {
-        let stored = write::json_document(ctx, key);
-        kept = sink::keep_members(stored.as_deref(), value, &options.keep, &limits)?;
-        kept.as_bytes()
+    let written;
+    let (value, merge) = match (missing, options.patch, options.keep.is_empty()) {
+        // A patch into nothing is the patch without its nulls (RFC 7396), set.
+        (true, true, _) => {
+            written = sink::patch_json(None, value, &limits)?;
+            (written.as_bytes(), false)
+        }
+        (false, false, false) => {
+            let stored = write::json_document(ctx, key);
+            written = sink::keep_members(stored.as_deref(), value, &options.keep, &limits)?;
+            (written.as_bytes(), false)
+        }
+        (_, merge, _) => (value, merge),
     };
-    write::document(ctx, key, value, options.patch, options.ttl_secs)?;
+    write::document(ctx, key, value, merge, options.ttl_secs)?;
     remember(ctx, key, options.version, true);
     Ok(RedisValue::SimpleStringStatic("OK"))
 }

@@ -94,17 +94,17 @@ fn expire(ctx: &Context, key: &[u8], ttl_secs: Option<i64>) -> Result<(), Error>
 
 /// The value of a string key (nothing for a missing key or another type).
 pub fn string_value(ctx: &Context, key: &[u8]) -> Option<Vec<u8>> {
-    read_text(ctx, "GET", key)
+    read_reply(ctx, "GET", key)
 }
 
 /// A JSON document's text (`JSON.GET key`; nothing for a missing key).
 pub fn json_document(ctx: &Context, key: &[u8]) -> Option<Vec<u8>> {
-    read_text(ctx, "JSON.GET", key)
+    read_reply(ctx, "JSON.GET", key)
 }
 
-/// The text reply of a read command on `key`, not replicated; nothing for nil or an
-/// error.
-fn read_text(ctx: &Context, command: &str, key: &[u8]) -> Option<Vec<u8>> {
+/// The text (bulk or status) reply of a read command on `key`, not replicated; nothing for
+/// nil or an error.
+fn read_reply(ctx: &Context, command: &str, key: &[u8]) -> Option<Vec<u8>> {
     let reply: CallResult<'static> = ctx.call_ext(
         command,
         &CallOptionsBuilder::new().errors_as_replies().build(),
@@ -123,6 +123,19 @@ pub fn string(ctx: &Context, key: &[u8], value: &[u8], ttl_secs: Option<i64>) ->
         None => run(ctx, "SET", &[key, value])?,
     };
     Ok(())
+}
+
+/// Whether `key` is missing; WRONGTYPE unless it holds a JSON document (RedisJSON's type,
+/// as Redis 8's, is `ReJSON-RL`).
+pub fn json_key_missing(ctx: &Context, key: &[u8]) -> Result<bool, Error> {
+    match ctx.open_key(&redis_string(ctx, key)).key_type() {
+        raw::KeyType::Empty => Ok(true),
+        raw::KeyType::Module => match read_reply(ctx, "TYPE", key) {
+            Some(name) if name == b"ReJSON-RL" => Ok(false),
+            _ => Err(Error::WrongType),
+        },
+        _ => Err(Error::WrongType),
+    }
 }
 
 /// JSON.SET `key $ json` (JSON.MERGE with `merge`), then the TTL. A server without JSON
