@@ -22,6 +22,10 @@ impl<V> PerDb<V> {
         self.dbs.get(&db)?.get(key)
     }
 
+    pub fn get_mut(&mut self, db: i32, key: &[u8]) -> Option<&mut V> {
+        self.dbs.get_mut(&db)?.get_mut(key)
+    }
+
     /// The key's value, made with `Default` if there is none.
     pub fn entry(&mut self, db: i32, key: &[u8]) -> &mut V
     where

@@ -502,6 +502,15 @@ pub struct WriteOptions {
     pub id: Option<StreamId>,
     /// Members of the stored JSON document a replace keeps (`KEEP name`, repeatable).
     pub keep: Vec<String>,
+    /// The lane VERSION is kept in (`LANE name`; the unnamed lane without).
+    pub lane: Option<Vec<u8>>,
+}
+
+impl WriteOptions {
+    /// The lane of this write's VERSION (the unnamed lane without LANE).
+    pub fn lane(&self) -> &[u8] {
+        self.lane.as_deref().unwrap_or_default()
+    }
 }
 
 /// An option of the write commands.
@@ -519,6 +528,7 @@ pub enum WriteOption {
     OpCode,
     Id,
     Keep,
+    Lane,
 }
 
 /// The write commands' options by name.
@@ -535,6 +545,7 @@ const WRITE_OPTIONS: Options<WriteOption> = Options(&[
     ("OPCODE", WriteOption::OpCode),
     ("ID", WriteOption::Id),
     ("KEEP", WriteOption::Keep),
+    ("LANE", WriteOption::Lane),
 ]);
 
 /// The options a command takes.
@@ -583,7 +594,13 @@ impl WriteOptions {
                 WriteOption::OpCode => options.op_code = Some(args.text_value(name)?.to_owned()),
                 WriteOption::Id => options.id = Some(StreamId::parse(args.value(name)?)?),
                 WriteOption::Keep => options.keep.push(args.text_value(name)?.to_owned()),
+                WriteOption::Lane => options.lane = Some(args.value(name)?.to_vec()),
             }
+        }
+        if options.lane.is_some() && options.version.is_none() {
+            return Err(Error::Invalid(
+                "LANE needs VERSION: it names the lane the version is kept in".into(),
+            ));
         }
         if options.patch && !options.keep.is_empty() {
             return Err(Error::Invalid(

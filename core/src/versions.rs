@@ -5,6 +5,13 @@
 //! evicted, and moves when the key is renamed or moved. A delete made *with* a version
 //! leaves a tombstone instead, until a deadline, so that an older write arriving after
 //! the delete cannot bring the key back.
+//!
+//! A key's versions are kept in **lanes**: writers whose versions compare (the entry ids
+//! of one source stream) share one, so that writers whose versions do not (two streams
+//! writing parts of one key) never hold each other's writes back. The unnamed lane is
+//! the default.
+
+use std::collections::HashMap;
 
 use crate::per_db::PerDb;
 
@@ -15,34 +22,135 @@ pub struct Entry {
     pub tombstone_until: Option<i64>,
 }
 
-#[derive(Debug, Default, Clone, PartialEq)]
+/// A lane, by its place in [`Versions`]'s names: each name is stored once, however many
+/// keys it versions.
+type LaneId = u32;
+
+/// The most lanes a server keeps: each is a name given with LANE, a guard against a
+/// client inventing names without end.
+pub const MAX_LANES: usize = 65_536;
+
+/// A key's entries, one per lane; most keys have one, kept without allocating.
+#[derive(Debug, Clone, PartialEq)]
+enum Lanes {
+    One(LaneId, Entry),
+    Many(Vec<(LaneId, Entry)>),
+}
+
+impl Lanes {
+    fn get(&self, lane: LaneId) -> Option<&Entry> {
+        match self {
+            Lanes::One(id, entry) => (*id == lane).then_some(entry),
+            Lanes::Many(entries) => entries
+                .iter()
+                .find_map(|(id, entry)| (*id == lane).then_some(entry)),
+        }
+    }
+
+    fn set(&mut self, lane: LaneId, entry: Entry) {
+        match self {
+            Lanes::One(id, old) if *id == lane => *old = entry,
+            Lanes::One(id, old) => *self = Lanes::Many(vec![(*id, *old), (lane, entry)]),
+            Lanes::Many(entries) => match entries.iter_mut().find(|(id, _)| *id == lane) {
+                Some((_, old)) => *old = entry,
+                None => entries.push((lane, entry)),
+            },
+        }
+    }
+
+    /// Keeps the entries `keep` says; whether any is left.
+    fn retain(&mut self, keep: impl Fn(&Entry) -> bool) -> bool {
+        match self {
+            Lanes::One(_, entry) => keep(entry),
+            Lanes::Many(entries) => {
+                entries.retain(|(_, entry)| keep(entry));
+                !entries.is_empty()
+            }
+        }
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (LaneId, &Entry)> {
+        let (one, many) = match self {
+            Lanes::One(id, entry) => (Some((*id, entry)), &[][..]),
+            Lanes::Many(entries) => (None, &entries[..]),
+        };
+        one.into_iter()
+            .chain(many.iter().map(|(id, entry)| (*id, entry)))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
 pub struct Versions {
     /// Every delete in the server passes through [`Versions::forget`]: looked up without
     /// allocating.
-    entries: PerDb<Entry>,
+    entries: PerDb<Lanes>,
     /// A `rename_from`/`move_from` waiting for its `_to` half.
-    moving: Option<Entry>,
+    moving: Option<Lanes>,
+    /// Lane names by id (the default lane, unnamed, first), and ids by name.
+    lane_names: Vec<Box<[u8]>>,
+    lane_ids: HashMap<Box<[u8]>, LaneId>,
+}
+
+impl Default for Versions {
+    fn default() -> Self {
+        let unnamed: Box<[u8]> = Box::default();
+        Versions {
+            entries: PerDb::default(),
+            moving: None,
+            lane_names: vec![unnamed.clone()],
+            lane_ids: HashMap::from([(unnamed, 0)]),
+        }
+    }
 }
 
 impl Versions {
-    /// Whether a write of `version` to the key is newer than what was applied to it.
-    pub fn is_newer(&self, db: i32, key: &[u8], version: i64, now: i64) -> bool {
-        match self.get(db, key, now) {
+    /// Whether a write of `version` to the key, in `lane`, is newer than what was applied
+    /// to it in that lane.
+    pub fn is_newer(&self, db: i32, key: &[u8], lane: &[u8], version: i64, now: i64) -> bool {
+        match self.get(db, key, lane, now) {
             Some(entry) => version > entry.version,
             None => true,
         }
     }
 
-    /// The key's entry, unless it is a tombstone past its deadline.
-    pub fn get(&self, db: i32, key: &[u8], now: i64) -> Option<Entry> {
+    /// The key's entry in `lane`, unless it is a tombstone past its deadline.
+    pub fn get(&self, db: i32, key: &[u8], lane: &[u8], now: i64) -> Option<Entry> {
+        let lane = *self.lane_ids.get(lane)?;
         self.entries
-            .get(db, key)
+            .get(db, key)?
+            .get(lane)
             .copied()
             .filter(|entry| entry.tombstone_until.is_none_or(|until| until > now))
     }
 
-    pub fn set(&mut self, db: i32, key: &[u8], entry: Entry) {
-        self.entries.insert(db, key, entry);
+    /// Sets the key's entry in `lane`; false if that would be a lane past [`MAX_LANES`].
+    pub fn set(&mut self, db: i32, key: &[u8], lane: &[u8], entry: Entry) -> bool {
+        let Some(lane) = self.lane_id(lane) else {
+            return false;
+        };
+        match self.entries.get_mut(db, key) {
+            Some(lanes) => lanes.set(lane, entry),
+            None => self.entries.insert(db, key, Lanes::One(lane, entry)),
+        }
+        true
+    }
+
+    /// Whether a write in `lane` could be remembered (an existing lane, or room for one).
+    pub fn has_room_for(&self, lane: &[u8]) -> bool {
+        self.lane_ids.contains_key(lane) || self.lane_names.len() < MAX_LANES
+    }
+
+    fn lane_id(&mut self, lane: &[u8]) -> Option<LaneId> {
+        if let Some(id) = self.lane_ids.get(lane) {
+            return Some(*id);
+        }
+        if self.lane_names.len() >= MAX_LANES {
+            return None;
+        }
+        let id = LaneId::try_from(self.lane_names.len()).ok()?;
+        self.lane_names.push(lane.into());
+        self.lane_ids.insert(lane.into(), id);
+        Some(id)
     }
 
     /// The key went away (deleted, expired, evicted, overwritten by RESTORE or COPY).
@@ -58,7 +166,7 @@ impl Versions {
     /// Second half: the key arrives, under its new name or in its new database.
     pub fn move_to(&mut self, db: i32, key: &[u8]) {
         match self.moving.take() {
-            Some(entry) => self.set(db, key, entry),
+            Some(lanes) => self.entries.insert(db, key, lanes),
             None => self.forget(db, key),
         }
     }
@@ -75,21 +183,27 @@ impl Versions {
 
     /// Forgets tombstones past their deadline.
     pub fn purge(&mut self, now: i64) {
-        self.entries
-            .retain(|entry| entry.tombstone_until.is_none_or(|until| until > now));
+        self.entries.retain(|lanes| {
+            lanes.retain(|entry| entry.tombstone_until.is_none_or(|until| until > now))
+        });
     }
 
+    /// How many entries (a key's lanes each count).
     pub fn len(&self) -> usize {
-        self.entries.iter().count()
+        self.iter().count()
     }
 
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }
 
-    /// Every entry as (db, key, entry).
-    pub fn iter(&self) -> impl Iterator<Item = (i32, &[u8], &Entry)> {
-        self.entries.iter()
+    /// Every entry as (db, key, lane, entry).
+    pub fn iter(&self) -> impl Iterator<Item = (i32, &[u8], &[u8], &Entry)> {
+        self.entries.iter().flat_map(move |(db, key, lanes)| {
+            lanes
+                .iter()
+                .map(move |(lane, entry)| (db, key, &*self.lane_names[lane as usize], entry))
+        })
     }
 }
 
@@ -109,13 +223,13 @@ mod tests {
     #[test]
     fn only_newer_versions_apply() {
         let mut versions = Versions::default();
-        assert!(versions.is_newer(0, b"k", 5, 0));
-        versions.set(0, b"k", entry(5, LIVE));
-        assert!(!versions.is_newer(0, b"k", 5, 0));
-        assert!(!versions.is_newer(0, b"k", 4, 0));
-        assert!(versions.is_newer(0, b"k", 6, 0));
+        assert!(versions.is_newer(0, b"k", b"", 5, 0));
+        versions.set(0, b"k", b"", entry(5, LIVE));
+        assert!(!versions.is_newer(0, b"k", b"", 5, 0));
+        assert!(!versions.is_newer(0, b"k", b"", 4, 0));
+        assert!(versions.is_newer(0, b"k", b"", 6, 0));
         assert!(
-            versions.is_newer(1, b"k", 1, 0),
+            versions.is_newer(1, b"k", b"", 1, 0),
             "other databases are other keys"
         );
     }
@@ -123,9 +237,9 @@ mod tests {
     #[test]
     fn tombstones_hold_until_their_deadline() {
         let mut versions = Versions::default();
-        versions.set(0, b"k", entry(9, Some(1000)));
-        assert!(!versions.is_newer(0, b"k", 8, 999));
-        assert!(versions.is_newer(0, b"k", 8, 1000));
+        versions.set(0, b"k", b"", entry(9, Some(1000)));
+        assert!(!versions.is_newer(0, b"k", b"", 8, 999));
+        assert!(versions.is_newer(0, b"k", b"", 8, 1000));
         versions.purge(999);
         assert_eq!(versions.len(), 1);
         versions.purge(1000);
@@ -135,33 +249,80 @@ mod tests {
     #[test]
     fn versions_follow_their_key() {
         let mut versions = Versions::default();
-        versions.set(0, b"a", entry(3, LIVE));
+        versions.set(0, b"a", b"", entry(3, LIVE));
         versions.move_from(0, b"a");
         versions.move_to(0, b"b");
-        assert!(versions.get(0, b"a", 0).is_none());
-        assert_eq!(versions.get(0, b"b", 0), Some(entry(3, LIVE)));
+        assert!(versions.get(0, b"a", b"", 0).is_none());
+        assert_eq!(versions.get(0, b"b", b"", 0), Some(entry(3, LIVE)));
         versions.move_from(0, b"b");
         versions.move_to(2, b"b");
-        assert_eq!(versions.get(2, b"b", 0).map(|e| e.version), Some(3));
+        assert_eq!(versions.get(2, b"b", b"", 0).map(|e| e.version), Some(3));
         // A rename onto a versioned key replaces its version; from an unversioned one
         // clears it.
-        versions.set(0, b"c", entry(1, LIVE));
+        versions.set(0, b"c", b"", entry(1, LIVE));
         versions.move_from(0, b"unversioned");
         versions.move_to(0, b"c");
-        assert!(versions.get(0, b"c", 0).is_none());
+        assert!(versions.get(0, b"c", b"", 0).is_none());
         versions.forget(2, b"b");
         assert!(versions.is_empty());
     }
 
     #[test]
+    fn lanes_version_apart() {
+        let mut versions = Versions::default();
+        assert!(versions.set(0, b"k", b"data:customers", entry(9, LIVE)));
+        // Another lane's older version is not held back, nor is the default lane.
+        assert!(versions.is_newer(0, b"k", b"data:addresses", 3, 0));
+        assert!(versions.is_newer(0, b"k", b"", 1, 0));
+        versions.set(0, b"k", b"data:addresses", entry(3, Some(100)));
+        assert!(!versions.is_newer(0, b"k", b"data:customers", 9, 0));
+        assert!(!versions.is_newer(0, b"k", b"data:addresses", 3, 0));
+        assert_eq!(versions.len(), 2);
+        // Lanes go with their key, and tombstones past their deadline go alone.
+        versions.move_from(0, b"k");
+        versions.move_to(0, b"j");
+        assert_eq!(
+            versions.get(0, b"j", b"data:customers", 0),
+            Some(entry(9, LIVE))
+        );
+        versions.purge(100);
+        assert_eq!(versions.len(), 1);
+        let listed: Vec<_> = versions
+            .iter()
+            .map(|(db, key, lane, e)| (db, key.to_vec(), lane.to_vec(), *e))
+            .collect();
+        assert_eq!(
+            listed,
+            [(0, b"j".to_vec(), b"data:customers".to_vec(), entry(9, LIVE))]
+        );
+        versions.forget(0, b"j");
+        assert!(versions.is_empty());
+    }
+
+    #[test]
+    fn lanes_are_capped() {
+        let mut versions = Versions::default();
+        for lane in 1..MAX_LANES {
+            let name = lane.to_string();
+            assert!(versions.set(0, name.as_bytes(), name.as_bytes(), entry(1, LIVE)));
+        }
+        assert!(!versions.has_room_for(b"one more"));
+        assert!(!versions.set(0, b"k", b"one more", entry(1, LIVE)));
+        assert!(
+            versions.set(0, b"other", b"7", entry(1, LIVE)),
+            "known lanes still take keys"
+        );
+    }
+
+    #[test]
     fn flush_and_swap() {
         let mut versions = Versions::default();
-        versions.set(0, b"k", entry(1, LIVE));
-        versions.set(1, b"k", entry(2, LIVE));
+        versions.set(0, b"k", b"", entry(1, LIVE));
+        versions.set(1, b"k", b"", entry(2, LIVE));
         versions.swap(0, 1);
-        assert_eq!(versions.get(0, b"k", 0).map(|e| e.version), Some(2));
+        assert_eq!(versions.get(0, b"k", b"", 0).map(|e| e.version), Some(2));
         versions.flush(Some(0));
-        assert!(versions.get(0, b"k", 0).is_none());
+        assert!(versions.get(0, b"k", b"", 0).is_none());
         assert_eq!(versions.len(), 1);
         versions.flush(None);
         assert!(versions.is_empty());

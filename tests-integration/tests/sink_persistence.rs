@@ -108,6 +108,35 @@ fn fill(con: &mut Connection, round: usize) {
     );
     run(con, &["SINK.STRING", &k("gone"), "x", "VERSION", "1"]);
     run(con, &["SINK.DEL", &k("gone"), "VERSION", "2"]);
+    // Versions in lanes: two streams writing parts of one key, one of them deleting.
+    run(
+        con,
+        &[
+            "SINK.HASH",
+            &k("laned"),
+            r#"{"a":1}"#,
+            "VERSION",
+            "50",
+            "LANE",
+            "data:a",
+        ],
+    );
+    run(
+        con,
+        &[
+            "SINK.HASH",
+            &k("laned"),
+            r#"{"b":2}"#,
+            "VERSION",
+            "7",
+            "LANE",
+            "data:b",
+        ],
+    );
+    run(
+        con,
+        &["SINK.DEL", &k("lanegone"), "VERSION", "9", "LANE", "data:b"],
+    );
     run(
         con,
         &[
@@ -209,12 +238,17 @@ fn state(con: &mut Connection) -> Persisted {
             (key, at)
         })
         .collect();
-    let versions = [
+    let mut versions: Vec<Option<i64>> = [
         "hash:0", "string:0", "gone:0", "hash:1", "string:1", "gone:1",
     ]
     .iter()
     .map(|key| call(con, &["SINK.VERSION", key]).unwrap())
     .collect();
+    for key in ["laned:0", "lanegone:0", "laned:1", "lanegone:1"] {
+        for lane in ["data:a", "data:b"] {
+            versions.push(call(con, &["SINK.VERSION", key, "LANE", lane]).unwrap());
+        }
+    }
     let sinks: Vec<Vec<Value>> = call(con, &["SINK.INFO"]).unwrap();
     let definitions = sinks
         .iter()
@@ -244,10 +278,10 @@ fn debug_reload_keeps_keys_versions_and_definitions() {
     let mut con = server.connection();
     fill(&mut con, 0);
     let before = state(&mut con);
-    assert_eq!(
-        before.versions,
-        vec![Some(4), Some(8), Some(2), None, None, None]
-    );
+    // Round 0's keys, then the lanes of round 0's and round 1's keys (data:a, data:b).
+    let versions: Vec<Option<i64>> = vec![Some(4), Some(8), Some(2), None, None, None];
+    let lanes = [Some(50), Some(7), None, Some(9), None, None, None, None];
+    assert_eq!(before.versions, [versions, lanes.to_vec()].concat());
     assert_eq!(before.definitions.len(), 3);
     run(&mut con, &["DEBUG", "RELOAD"]);
     assert_eq!(state(&mut con), before);

@@ -255,3 +255,53 @@ fn late_stream_ids_reach_replicas() {
         assert_eq!(call::<i64>(&mut replica_con, &["XLEN", round]).unwrap(), 3);
     }
 }
+
+/// LANE: writers whose versions do not compare (two source streams writing parts of one
+/// key) keep them apart; each lane holds its own writes back, and only its own.
+#[test]
+fn lanes_keep_writers_apart() {
+    let server = RedisServer::start();
+    let mut con = server.connection();
+    let hash = |con: &mut Connection, json: &str, version: &str, lane: &str| {
+        run(
+            con,
+            &["SINK.HASH", "k", json, "VERSION", version, "LANE", lane],
+        )
+    };
+    assert_eq!(
+        hash(&mut con, r#"{"a":1}"#, "10", "customers"),
+        Value::Int(1)
+    );
+    assert_eq!(
+        hash(&mut con, r#"{"b":2}"#, "5", "addresses"),
+        Value::Int(1)
+    );
+    assert_eq!(hash(&mut con, r#"{"a":0}"#, "9", "customers"), Value::Nil);
+    assert_eq!(hash(&mut con, r#"{"b":0}"#, "5", "addresses"), Value::Nil);
+    let fields: Vec<String> = call(&mut con, &["HGETALL", "k"]).unwrap();
+    assert_eq!(fields, ["a", "1", "b", "2"]);
+    let version = |con: &mut Connection, lane: &[&str]| -> Value {
+        let mut args = vec!["SINK.VERSION", "k"];
+        args.extend_from_slice(lane);
+        run(con, &args)
+    };
+    assert_eq!(version(&mut con, &["LANE", "customers"]), Value::Int(10));
+    assert_eq!(version(&mut con, &["LANE", "addresses"]), Value::Int(5));
+    assert_eq!(
+        version(&mut con, &[]),
+        Value::Nil,
+        "the unnamed lane is a lane"
+    );
+    // A delete's tombstone holds its own lane back.
+    run(
+        &mut con,
+        &["SINK.DEL", "k", "VERSION", "11", "LANE", "customers"],
+    );
+    assert_eq!(hash(&mut con, r#"{"a":1}"#, "10", "customers"), Value::Nil);
+    assert_eq!(
+        hash(&mut con, r#"{"b":3}"#, "6", "addresses"),
+        Value::Int(1)
+    );
+    let error = call::<Value>(&mut con, &["SINK.HASH", "k", "{}", "LANE", "x"]).unwrap_err();
+    assert!(error.to_string().contains("LANE needs VERSION"), "{error}");
+}

@@ -12,7 +12,7 @@ use redis::{Cmd, Pipeline, RedisError, Value};
 use redsink_core::json::Limits;
 use redsink_core::sink::{flatten_json, flatten_patch, Fields, HashUpdate};
 
-use crate::plan::{json_path, nested_patch, Write};
+use crate::plan::{json_path, nested_patch, Version, Write};
 
 /// What the target server can do, beyond Redis's own commands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,6 +21,18 @@ pub struct Server {
     pub module: bool,
     /// JSON documents: RedisJSON, or Redis 8's own.
     pub json: bool,
+}
+
+/// `VERSION n`, and `LANE l` for a named lane.
+impl redis::ToRedisArgs for Version {
+    fn write_redis_args<W: ?Sized + redis::RedisWrite>(&self, out: &mut W) {
+        out.write_arg(b"VERSION");
+        out.write_arg(self.number.to_string().as_bytes());
+        if !self.lane.is_empty() {
+            out.write_arg(b"LANE");
+            out.write_arg(self.lane.as_bytes());
+        }
+    }
 }
 
 /// A JSON document's write where the server has no JSON: the same on JSON text in a
@@ -94,7 +106,7 @@ pub fn module_command(write: &Write) -> Cmd {
             if let Some(option) = update.option() {
                 cmd.arg(option);
             }
-            cmd.arg("VERSION").arg(version);
+            cmd.arg(version);
             ttl
         }
         Write::Json {
@@ -119,9 +131,7 @@ pub fn module_command(write: &Write) -> Cmd {
             if *patch {
                 cmd.arg("PATCH");
             }
-            if let Some(version) = version {
-                cmd.arg("VERSION").arg(version);
-            }
+            cmd.arg(version);
             ttl
         }
         Write::Text {
@@ -131,7 +141,7 @@ pub fn module_command(write: &Write) -> Cmd {
             version,
         } => {
             cmd = redis::cmd("SINK.STRING");
-            cmd.arg(key).arg(value).arg("VERSION").arg(version);
+            cmd.arg(key).arg(value).arg(version);
             ttl
         }
         Write::SetAdd { key, member, ttl } => {
@@ -183,7 +193,7 @@ pub fn module_command(write: &Write) -> Cmd {
         }
         Write::Delete { key, version } => {
             cmd = redis::cmd("SINK.DEL");
-            cmd.arg(key).arg("VERSION").arg(version);
+            cmd.arg(key).arg(version);
             &None
         }
         Write::SetRemove { key, member } => {
@@ -475,7 +485,7 @@ mod tests {
             json: row(),
             update: HashUpdate::Replace,
             ttl: Some(5),
-            version: 9,
+            version: 9.into(),
         };
         assert_eq!(
             packed(&module_command(&hash)),
@@ -494,9 +504,21 @@ mod tests {
         );
         let delete = Write::Delete {
             key: "k".into(),
-            version: 3,
+            version: 3.into(),
         };
         assert_eq!(packed(&module_command(&delete)), "SINK.DEL k VERSION 3");
+        // A named lane goes with its version.
+        let laned = Write::Delete {
+            key: "k".into(),
+            version: Version {
+                number: 3,
+                lane: "data:public.addresses".into(),
+            },
+        };
+        assert_eq!(
+            packed(&module_command(&laned)),
+            "SINK.DEL k VERSION 3 LANE data:public.addresses"
+        );
         let zadd = Write::SortedSetAdd {
             key: "z".into(),
             member: "m".into(),
@@ -509,7 +531,7 @@ mod tests {
             json: r#"{"id":1,"gone":null}"#.into(),
             update: HashUpdate::Patch,
             ttl: None,
-            version: 9,
+            version: 9.into(),
         };
         assert_eq!(
             packed(&module_command(&patch)),
@@ -521,7 +543,7 @@ mod tests {
             patch: true,
             document: false,
             ttl: None,
-            version: Some(2),
+            version: Some(2.into()),
             keep: Vec::new(),
         };
         assert_eq!(
@@ -534,7 +556,7 @@ mod tests {
             patch: true,
             document: true,
             ttl: Some(4),
-            version: Some(2),
+            version: Some(2.into()),
             keep: Vec::new(),
         };
         assert_eq!(
@@ -553,7 +575,7 @@ mod tests {
             patch,
             document: true,
             ttl: Some(3),
-            version: Some(5),
+            version: Some(5.into()),
             keep: Vec::new(),
         };
         let on = |write: &Write, module, json| -> Vec<String> {
@@ -608,7 +630,7 @@ mod tests {
             json: row(),
             update: HashUpdate::Replace,
             ttl: Some(5),
-            version: 9,
+            version: 9.into(),
         };
         let commands: Vec<String> = plain_commands(&hash).iter().map(packed).collect();
         assert_eq!(commands, ["DEL k", "HSET k id 1 n.a x", "EXPIRE k 5"]);
@@ -629,7 +651,7 @@ mod tests {
             json: r#"{"id":1,"gone":null,"n":{"x":null}}"#.into(),
             update: HashUpdate::Patch,
             ttl: None,
-            version: 9,
+            version: 9.into(),
         };
         let commands: Vec<String> = plain_commands(&patch).iter().map(packed).collect();
         assert_eq!(commands, ["HDEL k gone n.x", "HSET k id 1"]);
@@ -639,7 +661,7 @@ mod tests {
             patch: false,
             document: false,
             ttl: Some(3),
-            version: Some(1),
+            version: Some(1.into()),
             keep: Vec::new(),
         };
         assert_eq!(

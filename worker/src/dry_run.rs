@@ -105,7 +105,7 @@ pub fn dry_run(job: &Job, event: &str) -> Result<String> {
     }
     let now = redsink_core::time::now_ms();
     let position = Position {
-        version,
+        version: version.into(),
         stream_id: format!("{now}-0"),
         time_ms: now,
     };

@@ -2,6 +2,8 @@
 //! Pure logic (no Redis): transforms, key expressions, mappings, expiries, and what each
 //! output type does with creates, updates and deletes.
 
+use std::sync::Arc;
+
 use serde_json::{Map, Value};
 
 use redsink_core::ds::OnUpdate;
@@ -13,12 +15,32 @@ use crate::expr::{Expr, Input};
 use crate::format::{ChangeEvent, Op};
 use crate::job::{Expire, Job, Mapped, Nest, Output, RowFormat, Target, Transform};
 
+/// A write's VERSION: its number, and the lane it compares in (`LANE`): the change's
+/// source (its stream, or its table), so that writes to one key from two sources (RDI's
+/// one-to-one denormalization) never hold each other back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Version {
+    pub number: i64,
+    /// Empty for the unnamed lane.
+    pub lane: Arc<str>,
+}
+
+impl From<i64> for Version {
+    /// `number` in the unnamed lane.
+    fn from(number: i64) -> Self {
+        Version {
+            number,
+            lane: Arc::from(""),
+        }
+    }
+}
+
 /// Where an event sits in its source.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Position {
-    /// Orders the changes of one key: replays and late deliveries of older versions
-    /// change nothing.
-    pub version: i64,
+    /// Orders the changes of one key from one source: replays and late deliveries of
+    /// older versions change nothing.
+    pub version: Version,
     /// The id a stream output's entry gets, so that a replay adds nothing.
     pub stream_id: String,
     /// The event's time (ms since the epoch): a device record's time, so that a replay
@@ -35,14 +57,14 @@ pub enum Write {
         json: String,
         update: HashUpdate,
         ttl: Option<i64>,
-        version: i64,
+        version: Version,
     },
     /// A string output's value (`args.value`) as text.
     Text {
         key: String,
         value: String,
         ttl: Option<i64>,
-        version: i64,
+        version: Version,
     },
     /// The row as JSON: text in a string (string outputs), or a JSON document (json
     /// outputs, where the server has JSON); with `patch`, merged into the stored JSON by
@@ -54,7 +76,7 @@ pub enum Write {
         document: bool,
         ttl: Option<i64>,
         /// None for a nested row, which shares its parent's key (and version).
-        version: Option<i64>,
+        version: Option<Version>,
         /// The stored document's members a replace keeps (nested maps).
         keep: Vec<String>,
     },
@@ -104,7 +126,7 @@ pub enum Write {
     },
     Delete {
         key: String,
-        version: i64,
+        version: Version,
     },
 }
 
@@ -245,7 +267,7 @@ pub fn plan_with(
         event,
         table: job.source.table.as_deref(),
     };
-    let mut writes = moved_away(job, event, row, &input, position.version, lookups)?;
+    let mut writes = moved_away(job, event, row, &input, &position.version, lookups)?;
     for output in &job.outputs {
         writes.push(write_for(output, &subject, position)?);
     }
@@ -260,7 +282,7 @@ fn moved_away(
     event: &ChangeEvent,
     row: &Map<String, Value>,
     input: &Input,
-    version: i64,
+    version: &Version,
     lookups: &mut Lookups,
 ) -> Result<Vec<Write>> {
     let Some(before) = event
@@ -307,7 +329,7 @@ fn moved_away(
             {
                 writes.push(Write::Delete {
                     key: old_key,
-                    version,
+                    version: version.clone(),
                 });
             }
             Target::Set { member: of } | Target::SortedSet { member: of, .. } => {
@@ -588,7 +610,7 @@ fn write_for(output: &Output, subject: &Subject, position: &Position) -> Result<
         Some(Expire::Expression(expression)) => Some(seconds(expression, input)?),
         None => None,
     };
-    let (op, version) = (subject.op, position.version);
+    let (op, version) = (subject.op, position.version.clone());
     let deleted = op == Op::Delete;
     let member = |expression: &Option<Expr>| match expression {
         Some(expression) => text(expression, subject.data_input, "member"),
@@ -768,7 +790,7 @@ mod tests {
 
     fn at(version: i64) -> Position {
         Position {
-            version,
+            version: version.into(),
             stream_id: format!("{version}-0"),
             time_ms: version,
         }
@@ -814,8 +836,8 @@ mod tests {
             panic!("a hash write");
         };
         assert_eq!(
-            (key.as_str(), *update, *version),
-            ("invoice:98", HashUpdate::Replace, 9)
+            (key.as_str(), *update, version.clone()),
+            ("invoice:98", HashUpdate::Replace, 9.into())
         );
         let merge = job("source: {table: invoice}\noutput:\n  - uses: redis.write\n    with:\n      on_update: merge\n      key: {expression: \"concat(['invoice:', InvoiceId])\"}\n");
         assert!(matches!(
@@ -829,7 +851,7 @@ mod tests {
             plan(&merge, &event(Op::Delete, row), &at(10)).unwrap(),
             vec![Write::Delete {
                 key: "invoice:98".into(),
-                version: 10
+                version: 10.into()
             }]
         );
     }
@@ -866,7 +888,7 @@ output:
                 patch: false,
                 document: true,
                 ttl: None,
-                version: Some(1),
+                version: Some(1.into()),
                 keep: Vec::new(),
             }]
         );
@@ -994,14 +1016,14 @@ output:
                 key: "AlbumTitle:1".into(),
                 value: "For Those About To Rock We Salute You".into(),
                 ttl: Some(86400),
-                version: 4,
+                version: 4.into(),
             }]
         );
         assert_eq!(
             plan(&job, &event(Op::Delete, row), &at(5)).unwrap(),
             vec![Write::Delete {
                 key: "AlbumTitle:1".into(),
-                version: 5
+                version: 5.into()
             }]
         );
     }
@@ -1099,7 +1121,7 @@ output:
                 key: "AlbumTitle:42".into(),
                 value: "Let There Be Rock".into(),
                 ttl: Some(86400),
-                version: 1
+                version: 1.into()
             }]
         );
         let employee = json!({"employeeid": 3, "lastname": "Peacock"});
@@ -1151,7 +1173,7 @@ output:
             plan(&addresses, &address, &at(5)).unwrap(),
             vec![Write::Delete {
                 key: "addresses:7".into(),
-                version: 5
+                version: 5.into()
             }]
         );
         // Fields added under after. reach Redis; the opcode is there to read.
@@ -1211,7 +1233,7 @@ output:
             writes[0],
             Write::Delete {
                 key: "user:a@x.org".into(),
-                version: 9
+                version: 9.into()
             }
         );
         assert_eq!(

@@ -251,8 +251,18 @@ output:
     let ttl: i64 = call(&mut con, &["TTL", "invoice_id:7"]).unwrap();
     assert!((1..=100).contains(&ttl), "{ttl}");
     if module {
-        // Versioned, as hashes are: the source entry id of the update.
-        let version: Option<i64> = call(&mut con, &["SINK.VERSION", "invoice_id:7"]).unwrap();
+        // Versioned, as hashes are: the source entry id of the update, in its stream's
+        // lane.
+        let version: Option<i64> = call(
+            &mut con,
+            &[
+                "SINK.VERSION",
+                "invoice_id:7",
+                "LANE",
+                "data:public.invoice",
+            ],
+        )
+        .unwrap();
         assert!(
             version.is_some_and(|version| version > 1_000_000),
             "{version:?}"
@@ -352,7 +362,16 @@ fn nested_rows_end_to_end() {
         Ok(document(con, "Invoice:InvoiceId:1").as_ref() == Some(&expected))
     });
     // The invoice's own write is versioned; the nested lines leave its version alone.
-    let version: Option<i64> = call(&mut con, &["SINK.VERSION", "Invoice:InvoiceId:1"]).unwrap();
+    let version: Option<i64> = call(
+        &mut con,
+        &[
+            "SINK.VERSION",
+            "Invoice:InvoiceId:1",
+            "LANE",
+            "data:public.Invoice",
+        ],
+    )
+    .unwrap();
     assert!(version.is_some(), "{}", worker.log());
 }
 
@@ -486,6 +505,30 @@ const DOCUMENTED: &[Documented] = &[
         ],
         read: &["ZREVRANGE", "invoices:sorted", "0", "9", "WITHSCORES"],
         expected: Read::Items(&["98", "3.96", "99", "1.98"]),
+    },
+    // One-to-one denormalization: the customer's own job, and its address merged in.
+    Documented {
+        jobs: &[
+            "data-pipelines__data-denormalization#0",
+            "data-pipelines__data-denormalization#1",
+        ],
+        setup: &[],
+        changes: &[
+            (
+                "customers",
+                r#"{"id":"1"}"#,
+                r#"{"id":"1","first_name":"John","last_name":"Doe"}"#,
+            ),
+            (
+                "addresses",
+                r#"{"id":"7"}"#,
+                r#"{"id":"7","customer_id":"1","street":"123 Main St","city":"Anytown","state":"CA","zip":"12345"}"#,
+            ),
+        ],
+        read: &["JSON.GET", "customers:id:1"],
+        expected: Read::Json(
+            r#"{"id":"1","first_name":"John","last_name":"Doe","customer_address":{"street":"123 Main St","city":"Anytown","state":"CA","zip":"12345"}}"#,
+        ),
     },
 ];
 

@@ -92,7 +92,8 @@ fn planned() -> Vec<Vec<Write>> {
             let position = Position {
                 version: redsink_worker::format::Order::from_stream_id(&id)
                     .unwrap()
-                    .version(),
+                    .version()
+                    .into(),
                 time_ms: id.split('-').next().unwrap().parse().unwrap(),
                 stream_id: id,
             };
@@ -230,7 +231,7 @@ async fn on_update_replace_drops_fields_merge_keeps_them() {
                     panic!("a change");
                 };
                 let position = Position {
-                    version: *seq,
+                    version: (*seq).into(),
                     stream_id: format!("{seq}-0"),
                     time_ms: *seq,
                 };

@@ -8,7 +8,7 @@ use redsink_core::args::{parse_int, Args};
 use redsink_core::sink::{
     self, values_then_options, Accepts, HashUpdate, StreamId, WriteOption::*, WriteOptions,
 };
-use redsink_core::versions::Entry;
+use redsink_core::versions::{Entry, MAX_LANES};
 use redsink_core::{json, time, Error as CoreError};
 
 use super::write::{Added, NewId};
@@ -26,7 +26,7 @@ pub fn hash(ctx: &Context, args: &[RedisString]) -> Reply {
     let (key, raw) = key_and_args(args)?;
     let mut parsed = Args::new(&raw);
     let payload = parsed.next_arg()?;
-    let accepts = Accepts(&[Flatten, Replace, Patch, Ttl, Version]);
+    let accepts = Accepts(&[Flatten, Replace, Patch, Ttl, Version, Lane]);
     let options = WriteOptions::parse(&mut parsed, accepts)?;
     let separator = options.separator().as_bytes();
     let update = options.hash_update();
@@ -38,7 +38,7 @@ pub fn hash(ctx: &Context, args: &[RedisString]) -> Reply {
     };
     let target = WriteKey::open(ctx, key);
     target.check_type(raw::KeyType::Hash)?;
-    if !admit(ctx, key.as_slice(), options.version) {
+    if !admit(ctx, key.as_slice(), &options)? {
         return Ok(RedisValue::Null);
     }
     write::hash(
@@ -50,7 +50,7 @@ pub fn hash(ctx: &Context, args: &[RedisString]) -> Reply {
     );
     let exists = target.exists();
     drop(target);
-    remember(ctx, key.as_slice(), options.version, exists);
+    remember(ctx, key.as_slice(), &options, exists);
     Ok(RedisValue::Integer(fields.len() as i64))
 }
 
@@ -59,7 +59,7 @@ pub fn string(ctx: &Context, args: &[RedisString]) -> Reply {
     let (key, raw) = key_and_args(args)?;
     let mut parsed = Args::new(&raw);
     let value = parsed.next_arg()?;
-    let accepts = Accepts(&[Json, Patch, Ttl, Version]);
+    let accepts = Accepts(&[Json, Patch, Ttl, Version, Lane]);
     let options = WriteOptions::parse(&mut parsed, accepts)?;
     if options.patch && !options.json {
         return Err(Error::Core(CoreError::Invalid(
@@ -71,7 +71,7 @@ pub fn string(ctx: &Context, args: &[RedisString]) -> Reply {
     }
     let key = key.as_slice();
     write::check_type(ctx, key, &raw::KeyType::String)?;
-    if !admit(ctx, key, options.version) {
+    if !admit(ctx, key, &options)? {
         return Ok(RedisValue::Null);
     }
     let patched;
@@ -83,7 +83,7 @@ pub fn string(ctx: &Context, args: &[RedisString]) -> Reply {
         value
     };
     write::string(ctx, key, value, options.ttl_secs)?;
-    remember(ctx, key, options.version, true);
+    remember(ctx, key, &options, true);
     Ok(RedisValue::SimpleStringStatic("OK"))
 }
 
@@ -94,7 +94,7 @@ pub fn json_document(ctx: &Context, args: &[RedisString]) -> Reply {
     let (key, raw) = key_and_args(args)?;
     let mut parsed = Args::new(&raw);
     let value = parsed.next_arg()?;
-    let accepts = Accepts(&[Patch, Keep, Ttl, Version]);
+    let accepts = Accepts(&[Patch, Keep, Ttl, Version, Lane]);
     let options = WriteOptions::parse(&mut parsed, accepts)?;
     if options.patch {
         // A patch runs JSON.MERGE: held to its rules too (on 7.0, where the command checks).
@@ -107,7 +107,7 @@ pub fn json_document(ctx: &Context, args: &[RedisString]) -> Reply {
     }
     let key = key.as_slice();
     let missing = write::json_key_missing(ctx, key)?;
-    if !admit(ctx, key, options.version) {
+    if !admit(ctx, key, &options)? {
         return Ok(RedisValue::Null);
     }
     let written;
@@ -125,7 +125,7 @@ pub fn json_document(ctx: &Context, args: &[RedisString]) -> Reply {
         (_, merge, _) => (value, merge),
     };
     write::document(ctx, key, value, merge, options.ttl_secs)?;
-    remember(ctx, key, options.version, true);
+    remember(ctx, key, &options, true);
     Ok(RedisValue::SimpleStringStatic("OK"))
 }
 
@@ -283,78 +283,98 @@ pub fn late_id(ctx: &Context, args: &[RedisString]) -> Reply {
     Ok(RedisValue::SimpleStringStatic("OK"))
 }
 
-/// `SINK.DEL key [VERSION v]`: with VERSION, leaves a tombstone so that older writes
-/// arriving later do not bring the key back.
+/// `SINK.DEL key [VERSION v [LANE l]]`: with VERSION, leaves a tombstone so that older
+/// writes arriving later do not bring the key back.
 pub fn del(ctx: &Context, args: &[RedisString]) -> Reply {
     let (key, raw) = key_and_args(args)?;
-    let options = WriteOptions::parse(&mut Args::new(&raw), Accepts(&[Version]))?;
+    let options = WriteOptions::parse(&mut Args::new(&raw), Accepts(&[Version, Lane]))?;
     let key = key.as_slice();
-    if !admit(ctx, key, options.version) {
+    if !admit(ctx, key, &options)? {
         return Ok(RedisValue::Null);
     }
     let deleted = write::delete(ctx, key)?;
-    remember(ctx, key, options.version, false);
+    remember(ctx, key, &options, false);
     Ok(RedisValue::Integer(i64::from(deleted)))
 }
 
-/// `SINK.VERSION key`: the version last applied to the key, or nil.
+/// `SINK.VERSION key [LANE l]`: the version last applied to the key (in that lane), or nil.
 pub fn version(ctx: &Context, args: &[RedisString]) -> Reply {
     let (key, raw) = key_and_args(args)?;
-    Args::new(&raw).finish()?;
-    let db = write::current_db(ctx);
-    let entry = state().versions.get(db, key.as_slice(), time::now_ms());
-    Ok(entry.map_or(RedisValue::Null, |entry| RedisValue::Integer(entry.version)))
-}
-
-/// `SINK.SETVERSION key version [TOMBSTONE until-ms]`: how versions reach replicas and
-/// the AOF.
-pub fn set_version(ctx: &Context, args: &[RedisString]) -> Reply {
-    let (key, raw) = key_and_args(args)?;
     let mut parsed = Args::new(&raw);
-    let version = parse_int(parsed.next_arg()?, "version", i64::MIN, i64::MAX)?;
-    let mut tombstone_until = None;
+    let mut lane: &[u8] = b"";
     while let Some(option) = parsed.next_keyword() {
         match option.as_ref() {
-            "TOMBSTONE" => tombstone_until = Some(parsed.int_value("TOMBSTONE", 0, i64::MAX)?),
+            "LANE" => lane = parsed.value("LANE")?,
             _ => return Err(CoreError::UnknownOption(option.into_owned()).into()),
         }
     }
     let db = write::current_db(ctx);
-    state().versions.set(
-        db,
-        key.as_slice(),
-        Entry {
-            version,
-            tombstone_until,
-        },
-    );
+    let entry = state()
+        .versions
+        .get(db, key.as_slice(), lane, time::now_ms());
+    Ok(entry.map_or(RedisValue::Null, |entry| RedisValue::Integer(entry.version)))
+}
+
+/// `SINK.SETVERSION key version [TOMBSTONE until-ms] [LANE l]`: how versions reach
+/// replicas and the AOF.
+pub fn set_version(ctx: &Context, args: &[RedisString]) -> Reply {
+    let (key, raw) = key_and_args(args)?;
+    let mut parsed = Args::new(&raw);
+    let version = parse_int(parsed.next_arg()?, "version", i64::MIN, i64::MAX)?;
+    let (mut tombstone_until, mut lane) = (None, &b""[..]);
+    while let Some(option) = parsed.next_keyword() {
+        match option.as_ref() {
+            "TOMBSTONE" => tombstone_until = Some(parsed.int_value("TOMBSTONE", 0, i64::MAX)?),
+            "LANE" => lane = parsed.value("LANE")?,
+            _ => return Err(CoreError::UnknownOption(option.into_owned()).into()),
+        }
+    }
+    let db = write::current_db(ctx);
+    let entry = Entry {
+        version,
+        tombstone_until,
+    };
+    if !state().versions.set(db, key.as_slice(), lane, entry) {
+        return Err(too_many_lanes());
+    }
     ctx.replicate_verbatim();
     Ok(RedisValue::SimpleStringStatic("OK"))
 }
 
-/// Whether a write with `version` may go ahead (always, without one).
-fn admit(ctx: &Context, key: &[u8], version: Option<i64>) -> bool {
-    version.is_none_or(|version| {
-        let db = write::current_db(ctx);
-        state().versions.is_newer(db, key, version, time::now_ms())
-    })
+/// Whether a write with the options' VERSION may go ahead (always, without one): newer
+/// than the key's in its lane. An error if its lane is one too many to keep.
+fn admit(ctx: &Context, key: &[u8], options: &WriteOptions) -> Result<bool, Error> {
+    let Some(version) = options.version else {
+        return Ok(true);
+    };
+    let versions = &state().versions;
+    if !versions.has_room_for(options.lane()) {
+        return Err(too_many_lanes());
+    }
+    let db = write::current_db(ctx);
+    Ok(versions.is_newer(db, key, options.lane(), version, time::now_ms()))
 }
 
-/// After a write with `version`: the key's version, or a tombstone if the key is gone;
-/// replicated as SINK.SETVERSION.
-fn remember(ctx: &Context, key: &[u8], version: Option<i64>, exists: bool) {
-    let Some(version) = version else {
+fn too_many_lanes() -> Error {
+    Error::Core(CoreError::Invalid(format!(
+        "this server keeps versions in {MAX_LANES} lanes at the most: LANE names a source \
+         whose versions compare (a stream), not a key"
+    )))
+}
+
+/// After a write with the options' VERSION: the key's version in its lane, or a tombstone
+/// if the key is gone; replicated as SINK.SETVERSION.
+fn remember(ctx: &Context, key: &[u8], options: &WriteOptions, exists: bool) {
+    let Some(version) = options.version else {
         return;
     };
     let tombstone_until = (!exists).then(|| time::now_ms() + config::tombstone_ttl_ms());
     let db = write::current_db(ctx);
-    state().versions.set(
-        db,
-        key,
-        Entry {
-            version,
-            tombstone_until,
-        },
-    );
-    write::replicate_version(ctx, key, version, tombstone_until);
+    let entry = Entry {
+        version,
+        tombstone_until,
+    };
+    // Admitted: its lane has room.
+    state().versions.set(db, key, options.lane(), entry);
+    write::replicate_version(ctx, key, options.lane(), entry);
 }

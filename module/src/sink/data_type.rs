@@ -16,7 +16,9 @@ use redsink_core::versions::{Entry, Versions};
 
 use super::{state, NamedSink};
 
-const ENCODING_VERSION: i32 = 0;
+/// 1: each version with its lane; 0 (before lanes) is still read, every version in the
+/// unnamed lane.
+const ENCODING_VERSION: i32 = 1;
 
 pub static SINK_STATE_TYPE: RedisType = RedisType::new(
     "redsinkSK",
@@ -62,9 +64,10 @@ unsafe extern "C" fn aux_save(rdb: *mut RedisModuleIO, when: c_int) {
     }
     let state = state();
     raw::save_unsigned(rdb, state.versions.len() as u64);
-    for (db, key, entry) in state.versions.iter() {
+    for (db, key, lane, entry) in state.versions.iter() {
         raw::save_signed(rdb, i64::from(db));
         raw::save_slice(rdb, key);
+        raw::save_slice(rdb, lane);
         raw::save_signed(rdb, entry.version);
         raw::save_unsigned(rdb, u64::from(entry.tombstone_until.is_some()));
         raw::save_signed(rdb, entry.tombstone_until.unwrap_or(0));
@@ -90,10 +93,11 @@ unsafe extern "C" fn aux_save(rdb: *mut RedisModuleIO, when: c_int) {
 }
 
 unsafe extern "C" fn aux_load(rdb: *mut RedisModuleIO, encver: c_int, when: c_int) -> c_int {
-    if encver != ENCODING_VERSION || when != raw::REDISMODULE_AUX_AFTER_RDB as c_int {
+    if !(0..=ENCODING_VERSION).contains(&encver) || when != raw::REDISMODULE_AUX_AFTER_RDB as c_int
+    {
         return raw::REDISMODULE_ERR as c_int;
     }
-    match load(rdb) {
+    match load(rdb, encver) {
         Some(loaded) => {
             let mut state = state();
             state.versions = loaded.versions;
@@ -114,11 +118,12 @@ struct Loaded {
     taken: LateIds,
 }
 
-fn load(rdb: *mut RedisModuleIO) -> Option<Loaded> {
+fn load(rdb: *mut RedisModuleIO, encver: c_int) -> Option<Loaded> {
     let mut versions = Versions::default();
     for _ in 0..raw::load_unsigned(rdb).ok()? {
         let db = i32::try_from(raw::load_signed(rdb).ok()?).ok()?;
         let key = bytes(rdb)?;
+        let lane = if encver >= 1 { bytes(rdb)? } else { Vec::new() };
         let version = raw::load_signed(rdb).ok()?;
         let is_tombstone = raw::load_unsigned(rdb).ok()? != 0;
         let until = raw::load_signed(rdb).ok()?;
@@ -126,7 +131,9 @@ fn load(rdb: *mut RedisModuleIO) -> Option<Loaded> {
             version,
             tombstone_until: is_tombstone.then_some(until),
         };
-        versions.set(db, &key, entry);
+        if !versions.set(db, &key, &lane, entry) {
+            return None;
+        }
     }
     let mut sinks = BTreeMap::new();
     for _ in 0..raw::load_unsigned(rdb).ok()? {

@@ -9,6 +9,7 @@ use redis_module::{
     raw, CallOptions, CallOptionsBuilder, CallReply, CallResult, Context, RedisError,
 };
 use redsink_core::sink::{Fields, HashUpdate, StreamId};
+use redsink_core::versions::Entry;
 
 use crate::command::redis_string;
 use crate::error::Error;
@@ -47,34 +48,54 @@ pub fn current_db(ctx: &Context) -> i32 {
     unsafe { raw::RedisModule_GetSelectedDb.map_or(0, |selected| selected(ctx.ctx)) }
 }
 
-/// Replicates `SINK.SETVERSION key version [TOMBSTONE until]`. Numbers go as numbers
-/// (RM_Replicate's `l`), the key as bytes: no strings made for a call on every write.
-pub fn replicate_version(ctx: &Context, key: &[u8], version: i64, tombstone_until: Option<i64>) {
+/// Replicates `SINK.SETVERSION key version [TOMBSTONE until] [LANE l]`. Numbers go as
+/// numbers (RM_Replicate's `l`), the key and lane as bytes: no strings made for a call on
+/// every write.
+pub fn replicate_version(ctx: &Context, key: &[u8], lane: &[u8], entry: Entry) {
     let Some(replicate) = (unsafe { raw::RedisModule_Replicate }) else {
         return;
     };
     let (key_ptr, key_len) = (key.as_ptr().cast::<c_char>(), key.len());
+    let (lane_ptr, lane_len) = (lane.as_ptr().cast::<c_char>(), lane.len());
+    let (command, version) = (c"SINK.SETVERSION".as_ptr(), entry.version as c_longlong);
     // SAFETY: the command and formats are C strings, and each argument has the type its
     // format letter says (`b`: pointer and length, `l`: long long, `c`: C string).
     unsafe {
-        match tombstone_until {
-            Some(until) => replicate(
+        match (entry.tombstone_until, lane.is_empty()) {
+            (Some(until), true) => replicate(
                 ctx.ctx,
-                c"SINK.SETVERSION".as_ptr(),
+                command,
                 c"blcl".as_ptr(),
                 key_ptr,
                 key_len,
-                version as c_longlong,
+                version,
                 c"TOMBSTONE".as_ptr(),
                 until as c_longlong,
             ),
-            None => replicate(
+            (Some(until), false) => replicate(
                 ctx.ctx,
-                c"SINK.SETVERSION".as_ptr(),
-                c"bl".as_ptr(),
+                command,
+                c"blclcb".as_ptr(),
                 key_ptr,
                 key_len,
-                version as c_longlong,
+                version,
+                c"TOMBSTONE".as_ptr(),
+                until as c_longlong,
+                c"LANE".as_ptr(),
+                lane_ptr,
+                lane_len,
+            ),
+            (None, true) => replicate(ctx.ctx, command, c"bl".as_ptr(), key_ptr, key_len, version),
+            (None, false) => replicate(
+                ctx.ctx,
+                command,
+                c"blcb".as_ptr(),
+                key_ptr,
+                key_len,
+                version,
+                c"LANE".as_ptr(),
+                lane_ptr,
+                lane_len,
             ),
         };
     }

@@ -21,7 +21,7 @@ use crate::error::Result;
 use crate::format::{decode, ChangeEvent, Decoded, Order, Schemas};
 use crate::metrics;
 use crate::pipeline::{Delivered, Delivery, Feed, Fields, InFlight, Pipeline, Planned};
-use crate::plan::Position;
+use crate::plan::{Position, Version};
 
 /// How often a pattern is searched for new streams, and the group's lag sampled.
 const DISCOVERY_INTERVAL: Duration = Duration::from_secs(2);
@@ -394,7 +394,7 @@ fn delivery(stream: &Arc<str>, entry: Entry, decoding: &Decoding) -> Delivery {
             .map(str::to_owned);
         let order = change.order;
         (
-            position(&entry.id, order).map(|position| Some((change, position))),
+            position(stream, &entry.id, order).map(|position| Some((change, position))),
             reply_to,
         )
     };
@@ -433,18 +433,25 @@ fn delivery(stream: &Arc<str>, entry: Entry, decoding: &Decoding) -> Delivery {
 }
 
 /// An entry's place in its stream's order: its version (the event's own order, else the
-/// id's), its id, and its time (the id's milliseconds).
-fn position(id: &str, order: Option<Order>) -> std::result::Result<Position, String> {
+/// id's; in the stream's lane), its id, and its time (the id's milliseconds).
+fn position(
+    stream: &Arc<str>,
+    id: &str,
+    order: Option<Order>,
+) -> std::result::Result<Position, String> {
     let not_an_id = || format!("entry id '{id}' is not a stream id");
     let time_ms = id
         .split_once('-')
         .and_then(|(ms, _)| ms.parse().ok())
         .ok_or_else(not_an_id)?;
     Ok(Position {
-        version: order
-            .or_else(|| Order::from_stream_id(id))
-            .ok_or_else(not_an_id)?
-            .version(),
+        version: Version {
+            number: order
+                .or_else(|| Order::from_stream_id(id))
+                .ok_or_else(not_an_id)?
+                .version(),
+            lane: Arc::clone(stream),
+        },
         stream_id: id.to_owned(),
         time_ms,
     })

@@ -29,7 +29,7 @@ use crate::error::{describe_postgres, Error, Result};
 use crate::format::wal2json::{self, Change};
 use crate::format::Order;
 use crate::pipeline::{Delivered, Delivery, Feed, Fields, Pipeline};
-use crate::plan::Position;
+use crate::plan::{Position, Version};
 
 pub struct PgSource {
     pub settings: PostgresSource,
@@ -330,7 +330,10 @@ impl PgSource {
             let row = first_row + i as i64;
             let version = event.order.map_or(0, Order::version);
             let position = Position {
-                version,
+                version: Version {
+                    number: version,
+                    lane: Arc::clone(&table),
+                },
                 stream_id: format!("{version}-{row}"),
                 time_ms: redsink_core::time::now_ms(),
             };
@@ -415,7 +418,10 @@ impl PgSource {
                         route = Arc::from(table);
                     }
                     let position = Position {
-                        version: at.version(),
+                        version: Version {
+                            number: at.version(),
+                            lane: Arc::clone(&route),
+                        },
                         stream_id: format!("{}-{number}", commit.unwrap_or(at).version()),
                         time_ms: redsink_core::time::now_ms(),
                     };
