@@ -136,13 +136,7 @@ pub enum Write {
 fn set_field(row: &mut Map<String, Value>, field: &str, value: Value) {
     match field.split_once('.') {
         Some((head, rest)) if !row.contains_key(field) => {
-            let inner = row
-                .entry(head.to_owned())
-                .or_insert_with(|| Value::Object(Map::new()));
-            if !inner.is_object() {
-                *inner = Value::Object(Map::new());
-            }
-            if let Value::Object(inner) = inner {
+            if let Some(inner) = inner_object(row, head) {
                 set_field(inner, rest, value);
             }
         }
@@ -150,6 +144,21 @@ fn set_field(row: &mut Map<String, Value>, field: &str, value: Value) {
             row.insert(field.to_owned(), value);
         }
     }
+}
+
+/// The member `name` of `object` as an object: made where missing, and in place of what
+/// is not one.
+fn inner_object<'a>(
+    object: &'a mut Map<String, Value>,
+    name: &str,
+) -> Option<&'a mut Map<String, Value>> {
+    let inner = object
+        .entry(name.to_owned())
+        .or_insert_with(|| Value::Object(Map::new()));
+    if !inner.is_object() {
+        *inner = Value::Object(Map::new());
+    }
+    inner.as_object_mut()
 }
 
 /// Removes a field, a dotted name reaching into objects.
@@ -730,12 +739,53 @@ fn mapped_json(output: &Output, row: &Map<String, Value>) -> String {
         // Serializing a map of JSON values cannot fail.
         return serde_json::to_string(row).unwrap_or_default();
     }
-    let mapped: Map<String, Value> = output
-        .mapping
-        .iter()
-        .filter_map(|(field, name)| Some((name.clone(), row.get(field)?.clone())))
-        .collect();
+    // In a JSON document a dotted name is a nested member (RDI's `path.to.field`, `\.` a
+    // dot of the name).
+    let nests = matches!(output.target, Target::Document { .. } | Target::Nested(_));
+    let mut mapped = Map::new();
+    for (field, name) in &output.mapping {
+        let Some(value) = row.get(field) else {
+            continue;
+        };
+        if nests {
+            set_path(&mut mapped, &member_path(name), value.clone());
+        } else {
+            mapped.insert(name.clone(), value.clone());
+        }
+    }
     to_text(&Value::Object(mapped))
+}
+
+/// `a.b\.c` as the names `a`, `b.c`.
+fn member_path(name: &str) -> Vec<String> {
+    let mut names = vec![String::new()];
+    let mut chars = name.chars();
+    while let Some(char) = chars.next() {
+        match (char, chars.clone().next()) {
+            ('\\', Some('.')) => {
+                chars.next();
+                names.last_mut().into_iter().for_each(|name| name.push('.'));
+            }
+            ('.', _) => names.push(String::new()),
+            _ => names
+                .last_mut()
+                .into_iter()
+                .for_each(|name| name.push(char)),
+        }
+    }
+    names
+}
+
+/// Sets the member at `path`, making the objects on the way (replacing what is not one).
+fn set_path(object: &mut Map<String, Value>, path: &[String], value: Value) {
+    let [name, rest @ ..] = path else {
+        return;
+    };
+    if rest.is_empty() {
+        object.insert(name.clone(), value);
+    } else if let Some(inner) = inner_object(object, name) {
+        set_path(inner, rest, value);
+    }
 }
 
 /// An expression's value as text: it must be a string, number or boolean.
@@ -1103,6 +1153,36 @@ output:
         assert!(
             error.contains("no InvoiceId") && error.contains("REPLICA IDENTITY FULL"),
             "{error}"
+        );
+    }
+
+    /// RDI: a JSON document's mapping makes nested members of dotted names, `\.` a dot
+    /// of the name; a hash's takes names as they are (flattened with dots anyway).
+    #[test]
+    fn json_mappings_nest_dotted_names() {
+        let mapping = |data_type: &str| {
+            job(&format!(
+                "source: {{table: t}}\noutput:\n  - uses: redis.write\n    with:\n      data_type: {data_type}\n      key: {{expression: \"`k`\"}}\n      mapping:\n        - city: address.city\n        - zip: address.zip\n        - version: app\\.version\n        - gone: never.there\n"
+            ))
+        };
+        let row = json!({"city": "Austin", "zip": "73301", "version": "1.2"});
+        let json = |data_type: &str| match &plan(
+            &mapping(data_type),
+            &event(Op::Create, row.clone()),
+            &at(1),
+        )
+        .unwrap()[0]
+        {
+            Write::Json { json, .. } | Write::Hash { json, .. } => json.clone(),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            json("json"),
+            r#"{"address":{"city":"Austin","zip":"73301"},"app.version":"1.2"}"#
+        );
+        assert_eq!(
+            json("hash"),
+            r#"{"address.city":"Austin","address.zip":"73301","app\\.version":"1.2"}"#
         );
     }
 
