@@ -326,3 +326,38 @@ fn a_replica_ends_with_the_same_keys_versions_and_definitions() {
     let refused = call::<()>(&mut replica_con, &["SINK.HASH", "x", "{}"]).unwrap_err();
     assert_eq!(refused.code(), Some("READONLY"));
 }
+
+/// An RDB saved by the module before versions had lanes (its aux data in encoding 0,
+/// made with commit d61bf7a on redis-server 7.0.15) still loads: the versions in the
+/// unnamed lane, the definitions as they were.
+#[test]
+fn an_rdb_from_before_lanes_loads() {
+    let mut server = RedisServer::start();
+    server.kill();
+    let fixture = redsink_tests::workspace_dir()
+        .join("tests-integration/tests/data/sink-state-encoding-0.rdb");
+    std::fs::copy(fixture, server.dir().join("dump.rdb")).unwrap();
+    server.restart();
+    let mut con = server.connection();
+    assert_eq!(
+        run(&mut con, &["SINK.VERSION", "invoice:1"]),
+        Value::Int(1021)
+    );
+    assert_eq!(run(&mut con, &["SINK.VERSION", "session:1"]), Value::Int(7));
+    assert_eq!(
+        run(&mut con, &["SINK.VERSION", "invoice:1", "LANE", "data:x"]),
+        Value::Nil
+    );
+    assert_eq!(
+        run(
+            &mut con,
+            &["SINK.HASH", "invoice:1", "{}", "VERSION", "1020"]
+        ),
+        Value::Nil,
+        "the loaded version holds older writes back"
+    );
+    let fields: Vec<String> = call(&mut con, &["HGETALL", "invoice:1"]).unwrap();
+    assert_eq!(fields, ["Total", "3.96"]);
+    let sinks: Vec<Vec<Value>> = call(&mut con, &["SINK.INFO"]).unwrap();
+    assert_eq!(sinks.len(), 1);
+}
