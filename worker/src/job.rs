@@ -502,30 +502,46 @@ pub fn load_folder(folder: &Path) -> Result<Vec<Job>> {
 /// `nest` writes rows into their parent's document, whose own job may replace it: such a
 /// job (its table the nest's parent, `data_type: json` under RDI's default key) keeps the
 /// nested maps through each replace, so that a parent's update, or a parent written after
-/// its children, loses none of them.
+/// its children, loses none of them. Where the jobs do not meet as RDI documents (no job
+/// reads the parent table, or its output is no JSON document under the default key),
+/// `--check` notes it on the job concerned.
 pub fn keep_nested_maps(jobs: &mut [Job]) {
-    let nested: Vec<(String, String)> = jobs
+    // (nesting job, parent table, map's name)
+    let nests: Vec<(usize, String, String)> = jobs
         .iter()
-        .flat_map(|job| &job.outputs)
-        .filter_map(|output| match &output.target {
-            Target::Nested(nest) => Some((nest.parent_table.clone(), nest.path[0].clone())),
+        .enumerate()
+        .flat_map(|(index, job)| job.outputs.iter().map(move |output| (index, output)))
+        .filter_map(|(index, output)| match &output.target {
+            Target::Nested(nest) => Some((index, nest.parent_table.clone(), nest.path[0].clone())),
             _ => None,
         })
         .collect();
-    for job in jobs.iter_mut() {
-        let Some(table) = job.source.table.clone() else {
-            continue;
-        };
-        for output in &mut job.outputs {
-            if let (None, Target::Document { keep, .. }) = (&output.key, &mut output.target) {
-                keep.extend(
-                    nested
-                        .iter()
-                        .filter(|(parent, _)| *parent == table)
-                        .map(|(_, map)| map.clone()),
-                );
-                keep.sort();
-                keep.dedup();
+    for (child, parent_table, map) in &nests {
+        let parents: Vec<usize> = (0..jobs.len())
+            .filter(|&index| jobs[index].source.table.as_deref() == Some(parent_table))
+            .collect();
+        if parents.is_empty() {
+            let note = format!(
+                "nest: no job here reads table '{parent_table}': its documents will hold the nested '{map}' map alone"
+            );
+            jobs[*child].notes.push(note);
+        }
+        let child_name = jobs[*child].name.clone();
+        for parent in parents {
+            for output in &mut jobs[parent].outputs {
+                match (&output.key, &mut output.target) {
+                    (None, Target::Document { keep, .. }) => {
+                        if !keep.contains(map) {
+                            keep.push(map.clone());
+                        }
+                    }
+                    _ => {
+                        let note = format!(
+                            "nest: job '{child_name}' nests rows in '{map}' of this table's JSON documents under RDI's default key; this output writes no such document (give it data_type: json and no key), so the two do not meet"
+                        );
+                        jobs[parent].notes.push(note);
+                    }
+                }
             }
         }
     }
@@ -884,6 +900,43 @@ mod tests {
                 "{bad}: {error}"
             );
         }
+    }
+
+    /// A nest's parent job keeps the nested map through its replaces; jobs that do not
+    /// meet as RDI documents get a note.
+    #[test]
+    fn nests_are_linked_to_their_parents_or_noted() {
+        let parse = |text: &str| Job::parse(text, Path::new("job.yaml")).unwrap();
+        let lines = "source: {table: InvoiceLine}\noutput:\n  - uses: redis.write\n    with:\n      nest: {parent: {table: Invoice}, nesting_key: InvoiceLineId, parent_key: InvoiceId, path: $.Lines}\n";
+        let parent = |with: &str| {
+            parse(&format!(
+                "source: {{table: Invoice}}\noutput:\n  - uses: redis.write\n    with: {with}\n"
+            ))
+        };
+        let mut jobs = vec![parse(lines), parent("{data_type: json}")];
+        keep_nested_maps(&mut jobs);
+        let Target::Document { keep, .. } = &jobs[1].outputs[0].target else {
+            panic!("a document");
+        };
+        assert_eq!(keep, &["Lines"]);
+        assert!(jobs.iter().all(|job| job.notes.is_empty()));
+
+        let mut jobs = vec![
+            parse(lines),
+            parent("{data_type: hash}"),
+            parent("{data_type: json, key: {expression: \"concat(['inv:', InvoiceId])\"}}"),
+        ];
+        keep_nested_maps(&mut jobs);
+        for parent in &jobs[1..] {
+            assert!(
+                parent.notes[0].contains("so the two do not meet"),
+                "{:?}",
+                parent.notes
+            );
+        }
+        let mut alone = vec![parse(lines)];
+        keep_nested_maps(&mut alone);
+        assert!(alone[0].notes[0].contains("no job here reads table 'Invoice'"));
     }
 
     /// Seed 001's job, verbatim (the example the README runs).
