@@ -3,7 +3,8 @@
 //! or without its envelope, or a plain row; `{"key": …, "value": …}` gives the record key
 //! too, as the extended stream format does), each transform's row (the whole change in
 //! RDI's full row format), and the writes as the redis-cli commands the worker would send
-//! through the module.
+//! through the module (versions in the lane of the job's stream, under the default
+//! stream prefix).
 
 use std::fmt::Write as _;
 
@@ -13,7 +14,7 @@ use crate::commands::{as_cli, module_command};
 use crate::error::{Error, Result};
 use crate::format::{debezium, decode, Decoded, Schemas};
 use crate::job::{Job, RowFormat, Transform};
-use crate::plan::{apply, full_row, plan_with, Lookups, Position};
+use crate::plan::{apply, full_row, plan_with, Lookups, Position, Version};
 
 /// The report for `event` (JSON text) under `job`.
 pub fn dry_run(job: &Job, event: &str) -> Result<String> {
@@ -104,8 +105,18 @@ pub fn dry_run(job: &Job, event: &str) -> Result<String> {
         };
     }
     let now = redsink_core::time::now_ms();
+    // In the lane of the stream the job reads by default, as the worker would write.
+    let stream_prefix = crate::config::Processors::default().stream_prefix;
+    let lane = job
+        .streams(&stream_prefix)
+        .into_iter()
+        .next()
+        .unwrap_or_default();
     let position = Position {
-        version: version.into(),
+        version: Version {
+            number: version,
+            lane: lane.into(),
+        },
         stream_id: format!("{now}-0"),
         time_ms: now,
     };
@@ -189,7 +200,7 @@ output:
             "event: an insert of a row\n  {\"id\":1,\"c\":\"de\",\"n\":2}\n\
              transform 1 (add_field):\n  {\"id\":1,\"c\":\"de\",\"n\":2,\"country\":\"DE\"}\n\
              transform 2 (filter):\n  {\"id\":1,\"c\":\"de\",\"n\":2,\"country\":\"DE\"}\n\
-             writes:\n  SINK.HASH k:1 \"{\\\"id\\\":1,\\\"c\\\":\\\"de\\\",\\\"n\\\":2,\\\"country\\\":\\\"DE\\\"}\" REPLACE VERSION 1\n"
+             writes:\n  SINK.HASH k:1 \"{\\\"id\\\":1,\\\"c\\\":\\\"de\\\",\\\"n\\\":2,\\\"country\\\":\\\"DE\\\"}\" REPLACE VERSION 1 LANE data:t\n"
         );
         let dropped = dry_run(&job, r#"{"id": 2, "c": "fr", "n": 0}"#).unwrap();
         assert!(
@@ -217,7 +228,7 @@ output:
         assert!(report.contains(r#""key":{"albumid":42}"#), "{report}");
         assert!(
             report.ends_with(
-                "writes:\n  SINK.STRING AlbumTitle:42 \"Let There Be Rock\" VERSION 1 TTL 86400\n"
+                "writes:\n  SINK.STRING AlbumTitle:42 \"Let There Be Rock\" VERSION 1 LANE data:album TTL 86400\n"
             ),
             "{report}"
         );

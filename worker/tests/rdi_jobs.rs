@@ -532,46 +532,126 @@ const DOCUMENTED: &[Documented] = &[
     },
 ];
 
+impl Documented {
+    /// The example's jobs, parsed.
+    fn jobs(&self) -> Vec<(String, Job)> {
+        self.jobs
+            .iter()
+            .map(|name| {
+                let text = example_job(name);
+                let job = Job::parse(&text, Path::new("job.yaml")).unwrap();
+                (text, job)
+            })
+            .collect()
+    }
+
+    /// Each change as Debezium's event, with the job that reads its table.
+    fn events<'a>(&self, jobs: &'a [(String, Job)]) -> Vec<(&'a Job, &'static str, String)> {
+        self.changes
+            .iter()
+            .map(|(table, key, row)| {
+                let job = jobs
+                    .iter()
+                    .map(|(_, job)| job)
+                    .find(|job| job.source.table.as_deref() == Some(table))
+                    .unwrap_or_else(|| panic!("no job reads {table}"));
+                let event = format!(
+                    r#"{{"before":null,"after":{row},"source":{{"table":"{table}"}},"op":"c"}}"#
+                );
+                (job, *key, event)
+            })
+            .collect()
+    }
+
+    /// A server holding what the example needs first.
+    fn server(&self) -> RedisServer {
+        let redis = RedisServer::with(redsink_tests::Options::default().with_json());
+        let mut con = redis.connection();
+        for command in self.setup {
+            call::<redsink_tests::redis::Value>(&mut con, command).unwrap();
+        }
+        redis
+    }
+
+    /// Whether the read gives what the documentation shows.
+    fn read_as_documented(
+        &self,
+        con: &mut redsink_tests::redis::Connection,
+    ) -> redsink_tests::redis::RedisResult<bool> {
+        Ok(match self.expected {
+            Read::Json(expected) => {
+                let text: Option<String> = call(con, self.read)?;
+                text.and_then(|text| serde_json::from_str::<Value>(&text).ok())
+                    == serde_json::from_str(expected).ok()
+            }
+            Read::Text(expected) => {
+                call::<Option<String>>(con, self.read)?.as_deref() == Some(expected)
+            }
+            Read::Items(expected) => call::<Vec<String>>(con, self.read)? == expected,
+        })
+    }
+}
+
 #[test]
 fn every_documented_output_end_to_end() {
     for example in DOCUMENTED {
-        let redis = RedisServer::with(redsink_tests::Options::default().with_json());
+        let redis = example.server();
         let mut con = redis.connection();
-        for command in example.setup {
-            call::<redsink_tests::redis::Value>(&mut con, command).unwrap();
-        }
-        let jobs: Vec<String> = example.jobs.iter().map(|name| example_job(name)).collect();
+        let jobs = example.jobs();
         // Each row on the stream its table's job reads, as Debezium Server names them.
-        let stream_of = |table: &str| {
-            jobs.iter()
-                .map(|text| Job::parse(text, Path::new("job.yaml")).unwrap())
-                .find(|job| job.source.table.as_deref() == Some(table))
-                .map(|job| job.streams("data:").remove(0))
-                .unwrap_or_else(|| panic!("no job reads {table}"))
-        };
-        for (table, key, row) in example.changes {
-            let event = format!(
-                r#"{{"before":null,"after":{row},"source":{{"table":"{table}"}},"op":"c"}}"#
-            );
-            add_change(&mut con, &stream_of(table), key, &event);
+        for (job, key, event) in example.events(&jobs) {
+            add_change(&mut con, &job.streams("data:").remove(0), key, &event);
         }
-        let jobs: Vec<&str> = jobs.iter().map(String::as_str).collect();
-        let worker = Worker::start(&redis, &jobs);
-        let matches = |con: &mut redsink_tests::redis::Connection| -> redsink_tests::redis::RedisResult<bool> {
-            Ok(match example.expected {
-                Read::Json(expected) => {
-                    let text: Option<String> = call(con, example.read)?;
-                    text.and_then(|text| serde_json::from_str::<Value>(&text).ok())
-                        == serde_json::from_str(expected).ok()
-                }
-                Read::Text(expected) => call::<Option<String>>(con, example.read)?.as_deref() == Some(expected),
-                Read::Items(expected) => call::<Vec<String>>(con, example.read)? == expected,
-            })
-        };
+        let texts: Vec<&str> = jobs.iter().map(|(text, _)| text.as_str()).collect();
+        let worker = Worker::start(&redis, &texts);
         worker.wait_until(
             &redis,
             &format!("{:?} as documented", example.jobs),
-            |con| matches(con),
+            |con| example.read_as_documented(con),
+        );
+    }
+}
+
+/// The same examples through `try`: the redis-cli commands it prints for each event, run
+/// by redis-cli, leave what the documentation shows (lookups, which `try` cannot make
+/// offline, aside).
+#[test]
+fn every_documented_output_through_try() {
+    for example in DOCUMENTED.iter().filter(|example| example.setup.is_empty()) {
+        let redis = example.server();
+        let jobs = example.jobs();
+        let mut commands = String::new();
+        for (job, key, event) in example.events(&jobs) {
+            let input = format!(r#"{{"key":{key},"value":{event}}}"#);
+            let report = redsink_worker::dry_run::dry_run(job, &input).unwrap();
+            let writes = report
+                .split_once("writes:\n")
+                .unwrap_or_else(|| panic!("no writes in {report}"))
+                .1;
+            for line in writes.lines() {
+                commands.push_str(line.trim_start());
+                commands.push('\n');
+            }
+        }
+        let mut cli = std::process::Command::new("redis-cli")
+            .args(["-p", &redis.port().to_string()])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("redis-cli (cargo make setup installs it)");
+        use std::io::Write as _;
+        cli.stdin
+            .take()
+            .unwrap()
+            .write_all(commands.as_bytes())
+            .unwrap();
+        let output = cli.wait_with_output().unwrap();
+        let mut con = redis.connection();
+        assert!(
+            example.read_as_documented(&mut con).unwrap(),
+            "{:?} through try:\n{commands}\nredis-cli said:\n{}",
+            example.jobs,
+            String::from_utf8_lossy(&output.stdout)
         );
     }
 }
