@@ -237,9 +237,21 @@ impl RedisServer {
         std::fs::read_to_string(self.dir.path().join("redis.log")).unwrap_or_default()
     }
 
+    /// A connection; a connect a signal interrupted (EINTR: the test's child processes
+    /// ending) is tried again.
     pub fn connection(&self) -> Connection {
-        self.try_connection()
-            .unwrap_or_else(|e| panic!("connect to {}: {e}\n{}", self.url(), self.log()))
+        let mut result = self.try_connection();
+        for _ in 0..3 {
+            match &result {
+                Err(e) if e.kind() == redis::ErrorKind::Io
+                    && e.to_string().contains("Interrupted system call") =>
+                {
+                    result = self.try_connection();
+                }
+                _ => break,
+            }
+        }
+        result.unwrap_or_else(|e| panic!("connect to {}: {e}\n{}", self.url(), self.log()))
     }
 
     fn try_connection(&self) -> RedisResult<Connection> {

@@ -38,6 +38,14 @@ pub struct JobSource {
     /// (`full`: `key`, `before`, `after`, `opcode`, `db`, `schema`, `table`).
     #[serde(default, deserialize_with = "row_format")]
     pub row_format: RowFormat,
+    /// RDI's `case_insensitive` (true unless given): `server_name`, `db`, `schema` and
+    /// `table` match the source's names in any case.
+    #[serde(default = "case_insensitive")]
+    pub case_insensitive: bool,
+}
+
+fn case_insensitive() -> bool {
+    true
 }
 
 /// RDI's `row_format`.

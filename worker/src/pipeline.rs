@@ -80,10 +80,13 @@ pub trait Feed {
 }
 
 /// Which jobs a route's changes go to: the jobs that name it, or else the default jobs
-/// (RDI's `table: "*"`) whose route pattern matches it.
+/// (RDI's `table: "*"`) whose route pattern matches it. A job names its route in any case
+/// unless it sets RDI's `case_insensitive: false`.
 #[derive(Debug, Clone, Default)]
 pub struct Routes {
     named: BTreeMap<String, Vec<Arc<Job>>>,
+    /// The case-insensitive jobs, by their route in small letters.
+    folded: BTreeMap<String, Vec<Arc<Job>>>,
     /// (route pattern, job), `*` in the pattern standing for any table.
     defaults: Vec<(String, Arc<Job>)>,
 }
@@ -91,8 +94,13 @@ pub struct Routes {
 impl Routes {
     /// Adds `job` on `route` (a pattern where it holds `*`).
     pub fn add(&mut self, route: String, job: &Arc<Job>) {
+        let folds = job.source.case_insensitive;
         if route.contains('*') {
-            self.defaults.push((route, Arc::clone(job)));
+            let pattern = if folds { route.to_lowercase() } else { route };
+            self.defaults.push((pattern, Arc::clone(job)));
+        } else if folds {
+            let jobs = self.folded.entry(route.to_lowercase()).or_default();
+            jobs.push(Arc::clone(job));
         } else {
             self.named.entry(route).or_default().push(Arc::clone(job));
         }
@@ -100,17 +108,30 @@ impl Routes {
 
     /// The jobs of `route`.
     pub fn jobs(&self, route: &str) -> Vec<Arc<Job>> {
-        match self.named.get(route) {
-            Some(jobs) => jobs.clone(),
-            None => self
-                .defaults
-                .iter()
-                .filter(|(pattern, _)| {
-                    redsink_core::glob::matches(pattern.as_bytes(), route.as_bytes())
-                })
-                .map(|(_, job)| Arc::clone(job))
-                .collect(),
+        let folded = route.to_lowercase();
+        let named: Vec<Arc<Job>> = self
+            .named
+            .get(route)
+            .into_iter()
+            .chain(self.folded.get(&folded))
+            .flatten()
+            .cloned()
+            .collect();
+        if !named.is_empty() {
+            return named;
         }
+        self.defaults
+            .iter()
+            .filter(|(pattern, job)| {
+                let route = if job.source.case_insensitive {
+                    &folded
+                } else {
+                    route
+                };
+                redsink_core::glob::matches(pattern.as_bytes(), route.as_bytes())
+            })
+            .map(|(_, job)| Arc::clone(job))
+            .collect()
     }
 }
 
@@ -603,5 +624,36 @@ mod tests {
         assert_eq!(names("data:chinook.public.invoice"), ["invoices"]);
         assert_eq!(names("data:chinook.public.track"), ["default"]);
         assert!(names("data:other.public.track").is_empty());
+    }
+
+    /// RDI's `case_insensitive` (true by default): a job names its table, schema, database
+    /// and server in any case; with `false`, exactly.
+    #[test]
+    fn routes_match_in_any_case_unless_told_not_to() {
+        let job = |text: &str| Arc::new(Job::parse(text, Path::new("job.yaml")).unwrap());
+        let any_case =
+            job("name: any\nsource: {server_name: Chinook, schema: public, table: Invoice}\n");
+        let exact = job(
+            "name: exact\nsource: {server_name: chinook, schema: public, table: Track, case_insensitive: false}\n",
+        );
+        let default = job("name: default\nsource: {server_name: CHINOOK, table: \"*\"}\n");
+        let mut routes = Routes::default();
+        for job in [&any_case, &exact, &default] {
+            for stream in job.streams("data:") {
+                routes.add(stream, job);
+            }
+        }
+        let names = |route: &str| -> Vec<String> {
+            routes
+                .jobs(route)
+                .iter()
+                .map(|job| job.name.clone())
+                .collect()
+        };
+        assert_eq!(names("data:chinook.public.invoice"), ["any"]);
+        assert_eq!(names("data:CHINOOK.PUBLIC.INVOICE"), ["any"]);
+        assert_eq!(names("data:chinook.public.Track"), ["exact"]);
+        assert_eq!(names("data:chinook.public.track"), ["default"]);
+        assert_eq!(names("data:Chinook.album"), ["default"]);
     }
 }

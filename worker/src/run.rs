@@ -72,7 +72,13 @@ pub async fn run(config: Config, jobs: Vec<Job>) -> Result<()> {
                 let mut table_routes = Routes::default();
                 for job in &jobs {
                     let source = &job.source;
-                    if source.server_name.as_deref() != Some(settings.server_name.as_str()) {
+                    let server = source.server_name.as_deref().unwrap_or_default();
+                    let ours = if source.case_insensitive {
+                        server.eq_ignore_ascii_case(&settings.server_name)
+                    } else {
+                        server == settings.server_name
+                    };
+                    if !ours {
                         continue;
                     }
                     if let Some(table) = &source.table {
