@@ -243,8 +243,9 @@ impl RedisServer {
         let mut result = self.try_connection();
         for _ in 0..3 {
             match &result {
-                Err(e) if e.kind() == redis::ErrorKind::Io
-                    && e.to_string().contains("Interrupted system call") =>
+                Err(e)
+                    if e.kind() == redis::ErrorKind::Io
+                        && e.to_string().contains("Interrupted system call") =>
                 {
                     result = self.try_connection();
                 }
