@@ -285,7 +285,12 @@ fn versions(con: &mut Connection) -> Vec<Value> {
 
 #[test]
 fn a_replica_and_the_aof_end_with_the_same_documents_and_versions() {
-    let mut primary = RedisServer::with(Options::default().with_json().config("appendonly", "yes"));
+    // Every write fsynced before its reply: the restart is a SIGKILL.
+    let options = Options::default()
+        .with_json()
+        .config("appendonly", "yes")
+        .config("appendfsync", "always");
+    let mut primary = RedisServer::with(options);
     let mut con = primary.connection();
     fill(&mut con, 0);
     let replica = primary.replica();
