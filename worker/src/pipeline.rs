@@ -601,26 +601,30 @@ mod tests {
     use super::*;
     use std::path::Path;
 
-    #[test]
-    fn named_jobs_first_then_default_jobs_by_pattern() {
-        let job = |text: &str| Arc::new(Job::parse(text, Path::new("job.yaml")).unwrap());
-        let invoices =
-            job("name: invoices\nsource: {server_name: chinook, schema: public, table: invoice}\n");
-        let default =
-            job("name: default\nsource: {server_name: chinook, schema: public, table: \"*\"}\n");
+    /// The names of the jobs each route goes to, with `jobs` (job files) routed.
+    fn routed(jobs: &[&str]) -> impl Fn(&str) -> Vec<String> {
         let mut routes = Routes::default();
-        for job in [&invoices, &default] {
+        for text in jobs {
+            let job = Arc::new(Job::parse(text, Path::new("job.yaml")).unwrap());
             for stream in job.streams("data:") {
-                routes.add(stream, job);
+                routes.add(stream, &job);
             }
         }
-        let names = |route: &str| -> Vec<String> {
+        move |route| {
             routes
                 .jobs(route)
                 .iter()
                 .map(|job| job.name.clone())
                 .collect()
-        };
+        }
+    }
+
+    #[test]
+    fn named_jobs_first_then_default_jobs_by_pattern() {
+        let names = routed(&[
+            "name: invoices\nsource: {server_name: chinook, schema: public, table: invoice}\n",
+            "name: default\nsource: {server_name: chinook, schema: public, table: \"*\"}\n",
+        ]);
         assert_eq!(names("data:chinook.public.invoice"), ["invoices"]);
         assert_eq!(names("data:chinook.public.track"), ["default"]);
         assert!(names("data:other.public.track").is_empty());
@@ -630,26 +634,11 @@ mod tests {
     /// and server in any case; with `false`, exactly.
     #[test]
     fn routes_match_in_any_case_unless_told_not_to() {
-        let job = |text: &str| Arc::new(Job::parse(text, Path::new("job.yaml")).unwrap());
-        let any_case =
-            job("name: any\nsource: {server_name: Chinook, schema: public, table: Invoice}\n");
-        let exact = job(
+        let names = routed(&[
+            "name: any\nsource: {server_name: Chinook, schema: public, table: Invoice}\n",
             "name: exact\nsource: {server_name: chinook, schema: public, table: Track, case_insensitive: false}\n",
-        );
-        let default = job("name: default\nsource: {server_name: CHINOOK, table: \"*\"}\n");
-        let mut routes = Routes::default();
-        for job in [&any_case, &exact, &default] {
-            for stream in job.streams("data:") {
-                routes.add(stream, job);
-            }
-        }
-        let names = |route: &str| -> Vec<String> {
-            routes
-                .jobs(route)
-                .iter()
-                .map(|job| job.name.clone())
-                .collect()
-        };
+            "name: default\nsource: {server_name: CHINOOK, table: \"*\"}\n",
+        ]);
         assert_eq!(names("data:chinook.public.invoice"), ["any"]);
         assert_eq!(names("data:CHINOOK.PUBLIC.INVOICE"), ["any"]);
         assert_eq!(names("data:chinook.public.Track"), ["exact"]);
