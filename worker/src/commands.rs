@@ -7,7 +7,10 @@
 //! "not above the last id" and counts as written; set and sorted-set adds are idempotent
 //! by nature.
 
+use std::collections::HashMap;
+
 use redis::aio::ConnectionLike;
+use redis::cluster_routing::Slot;
 use redis::{Cmd, Pipeline, RedisError, Value};
 use redsink_core::json::Limits;
 use redsink_core::sink::{flatten_json, flatten_patch, Fields, HashUpdate};
@@ -21,6 +24,8 @@ pub struct Server {
     pub module: bool,
     /// JSON documents: RedisJSON, or Redis 8's own.
     pub json: bool,
+    /// A Redis Cluster (a pipeline stays in one slot).
+    pub cluster: bool,
 }
 
 /// `VERSION n`, and `LANE l` for a named lane.
@@ -396,9 +401,12 @@ pub fn is_replayed(error: &RedisError) -> bool {
 
 /// Applies each event's writes; returns, per event, `Ok` or the error Redis gave it.
 /// With the module, one pipeline carries the whole batch; without, each event is one
-/// MULTI/EXEC, all of them in one pipeline. A transport failure (Redis gone) fails the
-/// whole call instead: it says nothing about the events, and must not count against them.
-pub async fn apply<C: ConnectionLike>(
+/// MULTI/EXEC, all of them in one pipeline. On a cluster, where a pipeline stays in one
+/// slot, the commands go in one pipeline per slot, all at once (in order within each: the
+/// writes of one key share its slot); an event's plain commands then make no transaction.
+/// A transport failure (Redis gone) fails the whole call instead: it says nothing about
+/// the events, and must not count against them.
+pub async fn apply<C: ConnectionLike + Clone>(
     con: &mut C,
     events: &[Vec<Write>],
     server: Server,
@@ -410,34 +418,34 @@ pub async fn apply<C: ConnectionLike>(
     let commands: Vec<Vec<Cmd>> = events
         .iter()
         .map(|writes| {
-            if server.module {
-                writes
-                    .iter()
-                    .flat_map(|write| commands_for(write, server))
-                    .collect()
-            } else if writes.is_empty() {
-                Vec::new()
-            } else {
-                let mut transaction = vec![redis::cmd("MULTI")];
-                transaction.extend(writes.iter().flat_map(|write| commands_for(write, server)));
-                transaction.push(redis::cmd("EXEC"));
-                transaction
+            let mut commands: Vec<Cmd> = writes
+                .iter()
+                .flat_map(|write| commands_for(write, server))
+                .collect();
+            if !server.module && !server.cluster && !commands.is_empty() {
+                commands.insert(0, redis::cmd("MULTI"));
+                commands.push(redis::cmd("EXEC"));
             }
+            commands
         })
         .collect();
-    let mut pipe = Pipeline::new();
-    pipe.ignore_errors();
-    for command in commands.iter().flatten() {
-        pipe.add_command(command.clone());
-    }
-    let results: Vec<redis::RedisResult<Value>> = pipe.query_async(con).await?;
-    let mut results = results.into_iter();
+    let replies = if server.cluster {
+        by_slot(con, &commands).await?
+    } else {
+        let mut pipe = Pipeline::new();
+        pipe.ignore_errors();
+        for command in commands.iter().flatten() {
+            pipe.add_command(command.clone());
+        }
+        pipe.query_async(con).await?
+    };
+    let mut replies = replies.into_iter();
     Ok(commands
         .iter()
         .map(|event| {
             let mut outcome = Ok(());
-            for result in results.by_ref().take(event.len()) {
-                let failure = match result {
+            for reply in replies.by_ref().take(event.len()) {
+                let failure = match reply {
                     Err(error) => Some(error),
                     // EXEC's reply holds each command's, errors included.
                     Ok(Value::Array(replies)) => {
@@ -455,6 +463,49 @@ pub async fn apply<C: ConnectionLike>(
                 }
             }
             outcome
+        })
+        .collect())
+}
+
+/// Every command's reply, in order, the commands sent in one pipeline per slot of their
+/// key (their first argument), the pipelines at once.
+async fn by_slot<C: ConnectionLike + Clone>(
+    con: &C,
+    commands: &[Vec<Cmd>],
+) -> Result<Vec<redis::RedisResult<Value>>, RedisError> {
+    let mut groups: HashMap<Slot, (Pipeline, Vec<usize>)> = HashMap::new();
+    for (at, command) in commands.iter().flatten().enumerate() {
+        let key = match command.args_iter().nth(1) {
+            Some(redis::Arg::Simple(key)) => key,
+            _ => &[][..],
+        };
+        let (pipe, places) = groups.entry(Slot::for_key(key)).or_insert_with(|| {
+            let mut pipe = Pipeline::new();
+            pipe.ignore_errors();
+            (pipe, Vec::new())
+        });
+        pipe.add_command(command.clone());
+        places.push(at);
+    }
+    let sent = groups.into_values().map(|(pipe, places)| {
+        let mut con = con.clone();
+        async move {
+            let replies: Vec<redis::RedisResult<Value>> = pipe.query_async(&mut con).await?;
+            Ok::<_, RedisError>(places.into_iter().zip(replies))
+        }
+    });
+    let mut replies: Vec<Option<redis::RedisResult<Value>>> = std::iter::repeat_with(|| None)
+        .take(commands.iter().map(Vec::len).sum())
+        .collect();
+    for group in futures_util::future::try_join_all(sent).await? {
+        for (at, reply) in group {
+            replies[at] = Some(reply);
+        }
+    }
+    Ok(replies
+        .into_iter()
+        .map(|reply| {
+            reply.unwrap_or_else(|| Err(RedisError::from((redis::ErrorKind::Client, "no reply"))))
         })
         .collect())
 }
@@ -579,10 +630,17 @@ mod tests {
             keep: Vec::new(),
         };
         let on = |write: &Write, module, json| -> Vec<String> {
-            commands_for(write, Server { module, json })
-                .iter()
-                .map(packed)
-                .collect()
+            commands_for(
+                write,
+                Server {
+                    module,
+                    json,
+                    cluster: false,
+                },
+            )
+            .iter()
+            .map(packed)
+            .collect()
         };
         assert_eq!(
             on(&document(false), true, true),

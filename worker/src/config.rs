@@ -50,7 +50,11 @@ pub struct RedisConnection {
     #[serde(default, deserialize_with = "number_or_text")]
     pub port: Option<u16>,
     pub url: Option<String>,
+    /// A Redis Cluster's nodes (some of them: the rest are found).
     pub urls: Option<Vec<String>>,
+    /// `url` (or host/port) is a node of a Redis Cluster.
+    #[serde(default)]
+    pub cluster: bool,
     pub user: Option<String>,
     pub password: Option<String>,
     #[serde(default, deserialize_with = "number_or_text")]

@@ -8,6 +8,8 @@
 use std::time::Duration;
 
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::cluster::ClusterClientBuilder;
+use redis::cluster_async::ClusterConnection;
 use redis::{Client, Cmd, IntoConnectionInfo, Pipeline, RedisFuture, Value};
 
 use crate::config::RedisConnection;
@@ -19,12 +21,23 @@ pub enum Redis {
     /// One server (a primary; its replicas follow it), reconnected with backoff when it
     /// goes away.
     Server(ConnectionManager),
+    /// A Redis Cluster: each command goes to the node serving its key's slot, following
+    /// MOVED and ASK while slots move, the topology refreshed after a failover. A pipeline
+    /// must stay in one slot (see `commands::apply`).
+    Cluster(ClusterConnection),
+}
+
+impl Redis {
+    pub fn is_cluster(&self) -> bool {
+        matches!(self, Redis::Cluster(_))
+    }
 }
 
 impl ConnectionLike for Redis {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         match self {
             Redis::Server(server) => server.req_packed_command(cmd),
+            Redis::Cluster(cluster) => cluster.req_packed_command(cmd),
         }
     }
 
@@ -36,12 +49,14 @@ impl ConnectionLike for Redis {
     ) -> RedisFuture<'a, Vec<Value>> {
         match self {
             Redis::Server(server) => server.req_packed_commands(pipeline, offset, count),
+            Redis::Cluster(cluster) => cluster.req_packed_commands(pipeline, offset, count),
         }
     }
 
     fn get_db(&self) -> i64 {
         match self {
             Redis::Server(server) => server.get_db(),
+            Redis::Cluster(cluster) => cluster.get_db(),
         }
     }
 }
@@ -50,6 +65,9 @@ impl ConnectionLike for Redis {
 /// `blocking` connections carry blocking reads and get no response timeout: redis-rs's
 /// default of 500 ms would cut every `BLOCK` read short.
 pub async fn connect(name: &str, config: &RedisConnection, blocking: bool) -> Result<Redis> {
+    if config.urls.is_some() || config.cluster {
+        return connect_cluster(name, config, blocking).await;
+    }
     let client = client(name, config)?;
     let response_timeout = (!blocking).then_some(Duration::from_secs(10));
     let manager_config = ConnectionManagerConfig::new()
@@ -64,23 +82,75 @@ pub async fn connect(name: &str, config: &RedisConnection, blocking: bool) -> Re
         .map_err(|e| Error::Invalid(format!("connection '{name}': cannot connect: {e}")))
 }
 
-fn client(name: &str, config: &RedisConnection) -> Result<Client> {
+/// A cluster's nodes (`urls`, or the one node `url`/host names with `cluster: true`),
+/// with the user, password and TLS of the connection. Blocking connections get no
+/// response timeout, as for one server.
+async fn connect_cluster(name: &str, config: &RedisConnection, blocking: bool) -> Result<Redis> {
+    let invalid = |e: redis::RedisError| Error::Invalid(format!("connection '{name}': {e}"));
+    let nodes = match &config.urls {
+        Some(urls) => urls
+            .iter()
+            .map(|url| insecure(config, url.clone()))
+            .collect(),
+        None => vec![url(name, config)?],
+    };
+    let mut builder = ClusterClientBuilder::new(nodes)
+        .connection_timeout(Duration::from_secs(5))
+        .retries(6);
+    if !blocking {
+        builder = builder.response_timeout(Duration::from_secs(10));
+    }
+    if let Some(user) = &config.user {
+        builder = builder.username(user);
+    }
+    if let Some(password) = &config.password {
+        builder = builder.password(password);
+    }
+    if let Some(path) = &config.ca_cert {
+        let root_cert = std::fs::read(path).map_err(|e| Error::Read(path.clone(), e))?;
+        builder = builder.certs(redis::TlsCertificates {
+            client_tls: None,
+            root_cert: Some(root_cert),
+        });
+    }
+    let client = builder.build().map_err(invalid)?;
+    client
+        .get_async_connection()
+        .await
+        .map(Redis::Cluster)
+        .map_err(|e| {
+            Error::Invalid(format!(
+                "connection '{name}': cannot connect to the cluster: {e}"
+            ))
+        })
+}
+
+/// The one server's URL: `url`, or built from host and port.
+fn url(name: &str, config: &RedisConnection) -> Result<String> {
     let scheme = if config.tls { "rediss" } else { "redis" };
     let url = match (&config.url, &config.host) {
         (Some(url), _) => url.clone(),
         (None, Some(host)) => format!("{scheme}://{host}:{}/", config.port.unwrap_or(6379)),
         _ => {
             return Err(Error::Invalid(format!(
-                "connection '{name}': cluster connections (urls) are not supported by this release; use host/port or url"
+                "connection '{name}': give url, host (and port), or urls (a cluster's nodes)"
             )))
         }
     };
-    let url = if config.skip_verify && !url.contains('#') {
+    Ok(insecure(config, url))
+}
+
+/// `url` accepting any certificate, where the connection says so.
+fn insecure(config: &RedisConnection, url: String) -> String {
+    if config.skip_verify && !url.contains('#') {
         format!("{url}#insecure")
     } else {
         url
-    };
-    let info = url
+    }
+}
+
+fn client(name: &str, config: &RedisConnection) -> Result<Client> {
+    let info = url(name, config)?
         .as_str()
         .into_connection_info()
         .map_err(|e| Error::Invalid(format!("connection '{name}': {e}")))?;

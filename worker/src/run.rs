@@ -40,9 +40,22 @@ pub async fn run(config: Config, jobs: Vec<Job>) -> Result<()> {
                 let Connection::Redis(source_connection) =
                     &config.connections[&settings.connection];
                 let Connection::Redis(target_connection) = &config.connections[&target];
+                if source_connection.urls.is_some() || source_connection.cluster {
+                    return Err(Error::Invalid(format!(
+                        "connection '{}': a redis-stream source reads streams from one server in this release; a cluster can be the connection jobs write to",
+                        settings.connection
+                    )));
+                }
                 let reader = connect(&settings.connection, source_connection, true).await?;
                 let mut writer = connect(&target, target_connection, false).await?;
                 let server = server_of(&mut writer, &target, &jobs).await?;
+                // The streams' own commands (SCAN, XACK, XAUTOCLAIM…) go where the streams
+                // are, which may not be where the jobs write.
+                let streams = if target == settings.connection {
+                    writer.clone()
+                } else {
+                    connect(&settings.connection, source_connection, false).await?
+                };
                 let source = StreamSource {
                     settings: settings.clone(),
                     processors: config.processors.clone(),
@@ -53,7 +66,7 @@ pub async fn run(config: Config, jobs: Vec<Job>) -> Result<()> {
                         &config.processors,
                     ),
                     reader,
-                    writer,
+                    streams,
                     consumer: settings.consumer.clone().unwrap_or_else(default_consumer),
                     decoding: Default::default(),
                 };
@@ -153,6 +166,7 @@ async fn server_of(writer: &mut Redis, target: &str, jobs: &[Arc<Job>]) -> Resul
     let server = Server {
         module: has_command(writer, "SINK.HASH").await?,
         json: has_command(writer, "JSON.SET").await?,
+        cluster: writer.is_cluster(),
     };
     let outputs = || jobs.iter().flat_map(|job| &job.outputs);
     if outputs().any(|o| matches!(o.target, Target::DeviceStream { .. })) && !server.module {

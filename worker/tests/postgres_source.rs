@@ -11,7 +11,7 @@ use std::time::Duration;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use redsink_tests::{call, pg_client, PostgresServer, RedisServer};
+use redsink_tests::{call, pg_client, PostgresServer, RedisCluster, RedisServer};
 
 mod common;
 use common::{Worker, INVOICE_HASH_JOB, SEED_001};
@@ -565,4 +565,55 @@ fn a_job_without_a_key_writes_under_rdis_default_key() {
     let mut con = redis.connection();
     let total: Option<String> = call(&mut con, &["HGET", "invoice:InvoiceId:2", "Total"]).unwrap();
     assert_eq!(total.as_deref(), Some("2.02"));
+}
+
+/// The postgres source writing into a Redis Cluster (three primaries with the module):
+/// the snapshot and the changes after it, each invoice's hash on the node of its slot.
+#[test]
+fn changes_written_into_a_cluster() {
+    let cluster = RedisCluster::start(3);
+    let postgres = PostgresServer::start();
+    let mut client = postgres.client().unwrap();
+    client.batch_execute(INVOICE_TABLE).unwrap();
+    for id in 1..=20 {
+        insert(&mut client, id);
+    }
+    let urls: Vec<String> = cluster
+        .nodes
+        .iter()
+        .map(|node| format!("\"{}\"", node.url()))
+        .collect();
+    let config = config(&cluster.nodes[0], &postgres).replace(
+        &format!("host: 127.0.0.1, port: {}}}", cluster.nodes[0].port()),
+        &format!("urls: [{}]}}", urls.join(", ")),
+    );
+    assert!(config.contains("urls: ["), "{config}");
+    let worker = Worker::from_config(&config, &[INVOICE_HASH_JOB]);
+    for id in 21..=30 {
+        insert(&mut client, id);
+    }
+    client
+        .execute(
+            r#"UPDATE invoice SET "BillingCountry" = 'France' WHERE "InvoiceId" <= 5"#,
+            &[],
+        )
+        .unwrap();
+    let want = expected(&mut client);
+    let pairs = |fields: &[String]| {
+        let mut pairs: Vec<(String, String)> = fields
+            .chunks(2)
+            .filter(|pair| pair[0] != "BillingState")
+            .map(|pair| (pair[0].clone(), pair[1].clone()))
+            .collect();
+        pairs.sort();
+        pairs
+    };
+    for (key, fields) in &want {
+        let node = cluster.node_for(key);
+        worker.wait_until(node, &format!("{key} as the table has it"), |con| {
+            let got: Vec<String> = call(con, &["HGETALL", key])?;
+            Ok(pairs(&got) == pairs(fields))
+        });
+    }
+    assert_eq!(want.len(), 30);
 }

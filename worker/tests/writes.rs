@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use redsink_tests::{call, snapshot, Options, RedisServer};
+use redsink_tests::{call, snapshot, Options, RedisCluster, RedisServer};
 use redsink_worker::commands::{apply, Server};
 use redsink_worker::format::{decode, Decoded, Schemas};
 use redsink_worker::job::Job;
@@ -107,15 +107,59 @@ fn planned() -> Vec<Vec<Write>> {
 async fn run(server: &RedisServer, batches: &[Vec<Write>], module: bool) {
     let client = redis::Client::open(server.url()).unwrap();
     let mut con = client.get_multiplexed_async_connection().await.unwrap();
+    let server = Server {
+        module,
+        json: false,
+        cluster: false,
+    };
+    write_all(&mut con, batches, server).await;
+}
+
+/// The batches, seven events at a time, each event's writes confirmed.
+async fn write_all<C: redis::aio::ConnectionLike + Clone>(
+    con: &mut C,
+    batches: &[Vec<Write>],
+    server: Server,
+) {
     for chunk in batches.chunks(7) {
-        let server = Server {
-            module,
-            json: false,
-        };
-        for outcome in apply(&mut con, chunk, server).await.unwrap() {
+        for outcome in apply(con, chunk, server).await.unwrap() {
             outcome.unwrap();
         }
     }
+}
+
+/// A cluster (three primaries with the module) ends where one server does: each batch's
+/// writes go in one pipeline per slot; a replay changes nothing there either.
+#[tokio::test]
+async fn a_cluster_ends_where_one_server_does() {
+    let batches = planned();
+    let single = RedisServer::start();
+    run(&single, &batches, true).await;
+    let cluster = RedisCluster::start(3);
+    let urls: Vec<String> = cluster.nodes.iter().map(RedisServer::url).collect();
+    let client = redis::cluster::ClusterClient::new(urls).unwrap();
+    let mut con = client.get_async_connection().await.unwrap();
+    let server = Server {
+        module: true,
+        json: false,
+        cluster: true,
+    };
+    write_all(&mut con, &batches, server).await;
+    let everything = |cluster: &RedisCluster| {
+        let mut keys: Vec<_> = cluster.nodes.iter().flat_map(state).collect();
+        keys.sort();
+        keys
+    };
+    let written = everything(&cluster);
+    assert_eq!(written, state(&single));
+    let spread = cluster
+        .nodes
+        .iter()
+        .filter(|node| !state(node).is_empty())
+        .count();
+    assert_eq!(spread, 3, "the keys live on every node");
+    write_all(&mut con, &batches[batches.len() / 2..], server).await;
+    assert_eq!(everything(&cluster), written);
 }
 
 /// The data, streams compared by their entries (ids and fields), without expiries.

@@ -34,8 +34,8 @@ pub struct StreamSource {
     pub pipeline: Pipeline,
     /// For XREADGROUP only (no response timeout).
     pub reader: Redis,
-    /// For everything else.
-    pub writer: Redis,
+    /// For the streams' other commands (the pipeline writes through its own connection).
+    pub streams: Redis,
     pub consumer: String,
     pub decoding: Decoding,
 }
@@ -124,7 +124,7 @@ impl StreamSource {
         let groups: Vec<Vec<Value>> = redis::cmd("XINFO")
             .arg("GROUPS")
             .arg(stream)
-            .query_async(&mut self.writer)
+            .query_async(&mut self.streams)
             .await?;
         let field = |group: &[Value], name: &[u8]| {
             group.chunks(2).find_map(|pair| match pair {
@@ -158,7 +158,7 @@ impl StreamSource {
                         .arg(1000)
                         .arg("TYPE")
                         .arg("stream")
-                        .query_async(&mut self.writer)
+                        .query_async(&mut self.streams)
                         .await?;
                     found.extend(keys);
                     if next == 0 {
@@ -180,7 +180,7 @@ impl StreamSource {
                 .arg(&self.settings.group)
                 .arg("0")
                 .arg("MKSTREAM")
-                .query_async(&mut self.writer)
+                .query_async(&mut self.streams)
                 .await;
             match created {
                 Ok(()) => tracing::info!(
@@ -220,7 +220,7 @@ impl StreamSource {
                 .arg("STREAMS")
                 .arg(stream)
                 .arg(&after)
-                .query_async(&mut self.writer)
+                .query_async(&mut self.streams)
                 .await?;
             let entries: Vec<Entry> = parse_read(&reply)
                 .into_iter()
@@ -310,7 +310,7 @@ impl StreamSource {
             .arg("0-0")
             .arg("COUNT")
             .arg(self.processors.read_batch_size)
-            .query_async(&mut self.writer)
+            .query_async(&mut self.streams)
             .await?;
         Ok(parse_autoclaim(&reply).1)
     }
@@ -335,7 +335,7 @@ impl StreamSource {
     /// Waits for a batch's writes, then acknowledges what the pipeline reports done.
     async fn finish(&mut self, in_flight: InFlight) -> Result<()> {
         let mut pending = Pending {
-            writer: self.writer.clone(),
+            streams: self.streams.clone(),
             group: self.settings.group.clone(),
         };
         let outcome = self.pipeline.finish(in_flight, &mut pending).await?;
@@ -348,7 +348,7 @@ impl StreamSource {
                 .arg(&**stream)
                 .arg(&self.settings.group)
                 .arg(&acked)
-                .query_async::<i64>(&mut self.writer)
+                .query_async::<i64>(&mut self.streams)
                 .await?;
         }
         outcome.record(acked.len());
@@ -358,7 +358,7 @@ impl StreamSource {
 
 /// The pending entries of the group, which count each entry's deliveries.
 struct Pending {
-    writer: Redis,
+    streams: Redis,
     group: String,
 }
 
@@ -370,7 +370,7 @@ impl Feed for Pending {
             .arg(&delivery.at)
             .arg(&delivery.at)
             .arg(1)
-            .query_async(&mut self.writer)
+            .query_async(&mut self.streams)
             .await?;
         Ok(delivery_count(&pending).unwrap_or(1))
     }
