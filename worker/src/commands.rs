@@ -467,6 +467,27 @@ pub async fn apply<C: ConnectionLike + Clone>(
         .collect())
 }
 
+/// How many replicas must confirm a batch's writes, and for how long to wait.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Wait {
+    pub replicas: u64,
+    pub timeout_ms: u64,
+}
+
+/// WAIT on the connection that wrote (on a cluster, on every primary: the fewest
+/// confirmations count); whether the replicas confirmed in time.
+pub async fn replicas_confirm<C: ConnectionLike>(
+    con: &mut C,
+    wait: Wait,
+) -> Result<bool, RedisError> {
+    let confirmed: u64 = redis::cmd("WAIT")
+        .arg(wait.replicas)
+        .arg(wait.timeout_ms)
+        .query_async(con)
+        .await?;
+    Ok(confirmed >= wait.replicas)
+}
+
 /// Every command's reply, in order, the commands sent in one pipeline per slot of their
 /// key (their first argument), the pipelines at once.
 async fn by_slot<C: ConnectionLike + Clone>(

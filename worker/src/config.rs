@@ -176,6 +176,24 @@ pub struct Processors {
     pub reclaim_idle_ms: u64,
     /// Prefix of the streams RDI jobs read: `<prefix><server>.<schema>.<table>`.
     pub stream_prefix: String,
+    /// Replicas (of every primary written) that must confirm a batch's writes before it
+    /// counts as done (WAIT); 0: none.
+    pub wait_replicas: u64,
+    /// How long to wait for them, in milliseconds.
+    pub wait_timeout_ms: u64,
+    /// When they do not confirm in time: `retry` the batch (the default: nothing is
+    /// acknowledged that a failover could lose), or `continue` (acknowledged, counted in
+    /// `redsink_wait_timeouts_total`, and said in the log).
+    pub on_wait_timeout: OnWaitTimeout,
+}
+
+/// What a batch whose writes the replicas did not confirm in time becomes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnWaitTimeout {
+    #[default]
+    Retry,
+    Continue,
 }
 
 impl Default for Processors {
@@ -187,6 +205,9 @@ impl Default for Processors {
             dlq_stream: "dlq:{stream}".into(),
             reclaim_idle_ms: 30_000,
             stream_prefix: "data:".into(),
+            wait_replicas: 0,
+            wait_timeout_ms: 1000,
+            on_wait_timeout: OnWaitTimeout::Retry,
         }
     }
 }

@@ -44,6 +44,12 @@ pub fn record(batch: &BatchReport) {
     histogram!("redsink_batch_seconds", "stream" => stream).record(batch.took.as_secs_f64());
 }
 
+/// A batch of `stream` whose writes the replicas did not confirm in time, acknowledged
+/// all the same (`on_wait_timeout: continue`).
+pub fn wait_timeout(stream: &str) {
+    counter!("redsink_wait_timeouts_total", "stream" => stream.to_owned()).increment(1);
+}
+
 /// An entry of `stream` that writes nothing, by kind (tombstone, heartbeat, transaction).
 pub fn skipped(stream: &str, kind: &'static str) {
     counter!("redsink_events_skipped_total", "stream" => stream.to_owned(), "kind" => kind)

@@ -16,8 +16,8 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::commands::Server;
-use crate::config::Processors;
+use crate::commands::{Server, Wait};
+use crate::config::{OnWaitTimeout, Processors};
 use crate::connect::Redis;
 use crate::error::{Error, Result};
 use crate::format::ChangeEvent;
@@ -144,6 +144,9 @@ pub struct Pipeline {
     max_deliveries: u64,
     /// The dead-letter stream's name, `{stream}` standing for the source's.
     dlq_stream: String,
+    /// The replicas that must confirm a batch before it counts as done, if any.
+    wait: Option<Wait>,
+    on_wait_timeout: OnWaitTimeout,
 }
 
 /// A batch of one source's deliveries and what planning found for each.
@@ -203,6 +206,11 @@ impl Pipeline {
             server,
             max_deliveries: processors.max_deliveries,
             dlq_stream: processors.dlq_stream.clone(),
+            wait: (processors.wait_replicas > 0).then_some(Wait {
+                replicas: processors.wait_replicas,
+                timeout_ms: processors.wait_timeout_ms,
+            }),
+            on_wait_timeout: processors.on_wait_timeout,
         }
     }
 
@@ -372,6 +380,7 @@ impl Pipeline {
                 tracing::warn!(source, "a reply could not be written: {failed}");
             }
         }
+        self.wait_for_replicas(&source).await?;
         Ok(Outcome {
             source,
             delivered,
@@ -380,6 +389,36 @@ impl Pipeline {
             dead_lettered,
             started,
         })
+    }
+
+    /// With `wait_replicas`: before a batch counts as done, its writes (and dead letters
+    /// and replies) confirmed by that many replicas, so that a failover right after the
+    /// acknowledgement loses nothing. Not confirmed in time: an error (the batch is
+    /// written again), or with `on_wait_timeout: continue` a warning and a count.
+    async fn wait_for_replicas(&mut self, source: &str) -> Result<()> {
+        let Some(wait) = self.wait else {
+            return Ok(());
+        };
+        if commands::replicas_confirm(&mut self.writer, wait).await? {
+            return Ok(());
+        }
+        let what = format!(
+            "fewer than {} replicas confirmed the batch's writes within {} ms",
+            wait.replicas, wait.timeout_ms
+        );
+        match self.on_wait_timeout {
+            OnWaitTimeout::Retry => Err(Error::Invalid(format!(
+                "{what}: it is not acknowledged, and will be written again"
+            ))),
+            OnWaitTimeout::Continue => {
+                tracing::warn!(
+                    source,
+                    "{what}: acknowledged all the same (on_wait_timeout: continue)"
+                );
+                metrics::wait_timeout(source);
+                Ok(())
+            }
+        }
     }
 
     /// Adds a change to the dead-letter stream: `source`, `at`, `error` and `deliveries`,
