@@ -10,7 +10,11 @@ use std::time::Duration;
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClientBuilder;
 use redis::cluster_async::ClusterConnection;
-use redis::{Client, Cmd, IntoConnectionInfo, Pipeline, RedisFuture, Value};
+use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
+use redis::{
+    Client, Cmd, FromRedisValue, IntoConnectionInfo, Pipeline, RedisError, RedisFuture,
+    RedisResult, Value,
+};
 
 use crate::config::RedisConnection;
 use crate::error::{Error, Result};
@@ -27,9 +31,57 @@ pub enum Redis {
     Cluster(ClusterConnection),
 }
 
+/// A cluster node by address.
+pub type Node = (String, u16);
+
 impl Redis {
     pub fn is_cluster(&self) -> bool {
         matches!(self, Redis::Cluster(_))
+    }
+
+    /// Where a command over the whole keyspace (SCAN) must run: the one server (`None`),
+    /// or each primary of a cluster (from CLUSTER NODES, failed ones aside).
+    pub async fn primaries(&mut self) -> RedisResult<Vec<Option<Node>>> {
+        let Redis::Cluster(cluster) = self else {
+            return Ok(vec![None]);
+        };
+        let nodes: String = redis::cmd("CLUSTER")
+            .arg("NODES")
+            .query_async(cluster)
+            .await?;
+        Ok(nodes
+            .lines()
+            .filter_map(|line| {
+                let fields: Vec<&str> = line.split(' ').collect();
+                let flags = fields.get(2)?;
+                if !flags.contains("master") || flags.contains("fail") {
+                    return None;
+                }
+                // ip:port@cport[,hostname]
+                let address = fields.get(1)?.split('@').next()?;
+                let (host, port) = address.rsplit_once(':')?;
+                Some(Some((host.to_owned(), port.parse().ok()?)))
+            })
+            .collect())
+    }
+
+    /// `cmd` on `node` of a cluster (`None`: where it routes by itself).
+    pub async fn query_at<T: FromRedisValue>(
+        &mut self,
+        node: Option<&Node>,
+        cmd: &Cmd,
+    ) -> RedisResult<T> {
+        match (self, node) {
+            (Redis::Cluster(cluster), Some((host, port))) => {
+                let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress {
+                    host: host.clone(),
+                    port: *port,
+                });
+                let reply = cluster.route_command(cmd.clone(), routing).await?;
+                T::from_redis_value(reply).map_err(RedisError::from)
+            }
+            (redis, _) => cmd.query_async(redis).await,
+        }
     }
 }
 

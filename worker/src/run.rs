@@ -40,12 +40,6 @@ pub async fn run(config: Config, jobs: Vec<Job>) -> Result<()> {
                 let Connection::Redis(source_connection) =
                     &config.connections[&settings.connection];
                 let Connection::Redis(target_connection) = &config.connections[&target];
-                if source_connection.urls.is_some() || source_connection.cluster {
-                    return Err(Error::Invalid(format!(
-                        "connection '{}': a redis-stream source reads streams from one server in this release; a cluster can be the connection jobs write to",
-                        settings.connection
-                    )));
-                }
                 let reader = connect(&settings.connection, source_connection, true).await?;
                 let mut writer = connect(&target, target_connection, false).await?;
                 let server = server_of(&mut writer, &target, &jobs).await?;

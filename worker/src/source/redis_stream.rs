@@ -147,24 +147,27 @@ impl StreamSource {
         let found: Vec<String> = match &self.settings.streams {
             Streams::Keys(keys) => keys.clone(),
             Streams::Pattern(pattern) => {
+                // On a cluster, each primary holds the streams of its slots.
                 let mut found = Vec::new();
-                let mut cursor = 0u64;
-                loop {
-                    let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-                        .arg(cursor)
-                        .arg("MATCH")
-                        .arg(pattern)
-                        .arg("COUNT")
-                        .arg(1000)
-                        .arg("TYPE")
-                        .arg("stream")
-                        .query_async(&mut self.streams)
-                        .await?;
-                    found.extend(keys);
-                    if next == 0 {
-                        break;
+                for node in self.streams.primaries().await? {
+                    let mut cursor = 0u64;
+                    loop {
+                        let mut scan = redis::cmd("SCAN");
+                        scan.arg(cursor)
+                            .arg("MATCH")
+                            .arg(pattern)
+                            .arg("COUNT")
+                            .arg(1000)
+                            .arg("TYPE")
+                            .arg("stream");
+                        let (next, keys): (u64, Vec<String>) =
+                            self.streams.query_at(node.as_ref(), &scan).await?;
+                        found.extend(keys);
+                        if next == 0 {
+                            break;
+                        }
+                        cursor = next;
                     }
-                    cursor = next;
                 }
                 found
             }
@@ -250,20 +253,43 @@ impl StreamSource {
         in_flight: &mut Option<InFlight>,
     ) -> Result<bool> {
         let took_over = reclaim && self.take_over_idle(streams, in_flight).await?;
-        let mut read = redis::cmd("XREADGROUP");
-        read.arg("GROUP")
-            .arg(&self.settings.group)
-            .arg(&self.consumer)
-            .arg("COUNT")
-            .arg(self.processors.read_batch_size);
-        if in_flight.is_none() {
-            read.arg("BLOCK").arg(self.processors.block_ms);
-        }
-        read.arg("STREAMS");
-        read.arg(streams.iter().collect::<Vec<_>>());
-        read.arg(vec![">"; streams.len()]);
-        let reply: Value = read.query_async(&mut self.reader).await?;
-        let batches = parse_read(&reply);
+        let read = |streams: &[&String], block: bool| {
+            let mut read = redis::cmd("XREADGROUP");
+            read.arg("GROUP")
+                .arg(&self.settings.group)
+                .arg(&self.consumer)
+                .arg("COUNT")
+                .arg(self.processors.read_batch_size);
+            if block {
+                read.arg("BLOCK").arg(self.processors.block_ms);
+            }
+            read.arg("STREAMS")
+                .arg(streams)
+                .arg(vec![">"; streams.len()]);
+            read
+        };
+        let batches = if self.reader.is_cluster() {
+            // A command's keys share a slot there, and a blocked read holds up its node's
+            // connection: each stream read on its own, all at once, without blocking; a
+            // cycle that finds nothing waits a little (at most block_ms) instead.
+            let reads = streams.iter().map(|stream| {
+                let mut reader = self.reader.clone();
+                let read = read(&[stream], false);
+                async move { read.query_async::<Value>(&mut reader).await }
+            });
+            let replies = futures_util::future::try_join_all(reads).await?;
+            let batches: Vec<_> = replies.iter().flat_map(parse_read).collect();
+            if batches.is_empty() && in_flight.is_none() {
+                tokio::time::sleep(Duration::from_millis(self.processors.block_ms.min(100))).await;
+            }
+            batches
+        } else {
+            let streams: Vec<&String> = streams.iter().collect();
+            let reply: Value = read(&streams, in_flight.is_none())
+                .query_async(&mut self.reader)
+                .await?;
+            parse_read(&reply)
+        };
         if batches.is_empty() {
             if let Some(previous) = in_flight.take() {
                 self.finish(previous).await?;
