@@ -255,7 +255,7 @@ impl RedisServer {
         result.unwrap_or_else(|e| panic!("connect to {}: {e}\n{}", self.url(), self.log()))
     }
 
-    fn try_connection(&self) -> RedisResult<Connection> {
+    pub fn try_connection(&self) -> RedisResult<Connection> {
         redis::Client::open(self.url())?.get_connection_with_timeout(Duration::from_secs(5))
     }
 
@@ -451,12 +451,22 @@ pub struct RedisCluster {
 }
 
 impl RedisCluster {
+    /// `primaries` nodes, no replicas.
     pub fn start(primaries: usize) -> Self {
+        Self::with_replicas(primaries, 0)
+    }
+
+    /// `primaries` nodes and `replicas` replicas of each (a failover takes a couple of
+    /// seconds: `cluster-node-timeout` is 1 s).
+    pub fn with_replicas(primaries: usize, replicas: usize) -> Self {
         let options = Options::default()
             .config("cluster-enabled", "yes")
             .config("cluster-config-file", "nodes.conf")
-            .config("cluster-node-timeout", "5000");
-        let nodes: Vec<RedisServer> = (0..primaries)
+            .config(
+                "cluster-node-timeout",
+                if replicas > 0 { "1000" } else { "5000" },
+            );
+        let nodes: Vec<RedisServer> = (0..primaries * (1 + replicas))
             .map(|_| RedisServer::with(options.clone()))
             .collect();
         let mut create = Command::new("redis-cli");
@@ -465,7 +475,7 @@ impl RedisCluster {
             create.arg(format!("127.0.0.1:{}", node.port()));
         }
         let output = create
-            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .args(["--cluster-replicas", &replicas.to_string(), "--cluster-yes"])
             .output()
             .expect("run redis-cli --cluster create");
         assert!(
@@ -473,23 +483,70 @@ impl RedisCluster {
             "{}",
             String::from_utf8_lossy(&output.stdout)
         );
-        for node in &nodes {
-            node.wait_until("cluster_state:ok", |con| {
-                let info: String = call(con, &["CLUSTER", "INFO"])?;
-                Ok(info.contains("cluster_state:ok"))
-            });
+        let cluster = RedisCluster { nodes };
+        cluster.wait_until_ok();
+        cluster
+    }
+
+    /// Every live node says `cluster_state:ok` (and, with replicas, each is linked).
+    pub fn wait_until_ok(&self) {
+        for node in &self.nodes {
+            let mut node_con = match node.try_connection() {
+                Ok(con) => con,
+                Err(_) => continue,
+            };
+            let deadline = std::time::Instant::now() + Duration::from_secs(30);
+            loop {
+                let info: String = call(&mut node_con, &["CLUSTER", "INFO"]).unwrap_or_default();
+                let replication: String =
+                    call(&mut node_con, &["INFO", "replication"]).unwrap_or_default();
+                let linked = !replication.contains("role:slave")
+                    || replication.contains("master_link_status:up");
+                if info.contains("cluster_state:ok") && linked {
+                    break;
+                }
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "cluster not ok: {info}"
+                );
+                std::thread::sleep(Duration::from_millis(50));
+            }
         }
-        RedisCluster { nodes }
+    }
+
+    /// The nodes that are primaries now.
+    pub fn primaries(&self) -> Vec<&RedisServer> {
+        self.nodes
+            .iter()
+            .filter(|node| {
+                node.try_connection().is_ok_and(|mut con| {
+                    call::<String>(&mut con, &["INFO", "replication"])
+                        .is_ok_and(|info| info.contains("role:master"))
+                })
+            })
+            .collect()
     }
 
     /// The node serving `key`'s slot.
     pub fn node_for(&self, key: &str) -> &RedisServer {
-        let mut con = self.nodes[0].connection();
+        &self.nodes[self.index_for(key)]
+    }
+
+    /// The place in `nodes` of the live node serving `key`'s slot.
+    pub fn index_for(&self, key: &str) -> usize {
+        let live = || {
+            self.nodes
+                .iter()
+                .filter_map(|node| node.try_connection().ok())
+        };
+        let mut con = live().next().expect("a live node");
         let slot: i64 = call(&mut con, &["CLUSTER", "KEYSLOT", key]).expect("CLUSTER KEYSLOT");
         self.nodes
             .iter()
-            .find(|node| {
-                let mut con = node.connection();
+            .position(|node| {
+                let Ok(mut con) = node.try_connection() else {
+                    return false;
+                };
                 let nodes: String = call(&mut con, &["CLUSTER", "NODES"]).expect("CLUSTER NODES");
                 let mine = nodes
                     .lines()

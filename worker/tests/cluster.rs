@@ -174,3 +174,127 @@ output:
         }
     }
 }
+
+/// Seed 001's job and a hash job into a cluster with a replica per primary while events
+/// flow; the primary holding `invoice:events` SIGKILLed mid-flow and its replica promoted,
+/// the killed node then back as a replica: no change lost, no message twice, every hash
+/// as the source's last row (the worker waits for a replica before acknowledging).
+#[test]
+fn a_primary_killed_mid_flow_loses_and_duplicates_nothing() {
+    const EVENTS: u32 = 1500;
+    const INVOICES: u32 = 300;
+    let streams = RedisServer::start();
+    let mut cluster = RedisCluster::with_replicas(3, 1);
+    let urls: Vec<String> = cluster
+        .nodes
+        .iter()
+        .map(|node| format!("\"{}\"", node.url()))
+        .collect();
+    let config = format!(
+        "connections:\n  source: {{type: redis, host: 127.0.0.1, port: {}}}\n  target: {{type: redis, urls: [{}]}}\n\
+         sources:\n  - {{type: redis-stream, connection: source, streams: \"data:*\"}}\n\
+         processors: {{block_ms: 100, read_batch_size: 50, wait_replicas: 1, wait_timeout_ms: 2000}}\n\
+         jobs: ./jobs\n",
+        streams.port(),
+        urls.join(", ")
+    );
+    let worker = Worker::from_config(&config, &[SEED_001, INVOICE_HASH_JOB]);
+    let source_url = streams.url();
+    let producer = std::thread::spawn(move || {
+        let mut con = redis::Client::open(source_url)
+            .unwrap()
+            .get_connection()
+            .unwrap();
+        for i in 1..=EVENTS {
+            let invoice = (i - 1) % INVOICES + 1;
+            let op = if i <= INVOICES { "c" } else { "u" };
+            let event = format!(
+                r#"{{"before":null,"after":{{"InvoiceId":{invoice},"BillingCountry":"Germany","Total":{i}}},"source":{{"table":"invoice"}},"op":"{op}"}}"#
+            );
+            let _: String = redis::cmd("XADD")
+                .arg("data:chinook.public.invoice")
+                .arg("*")
+                .arg(format!(r#"{{"InvoiceId":{invoice}}}"#))
+                .arg(event)
+                .query(&mut con)
+                .unwrap();
+            if i % 50 == 0 {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+        }
+    });
+    let acked = |con: &mut redis::Connection| -> redis::RedisResult<i64> {
+        let groups: Vec<std::collections::HashMap<String, redis::Value>> =
+            call(con, &["XINFO", "GROUPS", "data:chinook.public.invoice"])?;
+        let pending: Vec<redis::Value> =
+            call(con, &["XPENDING", "data:chinook.public.invoice", "redsink"])?;
+        let read = match groups.first().and_then(|group| group.get("entries-read")) {
+            Some(redis::Value::Int(read)) => *read,
+            _ => 0,
+        };
+        let pending = match pending.first() {
+            Some(redis::Value::Int(pending)) => *pending,
+            _ => 0,
+        };
+        Ok(read - pending)
+    };
+    streams.wait_until("a fifth acknowledged", |con| Ok(acked(con)? >= 300));
+    let victim = cluster.index_for("invoice:events");
+    cluster.nodes[victim].kill();
+    producer.join().unwrap();
+    // Its replica promoted, the killed node comes back as the new primary's replica (as an
+    // operator restarts it): until then, with `wait_replicas: 1`, nothing written to the
+    // new primary is acknowledged (`on_wait_timeout: retry`).
+    cluster.wait_until_ok();
+    cluster.nodes[victim].restart();
+    cluster.wait_until_ok();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let mut con = streams.connection();
+    while acked(&mut con).unwrap() < i64::from(EVENTS) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not every change acknowledged after the failover:\n{}",
+            worker.log()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    cluster.wait_until_ok();
+    let live: Vec<String> = cluster
+        .nodes
+        .iter()
+        .filter(|node| node.try_connection().is_ok())
+        .map(RedisServer::url)
+        .collect();
+    let mut target = redis::cluster::ClusterClient::new(live)
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let messages: Vec<(String, Vec<String>)> = redis::cmd("XRANGE")
+        .arg("invoice:events")
+        .arg("-")
+        .arg("+")
+        .query(&mut target)
+        .unwrap();
+    assert_eq!(
+        messages.len(),
+        EVENTS as usize,
+        "one message per change, none twice\n{}",
+        worker.log()
+    );
+    let totals: Vec<String> = messages
+        .iter()
+        .map(|(_, fields)| fields[5].clone())
+        .collect();
+    let expected: Vec<String> = (1..=EVENTS).map(|i| i.to_string()).collect();
+    assert_eq!(totals, expected, "in order");
+    for invoice in 1..=INVOICES {
+        let last = (EVENTS - INVOICES) + invoice;
+        let total: String = target.hget(format!("invoice:{invoice}"), "Total").unwrap();
+        assert_eq!(total, last.to_string(), "invoice:{invoice}");
+    }
+    assert!(
+        worker.log().contains("retrying"),
+        "the failover was felt:\n{}",
+        worker.log()
+    );
+}
