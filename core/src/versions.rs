@@ -11,7 +11,7 @@
 //! writing parts of one key) never hold each other's writes back. The unnamed lane is
 //! the default.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
 use crate::per_db::PerDb;
 
@@ -58,12 +58,12 @@ impl Lanes {
         }
     }
 
-    /// Keeps the entries `keep` says; whether any is left.
-    fn retain(&mut self, keep: impl Fn(&Entry) -> bool) -> bool {
+    /// Removes the lane's entry; whether any is left.
+    fn remove(&mut self, lane: LaneId) -> bool {
         match self {
-            Lanes::One(_, entry) => keep(entry),
+            Lanes::One(id, _) => *id != lane,
             Lanes::Many(entries) => {
-                entries.retain(|(_, entry)| keep(entry));
+                entries.retain(|(id, _)| *id != lane);
                 !entries.is_empty()
             }
         }
@@ -89,6 +89,10 @@ pub struct Versions {
     /// Lane names by id (the default lane, unnamed, first), and ids by name.
     lane_names: Vec<Box<[u8]>>,
     lane_ids: HashMap<Box<[u8]>, LaneId>,
+    /// Tombstones by deadline, so that a purge visits only the expired ones, a bounded
+    /// number at a time. An entry may be stale (the key written again, renamed or gone
+    /// since): a purge checks it against the key's own entry.
+    deadlines: BTreeSet<(i64, i32, Box<[u8]>, LaneId)>,
 }
 
 impl Default for Versions {
@@ -99,6 +103,7 @@ impl Default for Versions {
             moving: None,
             lane_names: vec![unnamed.clone()],
             lane_ids: HashMap::from([(unnamed, 0)]),
+            deadlines: BTreeSet::new(),
         }
     }
 }
@@ -131,6 +136,9 @@ impl Versions {
         match self.entries.get_mut(db, key) {
             Some(lanes) => lanes.set(lane, entry),
             None => self.entries.insert(db, key, Lanes::One(lane, entry)),
+        }
+        if let Some(until) = entry.tombstone_until {
+            self.deadlines.insert((until, db, key.into(), lane));
         }
         true
     }
@@ -166,7 +174,15 @@ impl Versions {
     /// Second half: the key arrives, under its new name or in its new database.
     pub fn move_to(&mut self, db: i32, key: &[u8]) {
         match self.moving.take() {
-            Some(lanes) => self.entries.insert(db, key, lanes),
+            Some(lanes) => {
+                // Its tombstones expire under the new name.
+                for (lane, entry) in lanes.iter() {
+                    if let Some(until) = entry.tombstone_until {
+                        self.deadlines.insert((until, db, key.into(), lane));
+                    }
+                }
+                self.entries.insert(db, key, lanes);
+            }
             None => self.forget(db, key),
         }
     }
@@ -179,13 +195,42 @@ impl Versions {
     /// SWAPDB.
     pub fn swap(&mut self, first: i32, second: i32) {
         self.entries.swap(first, second);
+        let swapped = |db: i32| match db {
+            db if db == first => second,
+            db if db == second => first,
+            db => db,
+        };
+        self.deadlines = std::mem::take(&mut self.deadlines)
+            .into_iter()
+            .map(|(until, db, key, lane)| (until, swapped(db), key, lane))
+            .collect();
     }
 
-    /// Forgets tombstones past their deadline.
-    pub fn purge(&mut self, now: i64) {
-        self.entries.retain(|lanes| {
-            lanes.retain(|entry| entry.tombstone_until.is_none_or(|until| until > now))
-        });
+    /// Forgets tombstones past their deadline, `budget` of them at the most (the rest
+    /// wait for the next purge); how many it looked at. Only expired tombstones are
+    /// visited, never the other versions.
+    pub fn purge(&mut self, now: i64, budget: usize) -> usize {
+        let mut visited = 0;
+        while visited < budget {
+            let Some(first) = self.deadlines.first() else {
+                break;
+            };
+            if first.0 > now {
+                break;
+            }
+            let Some((until, db, key, lane)) = self.deadlines.pop_first() else {
+                break;
+            };
+            visited += 1;
+            let Some(lanes) = self.entries.get_mut(db, &key) else {
+                continue;
+            };
+            let expired = |entry: &Entry| entry.tombstone_until == Some(until);
+            if lanes.get(lane).is_some_and(expired) && !lanes.remove(lane) {
+                self.entries.remove(db, &key);
+            }
+        }
+        visited
     }
 
     /// How many entries (a key's lanes each count).
@@ -240,9 +285,9 @@ mod tests {
         versions.set(0, b"k", b"", entry(9, Some(1000)));
         assert!(!versions.is_newer(0, b"k", b"", 8, 999));
         assert!(versions.is_newer(0, b"k", b"", 8, 1000));
-        versions.purge(999);
+        versions.purge(999, 100);
         assert_eq!(versions.len(), 1);
-        versions.purge(1000);
+        versions.purge(1000, 100);
         assert!(versions.is_empty());
     }
 
@@ -285,7 +330,7 @@ mod tests {
             versions.get(0, b"j", b"data:customers", 0),
             Some(entry(9, LIVE))
         );
-        versions.purge(100);
+        versions.purge(100, 100);
         assert_eq!(versions.len(), 1);
         let listed: Vec<_> = versions
             .iter()
@@ -297,6 +342,40 @@ mod tests {
         );
         versions.forget(0, b"j");
         assert!(versions.is_empty());
+    }
+
+    /// A purge visits expired tombstones only, a budget at a time; a tombstone written
+    /// over, renamed or swapped to another database is purged as it is now.
+    #[test]
+    fn purges_visit_only_expired_tombstones_within_a_budget() {
+        let mut versions = Versions::default();
+        for i in 0..10u32 {
+            versions.set(0, &i.to_be_bytes(), b"", entry(1, Some(100)));
+        }
+        versions.set(0, b"live", b"", entry(1, LIVE));
+        versions.set(0, b"later", b"", entry(1, Some(500)));
+        assert_eq!(versions.purge(99, 100), 0, "nothing expired yet");
+        assert_eq!(versions.purge(100, 4), 4);
+        assert_eq!(versions.len(), 8);
+        assert_eq!(versions.purge(100, 100), 6);
+        assert_eq!(
+            versions.len(),
+            2,
+            "the live version and the later tombstone"
+        );
+        // Written again before its deadline: the old deadline purges nothing.
+        versions.set(0, b"later", b"", entry(2, LIVE));
+        assert_eq!(versions.purge(1000, 100), 1);
+        assert_eq!(versions.len(), 2);
+        // Renamed and swapped: purged under its new name and database.
+        versions.set(0, b"old", b"", entry(3, Some(2000)));
+        versions.move_from(0, b"old");
+        versions.move_to(0, b"new");
+        versions.swap(0, 5);
+        assert!(versions.get(5, b"new", b"", 1999).is_some());
+        versions.purge(2000, 100);
+        assert!(versions.get(5, b"new", b"", 0).is_none());
+        assert_eq!(versions.len(), 2);
     }
 
     #[test]

@@ -1,9 +1,9 @@
-//! The module's background work, on one timer: reclaiming expired device records (every
-//! 100 ms, a slice at a time) and forgetting expired tombstones and late stream ids
-//! (every second).
+//! The module's background work, on one timer: reclaiming expired device records and
+//! forgetting expired tombstones (every 100 ms, a bounded slice at a time), and late
+//! stream ids (every second).
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use redis_module::Context;
 use redsink_core::time;
@@ -12,8 +12,13 @@ use crate::ds::reclaim::Reclaimer;
 use crate::sink;
 
 const INTERVAL: Duration = Duration::from_millis(100);
-/// Tombstones are purged every this many runs.
+/// Late stream ids are purged every this many runs.
 const PURGE_EVERY: u32 = 10;
+/// How long a run may spend forgetting expired tombstones (checked every
+/// `TOMBSTONES_PER_CHECK`): the server stays responsive while a backlog drains (what is
+/// not purged yet is expired all the same: it holds nothing back, it only takes memory).
+const PURGE_TIME: Duration = Duration::from_micros(300);
+const TOMBSTONES_PER_CHECK: usize = 64;
 
 #[derive(Default)]
 struct Maintenance {
@@ -31,10 +36,13 @@ fn run(ctx: &Context, mut maintenance: Maintenance) {
     let outcome = catch_unwind(AssertUnwindSafe(|| {
         maintenance.reclaimer.run(ctx);
         maintenance.runs = maintenance.runs.wrapping_add(1);
+        let now = time::now_ms();
+        let mut state = sink::state();
+        let started = Instant::now();
+        while state.versions.purge(now, TOMBSTONES_PER_CHECK) == TOMBSTONES_PER_CHECK
+            && started.elapsed() < PURGE_TIME
+        {}
         if maintenance.runs.is_multiple_of(PURGE_EVERY) {
-            let now = time::now_ms();
-            let mut state = sink::state();
-            state.versions.purge(now);
             state.late.purge(now);
             state.taken.purge(now);
         }
