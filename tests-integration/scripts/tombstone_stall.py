@@ -3,6 +3,10 @@ through pipelined SINK.STRING / SINK.DEL ... VERSION, then times PING round trip
 
 Usage: python3 tombstone_stall.py PORT N  (the server loaded with the module, tombstone-ttl 5)
 """
+import socket
+import sys
+import time
+
 port=int(sys.argv[1]); n=int(sys.argv[2])
 s=socket.create_connection(('127.0.0.1',port))
 def cmd(*a):
