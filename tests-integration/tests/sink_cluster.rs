@@ -72,3 +72,73 @@ fn sink_write_refuses_keys_of_other_nodes() {
         1
     );
 }
+
+/// Every command with a key, called through redis-rs's cluster client on keys spread over
+/// the three nodes: each is routed to the node of its key (the key is the first argument)
+/// and does its work there.
+#[test]
+fn every_keyed_command_through_a_cluster_client() {
+    let cluster = RedisCluster::start(3);
+    let client = redis::cluster::ClusterClient::new(
+        cluster
+            .nodes
+            .iter()
+            .map(redsink_tests::RedisServer::url)
+            .collect::<Vec<_>>(),
+    )
+    .unwrap();
+    let mut con = client.get_connection().unwrap();
+    let lines = |n: usize| -> Vec<String> {
+        vec![
+            format!("DS.CREATE ds:{n} HISTORY 3"),
+            format!("DS.ALTER ds:{n} TTL 3600"),
+            format!(r#"DS.UPDATE ds:{n} dev1 {{"t":1}}"#),
+            format!(r#"DS.PUT ds:{n} dev2 4102444800000 {{"t":2}}"#),
+            format!("DS.GET ds:{n} dev1"),
+            format!("DS.MGET ds:{n} dev1 dev2"),
+            format!("DS.DEVICES ds:{n}"),
+            format!("DS.LEN ds:{n}"),
+            format!("DS.RANGE ds:{n} dev1 - +"),
+            format!("DS.INFO ds:{n}"),
+            format!("DS.DEL ds:{n} dev2"),
+            format!(r#"SINK.HASH h:{n} {{"a":1}} VERSION 5"#),
+            format!("SINK.STRING s:{n} v VERSION 5"),
+            format!("SINK.LIST l:{n} v MAXLEN 3"),
+            format!("SINK.SET set:{n} m"),
+            format!("SINK.ZSET z:{n} m 1"),
+            format!(r#"SINK.STREAM x:{n} {{"a":1}} ID 5-1"#),
+            format!("SINK.LATEID x:{n} 1-1 6-1 4102444800000"),
+            format!("SINK.VERSION h:{n}"),
+            format!("SINK.SETVERSION v:{n} 5 LANE data:x"),
+            format!("SINK.DEL s:{n} VERSION 6"),
+        ]
+    };
+    let mut nodes_used = std::collections::BTreeSet::new();
+    for n in 0..12 {
+        for line in lines(n) {
+            let args = redsink_tests::words(&line);
+            let mut cmd = redis::cmd(std::str::from_utf8(args[0]).unwrap());
+            for arg in &args[1..] {
+                cmd.arg(*arg);
+            }
+            cmd.query::<redis::Value>(&mut con)
+                .unwrap_or_else(|e| panic!("{line}: {e}"));
+        }
+        nodes_used.insert(cluster.node_for(&format!("h:{n}")).port());
+    }
+    assert_eq!(nodes_used.len(), 3, "keys on every node");
+    for n in 0..12 {
+        let key = format!("h:{n}");
+        let mut owner = cluster.node_for(&key).connection();
+        assert_eq!(
+            call::<Vec<String>>(&mut owner, &["HGETALL", &key]).unwrap(),
+            ["a", "1"]
+        );
+        let versioned = format!("v:{n}");
+        let mut owner = cluster.node_for(&versioned).connection();
+        assert_eq!(
+            call::<i64>(&mut owner, &["SINK.VERSION", &versioned, "LANE", "data:x"]).unwrap(),
+            5
+        );
+    }
+}
