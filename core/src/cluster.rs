@@ -18,6 +18,41 @@ pub fn key_slot(key: &[u8]) -> u16 {
     crc16(hashed) % SLOTS
 }
 
+/// What a `MIGRATE` moves, from its arguments (the command's name first): the
+/// destination's host and port and the keys; `None` for a `MIGRATE … COPY` (which keeps
+/// the keys here) or arguments that are no MIGRATE. `MIGRATE host port key|"" db timeout
+/// [COPY] [REPLACE] [AUTH password] [AUTH2 username password] [KEYS key …]`.
+pub fn migrated_keys<'a>(args: &[&'a [u8]]) -> Option<(String, u16, Vec<&'a [u8]>)> {
+    let [name, host, port, key, _db, _timeout, options @ ..] = args else {
+        return None;
+    };
+    if !name.eq_ignore_ascii_case(b"MIGRATE") {
+        return None;
+    }
+    let host = std::str::from_utf8(host).ok()?.to_owned();
+    let port = std::str::from_utf8(port).ok()?.parse().ok()?;
+    let mut keys = Vec::new();
+    if !key.is_empty() {
+        keys.push(*key);
+    }
+    let mut at = 0;
+    while let Some(option) = options.get(at) {
+        let skip = match option.to_ascii_uppercase().as_slice() {
+            b"COPY" => return None,
+            b"REPLACE" => 1,
+            b"AUTH" => 2,
+            b"AUTH2" => 3,
+            b"KEYS" => {
+                keys.extend_from_slice(&options[at + 1..]);
+                break;
+            }
+            _ => return None,
+        };
+        at += skip;
+    }
+    (!keys.is_empty()).then_some((host, port, keys))
+}
+
 fn crc16(bytes: &[u8]) -> u16 {
     bytes.iter().fold(0u16, |crc, &byte| {
         (0..8).fold(crc ^ (u16::from(byte) << 8), |crc, _| {
@@ -60,6 +95,54 @@ pub fn serves(ranges: &[(u16, u16)], slot: u16) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn migrate_arguments_name_what_moves_where() {
+        let args = |line: &str| -> Vec<Vec<u8>> {
+            line.split(' ')
+                .map(|word| word.replace("''", "").into_bytes())
+                .collect()
+        };
+        let parsed = |line: &str| {
+            let owned = args(line);
+            let refs: Vec<&[u8]> = owned.iter().map(Vec::as_slice).collect();
+            migrated_keys(&refs).map(|(host, port, keys)| {
+                (
+                    host,
+                    port,
+                    keys.iter()
+                        .map(|k| String::from_utf8_lossy(k).into_owned())
+                        .collect::<Vec<_>>(),
+                )
+            })
+        };
+        assert_eq!(
+            parsed("MIGRATE 10.0.0.2 7001 user:1 0 5000"),
+            Some(("10.0.0.2".into(), 7001, vec!["user:1".to_owned()]))
+        );
+        assert_eq!(
+            parsed("migrate 127.0.0.1 7002 '' 0 5000 REPLACE AUTH2 u p KEYS a b"),
+            Some((
+                "127.0.0.1".into(),
+                7002,
+                vec!["a".to_owned(), "b".to_owned()]
+            ))
+        );
+        assert_eq!(
+            parsed("MIGRATE 127.0.0.1 7002 '' 0 5000 AUTH KEYS KEYS k"),
+            Some(("127.0.0.1".into(), 7002, vec!["k".to_owned()]))
+        );
+        for kept in [
+            "MIGRATE h 1 k 0 5000 COPY",
+            "MIGRATE h 1 '' 0 5000",
+            "MIGRATE h port k 0 5000",
+            "MIGRATE h 1 k 0 5000 BOGUS",
+            "GET k",
+            "MIGRATE h 1 k",
+        ] {
+            assert_eq!(parsed(kept), None, "{kept}");
+        }
+    }
 
     #[test]
     fn slots_match_redis() {

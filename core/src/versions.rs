@@ -252,6 +252,83 @@ impl Versions {
     }
 }
 
+/// A key's versions as one node sends them to another when the key moves between them
+/// (resharding): `[key len u32][key][lanes u32]`, then per lane `[lane len u32][lane]
+/// [version i64][tombstone 0|1][until i64]`, numbers little-endian.
+pub fn encode_transfer(key: &[u8], lanes: &[(Vec<u8>, Entry)]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(8 + key.len() + lanes.len() * 32);
+    out.extend_from_slice(&(key.len() as u32).to_le_bytes());
+    out.extend_from_slice(key);
+    out.extend_from_slice(&(lanes.len() as u32).to_le_bytes());
+    for (lane, entry) in lanes {
+        out.extend_from_slice(&(lane.len() as u32).to_le_bytes());
+        out.extend_from_slice(lane);
+        out.extend_from_slice(&entry.version.to_le_bytes());
+        out.push(u8::from(entry.tombstone_until.is_some()));
+        out.extend_from_slice(&entry.tombstone_until.unwrap_or(0).to_le_bytes());
+    }
+    out
+}
+
+/// A key and its lanes' entries.
+pub type Transfer = (Vec<u8>, Vec<(Vec<u8>, Entry)>);
+
+/// [`encode_transfer`]'s bytes read back; `None` for bytes that are not such a message.
+pub fn decode_transfer(message: &[u8]) -> Option<Transfer> {
+    struct Reader<'a>(&'a [u8]);
+    impl Reader<'_> {
+        fn take(&mut self, n: usize) -> Option<&[u8]> {
+            let (head, tail) = (self.0.get(..n)?, self.0.get(n..)?);
+            self.0 = tail;
+            Some(head)
+        }
+        fn u32(&mut self) -> Option<usize> {
+            Some(u32::from_le_bytes(self.take(4)?.try_into().ok()?) as usize)
+        }
+        fn i64(&mut self) -> Option<i64> {
+            Some(i64::from_le_bytes(self.take(8)?.try_into().ok()?))
+        }
+        fn bytes(&mut self) -> Option<Vec<u8>> {
+            let len = self.u32()?;
+            Some(self.take(len)?.to_vec())
+        }
+    }
+    let mut reader = Reader(message);
+    let key = reader.bytes()?;
+    let count = reader.u32()?;
+    // Each lane takes at least 21 bytes: a count past what is left is no message.
+    if count > reader.0.len() / 21 {
+        return None;
+    }
+    let mut lanes = Vec::with_capacity(count);
+    for _ in 0..count {
+        let lane = reader.bytes()?;
+        let version = reader.i64()?;
+        let tombstone = reader.take(1)?[0] != 0;
+        let until = reader.i64()?;
+        lanes.push((
+            lane,
+            Entry {
+                version,
+                tombstone_until: tombstone.then_some(until),
+            },
+        ));
+    }
+    reader.0.is_empty().then_some((key, lanes))
+}
+
+impl Versions {
+    /// The key's entries, lane by lane (names), to send along when it moves.
+    pub fn lanes_of(&self, db: i32, key: &[u8]) -> Vec<(Vec<u8>, Entry)> {
+        self.entries.get(db, key).map_or_else(Vec::new, |lanes| {
+            lanes
+                .iter()
+                .map(|(lane, entry)| (self.lane_names[lane as usize].to_vec(), *entry))
+                .collect()
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -376,6 +453,41 @@ mod tests {
         versions.purge(2000, 100);
         assert!(versions.get(5, b"new", b"", 0).is_none());
         assert_eq!(versions.len(), 2);
+    }
+
+    #[test]
+    fn transfers_read_back_and_refuse_other_bytes() {
+        let lanes = vec![
+            (b"".to_vec(), entry(7, LIVE)),
+            (b"data:x".to_vec(), entry(-3, Some(99))),
+        ];
+        let message = encode_transfer(b"k\x00ey", &lanes);
+        assert_eq!(
+            decode_transfer(&message),
+            Some((b"k\x00ey".to_vec(), lanes))
+        );
+        for cut in 0..message.len() {
+            assert_eq!(decode_transfer(&message[..cut]), None, "cut at {cut}");
+        }
+        let mut longer = message.clone();
+        longer.push(0);
+        assert_eq!(decode_transfer(&longer), None);
+        let mut huge = encode_transfer(b"k", &[]);
+        huge[5..9].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert_eq!(decode_transfer(&huge), None);
+        let mut versions = Versions::default();
+        versions.set(0, b"k", b"data:x", entry(4, LIVE));
+        versions.set(0, b"k", b"", entry(2, LIVE));
+        let mut listed = versions.lanes_of(0, b"k");
+        listed.sort_by(|a, b| a.0.cmp(&b.0));
+        assert_eq!(
+            listed,
+            [
+                (b"".to_vec(), entry(2, LIVE)),
+                (b"data:x".to_vec(), entry(4, LIVE))
+            ]
+        );
+        assert!(versions.lanes_of(0, b"other").is_empty());
     }
 
     #[test]

@@ -130,6 +130,7 @@ fn init(ctx: &Context, args: &[RedisString]) -> Status {
     // Let rdb_load see short reads as errors instead of Redis exiting on them.
     ctx.set_module_options(ModuleOptions::HANDLE_IO_ERRORS);
     maintenance::start(ctx);
+    sink::migrate::register(ctx);
     sink::events::subscribe(ctx)
 }
 

@@ -142,3 +142,72 @@ fn every_keyed_command_through_a_cluster_client() {
         );
     }
 }
+
+/// Resharding: a key moved to another node by MIGRATE (as `redis-cli --cluster reshard`
+/// moves it) takes its versions along, every lane: an older replay on its new node is
+/// refused, as it was on the old one.
+#[test]
+fn versions_follow_a_key_that_resharding_moves() {
+    let cluster = RedisCluster::start(3);
+    let key = "moving:1";
+    let from = cluster.index_for(key);
+    let to = (from + 1) % cluster.nodes.len();
+    let mut source = cluster.nodes[from].connection();
+    let mut destination = cluster.nodes[to].connection();
+    let run = |con: &mut redis::Connection, line: &str| -> redis::Value {
+        call(con, &redsink_tests::words(line)).unwrap_or_else(|e| panic!("{line}: {e}"))
+    };
+    run(
+        &mut source,
+        r#"SINK.HASH moving:1 {"a":2} VERSION 10 LANE data:x"#,
+    );
+    run(&mut source, r#"SINK.HASH moving:1 {"b":1} VERSION 3"#);
+    let slot: i64 = call(&mut source, &["CLUSTER", "KEYSLOT", key]).unwrap();
+    let id = |con: &mut redis::Connection| -> String { call(con, &["CLUSTER", "MYID"]).unwrap() };
+    let (source_id, destination_id) = (id(&mut source), id(&mut destination));
+    let slot = slot.to_string();
+    call::<()>(
+        &mut destination,
+        &["CLUSTER", "SETSLOT", &slot, "IMPORTING", &source_id],
+    )
+    .unwrap();
+    call::<()>(
+        &mut source,
+        &["CLUSTER", "SETSLOT", &slot, "MIGRATING", &destination_id],
+    )
+    .unwrap();
+    let port = cluster.nodes[to].port().to_string();
+    call::<()>(
+        &mut source,
+        &["MIGRATE", "127.0.0.1", &port, "", "0", "5000", "KEYS", key],
+    )
+    .unwrap();
+    for node in &cluster.nodes {
+        call::<()>(
+            &mut node.connection(),
+            &["CLUSTER", "SETSLOT", &slot, "NODE", &destination_id],
+        )
+        .unwrap();
+    }
+    // The versions arrive by the cluster bus, just after the key.
+    cluster.nodes[to].wait_until("the versions moved", |con| {
+        let version: Option<i64> = call(con, &["SINK.VERSION", key, "LANE", "data:x"])?;
+        Ok(version == Some(10))
+    });
+    assert_eq!(
+        call::<Option<i64>>(&mut destination, &["SINK.VERSION", key]).unwrap(),
+        Some(3)
+    );
+    assert_eq!(
+        run(
+            &mut destination,
+            r#"SINK.HASH moving:1 {"a":0} VERSION 9 LANE data:x"#
+        ),
+        redis::Value::Nil,
+        "an older replay is refused on the new node"
+    );
+    assert_eq!(
+        call::<Vec<String>>(&mut destination, &["HGETALL", key]).unwrap(),
+        ["a", "2", "b", "1"]
+    );
+}

@@ -10,11 +10,15 @@ use super::{state, write};
 
 /// Subscribed for generic, expired and evicted events (see lib.rs).
 pub fn on_keyspace_event(ctx: &Context, _kind: NotifyEvent, event: &str, key: &[u8]) {
-    let mut state = state();
-    if state.versions.is_empty() {
+    if state().versions.is_empty() {
         return;
     }
     let db = write::current_db(ctx);
+    if event == "del" {
+        // A key MIGRATE moved: its versions go along.
+        super::migrate::on_deleted(ctx, db, key);
+    }
+    let mut state = state();
     match event {
         "del" | "expired" | "evicted" | "restore" | "copy_to" => state.versions.forget(db, key),
         "rename_from" | "move_from" => state.versions.move_from(db, key),

@@ -12,6 +12,7 @@
 pub mod commands;
 pub mod data_type;
 pub mod events;
+pub mod migrate;
 pub mod named;
 pub mod write;
 

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use redis::Connection;
-use redsink_tests::{call, Options, RedisServer};
+use redsink_tests::{call, Options, RedisCluster, RedisServer};
 
 use crate::commands::server_cpu_us;
 use crate::process::WorkerProcess;
@@ -102,7 +102,9 @@ pub fn run() {
          events as Debezium Server writes them by default, with the schema envelope \
          ({enveloped_bytes} bytes; the total a base64 Decimal, the date in microseconds, both \
          decoded); in the fourth, the bare events again with the job's key in SQL (run by \
-         SQLite), to show what SQL costs. Redis runs on CPU \
+         SQLite), to show what SQL costs; in the fifth, the bare events into a Redis Cluster \
+         of three primaries on this same machine (their CPU summed with the stream's server), \
+         the stream on its own server. Redis runs on CPU \
          {SERVER_CPU}, the worker on CPU {WORKER_CPU}. Drain: the events already in the stream, \
          from the worker's start to every event acknowledged, {DRAIN_ROUNDS} times each way, \
          interleaved. Lag: events XADDed at a fixed \
@@ -114,7 +116,7 @@ pub fn run() {
          Redis CPU µs/event | worker CPU µs/event |\n\
          |---|---:|---:|---:|---:|---:|"
     );
-    let mut drains = [Vec::new(), Vec::new(), Vec::new(), Vec::new()];
+    let mut drains: Vec<Vec<Drain>> = DRAINS.iter().map(|_| Vec::new()).collect();
     for _ in 0..DRAIN_ROUNDS {
         for (kind, drains) in DRAINS.into_iter().zip(drains.iter_mut()) {
             drains.push(drain(kind));
@@ -183,15 +185,19 @@ fn server(module: bool, keyspace_events: bool) -> RedisServer {
 #[derive(Clone, Copy)]
 struct DrainKind {
     module: bool,
+    /// Into a Redis Cluster of three primaries (the module on each), the stream on a
+    /// server of its own.
+    cluster: bool,
     enveloped: bool,
     backlog: usize,
     job: &'static str,
     label: &'static str,
 }
 
-const DRAINS: [DrainKind; 4] = [
+const DRAINS: [DrainKind; 5] = [
     DrainKind {
         module: true,
+        cluster: false,
         enveloped: false,
         backlog: BACKLOG,
         job: HASH_JOB,
@@ -199,6 +205,7 @@ const DRAINS: [DrainKind; 4] = [
     },
     DrainKind {
         module: false,
+        cluster: false,
         enveloped: false,
         backlog: BACKLOG,
         job: HASH_JOB,
@@ -206,6 +213,7 @@ const DRAINS: [DrainKind; 4] = [
     },
     DrainKind {
         module: true,
+        cluster: false,
         enveloped: true,
         backlog: ENVELOPED_BACKLOG,
         job: HASH_JOB,
@@ -213,10 +221,19 @@ const DRAINS: [DrainKind; 4] = [
     },
     DrainKind {
         module: true,
+        cluster: false,
         enveloped: false,
         backlog: BACKLOG,
         job: SQL_HASH_JOB,
         label: "the module, the key in SQL (run by SQLite)",
+    },
+    DrainKind {
+        module: true,
+        cluster: true,
+        enveloped: false,
+        backlog: BACKLOG,
+        job: HASH_JOB,
+        label: "the module, into a 3-primary cluster (the stream on its own server)",
     },
 ];
 
@@ -228,7 +245,8 @@ struct Drain {
 }
 
 fn drain(kind: DrainKind) -> Drain {
-    let redis = server(kind.module, false);
+    let redis = server(kind.module && !kind.cluster, false);
+    let cluster = kind.cluster.then(|| RedisCluster::start(3));
     let mut con = redis.connection();
     let schema = envelope_schema();
     for chunk in (0..kind.backlog).collect::<Vec<_>>().chunks(5_000) {
@@ -248,9 +266,20 @@ fn drain(kind: DrainKind) -> Drain {
         }
         pipe.query::<()>(&mut con).unwrap();
     }
-    let server_cpu_before = server_cpu_us(&mut con);
+    // Every server's CPU: the stream's, and the cluster's nodes.
+    let servers_cpu_us = |con: &mut Connection| {
+        let nodes = cluster.iter().flat_map(|cluster| &cluster.nodes);
+        server_cpu_us(con)
+            + nodes
+                .map(|node| server_cpu_us(&mut node.connection()))
+                .sum::<f64>()
+    };
+    let server_cpu_before = servers_cpu_us(&mut con);
     let started = Instant::now();
-    let worker = start_worker(&redis, STREAM, kind.job);
+    let worker = match &cluster {
+        Some(cluster) => start_worker_into(&redis, cluster, STREAM, kind.job),
+        None => start_worker(&redis, STREAM, kind.job),
+    };
     let deadline = started + Duration::from_secs(600);
     loop {
         if let Some((lag, pending)) = group_state(&mut con, STREAM) {
@@ -266,10 +295,14 @@ fn drain(kind: DrainKind) -> Drain {
         std::thread::sleep(Duration::from_millis(20));
     }
     let seconds = started.elapsed().as_secs_f64();
-    let server_cpu_us = server_cpu_us(&mut con) - server_cpu_before;
+    let server_cpu_us = servers_cpu_us(&mut con) - server_cpu_before;
     let worker_cpu_us = worker.cpu_us();
+    let mut target = match &cluster {
+        Some(cluster) => cluster.node_for("invoice:99999").connection(),
+        None => redis.connection(),
+    };
     let written: Vec<String> = call(
-        &mut con,
+        &mut target,
         &["HMGET", "invoice:99999", "Total", "InvoiceDate"],
     )
     .unwrap();
@@ -376,6 +409,28 @@ fn lag(rate: u64) -> Vec<f64> {
     seen.iter()
         .filter_map(|(&n, at)| Some(at.checked_duration_since(*sent.get(n)?)?.as_secs_f64() * 1e3))
         .collect()
+}
+
+/// The worker on `job` over `stream` of `redis`, writing into `cluster`.
+fn start_worker_into(
+    redis: &RedisServer,
+    cluster: &RedisCluster,
+    stream: &str,
+    job: &str,
+) -> WorkerProcess {
+    let urls: Vec<String> = cluster
+        .nodes
+        .iter()
+        .map(|node| format!("\"{}\"", node.url()))
+        .collect();
+    let config = format!(
+        "connections:\n  source: {{type: redis, host: 127.0.0.1, port: {}}}\n  target: {{type: redis, urls: [{}]}}\n\
+         sources:\n  - {{type: redis-stream, connection: source, streams: [\"{stream}\"]}}\n\
+         jobs: ./jobs\n",
+        redis.port(),
+        urls.join(", ")
+    );
+    WorkerProcess::start(&config, &[("job.yaml", job)], Some(WORKER_CPU))
 }
 
 /// The worker on `job` over `stream` of `redis`, with default settings.

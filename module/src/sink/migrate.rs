@@ -1,0 +1,222 @@
+//! Resharding: a key that `MIGRATE` moves to another node takes its versions along.
+//!
+//! A command filter notes what a `MIGRATE` is about to move, and where. `MIGRATE` deletes
+//! each key here once the destination has restored it: on that `del` keyspace event the
+//! key's versions (every lane, tombstones too) go to the destination node as a cluster
+//! message. The destination keeps each lane's newer version, replicated as
+//! `SINK.SETVERSION` so that its replicas and AOF get it as any version.
+
+use std::ffi::{c_char, c_int, CStr};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::ptr;
+use std::sync::Mutex;
+
+use redis_module::{raw, Context, ContextFlags};
+use redsink_core::cluster::migrated_keys;
+use redsink_core::time;
+use redsink_core::versions::{decode_transfer, encode_transfer, Entry};
+
+use super::{state, write};
+
+/// The module's cluster message type for a key's versions.
+const VERSIONS_MESSAGE: u8 = b'v';
+
+/// The keys the `MIGRATE` being run moves, and the destination.
+struct Migration {
+    host: String,
+    port: u16,
+    keys: Vec<Vec<u8>>,
+}
+
+static MIGRATING: Mutex<Option<Migration>> = Mutex::new(None);
+
+/// At load, in cluster mode: the filter on `MIGRATE` and the receiver of versions.
+pub fn register(ctx: &Context) {
+    if !ctx.get_flags().contains(ContextFlags::CLUSTER) {
+        return;
+    }
+    // SAFETY: OnLoad's context; the callbacks are `extern "C"` functions of this module.
+    unsafe {
+        if let Some(register_filter) = raw::RedisModule_RegisterCommandFilter {
+            register_filter(
+                ctx.ctx,
+                Some(on_command),
+                raw::REDISMODULE_CMDFILTER_NOSELF as c_int,
+            );
+        }
+        if let Some(register_receiver) = raw::RedisModule_RegisterClusterMessageReceiver {
+            register_receiver(ctx.ctx, VERSIONS_MESSAGE, Some(on_versions));
+        }
+    }
+}
+
+/// Every command, before it runs: notes what a `MIGRATE` moves.
+unsafe extern "C" fn on_command(filter: *mut raw::RedisModuleCommandFilterCtx) {
+    let _ = catch_unwind(AssertUnwindSafe(|| {
+        // SAFETY: the filter context Redis passes, read within this call.
+        let args: Vec<&[u8]> = unsafe {
+            let (Some(count), Some(get), Some(bytes)) = (
+                raw::RedisModule_CommandFilterArgsCount,
+                raw::RedisModule_CommandFilterArgGet,
+                raw::RedisModule_StringPtrLen,
+            ) else {
+                return;
+            };
+            let first = get(filter, 0);
+            if first.is_null() {
+                return;
+            }
+            let mut len = 0;
+            let name = bytes(first, &mut len);
+            if len != 7
+                || !std::slice::from_raw_parts(name.cast::<u8>(), len)
+                    .eq_ignore_ascii_case(b"MIGRATE")
+            {
+                return;
+            }
+            (0..count(filter))
+                .map(|at| {
+                    let arg = get(filter, at);
+                    let mut len = 0;
+                    let ptr = bytes(arg, &mut len);
+                    std::slice::from_raw_parts(ptr.cast::<u8>(), len)
+                })
+                .collect()
+        };
+        let migration = migrated_keys(&args).map(|(host, port, keys)| Migration {
+            host,
+            port,
+            keys: keys.into_iter().map(<[u8]>::to_vec).collect(),
+        });
+        *MIGRATING.lock().unwrap_or_else(|e| e.into_inner()) = migration;
+    }));
+}
+
+/// On a key's `del` (before its versions are forgotten here): if the `MIGRATE` being run
+/// moved it, its versions go to the destination.
+pub fn on_deleted(ctx: &Context, db: i32, key: &[u8]) {
+    let destination = {
+        let mut migrating = MIGRATING.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(migration) = migrating.as_mut() else {
+            return;
+        };
+        let Some(at) = migration.keys.iter().position(|moved| moved == key) else {
+            return;
+        };
+        migration.keys.swap_remove(at);
+        (migration.host.clone(), migration.port)
+    };
+    let lanes = state().versions.lanes_of(db, key);
+    if lanes.is_empty() {
+        return;
+    }
+    let Some(node) = node_id(ctx, &destination.0, destination.1) else {
+        ctx.log_warning(&format!(
+            "redsink: no cluster node at {}:{} to send a migrated key's versions to",
+            destination.0, destination.1
+        ));
+        return;
+    };
+    let message = encode_transfer(key, &lanes);
+    let Ok(len) = u32::try_from(message.len()) else {
+        return;
+    };
+    // SAFETY: a node id from the cluster's list, NUL-terminated here, and a message buffer
+    // that lives through the call (Redis copies it).
+    unsafe {
+        if let Some(send) = raw::RedisModule_SendClusterMessage {
+            send(
+                ctx.ctx,
+                node.as_ptr(),
+                VERSIONS_MESSAGE,
+                message.as_ptr().cast::<c_char>(),
+                len,
+            );
+        }
+    }
+}
+
+/// The id (NUL-terminated) of the cluster node at `host`:`port`.
+fn node_id(ctx: &Context, host: &str, port: u16) -> Option<Vec<c_char>> {
+    const ID_LEN: usize = raw::REDISMODULE_NODE_ID_LEN as usize;
+    // SAFETY: the list Redis returns holds `count` ids of ID_LEN bytes each and is freed
+    // below; the info call writes at most 46 bytes of address (NET_IP_STR_LEN) into a
+    // 64-byte buffer, and nothing where it is given null.
+    unsafe {
+        let (list, info, free) = (
+            raw::RedisModule_GetClusterNodesList?,
+            raw::RedisModule_GetClusterNodeInfo?,
+            raw::RedisModule_FreeClusterNodesList?,
+        );
+        let mut count = 0usize;
+        let ids = list(ctx.ctx, &mut count);
+        if ids.is_null() {
+            return None;
+        }
+        let mut found = None;
+        for at in 0..count {
+            // Some servers read the id up to a NUL (Valkey): each one NUL-terminated.
+            let mut id: Vec<c_char> = std::slice::from_raw_parts(*ids.add(at), ID_LEN).to_vec();
+            id.push(0);
+            let mut ip = [0 as c_char; 64];
+            let mut node_port: c_int = 0;
+            let ok = info(
+                ctx.ctx,
+                id.as_ptr(),
+                ip.as_mut_ptr(),
+                ptr::null_mut(),
+                &mut node_port,
+                ptr::null_mut(),
+            );
+            if ok != raw::REDISMODULE_OK as c_int {
+                continue;
+            }
+            let ip = CStr::from_ptr(ip.as_ptr()).to_string_lossy();
+            if ip == host && node_port == c_int::from(port) {
+                found = Some(id);
+                break;
+            }
+        }
+        free(ids);
+        found
+    }
+}
+
+/// A key's versions from the node that moved it here: each lane's, where newer than this
+/// node's, kept and replicated.
+unsafe extern "C" fn on_versions(
+    ctx: *mut raw::RedisModuleCtx,
+    _sender: *const c_char,
+    _type: u8,
+    payload: *const u8,
+    len: u32,
+) {
+    let _ = catch_unwind(AssertUnwindSafe(|| {
+        if payload.is_null() {
+            return;
+        }
+        // SAFETY: Redis passes the message's bytes and their length.
+        let message = unsafe { std::slice::from_raw_parts(payload, len as usize) };
+        let Some((key, lanes)) = decode_transfer(message) else {
+            return;
+        };
+        let ctx = Context::new(ctx);
+        let now = time::now_ms();
+        for (lane, entry) in lanes {
+            let newer = state()
+                .versions
+                .get(0, &key, &lane, now)
+                .is_none_or(|here| entry.version > here.version);
+            if newer {
+                set_version(&ctx, &key, &lane, entry);
+            }
+        }
+    }));
+}
+
+fn set_version(ctx: &Context, key: &[u8], lane: &[u8], entry: Entry) {
+    // A cluster has one database.
+    if state().versions.set(0, key, lane, entry) {
+        write::replicate_version(ctx, key, lane, entry);
+    }
+}
