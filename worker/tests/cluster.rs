@@ -298,3 +298,122 @@ fn a_primary_killed_mid_flow_loses_and_duplicates_nothing() {
         worker.log()
     );
 }
+
+/// A slot range resharded (`redis-cli --cluster reshard`) while events flow; then changes
+/// older than every key's last write come again (their LSNs say so): no key moves
+/// backwards, the moved ones included — their versions moved with them.
+#[test]
+fn resharding_mid_flow_keeps_keys_from_moving_backwards() {
+    const EVENTS: u32 = 3000;
+    const INVOICES: u32 = 300;
+    let streams = RedisServer::start();
+    let cluster = RedisCluster::start(3);
+    let urls: Vec<String> = cluster
+        .nodes
+        .iter()
+        .map(|node| format!("\"{}\"", node.url()))
+        .collect();
+    let config = format!(
+        "connections:\n  source: {{type: redis, host: 127.0.0.1, port: {}}}\n  target: {{type: redis, urls: [{}]}}\n\
+         sources:\n  - {{type: redis-stream, connection: source, streams: \"data:*\"}}\n\
+         processors: {{block_ms: 100, read_batch_size: 100}}\n\
+         jobs: ./jobs\n",
+        streams.port(),
+        urls.join(", ")
+    );
+    let worker = Worker::from_config(&config, &[INVOICE_HASH_JOB]);
+    // Debezium events with their LSN: the version of each write.
+    let add = |con: &mut redis::Connection, invoice: u32, lsn: u32, total: i64| {
+        let event = format!(
+            r#"{{"before":null,"after":{{"InvoiceId":{invoice},"Total":{total}}},"source":{{"table":"invoice","lsn":{lsn}}},"op":"u"}}"#
+        );
+        call::<String>(
+            con,
+            &[
+                "XADD",
+                "data:chinook.public.invoice",
+                "*",
+                &format!(r#"{{"InvoiceId":{invoice}}}"#),
+                &event,
+            ],
+        )
+        .unwrap();
+    };
+    let source_url = streams.url();
+    let producer = std::thread::spawn(move || {
+        let mut con = redis::Client::open(source_url)
+            .unwrap()
+            .get_connection()
+            .unwrap();
+        for lsn in 1..=EVENTS {
+            add(&mut con, (lsn - 1) % INVOICES + 1, lsn, i64::from(lsn));
+            if lsn % 100 == 0 {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+        }
+    });
+    let acked = |con: &mut redis::Connection| -> redis::RedisResult<i64> {
+        let groups: Vec<std::collections::HashMap<String, redis::Value>> =
+            call(con, &["XINFO", "GROUPS", "data:chinook.public.invoice"])?;
+        let number = |name: &str| match groups.first().and_then(|group| group.get(name)) {
+            Some(redis::Value::Int(n)) => *n,
+            _ => 0,
+        };
+        Ok(number("entries-read") - number("pending"))
+    };
+    streams.wait_until("a third acknowledged", |con| Ok(acked(con)? >= 1000));
+    // Where each invoice's hash is before the resharding.
+    let home = |cluster: &RedisCluster| -> Vec<u16> {
+        (1..=INVOICES)
+            .map(|invoice| cluster.node_for(&format!("invoice:{invoice}")).port())
+            .collect()
+    };
+    let before = home(&cluster);
+    let id = |node: &RedisServer| -> String {
+        call(&mut node.connection(), &["CLUSTER", "MYID"]).unwrap()
+    };
+    let reshard = std::process::Command::new("redis-cli")
+        .args([
+            "--cluster",
+            "reshard",
+            &format!("127.0.0.1:{}", cluster.nodes[0].port()),
+        ])
+        .args(["--cluster-from", &id(&cluster.nodes[0])])
+        .args(["--cluster-to", &id(&cluster.nodes[1])])
+        .args(["--cluster-slots", "3000", "--cluster-yes"])
+        .output()
+        .unwrap();
+    assert!(
+        reshard.status.success(),
+        "{}",
+        String::from_utf8_lossy(&reshard.stdout)
+    );
+    producer.join().unwrap();
+    let mut con = streams.connection();
+    let wait_for_all = |con: &mut redis::Connection, total: i64| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while acked(con).unwrap() < total {
+            assert!(std::time::Instant::now() < deadline, "{}", worker.log());
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    };
+    wait_for_all(&mut con, i64::from(EVENTS));
+    let after = home(&cluster);
+    let moved = before.iter().zip(&after).filter(|(a, b)| a != b).count();
+    assert!(moved > 20, "only {moved} invoices moved");
+    // Changes older than every invoice's last write, again.
+    for invoice in 1..=INVOICES {
+        add(&mut con, invoice, invoice, -1);
+    }
+    wait_for_all(&mut con, i64::from(EVENTS + INVOICES));
+    for invoice in 1..=INVOICES {
+        let key = format!("invoice:{invoice}");
+        let total: String = call(
+            &mut cluster.node_for(&key).connection(),
+            &["HGET", &key, "Total"],
+        )
+        .unwrap();
+        let last = EVENTS - INVOICES + invoice;
+        assert_eq!(total, last.to_string(), "{key} moved backwards");
+    }
+}
