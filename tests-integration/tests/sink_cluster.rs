@@ -211,3 +211,42 @@ fn versions_follow_a_key_that_resharding_moves() {
         ["a", "2", "b", "1"]
     );
 }
+
+/// Named sinks from a cluster client: a sink named with the hashtag of its keys' prefix
+/// (`users{eu}`, `PREFIX user:{eu}:`) is defined, written and listed on the node of that
+/// slot, where the client routes each call by the name.
+#[test]
+fn named_sinks_through_a_cluster_client() {
+    let cluster = RedisCluster::start(3);
+    let client = redis::cluster::ClusterClient::new(
+        cluster
+            .nodes
+            .iter()
+            .map(redsink_tests::RedisServer::url)
+            .collect::<Vec<_>>(),
+    )
+    .unwrap();
+    let mut con = client.get_connection().unwrap();
+    let _: () = redis::cmd("SINK.DEFINE")
+        .arg("users{eu}")
+        .arg(&["TYPE", "hash", "PREFIX", "user:{eu}:", "KEYFIELD", "id"][..])
+        .query(&mut con)
+        .unwrap();
+    let written: i64 = redis::cmd("SINK.WRITE")
+        .arg("users{eu}")
+        .arg(r#"{"id":"1","name":"Ann"}"#)
+        .arg(r#"{"id":"2","name":"Bo"}"#)
+        .query(&mut con)
+        .unwrap();
+    assert_eq!(written, 2);
+    let name: String = redis::cmd("HGET")
+        .arg("user:{eu}:2")
+        .arg("name")
+        .query(&mut con)
+        .unwrap();
+    assert_eq!(name, "Bo");
+    let home = cluster.node_for("users{eu}");
+    assert_eq!(home.port(), cluster.node_for("user:{eu}:1").port());
+    let listed: Vec<Vec<redis::Value>> = call(&mut home.connection(), &["SINK.INFO"]).unwrap();
+    assert_eq!(listed.len(), 1, "defined on the node of its slot");
+}
