@@ -514,6 +514,35 @@ impl RedisCluster {
         }
     }
 
+    /// Every node's URL.
+    pub fn urls(&self) -> Vec<String> {
+        self.nodes.iter().map(RedisServer::url).collect()
+    }
+
+    /// redis-rs's cluster client for the nodes that are up.
+    pub fn client(&self) -> redis::cluster::ClusterClient {
+        let live = self
+            .nodes
+            .iter()
+            .filter(|node| node.try_connection().is_ok())
+            .map(RedisServer::url);
+        redis::cluster::ClusterClient::new(live.collect::<Vec<_>>()).expect("a cluster client")
+    }
+
+    /// A worker's configuration writing into this cluster (`target`, by `urls`), reading
+    /// `data:*` from `streams` (`source`), with `processors` (YAML flow mapping).
+    pub fn worker_config(&self, streams: &RedisServer, processors: &str) -> String {
+        let urls: Vec<String> = self.urls().iter().map(|url| format!("\"{url}\"")).collect();
+        format!(
+            "connections:\n  source: {{type: redis, host: 127.0.0.1, port: {}}}\n  target: {{type: redis, urls: [{}]}}\n\
+             sources:\n  - {{type: redis-stream, connection: source, streams: \"data:*\"}}\n\
+             processors: {processors}\n\
+             jobs: ./jobs\n",
+            streams.port(),
+            urls.join(", ")
+        )
+    }
+
     /// The nodes that are primaries now.
     pub fn primaries(&self) -> Vec<&RedisServer> {
         self.nodes

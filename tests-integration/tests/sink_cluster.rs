@@ -79,14 +79,7 @@ fn sink_write_refuses_keys_of_other_nodes() {
 #[test]
 fn every_keyed_command_through_a_cluster_client() {
     let cluster = RedisCluster::start(3);
-    let client = redis::cluster::ClusterClient::new(
-        cluster
-            .nodes
-            .iter()
-            .map(redsink_tests::RedisServer::url)
-            .collect::<Vec<_>>(),
-    )
-    .unwrap();
+    let client = cluster.client();
     let mut con = client.get_connection().unwrap();
     let lines = |n: usize| -> Vec<String> {
         vec![
@@ -218,14 +211,7 @@ fn versions_follow_a_key_that_resharding_moves() {
 #[test]
 fn named_sinks_through_a_cluster_client() {
     let cluster = RedisCluster::start(3);
-    let client = redis::cluster::ClusterClient::new(
-        cluster
-            .nodes
-            .iter()
-            .map(redsink_tests::RedisServer::url)
-            .collect::<Vec<_>>(),
-    )
-    .unwrap();
+    let client = cluster.client();
     let mut con = client.get_connection().unwrap();
     let _: () = redis::cmd("SINK.DEFINE")
         .arg("users{eu}")

@@ -5,7 +5,9 @@ use redis::Commands;
 use redsink_tests::{call, RedisCluster, RedisServer};
 
 mod common;
-use common::{Worker, INVOICE_HASH_JOB, SEED_001};
+use common::{acknowledged, add_invoice_event, Worker, INVOICE_HASH_JOB, SEED_001};
+
+const STREAM: &str = "data:chinook.public.invoice";
 
 #[test]
 fn seed_001_and_hashes_written_into_a_cluster() {
@@ -16,34 +18,11 @@ fn seed_001_and_hashes_written_into_a_cluster() {
         let event = format!(
             r#"{{"before":null,"after":{{"InvoiceId":{invoice},"BillingCountry":"Germany","Total":{invoice}.5}},"source":{{"table":"invoice"}},"op":"c"}}"#
         );
-        let key = format!(r#"{{"InvoiceId":{invoice}}}"#);
-        call::<String>(
-            &mut con,
-            &["XADD", "data:chinook.public.invoice", "*", &key, &event],
-        )
-        .unwrap();
+        add_invoice_event(&mut con, invoice, &event);
     }
-    let urls: Vec<String> = cluster
-        .nodes
-        .iter()
-        .map(|node| format!("\"{}\"", node.url()))
-        .collect();
-    let config = format!(
-        "connections:\n  source: {{type: redis, host: 127.0.0.1, port: {}}}\n  target: {{type: redis, urls: [{}]}}\n\
-         sources:\n  - {{type: redis-stream, connection: source, streams: \"data:*\"}}\n\
-         jobs: ./jobs\n",
-        streams.port(),
-        urls.join(", ")
-    );
+    let config = cluster.worker_config(&streams, "{}");
     let worker = Worker::from_config(&config, &[SEED_001, INVOICE_HASH_JOB]);
-    let client = redis::cluster::ClusterClient::new(
-        cluster
-            .nodes
-            .iter()
-            .map(RedisServer::url)
-            .collect::<Vec<_>>(),
-    )
-    .unwrap();
+    let client = cluster.client();
     let mut target = client.get_connection().unwrap();
     worker.wait_until(&cluster.nodes[0], "every change written", |_| {
         let written: usize = target.xlen("invoice:events")?;
@@ -92,15 +71,7 @@ fn seed_001_and_hashes_written_into_a_cluster() {
 #[test]
 fn streams_on_every_node_of_a_cluster() {
     let cluster = RedisCluster::start(3);
-    let client = redis::cluster::ClusterClient::new(
-        cluster
-            .nodes
-            .iter()
-            .map(RedisServer::url)
-            .collect::<Vec<_>>(),
-    )
-    .unwrap();
-    let mut con = client.get_connection().unwrap();
+    let mut con = cluster.client().get_connection().unwrap();
     let tables = ["invoice", "customer", "album", "track", "genre", "artist"];
     for table in tables {
         for id in 1..=20 {
@@ -132,9 +103,9 @@ output:
       key: {expression: "concat([name, ':', id])", language: jmespath}
 "#;
     let urls: Vec<String> = cluster
-        .nodes
+        .urls()
         .iter()
-        .map(|node| format!("\"{}\"", node.url()))
+        .map(|url| format!("\"{url}\""))
         .collect();
     let config = format!(
         "connections:\n  target: {{type: redis, urls: [{}]}}\n\
@@ -185,18 +156,9 @@ fn a_primary_killed_mid_flow_loses_and_duplicates_nothing() {
     const INVOICES: u32 = 300;
     let streams = RedisServer::start();
     let mut cluster = RedisCluster::with_replicas(3, 1);
-    let urls: Vec<String> = cluster
-        .nodes
-        .iter()
-        .map(|node| format!("\"{}\"", node.url()))
-        .collect();
-    let config = format!(
-        "connections:\n  source: {{type: redis, host: 127.0.0.1, port: {}}}\n  target: {{type: redis, urls: [{}]}}\n\
-         sources:\n  - {{type: redis-stream, connection: source, streams: \"data:*\"}}\n\
-         processors: {{block_ms: 100, read_batch_size: 50, wait_replicas: 1, wait_timeout_ms: 2000}}\n\
-         jobs: ./jobs\n",
-        streams.port(),
-        urls.join(", ")
+    let config = cluster.worker_config(
+        &streams,
+        "{block_ms: 100, read_batch_size: 50, wait_replicas: 1, wait_timeout_ms: 2000}",
     );
     let worker = Worker::from_config(&config, &[SEED_001, INVOICE_HASH_JOB]);
     let source_url = streams.url();
@@ -211,33 +173,13 @@ fn a_primary_killed_mid_flow_loses_and_duplicates_nothing() {
             let event = format!(
                 r#"{{"before":null,"after":{{"InvoiceId":{invoice},"BillingCountry":"Germany","Total":{i}}},"source":{{"table":"invoice"}},"op":"{op}"}}"#
             );
-            let _: String = redis::cmd("XADD")
-                .arg("data:chinook.public.invoice")
-                .arg("*")
-                .arg(format!(r#"{{"InvoiceId":{invoice}}}"#))
-                .arg(event)
-                .query(&mut con)
-                .unwrap();
+            add_invoice_event(&mut con, invoice, &event);
             if i % 50 == 0 {
                 std::thread::sleep(std::time::Duration::from_millis(20));
             }
         }
     });
-    let acked = |con: &mut redis::Connection| -> redis::RedisResult<i64> {
-        let groups: Vec<std::collections::HashMap<String, redis::Value>> =
-            call(con, &["XINFO", "GROUPS", "data:chinook.public.invoice"])?;
-        let pending: Vec<redis::Value> =
-            call(con, &["XPENDING", "data:chinook.public.invoice", "redsink"])?;
-        let read = match groups.first().and_then(|group| group.get("entries-read")) {
-            Some(redis::Value::Int(read)) => *read,
-            _ => 0,
-        };
-        let pending = match pending.first() {
-            Some(redis::Value::Int(pending)) => *pending,
-            _ => 0,
-        };
-        Ok(read - pending)
-    };
+    let acked = |con: &mut redis::Connection| acknowledged(con, STREAM);
     streams.wait_until("a fifth acknowledged", |con| Ok(acked(con)? >= 300));
     let victim = cluster.index_for("invoice:events");
     cluster.nodes[victim].kill();
@@ -259,16 +201,7 @@ fn a_primary_killed_mid_flow_loses_and_duplicates_nothing() {
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
     cluster.wait_until_ok();
-    let live: Vec<String> = cluster
-        .nodes
-        .iter()
-        .filter(|node| node.try_connection().is_ok())
-        .map(RedisServer::url)
-        .collect();
-    let mut target = redis::cluster::ClusterClient::new(live)
-        .unwrap()
-        .get_connection()
-        .unwrap();
+    let mut target = cluster.client().get_connection().unwrap();
     let messages: Vec<(String, Vec<String>)> = redis::cmd("XRANGE")
         .arg("invoice:events")
         .arg("-")
@@ -308,36 +241,14 @@ fn resharding_mid_flow_keeps_keys_from_moving_backwards() {
     const INVOICES: u32 = 300;
     let streams = RedisServer::start();
     let cluster = RedisCluster::start(3);
-    let urls: Vec<String> = cluster
-        .nodes
-        .iter()
-        .map(|node| format!("\"{}\"", node.url()))
-        .collect();
-    let config = format!(
-        "connections:\n  source: {{type: redis, host: 127.0.0.1, port: {}}}\n  target: {{type: redis, urls: [{}]}}\n\
-         sources:\n  - {{type: redis-stream, connection: source, streams: \"data:*\"}}\n\
-         processors: {{block_ms: 100, read_batch_size: 100}}\n\
-         jobs: ./jobs\n",
-        streams.port(),
-        urls.join(", ")
-    );
+    let config = cluster.worker_config(&streams, "{block_ms: 100, read_batch_size: 100}");
     let worker = Worker::from_config(&config, &[INVOICE_HASH_JOB]);
     // Debezium events with their LSN: the version of each write.
     let add = |con: &mut redis::Connection, invoice: u32, lsn: u32, total: i64| {
         let event = format!(
             r#"{{"before":null,"after":{{"InvoiceId":{invoice},"Total":{total}}},"source":{{"table":"invoice","lsn":{lsn}}},"op":"u"}}"#
         );
-        call::<String>(
-            con,
-            &[
-                "XADD",
-                "data:chinook.public.invoice",
-                "*",
-                &format!(r#"{{"InvoiceId":{invoice}}}"#),
-                &event,
-            ],
-        )
-        .unwrap();
+        add_invoice_event(con, invoice, &event);
     };
     let source_url = streams.url();
     let producer = std::thread::spawn(move || {
@@ -352,15 +263,7 @@ fn resharding_mid_flow_keeps_keys_from_moving_backwards() {
             }
         }
     });
-    let acked = |con: &mut redis::Connection| -> redis::RedisResult<i64> {
-        let groups: Vec<std::collections::HashMap<String, redis::Value>> =
-            call(con, &["XINFO", "GROUPS", "data:chinook.public.invoice"])?;
-        let number = |name: &str| match groups.first().and_then(|group| group.get(name)) {
-            Some(redis::Value::Int(n)) => *n,
-            _ => 0,
-        };
-        Ok(number("entries-read") - number("pending"))
-    };
+    let acked = |con: &mut redis::Connection| acknowledged(con, STREAM);
     streams.wait_until("a third acknowledged", |con| Ok(acked(con)? >= 1000));
     // Where each invoice's hash is before the resharding.
     let home = |cluster: &RedisCluster| -> Vec<u16> {

@@ -6,7 +6,7 @@ use redis::{Connection, Value};
 use redsink_tests::{call, snapshot, RedisServer};
 
 mod common;
-use common::{Worker, INVOICE_HASH_JOB};
+use common::{acknowledged, add_invoice_event, Worker, INVOICE_HASH_JOB};
 
 const STREAM: &str = "data:chinook.public.invoice";
 
@@ -15,8 +15,7 @@ fn add_invoices(con: &mut Connection, invoices: std::ops::RangeInclusive<u32>) {
         let event = format!(
             r#"{{"before":null,"after":{{"InvoiceId":{invoice},"Total":{invoice}.5}},"source":{{"table":"invoice"}},"op":"c"}}"#
         );
-        let key = format!(r#"{{"InvoiceId":{invoice}}}"#);
-        call::<String>(con, &["XADD", STREAM, "*", &key, &event]).unwrap();
+        add_invoice_event(con, invoice, &event);
     }
 }
 
@@ -27,13 +26,7 @@ fn pending_and_read(con: &mut Connection) -> redis::RedisResult<(i64, i64)> {
         Some(Value::Int(count)) => *count,
         _ => 0,
     };
-    let groups: Vec<std::collections::HashMap<String, Value>> =
-        call(con, &["XINFO", "GROUPS", STREAM])?;
-    let read = match groups.first().and_then(|group| group.get("entries-read")) {
-        Some(Value::Int(read)) => *read,
-        _ => 0,
-    };
-    Ok((pending, read))
+    Ok((pending, acknowledged(con, STREAM)? + pending))
 }
 
 #[test]

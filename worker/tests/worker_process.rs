@@ -5,7 +5,7 @@ use redis::Connection;
 use redsink_tests::{call, snapshot, Options, RedisServer};
 
 mod common;
-use common::{Worker, INVOICE_HASH_JOB, SEED_001};
+use common::{add_invoice_event, Worker, INVOICE_HASH_JOB, SEED_001};
 
 /// Debezium Server's Redis format: key JSON → change event JSON.
 fn debezium(con: &mut Connection, op: &str, invoice: u32, total: f64, country: &str) {
@@ -20,17 +20,7 @@ fn debezium(con: &mut Connection, op: &str, invoice: u32, total: f64, country: &
     let event = format!(
         r#"{{"schema":{{}},"payload":{{"before":{before},"after":{after},"source":{{"table":"invoice"}},"op":"{op}","ts_ms":1}}}}"#
     );
-    call::<String>(
-        con,
-        &[
-            "XADD",
-            "data:chinook.public.invoice",
-            "*",
-            &format!(r#"{{"InvoiceId":{invoice}}}"#),
-            &event,
-        ],
-    )
-    .unwrap();
+    add_invoice_event(con, invoice, &event);
 }
 
 fn feed(con: &mut Connection) {

@@ -136,9 +136,7 @@ async fn a_cluster_ends_where_one_server_does() {
     let single = RedisServer::start();
     run(&single, &batches, true).await;
     let cluster = RedisCluster::start(3);
-    let urls: Vec<String> = cluster.nodes.iter().map(RedisServer::url).collect();
-    let client = redis::cluster::ClusterClient::new(urls).unwrap();
-    let mut con = client.get_async_connection().await.unwrap();
+    let mut con = cluster.client().get_async_connection().await.unwrap();
     let server = Server {
         module: true,
         json: false,

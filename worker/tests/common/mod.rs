@@ -31,6 +31,31 @@ output:
 
 const DEFAULT_PROCESSORS: &str = "{block_ms: 100, reclaim_idle_ms: 300, max_deliveries: 3}";
 
+/// Adds `event` (a change event's JSON) for invoice `invoice` to Debezium Server's stream
+/// of the `invoice` table, under its record key.
+pub fn add_invoice_event(con: &mut redsink_tests::redis::Connection, invoice: u32, event: &str) {
+    let key = format!(r#"{{"InvoiceId":{invoice}}}"#);
+    redsink_tests::call::<String>(
+        con,
+        &["XADD", "data:chinook.public.invoice", "*", &key, event],
+    )
+    .unwrap();
+}
+
+/// Entries of `stream` the group `redsink` acknowledged: read, less those pending.
+pub fn acknowledged(
+    con: &mut redsink_tests::redis::Connection,
+    stream: &str,
+) -> redsink_tests::redis::RedisResult<i64> {
+    let groups: Vec<std::collections::HashMap<String, redsink_tests::redis::Value>> =
+        redsink_tests::call(con, &["XINFO", "GROUPS", stream])?;
+    let number = |name: &str| match groups.first().and_then(|group| group.get(name)) {
+        Some(redsink_tests::redis::Value::Int(n)) => *n,
+        _ => 0,
+    };
+    Ok(number("entries-read") - number("pending"))
+}
+
 /// A worker process with its own folder, config and jobs; killed on drop.
 pub struct Worker {
     child: Option<Child>,

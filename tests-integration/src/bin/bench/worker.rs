@@ -277,7 +277,7 @@ fn drain(kind: DrainKind) -> Drain {
     let server_cpu_before = servers_cpu_us(&mut con);
     let started = Instant::now();
     let worker = match &cluster {
-        Some(cluster) => start_worker_into(&redis, cluster, STREAM, kind.job),
+        Some(cluster) => start_worker_into(&redis, cluster, kind.job),
         None => start_worker(&redis, STREAM, kind.job),
     };
     let deadline = started + Duration::from_secs(600);
@@ -411,25 +411,9 @@ fn lag(rate: u64) -> Vec<f64> {
         .collect()
 }
 
-/// The worker on `job` over `stream` of `redis`, writing into `cluster`.
-fn start_worker_into(
-    redis: &RedisServer,
-    cluster: &RedisCluster,
-    stream: &str,
-    job: &str,
-) -> WorkerProcess {
-    let urls: Vec<String> = cluster
-        .nodes
-        .iter()
-        .map(|node| format!("\"{}\"", node.url()))
-        .collect();
-    let config = format!(
-        "connections:\n  source: {{type: redis, host: 127.0.0.1, port: {}}}\n  target: {{type: redis, urls: [{}]}}\n\
-         sources:\n  - {{type: redis-stream, connection: source, streams: [\"{stream}\"]}}\n\
-         jobs: ./jobs\n",
-        redis.port(),
-        urls.join(", ")
-    );
+/// The worker on `job` over the streams of `redis`, writing into `cluster`.
+fn start_worker_into(redis: &RedisServer, cluster: &RedisCluster, job: &str) -> WorkerProcess {
+    let config = cluster.worker_config(redis, "{}");
     WorkerProcess::start(&config, &[("job.yaml", job)], Some(WORKER_CPU))
 }
 
