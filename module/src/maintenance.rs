@@ -1,6 +1,6 @@
 //! The module's background work, on one timer: reclaiming expired device records and
-//! forgetting expired tombstones (every 100 ms, a bounded slice at a time), and late
-//! stream ids (every second).
+//! forgetting expired tombstones (every 100 ms, a bounded slice at a time; every 10 ms
+//! while a backlog of expired tombstones lasts), and late stream ids (every second).
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::{Duration, Instant};
@@ -12,43 +12,64 @@ use crate::ds::reclaim::Reclaimer;
 use crate::sink;
 
 const INTERVAL: Duration = Duration::from_millis(100);
-/// Late stream ids are purged every this many runs.
-const PURGE_EVERY: u32 = 10;
+/// The next slice of a tombstone backlog comes this soon: 3 % of the server's time, in
+/// slices of [`PURGE_TIME`].
+const CATCH_UP: Duration = Duration::from_millis(10);
+/// Late stream ids are purged this often.
+const LATE_IDS_EVERY: Duration = Duration::from_secs(1);
 /// How long a run may spend forgetting expired tombstones (checked every
 /// `TOMBSTONES_PER_CHECK`): the server stays responsive while a backlog drains (what is
 /// not purged yet is expired all the same: it holds nothing back, it only takes memory).
 const PURGE_TIME: Duration = Duration::from_micros(300);
 const TOMBSTONES_PER_CHECK: usize = 64;
 
-#[derive(Default)]
 struct Maintenance {
     reclaimer: Reclaimer,
-    runs: u32,
+    next_run: Instant,
+    next_late_ids: Instant,
 }
 
 /// Starts the timer (at module load).
 pub fn start(ctx: &Context) {
-    ctx.create_timer(INTERVAL, run, Maintenance::default());
+    let now = Instant::now();
+    let maintenance = Maintenance {
+        reclaimer: Reclaimer::default(),
+        next_run: now,
+        next_late_ids: now + LATE_IDS_EVERY,
+    };
+    ctx.create_timer(INTERVAL, run, maintenance);
 }
 
 fn run(ctx: &Context, mut maintenance: Maintenance) {
     // A bug here must not take the server down with it.
     let outcome = catch_unwind(AssertUnwindSafe(|| {
-        maintenance.reclaimer.run(ctx);
-        maintenance.runs = maintenance.runs.wrapping_add(1);
-        let now = time::now_ms();
-        let mut state = sink::state();
         let started = Instant::now();
-        while state.versions.purge(now, TOMBSTONES_PER_CHECK) == TOMBSTONES_PER_CHECK
-            && started.elapsed() < PURGE_TIME
-        {}
-        if maintenance.runs.is_multiple_of(PURGE_EVERY) {
+        let now = time::now_ms();
+        if started >= maintenance.next_run {
+            maintenance.next_run = started + INTERVAL;
+            maintenance.reclaimer.run(ctx);
+        }
+        let mut state = sink::state();
+        if started >= maintenance.next_late_ids {
+            maintenance.next_late_ids = started + LATE_IDS_EVERY;
             state.late.purge(now);
             state.taken.purge(now);
         }
+        let mut backlog = true;
+        while backlog && started.elapsed() < PURGE_TIME {
+            backlog = state.versions.purge(now, TOMBSTONES_PER_CHECK) == TOMBSTONES_PER_CHECK;
+        }
+        backlog
     }));
-    if outcome.is_err() {
-        ctx.log_warning("redsink: background maintenance panicked; please report this bug");
-    }
-    ctx.create_timer(INTERVAL, run, maintenance);
+    let wait = match outcome {
+        Ok(true) => CATCH_UP,
+        Ok(false) => maintenance
+            .next_run
+            .saturating_duration_since(Instant::now()),
+        Err(_) => {
+            ctx.log_warning("redsink: background maintenance panicked; please report this bug");
+            INTERVAL
+        }
+    };
+    ctx.create_timer(wait, run, maintenance);
 }

@@ -361,3 +361,73 @@ fn an_rdb_from_before_lanes_loads() {
     let sinks: Vec<Vec<Value>> = call(&mut con, &["SINK.INFO"]).unwrap();
     assert_eq!(sinks.len(), 1);
 }
+
+/// An RDB saved by the module when versions were kept by key name (aux encoding 1, made
+/// with commit 27e8858 on redis-server 7.0.15, tombstone-ttl 10 years) loads into the
+/// fingerprinted versions: every lane of a key, the default lane, and a tombstone.
+#[test]
+fn an_rdb_from_before_fingerprints_loads() {
+    let mut server = RedisServer::start();
+    server.kill();
+    let fixture = redsink_tests::workspace_dir()
+        .join("tests-integration/tests/data/sink-state-encoding-1.rdb");
+    std::fs::copy(fixture, server.dir().join("dump.rdb")).unwrap();
+    server.restart();
+    let mut con = server.connection();
+    let version = |con: &mut redis::Connection, args: &[&str]| {
+        let mut command = vec!["SINK.VERSION"];
+        command.extend_from_slice(args);
+        run(con, &command)
+    };
+    assert_eq!(
+        version(&mut con, &["invoice:1", "LANE", "data:invoice"]),
+        Value::Int(1021)
+    );
+    assert_eq!(
+        version(&mut con, &["invoice:1", "LANE", "data:notes"]),
+        Value::Int(7)
+    );
+    assert_eq!(version(&mut con, &["invoice:1"]), Value::Nil);
+    assert_eq!(version(&mut con, &["session:1"]), Value::Int(7));
+    assert_eq!(
+        run(&mut con, &["SINK.STRING", "gone:1", "back", "VERSION", "8"]),
+        Value::Nil,
+        "the tombstone holds older writes back"
+    );
+    assert_eq!(
+        run(
+            &mut con,
+            &[
+                "SINK.HASH",
+                "invoice:1",
+                "{}",
+                "VERSION",
+                "1020",
+                "LANE",
+                "data:invoice"
+            ]
+        ),
+        Value::Nil
+    );
+    let info: String = call(&mut con, &["INFO", "redsink"]).unwrap();
+    for line in [
+        "redsink_versioned_keys:3",
+        "redsink_compact_keys:1",
+        "redsink_wide_keys:2",
+        "redsink_tombstone_deadlines:1",
+    ] {
+        assert!(info.contains(line), "{line} in {info}");
+    }
+    // Saved again, it loads in the new encoding with the same versions.
+    run(&mut con, &["SAVE"]);
+    server.restart();
+    let mut con = server.connection();
+    assert_eq!(
+        version(&mut con, &["invoice:1", "LANE", "data:notes"]),
+        Value::Int(7)
+    );
+    assert_eq!(
+        run(&mut con, &["SINK.STRING", "gone:1", "back", "VERSION", "8"]),
+        Value::Nil
+    );
+}

@@ -119,6 +119,57 @@ fn tombstones_expire_after_the_configured_time() {
     assert_eq!(call::<String>(&mut con, &["GET", "k"]).unwrap(), "old");
 }
 
+/// `INFO redsink` as the state grows and drains: 50,000 versioned keys sit in the
+/// fingerprint table at under 24 bytes each; deleted with versions they become
+/// tombstones, which the background purge forgets (in slices, with a backlog) once they
+/// expire, leaving nothing.
+#[test]
+fn info_follows_versions_and_a_tombstone_backlog_drains() {
+    const KEYS: usize = 50_000;
+    let server = RedisServer::start();
+    let mut con = server.connection();
+    let info = |con: &mut Connection, field: &str| -> usize {
+        let info: String = call(con, &["INFO", "redsink"]).unwrap();
+        let prefix = format!("redsink_{field}:");
+        info.lines()
+            .find_map(|line| line.strip_prefix(&prefix))
+            .and_then(|value| value.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {field} in {info}"))
+    };
+    let each_key = |con: &mut Connection, args: &[&str]| {
+        for chunk in (0..KEYS).collect::<Vec<_>>().chunks(10_000) {
+            let mut pipe = redis::pipe();
+            for i in chunk {
+                pipe.cmd(args[0])
+                    .arg(format!("key:{i}"))
+                    .arg(&args[1..])
+                    .ignore();
+            }
+            pipe.query::<()>(con).unwrap();
+        }
+    };
+    each_key(&mut con, &["SINK.STRING", "x", "VERSION", "1"]);
+    assert_eq!(info(&mut con, "versioned_keys"), KEYS);
+    assert_eq!(info(&mut con, "compact_keys"), KEYS);
+    let bytes = info(&mut con, "compact_bytes");
+    assert!(bytes < KEYS * 24, "{bytes} bytes for {KEYS} keys");
+    run(&mut con, &["CONFIG", "SET", "redsink.tombstone-ttl", "3"]);
+    each_key(&mut con, &["SINK.DEL", "VERSION", "2"]);
+    assert_eq!(info(&mut con, "wide_keys"), KEYS, "every key a tombstone");
+    assert_eq!(info(&mut con, "tombstone_deadlines"), KEYS);
+    assert_eq!(
+        run(&mut con, &["SINK.STRING", "key:7", "old", "VERSION", "2"]),
+        Value::Nil
+    );
+    server.wait_until("the tombstones are forgotten", |con| {
+        Ok(info(con, "tombstone_deadlines") == 0)
+    });
+    assert_eq!(info(&mut con, "versioned_keys"), 0);
+    assert_eq!(info(&mut con, "compact_bytes"), 0);
+    run(&mut con, &["SINK.STRING", "key:7", "old", "VERSION", "2"]);
+    assert_eq!(call::<String>(&mut con, &["GET", "key:7"]).unwrap(), "old");
+}
+
 #[test]
 fn a_version_lives_and_dies_with_its_key() {
     let server = RedisServer::start();

@@ -16,9 +16,10 @@ use redsink_core::versions::{Entry, Versions};
 
 use super::{state, NamedSink};
 
-/// 1: each version with its lane; 0 (before lanes) is still read, every version in the
-/// unnamed lane.
-const ENCODING_VERSION: i32 = 1;
+/// 2: versions by their key's fingerprint, after the fingerprints' secret; 1 (by key
+/// name, with lanes) and 0 (by key name, every version in the unnamed lane) are still
+/// read.
+const ENCODING_VERSION: i32 = 2;
 
 pub static SINK_STATE_TYPE: RedisType = RedisType::new(
     "redsinkSK",
@@ -63,10 +64,13 @@ unsafe extern "C" fn aux_save(rdb: *mut RedisModuleIO, when: c_int) {
         return;
     }
     let state = state();
+    let (k0, k1) = state.versions.secret();
+    raw::save_unsigned(rdb, k0);
+    raw::save_unsigned(rdb, k1);
     raw::save_unsigned(rdb, state.versions.len() as u64);
-    for (db, key, lane, entry) in state.versions.iter() {
+    for (db, id, lane, entry) in state.versions.iter() {
         raw::save_signed(rdb, i64::from(db));
-        raw::save_slice(rdb, key);
+        raw::save_unsigned(rdb, id);
         raw::save_slice(rdb, lane);
         raw::save_signed(rdb, entry.version);
         raw::save_unsigned(rdb, u64::from(entry.tombstone_until.is_some()));
@@ -119,10 +123,18 @@ struct Loaded {
 }
 
 fn load(rdb: *mut RedisModuleIO, encver: c_int) -> Option<Loaded> {
-    let mut versions = Versions::default();
+    let mut versions = if encver >= 2 {
+        Versions::with_secret((raw::load_unsigned(rdb).ok()?, raw::load_unsigned(rdb).ok()?))
+    } else {
+        Versions::default()
+    };
     for _ in 0..raw::load_unsigned(rdb).ok()? {
         let db = i32::try_from(raw::load_signed(rdb).ok()?).ok()?;
-        let key = bytes(rdb)?;
+        let id = if encver >= 2 {
+            raw::load_unsigned(rdb).ok()?
+        } else {
+            versions.key_id(&bytes(rdb)?)
+        };
         let lane = if encver >= 1 { bytes(rdb)? } else { Vec::new() };
         let version = raw::load_signed(rdb).ok()?;
         let is_tombstone = raw::load_unsigned(rdb).ok()? != 0;
@@ -131,7 +143,7 @@ fn load(rdb: *mut RedisModuleIO, encver: c_int) -> Option<Loaded> {
             version,
             tombstone_until: is_tombstone.then_some(until),
         };
-        if !versions.set(db, &key, &lane, entry) {
+        if !versions.set_id(db, id, &lane, entry) {
             return None;
         }
     }

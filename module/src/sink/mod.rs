@@ -12,6 +12,7 @@
 pub mod commands;
 pub mod data_type;
 pub mod events;
+mod info;
 pub mod migrate;
 pub mod named;
 pub mod write;

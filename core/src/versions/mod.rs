@@ -10,10 +10,21 @@
 //! of one source stream) share one, so that writers whose versions do not (two streams
 //! writing parts of one key) never hold each other's writes back. The unnamed lane is
 //! the default.
+//!
+//! A key is known here by a 64-bit fingerprint of its name, keyed with a secret of the
+//! server's, not by the name itself: most versioned keys (one live version) then cost
+//! about 20 bytes each in a [`KeyTable`]. Two of 10 million keys share a fingerprint
+//! with a probability of 3 in a million (the birthday bound, 10¹⁴ / 2⁶⁵); with the secret
+//! unknown, nobody can make names that do.
+
+mod key_table;
 
 use std::collections::{BTreeSet, HashMap};
+use std::hash::{BuildHasher, Hasher, RandomState};
 
-use crate::per_db::PerDb;
+use siphasher::sip::SipHasher13;
+
+use key_table::KeyTable;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Entry {
@@ -22,13 +33,25 @@ pub struct Entry {
     pub tombstone_until: Option<i64>,
 }
 
+impl Entry {
+    fn live(version: i64) -> Entry {
+        Entry {
+            version,
+            tombstone_until: None,
+        }
+    }
+}
+
 /// A lane, by its place in [`Versions`]'s names: each name is stored once, however many
 /// keys it versions.
-type LaneId = u32;
+type LaneId = u16;
 
 /// The most lanes a server keeps: each is a name given with LANE, a guard against a
 /// client inventing names without end.
-pub const MAX_LANES: usize = 65_536;
+pub const MAX_LANES: usize = 1 << LaneId::BITS;
+
+/// A key's fingerprint: the keyed hash of its name.
+pub type KeyId = u64;
 
 /// A key's entries, one per lane; most keys have one, kept without allocating.
 #[derive(Debug, Clone, PartialEq)]
@@ -64,7 +87,10 @@ impl Lanes {
             Lanes::One(id, _) => *id != lane,
             Lanes::Many(entries) => {
                 entries.retain(|(id, _)| *id != lane);
-                !entries.is_empty()
+                if let [(id, entry)] = entries[..] {
+                    *self = Lanes::One(id, entry);
+                }
+                !matches!(self, Lanes::Many(entries) if entries.is_empty())
             }
         }
     }
@@ -79,11 +105,85 @@ impl Lanes {
     }
 }
 
-#[derive(Debug, Clone, PartialEq)]
+/// One database's versions. A key is in one of the two maps, never both.
+#[derive(Debug, Clone, Default)]
+struct Db {
+    /// Keys with one live version: most of them.
+    compact: KeyTable,
+    /// Keys with versions in several lanes, or a tombstone.
+    wide: HashMap<KeyId, Lanes>,
+}
+
+impl Db {
+    fn get(&self, id: KeyId, lane: LaneId) -> Option<Entry> {
+        if let Some((kept, version)) = self.compact.get(id) {
+            return (kept == lane).then_some(Entry::live(version));
+        }
+        self.wide.get(&id)?.get(lane).copied()
+    }
+
+    fn set(&mut self, id: KeyId, lane: LaneId, entry: Entry) {
+        if entry.tombstone_until.is_none() {
+            let in_place = match self.compact.get(id) {
+                Some((kept, _)) => kept == lane,
+                None => !self.wide.contains_key(&id),
+            };
+            if in_place {
+                self.compact.insert(id, lane, entry.version);
+                return;
+            }
+        }
+        let lanes = match self.take(id) {
+            Some(mut lanes) => {
+                lanes.set(lane, entry);
+                lanes
+            }
+            None => Lanes::One(lane, entry),
+        };
+        self.put(id, lanes);
+    }
+
+    fn take(&mut self, id: KeyId) -> Option<Lanes> {
+        match self.compact.remove(id) {
+            Some((lane, version)) => Some(Lanes::One(lane, Entry::live(version))),
+            None => self.wide.remove(&id),
+        }
+    }
+
+    fn put(&mut self, id: KeyId, lanes: Lanes) {
+        match lanes {
+            Lanes::One(lane, entry) if entry.tombstone_until.is_none() => {
+                self.compact.insert(id, lane, entry.version)
+            }
+            lanes => {
+                self.wide.insert(id, lanes);
+            }
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.compact.is_empty() && self.wide.is_empty()
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (KeyId, LaneId, Entry)> + '_ {
+        let compact = self
+            .compact
+            .iter()
+            .map(|(id, lane, version)| (id, lane, Entry::live(version)));
+        let wide = self
+            .wide
+            .iter()
+            .flat_map(|(&id, lanes)| lanes.iter().map(move |(lane, entry)| (id, lane, *entry)));
+        compact.chain(wide)
+    }
+}
+
+#[derive(Debug, Clone)]
 pub struct Versions {
-    /// Every delete in the server passes through [`Versions::forget`]: looked up without
-    /// allocating.
-    entries: PerDb<Lanes>,
+    /// The fingerprint's key: random for each server, kept in its RDB.
+    secret: (u64, u64),
+    /// Databases with versions (none empty).
+    dbs: HashMap<i32, Db>,
     /// A `rename_from`/`move_from` waiting for its `_to` half.
     moving: Option<Lanes>,
     /// Lane names by id (the default lane, unnamed, first), and ids by name.
@@ -92,23 +192,41 @@ pub struct Versions {
     /// Tombstones by deadline, so that a purge visits only the expired ones, a bounded
     /// number at a time. An entry may be stale (the key written again, renamed or gone
     /// since): a purge checks it against the key's own entry.
-    deadlines: BTreeSet<(i64, i32, Box<[u8]>, LaneId)>,
+    deadlines: BTreeSet<(i64, i32, KeyId, LaneId)>,
 }
 
 impl Default for Versions {
     fn default() -> Self {
+        let random = RandomState::new();
+        Versions::with_secret((random.hash_one(1u8), random.hash_one(2u8)))
+    }
+}
+
+impl Versions {
+    /// Versions whose fingerprints are keyed with `secret` (as saved with them).
+    pub fn with_secret(secret: (u64, u64)) -> Self {
         let unnamed: Box<[u8]> = Box::default();
         Versions {
-            entries: PerDb::default(),
+            secret,
+            dbs: HashMap::new(),
             moving: None,
             lane_names: vec![unnamed.clone()],
             lane_ids: HashMap::from([(unnamed, 0)]),
             deadlines: BTreeSet::new(),
         }
     }
-}
 
-impl Versions {
+    pub fn secret(&self) -> (u64, u64) {
+        self.secret
+    }
+
+    /// The key's fingerprint.
+    pub fn key_id(&self, key: &[u8]) -> KeyId {
+        let mut hasher = SipHasher13::new_with_keys(self.secret.0, self.secret.1);
+        hasher.write(key);
+        hasher.finish()
+    }
+
     /// Whether a write of `version` to the key, in `lane`, is newer than what was applied
     /// to it in that lane.
     pub fn is_newer(&self, db: i32, key: &[u8], lane: &[u8], version: i64, now: i64) -> bool {
@@ -121,24 +239,25 @@ impl Versions {
     /// The key's entry in `lane`, unless it is a tombstone past its deadline.
     pub fn get(&self, db: i32, key: &[u8], lane: &[u8], now: i64) -> Option<Entry> {
         let lane = *self.lane_ids.get(lane)?;
-        self.entries
-            .get(db, key)?
-            .get(lane)
-            .copied()
+        self.dbs
+            .get(&db)?
+            .get(self.key_id(key), lane)
             .filter(|entry| entry.tombstone_until.is_none_or(|until| until > now))
     }
 
     /// Sets the key's entry in `lane`; false if that would be a lane past [`MAX_LANES`].
     pub fn set(&mut self, db: i32, key: &[u8], lane: &[u8], entry: Entry) -> bool {
+        self.set_id(db, self.key_id(key), lane, entry)
+    }
+
+    /// [`Versions::set`] for a key known by its fingerprint (as saved).
+    pub fn set_id(&mut self, db: i32, id: KeyId, lane: &[u8], entry: Entry) -> bool {
         let Some(lane) = self.lane_id(lane) else {
             return false;
         };
-        match self.entries.get_mut(db, key) {
-            Some(lanes) => lanes.set(lane, entry),
-            None => self.entries.insert(db, key, Lanes::One(lane, entry)),
-        }
+        self.dbs.entry(db).or_default().set(id, lane, entry);
         if let Some(until) = entry.tombstone_until {
-            self.deadlines.insert((until, db, key.into(), lane));
+            self.deadlines.insert((until, db, id, lane));
         }
         true
     }
@@ -152,49 +271,64 @@ impl Versions {
         if let Some(id) = self.lane_ids.get(lane) {
             return Some(*id);
         }
-        if self.lane_names.len() >= MAX_LANES {
-            return None;
-        }
         let id = LaneId::try_from(self.lane_names.len()).ok()?;
         self.lane_names.push(lane.into());
         self.lane_ids.insert(lane.into(), id);
         Some(id)
     }
 
+    /// Takes the key's entries out.
+    fn take(&mut self, db: i32, key: &[u8]) -> Option<Lanes> {
+        let id = self.key_id(key);
+        let versions = self.dbs.get_mut(&db)?;
+        let lanes = versions.take(id);
+        if versions.is_empty() {
+            self.dbs.remove(&db);
+        }
+        lanes
+    }
+
     /// The key went away (deleted, expired, evicted, overwritten by RESTORE or COPY).
     pub fn forget(&mut self, db: i32, key: &[u8]) {
-        self.entries.remove(db, key);
+        self.take(db, key);
     }
 
     /// First half of a rename or move: the key leaves `db`.
     pub fn move_from(&mut self, db: i32, key: &[u8]) {
-        self.moving = self.entries.remove(db, key);
+        self.moving = self.take(db, key);
     }
 
     /// Second half: the key arrives, under its new name or in its new database.
     pub fn move_to(&mut self, db: i32, key: &[u8]) {
-        match self.moving.take() {
-            Some(lanes) => {
-                // Its tombstones expire under the new name.
-                for (lane, entry) in lanes.iter() {
-                    if let Some(until) = entry.tombstone_until {
-                        self.deadlines.insert((until, db, key.into(), lane));
-                    }
-                }
-                self.entries.insert(db, key, lanes);
+        self.forget(db, key);
+        let Some(lanes) = self.moving.take() else {
+            return;
+        };
+        let id = self.key_id(key);
+        // Its tombstones expire under the new name.
+        for (lane, entry) in lanes.iter() {
+            if let Some(until) = entry.tombstone_until {
+                self.deadlines.insert((until, db, id, lane));
             }
-            None => self.forget(db, key),
         }
+        self.dbs.entry(db).or_default().put(id, lanes);
     }
 
     /// FLUSHDB (`Some(db)`) or FLUSHALL (`None`).
     pub fn flush(&mut self, db: Option<i32>) {
-        self.entries.flush(db);
+        match db {
+            Some(db) => {
+                self.dbs.remove(&db);
+            }
+            None => self.dbs.clear(),
+        }
     }
 
     /// SWAPDB.
     pub fn swap(&mut self, first: i32, second: i32) {
-        self.entries.swap(first, second);
+        let (one, other) = (self.dbs.remove(&first), self.dbs.remove(&second));
+        self.dbs.extend(one.map(|versions| (second, versions)));
+        self.dbs.extend(other.map(|versions| (first, versions)));
         let swapped = |db: i32| match db {
             db if db == first => second,
             db if db == second => first,
@@ -202,7 +336,7 @@ impl Versions {
         };
         self.deadlines = std::mem::take(&mut self.deadlines)
             .into_iter()
-            .map(|(until, db, key, lane)| (until, swapped(db), key, lane))
+            .map(|(until, db, id, lane)| (until, swapped(db), id, lane))
             .collect();
     }
 
@@ -212,22 +346,32 @@ impl Versions {
     pub fn purge(&mut self, now: i64, budget: usize) -> usize {
         let mut visited = 0;
         while visited < budget {
-            let Some(first) = self.deadlines.first() else {
-                break;
-            };
-            if first.0 > now {
-                break;
+            match self.deadlines.first() {
+                Some(first) if first.0 <= now => {}
+                _ => break,
             }
-            let Some((until, db, key, lane)) = self.deadlines.pop_first() else {
+            let Some((until, db, id, lane)) = self.deadlines.pop_first() else {
                 break;
             };
             visited += 1;
-            let Some(lanes) = self.entries.get_mut(db, &key) else {
+            let Some(versions) = self.dbs.get_mut(&db) else {
                 continue;
             };
             let expired = |entry: &Entry| entry.tombstone_until == Some(until);
-            if lanes.get(lane).is_some_and(expired) && !lanes.remove(lane) {
-                self.entries.remove(db, &key);
+            if !versions
+                .wide
+                .get(&id)
+                .is_some_and(|lanes| lanes.get(lane).is_some_and(expired))
+            {
+                continue;
+            }
+            if let Some(mut lanes) = versions.wide.remove(&id) {
+                if lanes.remove(lane) {
+                    versions.put(id, lanes);
+                }
+            }
+            if versions.is_empty() {
+                self.dbs.remove(&db);
             }
         }
         visited
@@ -239,17 +383,47 @@ impl Versions {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.dbs.is_empty()
     }
 
-    /// Every entry as (db, key, lane, entry).
-    pub fn iter(&self) -> impl Iterator<Item = (i32, &[u8], &[u8], &Entry)> {
-        self.entries.iter().flat_map(move |(db, key, lanes)| {
-            lanes
+    /// Every entry as (db, key's fingerprint, lane, entry).
+    pub fn iter(&self) -> impl Iterator<Item = (i32, KeyId, &[u8], Entry)> {
+        self.dbs.iter().flat_map(move |(&db, versions)| {
+            versions
                 .iter()
-                .map(move |(lane, entry)| (db, key, &*self.lane_names[lane as usize], entry))
+                .map(move |(id, lane, entry)| (db, id, &*self.lane_names[usize::from(lane)], entry))
         })
     }
+
+    /// Figures for INFO, in time proportional to the number of databases.
+    pub fn stats(&self) -> Stats {
+        let mut stats = Stats {
+            lanes: self.lane_names.len(),
+            deadlines: self.deadlines.len(),
+            ..Stats::default()
+        };
+        for versions in self.dbs.values() {
+            stats.compact_keys += versions.compact.len();
+            stats.compact_bytes += versions.compact.bytes();
+            stats.wide_keys += versions.wide.len();
+        }
+        stats
+    }
+}
+
+/// What [`Versions`] holds.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Stats {
+    /// Keys with one live version, and the bytes they take.
+    pub compact_keys: usize,
+    pub compact_bytes: usize,
+    /// Keys with versions in several lanes or a tombstone.
+    pub wide_keys: usize,
+    /// Tombstone deadlines not passed or not purged yet (one may be stale: its key
+    /// written again since).
+    pub deadlines: usize,
+    /// Lane names known, the unnamed one included.
+    pub lanes: usize,
 }
 
 /// A key's versions as one node sends them to another when the key moves between them
@@ -320,10 +494,18 @@ pub fn decode_transfer(message: &[u8]) -> Option<Transfer> {
 impl Versions {
     /// The key's entries, lane by lane (names), to send along when it moves.
     pub fn lanes_of(&self, db: i32, key: &[u8]) -> Vec<(Vec<u8>, Entry)> {
-        self.entries.get(db, key).map_or_else(Vec::new, |lanes| {
+        let Some(versions) = self.dbs.get(&db) else {
+            return Vec::new();
+        };
+        let id = self.key_id(key);
+        let lanes = match versions.compact.get(id) {
+            Some((lane, version)) => Some(Lanes::One(lane, Entry::live(version))),
+            None => versions.wide.get(&id).cloned(),
+        };
+        lanes.map_or_else(Vec::new, |lanes| {
             lanes
                 .iter()
-                .map(|(lane, entry)| (self.lane_names[lane as usize].to_vec(), *entry))
+                .map(|(lane, entry)| (self.lane_names[usize::from(lane)].to_vec(), *entry))
                 .collect()
         })
     }
@@ -411,11 +593,16 @@ mod tests {
         assert_eq!(versions.len(), 1);
         let listed: Vec<_> = versions
             .iter()
-            .map(|(db, key, lane, e)| (db, key.to_vec(), lane.to_vec(), *e))
+            .map(|(db, key, lane, e)| (db, key, lane.to_vec(), e))
             .collect();
         assert_eq!(
             listed,
-            [(0, b"j".to_vec(), b"data:customers".to_vec(), entry(9, LIVE))]
+            [(
+                0,
+                versions.key_id(b"j"),
+                b"data:customers".to_vec(),
+                entry(9, LIVE)
+            )]
         );
         versions.forget(0, b"j");
         assert!(versions.is_empty());
@@ -453,6 +640,59 @@ mod tests {
         versions.purge(2000, 100);
         assert!(versions.get(5, b"new", b"", 0).is_none());
         assert_eq!(versions.len(), 2);
+    }
+
+    /// A key with one live version sits in the compact table; a second lane or a
+    /// tombstone moves it to the wide map, and it comes back when that is gone.
+    #[test]
+    fn keys_move_between_compact_and_wide() {
+        let mut versions = Versions::default();
+        let compact_keys = |versions: &Versions| versions.stats().compact_keys;
+        versions.set(0, b"k", b"a", entry(1, LIVE));
+        assert_eq!(compact_keys(&versions), 1);
+        versions.set(0, b"k", b"b", entry(5, Some(100)));
+        assert_eq!(compact_keys(&versions), 0);
+        assert_eq!(versions.get(0, b"k", b"a", 0), Some(entry(1, LIVE)));
+        assert_eq!(versions.get(0, b"k", b"b", 99), Some(entry(5, Some(100))));
+        versions.purge(100, 10);
+        assert_eq!(
+            compact_keys(&versions),
+            1,
+            "back once the tombstone is gone"
+        );
+        assert_eq!(versions.get(0, b"k", b"a", 0), Some(entry(1, LIVE)));
+        assert_eq!(versions.get(0, b"k", b"b", 0), None);
+        // Deleted with a version: a tombstone in the wide map, then written again.
+        versions.set(0, b"k", b"a", entry(2, Some(500)));
+        assert_eq!((compact_keys(&versions), versions.len()), (0, 1));
+        versions.set(0, b"k", b"a", entry(3, LIVE));
+        assert_eq!(compact_keys(&versions), 1);
+        assert_eq!(
+            versions.purge(1000, 10),
+            1,
+            "the stale deadline purges nothing"
+        );
+        assert_eq!(versions.get(0, b"k", b"a", 0), Some(entry(3, LIVE)));
+        versions.move_from(0, b"k");
+        versions.move_to(3, b"j");
+        assert_eq!(versions.get(3, b"j", b"a", 0), Some(entry(3, LIVE)));
+        assert_eq!(compact_keys(&versions), 1);
+        versions.forget(3, b"j");
+        assert!(versions.is_empty());
+    }
+
+    /// Fingerprints are keyed: the same secret (as saved) knows the same keys, another
+    /// does not.
+    #[test]
+    fn fingerprints_follow_the_secret() {
+        let mut saved = Versions::default();
+        saved.set(1, b"k", b"lane", entry(4, LIVE));
+        let mut loaded = Versions::with_secret(saved.secret());
+        for (db, id, lane, entry) in saved.iter() {
+            assert!(loaded.set_id(db, id, lane, entry));
+        }
+        assert_eq!(loaded.get(1, b"k", b"lane", 0), Some(entry(4, LIVE)));
+        assert_ne!(Versions::default().key_id(b"k"), saved.key_id(b"k"));
     }
 
     #[test]
