@@ -68,24 +68,12 @@ impl<V> PerDb<V> {
 
     /// FLUSHDB (`Some(db)`) or FLUSHALL (`None`).
     pub fn flush(&mut self, db: Option<i32>) {
-        match db {
-            Some(db) => {
-                self.dbs.remove(&db);
-            }
-            None => self.dbs.clear(),
-        }
+        flush(&mut self.dbs, db);
     }
 
     /// SWAPDB.
     pub fn swap(&mut self, first: i32, second: i32) {
-        let a = self.dbs.remove(&first);
-        let b = self.dbs.remove(&second);
-        if let Some(keys) = a {
-            self.dbs.insert(second, keys);
-        }
-        if let Some(keys) = b {
-            self.dbs.insert(first, keys);
-        }
+        swap(&mut self.dbs, first, second);
     }
 
     pub fn is_empty(&self) -> bool {
@@ -99,6 +87,23 @@ impl<V> PerDb<V> {
                 .map(move |(key, value)| (db, key.as_slice(), value))
         })
     }
+}
+
+/// FLUSHDB (`Some(db)`) or FLUSHALL (`None`) on any state kept by database.
+pub fn flush<T>(dbs: &mut HashMap<i32, T>, db: Option<i32>) {
+    match db {
+        Some(db) => {
+            dbs.remove(&db);
+        }
+        None => dbs.clear(),
+    }
+}
+
+/// SWAPDB on any state kept by database.
+pub fn swap<T>(dbs: &mut HashMap<i32, T>, first: i32, second: i32) {
+    let (one, other) = (dbs.remove(&first), dbs.remove(&second));
+    dbs.extend(one.map(|state| (second, state)));
+    dbs.extend(other.map(|state| (first, state)));
 }
 
 #[cfg(test)]

@@ -327,17 +327,24 @@ fn a_replica_ends_with_the_same_keys_versions_and_definitions() {
     assert_eq!(refused.code(), Some("READONLY"));
 }
 
+/// A server started from an RDB file in tests/data.
+fn from_fixture(name: &str) -> RedisServer {
+    let mut server = RedisServer::start();
+    server.kill();
+    let fixture = redsink_tests::workspace_dir()
+        .join("tests-integration/tests/data")
+        .join(name);
+    std::fs::copy(fixture, server.dir().join("dump.rdb")).unwrap();
+    server.restart();
+    server
+}
+
 /// An RDB saved by the module before versions had lanes (its aux data in encoding 0,
 /// made with commit d61bf7a on redis-server 7.0.15) still loads: the versions in the
 /// unnamed lane, the definitions as they were.
 #[test]
 fn an_rdb_from_before_lanes_loads() {
-    let mut server = RedisServer::start();
-    server.kill();
-    let fixture = redsink_tests::workspace_dir()
-        .join("tests-integration/tests/data/sink-state-encoding-0.rdb");
-    std::fs::copy(fixture, server.dir().join("dump.rdb")).unwrap();
-    server.restart();
+    let server = from_fixture("sink-state-encoding-0.rdb");
     let mut con = server.connection();
     assert_eq!(
         run(&mut con, &["SINK.VERSION", "invoice:1"]),
@@ -367,12 +374,7 @@ fn an_rdb_from_before_lanes_loads() {
 /// fingerprinted versions: every lane of a key, the default lane, and a tombstone.
 #[test]
 fn an_rdb_from_before_fingerprints_loads() {
-    let mut server = RedisServer::start();
-    server.kill();
-    let fixture = redsink_tests::workspace_dir()
-        .join("tests-integration/tests/data/sink-state-encoding-1.rdb");
-    std::fs::copy(fixture, server.dir().join("dump.rdb")).unwrap();
-    server.restart();
+    let mut server = from_fixture("sink-state-encoding-1.rdb");
     let mut con = server.connection();
     let version = |con: &mut redis::Connection, args: &[&str]| {
         let mut command = vec!["SINK.VERSION"];

@@ -1,12 +1,18 @@
-//! A compact map from a key's 64-bit fingerprint to one (lane, version): what most
-//! versioned keys need, in about 20 bytes each.
+//! A map from a key's 64-bit fingerprint to an entry, in buckets that grow and shrink one
+//! at a time: the versions of millions of keys without a stall or a half-empty table.
 //!
-//! It is a linear hash table (Litwin, 1980): entries live in small buckets, and the table
-//! grows or shrinks by splitting or merging one bucket at a time, so that no insert or
-//! removal ever rehashes more than one bucket (a doubling table would stall the server
-//! while it rehashes millions, and be half empty after each growth: up to 36 bytes an
-//! entry). Buckets are vectors sized to what they hold, so the buckets not yet split in a
-//! round, which hold twice as much, cost a longer scan, not room.
+//! It is a linear hash table (Litwin, 1980): the table grows or shrinks by splitting or
+//! merging one bucket at a time, so that no insert or removal ever moves more than one
+//! bucket's entries and no allocation is ever larger than a directory segment. A doubling
+//! table would stall the server while it rehashes millions (and again when it frees
+//! them), and be half empty after each growth. Buckets are vectors sized to what they
+//! hold, so the buckets not yet split in a round, which hold twice as much, cost a longer
+//! scan, not room.
+
+/// What the table holds: entries that know their key's fingerprint.
+pub trait Keyed {
+    fn id(&self) -> u64;
+}
 
 /// Entries a bucket holds on average before the table grows by a bucket.
 const GROW_ABOVE: usize = 24;
@@ -16,20 +22,9 @@ const SHRINK_BELOW: usize = 8;
 /// more than one segment.
 const SEGMENT: usize = 4096;
 
-/// An entry: 18 bytes, unaligned.
-#[derive(Debug, Clone, Copy, PartialEq)]
-#[repr(C, packed)]
-struct Slot {
-    id: u64,
-    lane: u16,
-    version: i64,
-}
-
-type Bucket = Vec<Slot>;
-
-#[derive(Clone, Default)]
-pub struct KeyTable {
-    segments: Vec<Vec<Bucket>>,
+#[derive(Clone)]
+pub struct KeyTable<E> {
+    segments: Vec<Vec<Vec<E>>>,
     /// Buckets are addressed by the fingerprint's low `level` bits, or `level + 1` bits
     /// for the buckets before `split`, already split in this round.
     level: u32,
@@ -37,16 +32,27 @@ pub struct KeyTable {
     len: usize,
 }
 
-impl std::fmt::Debug for KeyTable {
+impl<E> Default for KeyTable<E> {
+    fn default() -> Self {
+        KeyTable {
+            segments: Vec::new(),
+            level: 0,
+            split: 0,
+            len: 0,
+        }
+    }
+}
+
+impl<E> std::fmt::Debug for KeyTable<E> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("KeyTable")
             .field("len", &self.len)
-            .field("buckets", &self.buckets())
+            .field("buckets", &((1usize << self.level) + self.split))
             .finish()
     }
 }
 
-impl KeyTable {
+impl<E: Keyed> KeyTable<E> {
     pub fn len(&self) -> usize {
         self.len
     }
@@ -55,66 +61,70 @@ impl KeyTable {
         self.len == 0
     }
 
-    /// The lane and version kept for `id`.
-    pub fn get(&self, id: u64) -> Option<(u16, i64)> {
+    pub fn get(&self, id: u64) -> Option<&E> {
         if self.len == 0 {
             return None;
         }
-        let slot = self.bucket(id).iter().find(|slot| { slot.id } == id)?;
-        Some((slot.lane, slot.version))
+        self.bucket(id).iter().find(|entry| entry.id() == id)
     }
 
-    /// Keeps `lane` and `version` for `id`, in place of what it had.
-    pub fn insert(&mut self, id: u64, lane: u16, version: i64) {
-        let slot = Slot { id, lane, version };
+    pub fn get_mut(&mut self, id: u64) -> Option<&mut E> {
+        if self.len == 0 {
+            return None;
+        }
+        self.bucket_mut(id)
+            .iter_mut()
+            .find(|entry| entry.id() == id)
+    }
+
+    /// Keeps `entry`, in place of the one with the same fingerprint.
+    pub fn insert(&mut self, entry: E) {
+        let id = entry.id();
         if self.segments.is_empty() {
-            self.segments.push(vec![Bucket::new()]);
+            self.segments.push(vec![Vec::new()]);
         }
         let bucket = self.bucket_mut(id);
-        if let Some(old) = bucket.iter_mut().find(|old| { old.id } == id) {
-            *old = slot;
+        if let Some(old) = bucket.iter_mut().find(|old| old.id() == id) {
+            *old = entry;
             return;
         }
-        push(bucket, slot);
+        push(bucket, entry);
         self.len += 1;
         if self.len > self.buckets() * GROW_ABOVE {
             self.split_one();
         }
     }
 
-    /// Removes `id`; its lane and version.
-    pub fn remove(&mut self, id: u64) -> Option<(u16, i64)> {
+    /// Removes the entry with fingerprint `id`.
+    pub fn remove(&mut self, id: u64) -> Option<E> {
         if self.len == 0 {
             return None;
         }
         let bucket = self.bucket_mut(id);
-        let at = bucket.iter().position(|slot| { slot.id } == id)?;
+        let at = bucket.iter().position(|entry| entry.id() == id)?;
         let removed = bucket.swap_remove(at);
         fit(bucket);
         self.len -= 1;
         if self.buckets() > 1 && self.len < self.buckets() * SHRINK_BELOW {
             self.merge_last();
         }
-        Some((removed.lane, removed.version))
+        Some(removed)
     }
 
-    /// Every entry as (fingerprint, lane, version).
-    pub fn iter(&self) -> impl Iterator<Item = (u64, u16, i64)> + '_ {
-        self.segments
-            .iter()
-            .flatten()
-            .flatten()
-            .map(|slot| (slot.id, slot.lane, slot.version))
+    pub fn iter(&self) -> impl Iterator<Item = &E> {
+        self.segments.iter().flatten().flatten()
     }
 
-    /// Bytes the table asks the allocator for (buckets and directory).
+    /// Bytes the table asks the allocator for (buckets and directory; not what entries
+    /// point to).
     pub fn bytes(&self) -> usize {
+        let entry = std::mem::size_of::<E>();
+        let bucket = std::mem::size_of::<Vec<E>>();
         self.segments
             .iter()
             .map(|buckets| {
                 let entries: usize = buckets.iter().map(Vec::capacity).sum();
-                24 + buckets.capacity() * std::mem::size_of::<Bucket>()
-                    + entries * std::mem::size_of::<Slot>()
+                bucket + buckets.capacity() * bucket + entries * entry
             })
             .sum()
     }
@@ -132,12 +142,12 @@ impl KeyTable {
         }
     }
 
-    fn bucket(&self, id: u64) -> &Bucket {
+    fn bucket(&self, id: u64) -> &Vec<E> {
         let index = self.index_of(id);
         &self.segments[index / SEGMENT][index % SEGMENT]
     }
 
-    fn bucket_mut(&mut self, id: u64) -> &mut Bucket {
+    fn bucket_mut(&mut self, id: u64) -> &mut Vec<E> {
         let index = self.index_of(id);
         &mut self.segments[index / SEGMENT][index % SEGMENT]
     }
@@ -153,12 +163,10 @@ impl KeyTable {
             self.split = 0;
         }
         let bucket = &mut self.segments[from / SEGMENT][from % SEGMENT];
-        let moving: Bucket = bucket
-            .iter()
-            .filter(|slot| slot.id & bit != 0)
-            .copied()
-            .collect();
-        bucket.retain(|slot| slot.id & bit == 0);
+        let mut moving = Vec::new();
+        for entry in bucket.extract_if(.., |entry| entry.id() & bit != 0) {
+            push(&mut moving, entry);
+        }
         fit(bucket);
         if to % SEGMENT == 0 {
             self.segments.push(Vec::new());
@@ -188,22 +196,22 @@ impl KeyTable {
 /// Adds to a bucket. A full bucket grows to the next allocation size class (jemalloc's,
 /// Redis's allocator: four a doubling), so it never holds room the allocator would not
 /// charge for anyway.
-fn push(bucket: &mut Bucket, slot: Slot) {
+fn push<E>(bucket: &mut Vec<E>, entry: E) {
     if bucket.len() == bucket.capacity() {
-        let room = size_class((bucket.len() + 1) * SLOT_BYTES) / SLOT_BYTES;
+        let size = std::mem::size_of::<E>().max(1);
+        let room = size_class((bucket.len() + 1) * size) / size;
         bucket.reserve_exact(room - bucket.len());
     }
-    bucket.push(slot);
+    bucket.push(entry);
 }
 
 /// Gives back a bucket's room once it holds less than three quarters of it.
-fn fit(bucket: &mut Bucket) {
+fn fit<E>(bucket: &mut Vec<E>) {
     if bucket.len() * 4 < bucket.capacity() * 3 {
-        bucket.shrink_to(size_class(bucket.len() * SLOT_BYTES) / SLOT_BYTES);
+        let size = std::mem::size_of::<E>().max(1);
+        bucket.shrink_to(size_class(bucket.len() * size) / size);
     }
 }
-
-const SLOT_BYTES: usize = std::mem::size_of::<Slot>();
 
 /// The smallest allocation size class holding `bytes`: multiples of 16 up to 64, then
 /// four classes between powers of two.
@@ -224,9 +232,23 @@ mod tests {
 
     use super::*;
 
-    #[test]
-    fn entries_take_18_bytes() {
-        assert_eq!(std::mem::size_of::<Slot>(), 18);
+    /// An 18-byte entry, as the versions keep.
+    #[derive(Debug, Clone, Copy, PartialEq)]
+    #[repr(C, packed)]
+    struct Entry {
+        id: u64,
+        lane: u16,
+        version: i64,
+    }
+
+    impl Keyed for Entry {
+        fn id(&self) -> u64 {
+            self.id
+        }
+    }
+
+    fn entry(id: u64, lane: u16, version: i64) -> Entry {
+        Entry { id, lane, version }
     }
 
     #[test]
@@ -242,12 +264,12 @@ mod tests {
     }
 
     /// Random inserts, updates and removals agree with a HashMap at every step, across
-    /// splits and merges, including fingerprints that share their low bits (one page).
+    /// splits and merges, including fingerprints that share their low bits (one bucket).
     #[test]
     fn agrees_with_a_hash_map() {
         let mut rng = StdRng::seed_from_u64(14);
         let mut table = KeyTable::default();
-        let mut expected: HashMap<u64, (u16, i64)> = HashMap::new();
+        let mut expected: HashMap<u64, Entry> = HashMap::new();
         for round in 0..4 {
             let ids: Vec<u64> = (0..20_000u64)
                 .map(|i| match round {
@@ -258,26 +280,27 @@ mod tests {
                 .take(if round == 0 { 300 } else { 20_000 })
                 .collect();
             for &id in &ids {
-                let value = (rng.random::<u16>(), rng.random::<i64>());
-                table.insert(id, value.0, value.1);
+                let value = entry(id, rng.random(), rng.random());
+                table.insert(value);
                 expected.insert(id, value);
             }
             for &id in ids.iter().step_by(3) {
-                table.insert(id, 7, -1);
-                expected.insert(id, (7, -1));
+                table.get_mut(id).unwrap().version = -1;
+                expected.get_mut(&id).unwrap().version = -1;
             }
             for &id in ids.iter().step_by(2) {
                 assert_eq!(table.remove(id), expected.remove(&id));
                 assert_eq!(table.remove(id), None);
             }
             assert_eq!(table.len(), expected.len());
-            for (&id, &value) in &expected {
+            for (&id, value) in &expected {
                 assert_eq!(table.get(id), Some(value));
             }
             assert_eq!(table.get(rng.random()), None);
-            let mut listed: Vec<_> = table.iter().collect();
+            let key = |e: &Entry| (e.id, e.lane, e.version);
+            let mut listed: Vec<_> = table.iter().map(key).collect();
             listed.sort_unstable();
-            let mut wanted: Vec<_> = expected.iter().map(|(&id, &(l, v))| (id, l, v)).collect();
+            let mut wanted: Vec<_> = expected.values().map(key).collect();
             wanted.sort_unstable();
             assert_eq!(listed, wanted);
         }
@@ -288,7 +311,8 @@ mod tests {
         assert_eq!(table.buckets(), 1, "merged back to one bucket");
     }
 
-    /// The table stays between its bounds at every size: about 20 bytes an entry.
+    /// The table stays between its bounds at every size: about 21 bytes an 18-byte
+    /// entry, and it shrinks as entries go.
     #[test]
     fn stays_compact_at_every_size() {
         let mut rng = StdRng::seed_from_u64(24);
@@ -297,7 +321,7 @@ mod tests {
         for n in 1..=400_000usize {
             let id = rng.random();
             ids.push(id);
-            table.insert(id, 0, 1);
+            table.insert(entry(id, 0, 1));
             if n % 50_000 == 0 {
                 let per_entry = table.bytes() as f64 / n as f64;
                 assert!(per_entry < 23.0, "{per_entry:.1} bytes an entry at {n}");

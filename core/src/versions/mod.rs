@@ -24,7 +24,8 @@ use std::hash::{BuildHasher, Hasher, RandomState};
 
 use siphasher::sip::SipHasher13;
 
-use key_table::KeyTable;
+use crate::per_db;
+use key_table::{KeyTable, Keyed};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Entry {
@@ -105,31 +106,59 @@ impl Lanes {
     }
 }
 
-/// One database's versions. A key is in one of the two maps, never both.
+/// A key with one live version, in one lane: 18 bytes.
+#[derive(Debug, Clone, Copy)]
+#[repr(C, packed)]
+struct Live {
+    id: KeyId,
+    lane: LaneId,
+    version: i64,
+}
+
+impl Keyed for Live {
+    fn id(&self) -> u64 {
+        self.id
+    }
+}
+
+/// A key with versions in several lanes, or a tombstone.
+#[derive(Debug, Clone)]
+struct Wide {
+    id: KeyId,
+    lanes: Lanes,
+}
+
+impl Keyed for Wide {
+    fn id(&self) -> u64 {
+        self.id
+    }
+}
+
+/// One database's versions. A key is in one of the two tables, never both.
 #[derive(Debug, Clone, Default)]
 struct Db {
-    /// Keys with one live version: most of them.
-    compact: KeyTable,
-    /// Keys with versions in several lanes, or a tombstone.
-    wide: HashMap<KeyId, Lanes>,
+    /// Most keys.
+    compact: KeyTable<Live>,
+    wide: KeyTable<Wide>,
 }
 
 impl Db {
     fn get(&self, id: KeyId, lane: LaneId) -> Option<Entry> {
-        if let Some((kept, version)) = self.compact.get(id) {
-            return (kept == lane).then_some(Entry::live(version));
+        if let Some(live) = self.compact.get(id) {
+            return (live.lane == lane).then_some(Entry::live(live.version));
         }
-        self.wide.get(&id)?.get(lane).copied()
+        self.wide.get(id)?.lanes.get(lane).copied()
     }
 
     fn set(&mut self, id: KeyId, lane: LaneId, entry: Entry) {
         if entry.tombstone_until.is_none() {
             let in_place = match self.compact.get(id) {
-                Some((kept, _)) => kept == lane,
-                None => !self.wide.contains_key(&id),
+                Some(live) => live.lane == lane,
+                None => self.wide.get(id).is_none(),
             };
             if in_place {
-                self.compact.insert(id, lane, entry.version);
+                let version = entry.version;
+                self.compact.insert(Live { id, lane, version });
                 return;
             }
         }
@@ -145,19 +174,18 @@ impl Db {
 
     fn take(&mut self, id: KeyId) -> Option<Lanes> {
         match self.compact.remove(id) {
-            Some((lane, version)) => Some(Lanes::One(lane, Entry::live(version))),
-            None => self.wide.remove(&id),
+            Some(live) => Some(Lanes::One(live.lane, Entry::live(live.version))),
+            None => self.wide.remove(id).map(|wide| wide.lanes),
         }
     }
 
     fn put(&mut self, id: KeyId, lanes: Lanes) {
         match lanes {
             Lanes::One(lane, entry) if entry.tombstone_until.is_none() => {
-                self.compact.insert(id, lane, entry.version)
+                let version = entry.version;
+                self.compact.insert(Live { id, lane, version })
             }
-            lanes => {
-                self.wide.insert(id, lanes);
-            }
+            lanes => self.wide.insert(Wide { id, lanes }),
         }
     }
 
@@ -169,11 +197,12 @@ impl Db {
         let compact = self
             .compact
             .iter()
-            .map(|(id, lane, version)| (id, lane, Entry::live(version)));
-        let wide = self
-            .wide
-            .iter()
-            .flat_map(|(&id, lanes)| lanes.iter().map(move |(lane, entry)| (id, lane, *entry)));
+            .map(|live| (live.id, live.lane, Entry::live(live.version)));
+        let wide = self.wide.iter().flat_map(|wide| {
+            wide.lanes
+                .iter()
+                .map(move |(lane, entry)| (wide.id, lane, *entry))
+        });
         compact.chain(wide)
     }
 }
@@ -316,19 +345,12 @@ impl Versions {
 
     /// FLUSHDB (`Some(db)`) or FLUSHALL (`None`).
     pub fn flush(&mut self, db: Option<i32>) {
-        match db {
-            Some(db) => {
-                self.dbs.remove(&db);
-            }
-            None => self.dbs.clear(),
-        }
+        per_db::flush(&mut self.dbs, db);
     }
 
     /// SWAPDB.
     pub fn swap(&mut self, first: i32, second: i32) {
-        let (one, other) = (self.dbs.remove(&first), self.dbs.remove(&second));
-        self.dbs.extend(one.map(|versions| (second, versions)));
-        self.dbs.extend(other.map(|versions| (first, versions)));
+        per_db::swap(&mut self.dbs, first, second);
         let swapped = |db: i32| match db {
             db if db == first => second,
             db if db == second => first,
@@ -358,16 +380,19 @@ impl Versions {
                 continue;
             };
             let expired = |entry: &Entry| entry.tombstone_until == Some(until);
-            if !versions
-                .wide
-                .get(&id)
-                .is_some_and(|lanes| lanes.get(lane).is_some_and(expired))
-            {
+            let Some(wide) = versions.wide.get_mut(id) else {
+                continue;
+            };
+            if !wide.lanes.get(lane).is_some_and(expired) {
                 continue;
             }
-            if let Some(mut lanes) = versions.wide.remove(&id) {
-                if lanes.remove(lane) {
-                    versions.put(id, lanes);
+            if !wide.lanes.remove(lane) {
+                versions.wide.remove(id);
+            } else if let Lanes::One(_, entry) = wide.lanes {
+                if entry.tombstone_until.is_none() {
+                    // Back to one live version: the compact table.
+                    let lanes = versions.take(id);
+                    versions.put(id, lanes.expect("just found"));
                 }
             }
             if versions.is_empty() {
@@ -406,6 +431,7 @@ impl Versions {
             stats.compact_keys += versions.compact.len();
             stats.compact_bytes += versions.compact.bytes();
             stats.wide_keys += versions.wide.len();
+            stats.wide_bytes += versions.wide.bytes();
         }
         stats
     }
@@ -417,8 +443,9 @@ pub struct Stats {
     /// Keys with one live version, and the bytes they take.
     pub compact_keys: usize,
     pub compact_bytes: usize,
-    /// Keys with versions in several lanes or a tombstone.
+    /// Keys with versions in several lanes or a tombstone, and the bytes of their table.
     pub wide_keys: usize,
+    pub wide_bytes: usize,
     /// Tombstone deadlines not passed or not purged yet (one may be stale: its key
     /// written again since).
     pub deadlines: usize,
@@ -499,8 +526,8 @@ impl Versions {
         };
         let id = self.key_id(key);
         let lanes = match versions.compact.get(id) {
-            Some((lane, version)) => Some(Lanes::One(lane, Entry::live(version))),
-            None => versions.wide.get(&id).cloned(),
+            Some(live) => Some(Lanes::One(live.lane, Entry::live(live.version))),
+            None => versions.wide.get(id).map(|wide| wide.lanes.clone()),
         };
         lanes.map_or_else(Vec::new, |lanes| {
             lanes
@@ -640,6 +667,11 @@ mod tests {
         versions.purge(2000, 100);
         assert!(versions.get(5, b"new", b"", 0).is_none());
         assert_eq!(versions.len(), 2);
+    }
+
+    #[test]
+    fn live_versions_take_18_bytes() {
+        assert_eq!(std::mem::size_of::<Live>(), 18);
     }
 
     /// A key with one live version sits in the compact table; a second lane or a

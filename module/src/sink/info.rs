@@ -24,7 +24,12 @@ fn sink_info(ctx: &InfoContext, for_crash_report: bool) -> RedisResult<()> {
         .field("compact_keys", count(stats.compact_keys))?
         .field("compact_bytes", count(stats.compact_bytes))?
         .field("wide_keys", count(stats.wide_keys))?
+        .field("wide_bytes", count(stats.wide_bytes))?
         .field("tombstone_deadlines", count(stats.deadlines))?
+        .field(
+            "tombstone_purge_slowest_us",
+            crate::maintenance::slowest_purge_us(),
+        )?
         .field("lanes", count(stats.lanes))?
         .field("named_sinks", count(state.sinks.len()))?
         .build_section()?

@@ -1,13 +1,15 @@
-//! `cargo make bench [commands [scenario]|worker|postgres]`: the module's commands against
-//! the plain-Redis ways to write the same records (see `commands`), the memory of a device
-//! record, the worker's drain rate and lag (see `worker`), and the PostgreSQL source's
-//! latency and throughput (see `postgres`). Prints Markdown; a whole run (no section
+//! `cargo make bench [commands [scenario]|versions [keys]|worker|postgres]`: the module's
+//! commands against the plain-Redis ways to write the same records (see `commands`), the
+//! memory of a device record, VERSION's memory and tombstone upkeep at scale (see
+//! `versions`), the worker's drain rate and lag (see `worker`), and the PostgreSQL
+//! source's latency and throughput (see `postgres`). Prints Markdown; a whole run (no section
 //! named) is what BENCHMARKS.md shows below its marker line (Makefile.toml puts it there).
 
 mod commands;
 mod load;
 mod postgres;
 mod process;
+mod versions;
 mod worker;
 
 use redis::Connection;
@@ -21,6 +23,7 @@ fn main() {
             let medians = commands::run(None);
             memory();
             targets(&medians);
+            versions::run(versions::DEFAULT_KEYS);
             worker::run();
             postgres::run();
         }
@@ -31,11 +34,19 @@ fn main() {
             }
             targets(&medians);
         }
+        Some("versions") => match args.get(1).map(|keys| keys.parse()) {
+            None => versions::run(versions::DEFAULT_KEYS),
+            Some(Ok(keys)) if keys > 0 => versions::run(keys),
+            Some(_) => {
+                eprintln!("versions takes a number of keys above 0");
+                std::process::exit(2);
+            }
+        },
         Some("postgres") => postgres::run(),
         Some("worker") => worker::run(),
         Some(other) => {
             eprintln!(
-                "unknown section '{other}': give commands [scenario], worker, postgres, or nothing for all"
+                "unknown section '{other}': give commands [scenario], versions [keys], worker, postgres, or nothing for all"
             );
             std::process::exit(2);
         }
@@ -133,6 +144,15 @@ fn targets(medians: &[commands::Medians]) {
     println!();
 }
 
+/// INFO memory's used_memory, in bytes.
+pub fn used_memory(con: &mut Connection) -> f64 {
+    let info: String = call(con, &["INFO", "memory"]).unwrap();
+    info.lines()
+        .find_map(|line| line.strip_prefix("used_memory:"))
+        .and_then(|value| value.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
 /// The 300 B nested payload of the benchmarks.
 const MEMORY_PAYLOAD: &str = r#"{"device":"dev-1","temperature":21.5,"humidity":40.2,"battery":{"level":87,"charging":false,"voltage":3.71},"location":{"lat":30.2672,"lon":-97.7431,"alt":149.5},"firmware":"2.4.1-rc3","rssi":-67,"status":"ok-nominal-operating-mode-since-boot-no-faults"}"#;
 
@@ -145,16 +165,9 @@ fn memory() {
     );
     let con = &mut server.connection();
     const COUNT: usize = 100_000;
-    let used = |con: &mut Connection| -> f64 {
-        let info: String = call(con, &["INFO", "memory"]).unwrap();
-        info.lines()
-            .find_map(|line| line.strip_prefix("used_memory:"))
-            .and_then(|value| value.trim().parse().ok())
-            .unwrap_or(0.0)
-    };
     call::<()>(con, &["FLUSHALL"]).unwrap();
     call::<()>(con, &["DS.CREATE", "mem"]).unwrap();
-    let start = used(con);
+    let start = used_memory(con);
     for chunk in (0..COUNT).collect::<Vec<_>>().chunks(1000) {
         let mut pipe = redis::pipe();
         for i in chunk {
@@ -166,10 +179,10 @@ fn memory() {
         }
         pipe.query::<()>(con).unwrap();
     }
-    let ds = (used(con) - start) / COUNT as f64;
+    let ds = (used_memory(con) - start) / COUNT as f64;
     let record: String = call(con, &["DS.GET", "mem", "dev-00000001"]).unwrap();
     call::<()>(con, &["FLUSHALL"]).unwrap();
-    let start = used(con);
+    let start = used_memory(con);
     for chunk in (0..COUNT).collect::<Vec<_>>().chunks(1000) {
         let mut pipe = redis::pipe();
         for i in chunk {
@@ -180,7 +193,7 @@ fn memory() {
         }
         pipe.query::<()>(con).unwrap();
     }
-    let strings = (used(con) - start) / COUNT as f64;
+    let strings = (used_memory(con) - start) / COUNT as f64;
     println!(
         "## Memory per device record ({COUNT} devices, {} byte records)\n",
         record.len()
