@@ -73,54 +73,43 @@ fn sink_write_refuses_keys_of_other_nodes() {
     );
 }
 
-/// Every command with a key, called through redis-rs's cluster client on keys spread over
-/// the three nodes: each is routed to the node of its key (the key is the first argument)
-/// and does its work there.
-#[test]
-fn every_keyed_command_through_a_cluster_client() {
-    let cluster = RedisCluster::start(3);
-    let client = cluster.client();
-    let mut con = client.get_connection().unwrap();
-    let lines = |n: usize| -> Vec<String> {
-        vec![
-            format!("DS.CREATE ds:{n} HISTORY 3"),
-            format!("DS.ALTER ds:{n} TTL 3600"),
-            format!(r#"DS.UPDATE ds:{n} dev1 {{"t":1}}"#),
-            format!(r#"DS.PUT ds:{n} dev2 4102444800000 {{"t":2}}"#),
-            format!("DS.GET ds:{n} dev1"),
-            format!("DS.MGET ds:{n} dev1 dev2"),
-            format!("DS.DEVICES ds:{n}"),
-            format!("DS.LEN ds:{n}"),
-            format!("DS.RANGE ds:{n} dev1 - +"),
-            format!("DS.INFO ds:{n}"),
-            format!("DS.DEL ds:{n} dev2"),
-            format!(r#"SINK.HASH h:{n} {{"a":1}} VERSION 5"#),
-            format!("SINK.STRING s:{n} v VERSION 5"),
-            format!("SINK.LIST l:{n} v MAXLEN 3"),
-            format!("SINK.SET set:{n} m"),
-            format!("SINK.ZSET z:{n} m 1"),
-            format!(r#"SINK.STREAM x:{n} {{"a":1}} ID 5-1"#),
-            format!("SINK.LATEID x:{n} 1-1 6-1 4102444800000"),
-            format!("SINK.VERSION h:{n}"),
-            format!("SINK.SETVERSION v:{n} 5 LANE data:x"),
-            format!("SINK.DEL s:{n} VERSION 6"),
-        ]
-    };
-    let mut nodes_used = std::collections::BTreeSet::new();
-    for n in 0..12 {
-        for line in lines(n) {
-            let args = redsink_tests::words(&line);
-            let mut cmd = redis::cmd(std::str::from_utf8(args[0]).unwrap());
-            for arg in &args[1..] {
-                cmd.arg(*arg);
-            }
-            cmd.query::<redis::Value>(&mut con)
-                .unwrap_or_else(|e| panic!("{line}: {e}"));
-        }
-        nodes_used.insert(cluster.node_for(&format!("h:{n}")).port());
-    }
+/// Every module command that takes a key, on keys numbered `n`.
+fn keyed_commands(n: usize) -> Vec<String> {
+    vec![
+        format!("DS.CREATE ds:{n} HISTORY 3"),
+        format!("DS.ALTER ds:{n} TTL 3600"),
+        format!(r#"DS.UPDATE ds:{n} dev1 {{"t":1}}"#),
+        format!(r#"DS.PUT ds:{n} dev2 4102444800000 {{"t":2}}"#),
+        format!("DS.GET ds:{n} dev1"),
+        format!("DS.MGET ds:{n} dev1 dev2"),
+        format!("DS.DEVICES ds:{n}"),
+        format!("DS.LEN ds:{n}"),
+        format!("DS.RANGE ds:{n} dev1 - +"),
+        format!("DS.INFO ds:{n}"),
+        format!("DS.DEL ds:{n} dev2"),
+        format!(r#"SINK.HASH h:{n} {{"a":1}} VERSION 5"#),
+        format!("SINK.STRING s:{n} v VERSION 5"),
+        format!("SINK.LIST l:{n} v MAXLEN 3"),
+        format!("SINK.SET set:{n} m"),
+        format!("SINK.ZSET z:{n} m 1"),
+        format!(r#"SINK.STREAM x:{n} {{"a":1}} ID 5-1"#),
+        format!("SINK.LATEID x:{n} 1-1 6-1 4102444800000"),
+        format!("SINK.VERSION h:{n}"),
+        format!("SINK.SETVERSION v:{n} 5 LANE data:x"),
+        format!("SINK.DEL s:{n} VERSION 6"),
+    ]
+}
+
+/// How many key numbers the cluster-client tests use: enough for keys on every node.
+const KEY_NUMBERS: usize = 12;
+
+/// What [`keyed_commands`] left on each key's own node.
+fn check_keyed_writes(cluster: &RedisCluster) {
+    let nodes_used: std::collections::BTreeSet<u16> = (0..KEY_NUMBERS)
+        .map(|n| cluster.node_for(&format!("h:{n}")).port())
+        .collect();
     assert_eq!(nodes_used.len(), 3, "keys on every node");
-    for n in 0..12 {
+    for n in 0..KEY_NUMBERS {
         let key = format!("h:{n}");
         let mut owner = cluster.node_for(&key).connection();
         assert_eq!(
@@ -133,7 +122,121 @@ fn every_keyed_command_through_a_cluster_client() {
             call::<i64>(&mut owner, &["SINK.VERSION", &versioned, "LANE", "data:x"]).unwrap(),
             5
         );
+        let stream = format!("x:{n}");
+        let mut owner = cluster.node_for(&stream).connection();
+        assert_eq!(call::<i64>(&mut owner, &["XLEN", &stream]).unwrap(), 1);
+        let device = format!("ds:{n}");
+        let mut owner = cluster.node_for(&device).connection();
+        assert_eq!(call::<i64>(&mut owner, &["DS.LEN", &device]).unwrap(), 1);
     }
+}
+
+/// Every command with a key, called through redis-rs's cluster client on keys spread over
+/// the three nodes: each is routed to the node of its key (the key is the first argument)
+/// and does its work there.
+#[test]
+fn every_keyed_command_through_a_cluster_client() {
+    let cluster = RedisCluster::start(3);
+    let client = cluster.client();
+    let mut con = client.get_connection().unwrap();
+    for n in 0..KEY_NUMBERS {
+        for line in keyed_commands(n) {
+            let args = redsink_tests::words(&line);
+            let mut cmd = redis::cmd(std::str::from_utf8(args[0]).unwrap());
+            for arg in &args[1..] {
+                cmd.arg(*arg);
+            }
+            cmd.query::<redis::Value>(&mut con)
+                .unwrap_or_else(|e| panic!("{line}: {e}"));
+        }
+    }
+    check_keyed_writes(&cluster);
+}
+
+/// Every module command through redis-py's cluster client (the wheel `cargo make setup`
+/// puts in .servers/): the keyed ones routed by the key redis-py finds in the server's
+/// COMMAND table, the named sink's given the node of its hashtag, as docs/cluster.md
+/// says.
+#[test]
+fn every_command_through_redis_py_cluster_client() {
+    let cluster = RedisCluster::start(3);
+    let wheels = redsink_tests::workspace_dir().join(".servers/redis-py-8.1.0");
+    let python_path = [
+        "redis-8.1.0-py3-none-any.whl",
+        "async_timeout-5.0.1-py3-none-any.whl",
+    ]
+    .map(|wheel| {
+        let wheel = wheels.join(wheel);
+        assert!(
+            wheel.exists(),
+            "{} is missing: cargo make setup fetches it",
+            wheel.display()
+        );
+        wheel.display().to_string()
+    })
+    .join(":");
+    let request = |args: Vec<&str>, node_of: Option<&str>| -> String {
+        let mut request = serde_json::json!({ "args": args });
+        if let Some(key) = node_of {
+            request["node_of"] = key.into();
+        }
+        request.to_string()
+    };
+    let mut requests: Vec<String> = (0..KEY_NUMBERS)
+        .flat_map(keyed_commands)
+        .map(|line| request(line.split(' ').collect(), None))
+        .collect();
+    let define = "SINK.DEFINE users{eu} TYPE hash PREFIX user:{eu}: KEYFIELD id";
+    let write = [
+        "SINK.WRITE",
+        "users{eu}",
+        r#"{"id":"1","name":"Ann"}"#,
+        r#"{"id":"2","name":"Bo"}"#,
+    ];
+    requests.push(request(define.split(' ').collect(), Some("users{eu}")));
+    requests.push(request(write.to_vec(), Some("users{eu}")));
+    requests.push(request(vec!["SINK.INFO", "users{eu}"], Some("users{eu}")));
+    requests.push(request(vec!["SINK.DROP", "users{eu}"], Some("users{eu}")));
+    let script =
+        redsink_tests::workspace_dir().join("tests-integration/scripts/redis_py_cluster.py");
+    let mut python = std::process::Command::new("python3")
+        .arg(script)
+        .arg(cluster.nodes[0].port().to_string())
+        .env("PYTHONPATH", python_path)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 (cargo make setup installs it)");
+    let mut stdin = python.stdin.take().unwrap();
+    std::io::Write::write_all(&mut stdin, (requests.join("\n") + "\n").as_bytes()).unwrap();
+    drop(stdin);
+    let output = python.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let replies: Vec<serde_json::Value> = String::from_utf8(output.stdout)
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    assert_eq!(replies.len(), requests.len(), "a reply for every command");
+    check_keyed_writes(&cluster);
+    let written = &replies[replies.len() - 3];
+    assert_eq!(written, &serde_json::json!(2), "SINK.WRITE wrote two rows");
+    let mut home = cluster.node_for("user:{eu}:2").connection();
+    assert_eq!(
+        call::<String>(&mut home, &["HGET", "user:{eu}:2", "name"]).unwrap(),
+        "Bo"
+    );
+    assert!(
+        call::<Vec<redis::Value>>(&mut home, &["SINK.INFO"])
+            .unwrap()
+            .is_empty(),
+        "dropped on its node"
+    );
 }
 
 /// Resharding: a key moved to another node by MIGRATE (as `redis-cli --cluster reshard`
