@@ -7,14 +7,15 @@
 //! "not above the last id" and counts as written; set and sorted-set adds are idempotent
 //! by nature.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 
 use redis::aio::ConnectionLike;
-use redis::cluster_routing::Slot;
-use redis::{Cmd, Pipeline, RedisError, Value};
+use redis::{Cmd, Pipeline, RedisError, RedisResult, ServerErrorKind, Value};
+use redsink_core::cluster::key_slot;
 use redsink_core::json::Limits;
 use redsink_core::sink::{flatten_json, flatten_patch, Fields, HashUpdate};
 
+use crate::connect::{Cluster, Redis};
 use crate::plan::{json_path, nested_patch, Version, Write};
 
 /// What the target server can do, beyond Redis's own commands.
@@ -24,7 +25,7 @@ pub struct Server {
     pub module: bool,
     /// JSON documents: RedisJSON, or Redis 8's own.
     pub json: bool,
-    /// A Redis Cluster (a pipeline stays in one slot).
+    /// A Redis Cluster: no transaction spans keys of different slots.
     pub cluster: bool,
 }
 
@@ -401,13 +402,13 @@ pub fn is_replayed(error: &RedisError) -> bool {
 
 /// Applies each event's writes; returns, per event, `Ok` or the error Redis gave it.
 /// With the module, one pipeline carries the whole batch; without, each event is one
-/// MULTI/EXEC, all of them in one pipeline. On a cluster, where a pipeline stays in one
-/// slot, the commands go in one pipeline per slot, all at once (in order within each: the
-/// writes of one key share its slot); an event's plain commands then make no transaction.
-/// A transport failure (Redis gone) fails the whole call instead: it says nothing about
-/// the events, and must not count against them.
-pub async fn apply<C: ConnectionLike + Clone>(
-    con: &mut C,
+/// MULTI/EXEC, all of them in one pipeline. On a cluster the commands go in one pipeline
+/// per primary, all at once (in order within each: the writes of one key share its
+/// slot); an event's plain commands then make no transaction. A transport failure (Redis
+/// gone) fails the whole call instead: it says nothing about the events, and must not
+/// count against them.
+pub async fn apply(
+    con: &mut Redis,
     events: &[Vec<Write>],
     server: Server,
 ) -> Result<Vec<Result<(), String>>, RedisError> {
@@ -429,15 +430,16 @@ pub async fn apply<C: ConnectionLike + Clone>(
             commands
         })
         .collect();
-    let replies = if server.cluster {
-        by_slot(con, &commands).await?
-    } else {
-        let mut pipe = Pipeline::new();
-        pipe.ignore_errors();
-        for command in commands.iter().flatten() {
-            pipe.add_command(command.clone());
+    let replies = match con {
+        Redis::Cluster(cluster) => by_node(cluster, &commands).await?,
+        Redis::Server(_) => {
+            let mut pipe = Pipeline::new();
+            pipe.ignore_errors();
+            for command in commands.iter().flatten() {
+                pipe.add_command(command.clone());
+            }
+            pipe.query_async(con).await?
         }
-        pipe.query_async(con).await?
     };
     let mut replies = replies.into_iter();
     Ok(commands
@@ -474,54 +476,116 @@ pub struct Wait {
     pub timeout_ms: u64,
 }
 
-/// WAIT on the connection that wrote (on a cluster, on every primary: the fewest
+/// WAIT on the connections that wrote (on a cluster, see [`Cluster::wait`]: the fewest
 /// confirmations count); whether the replicas confirmed in time.
-pub async fn replicas_confirm<C: ConnectionLike>(
-    con: &mut C,
-    wait: Wait,
-) -> Result<bool, RedisError> {
-    let confirmed: u64 = redis::cmd("WAIT")
-        .arg(wait.replicas)
-        .arg(wait.timeout_ms)
-        .query_async(con)
-        .await?;
+pub async fn replicas_confirm(con: &mut Redis, wait: Wait) -> Result<bool, RedisError> {
+    let confirmed: u64 = match con {
+        Redis::Cluster(cluster) => cluster.wait(wait.replicas, wait.timeout_ms).await?,
+        Redis::Server(_) => {
+            redis::cmd("WAIT")
+                .arg(wait.replicas)
+                .arg(wait.timeout_ms)
+                .query_async(con)
+                .await?
+        }
+    };
     Ok(confirmed >= wait.replicas)
 }
 
-/// Every command's reply, in order, the commands sent in one pipeline per slot of their
-/// key (their first argument), the pipelines at once.
-async fn by_slot<C: ConnectionLike + Clone>(
-    con: &C,
+/// Every command's reply, in order. The commands go in one pipeline per primary (by the
+/// slot of their key, their first argument), the pipelines at once, on the worker's own
+/// connections (see [`Cluster`]). The commands a node redirects (MOVED, ASK: their slot
+/// moved or is moving) go again through the cluster connection, which follows redirects,
+/// one at a time in their order within each slot, and the slots are read again before
+/// the next batch. A node that fails fails the call (its commands may or may not have
+/// run: the batch goes again, and its writes are replay-safe).
+async fn by_node(
+    cluster: &mut Cluster,
     commands: &[Vec<Cmd>],
-) -> Result<Vec<redis::RedisResult<Value>>, RedisError> {
-    let mut groups: HashMap<Slot, (Pipeline, Vec<usize>)> = HashMap::new();
-    for (at, command) in commands.iter().flatten().enumerate() {
-        let key = match command.args_iter().nth(1) {
-            Some(redis::Arg::Simple(key)) => key,
-            _ => &[][..],
-        };
-        let (pipe, places) = groups.entry(Slot::for_key(key)).or_insert_with(|| {
-            let mut pipe = Pipeline::new();
-            pipe.ignore_errors();
-            (pipe, Vec::new())
-        });
-        pipe.add_command(command.clone());
-        places.push(at);
+) -> Result<Vec<RedisResult<Value>>, RedisError> {
+    let commands: Vec<&Cmd> = commands.iter().flatten().collect();
+    let slots: Vec<u16> = commands
+        .iter()
+        .map(|command| match command.args_iter().nth(1) {
+            Some(redis::Arg::Simple(key)) => key_slot(key),
+            _ => 0,
+        })
+        .collect();
+    let routing = cluster.routing(false).await;
+    // Per primary: its connection, a pipeline and the places of its commands.
+    let mut pipelines = BTreeMap::new();
+    let mut again = Vec::new();
+    for (at, command) in commands.iter().enumerate() {
+        match routing
+            .as_ref()
+            .and_then(|routing| routing.primary_of(slots[at]))
+        {
+            Some((node, connection)) => {
+                let (_, pipe, places) = pipelines.entry(node).or_insert_with(|| {
+                    let mut pipe = Pipeline::new();
+                    pipe.ignore_errors();
+                    (connection, pipe, Vec::new())
+                });
+                pipe.add_command((*command).clone());
+                places.push(at);
+            }
+            None => again.push(at),
+        }
     }
-    let sent = groups.into_values().map(|(pipe, places)| {
-        let mut con = con.clone();
-        async move {
-            let replies: Vec<redis::RedisResult<Value>> = pipe.query_async(&mut con).await?;
+    let sent = pipelines
+        .into_values()
+        .map(|(mut connection, pipe, places)| async move {
+            let replies = connection
+                .req_packed_commands(&pipe, 0, places.len())
+                .await?;
             Ok::<_, RedisError>(places.into_iter().zip(replies))
+        });
+    let answered = match futures_util::future::try_join_all(sent).await {
+        Ok(answered) => answered,
+        Err(error) => {
+            cluster.routing(true).await;
+            return Err(error);
+        }
+    };
+    let mut replies: Vec<Option<RedisResult<Value>>> = std::iter::repeat_with(|| None)
+        .take(commands.len())
+        .collect();
+    let mut moved = false;
+    for (at, reply) in answered.into_iter().flatten() {
+        match redirect(&reply) {
+            Some(kind) => {
+                moved |= kind == ServerErrorKind::Moved;
+                again.push(at);
+            }
+            None => replies[at] = Some(server_error_as_err(reply)),
+        }
+    }
+    if moved {
+        cluster.routing(true).await;
+    }
+    again.sort_unstable();
+    let mut by_slot: BTreeMap<u16, Vec<usize>> = BTreeMap::new();
+    for at in again {
+        by_slot.entry(slots[at]).or_default().push(at);
+    }
+    let resent = by_slot.into_values().map(|places| {
+        let mut cluster = cluster.clone();
+        let commands = &commands;
+        async move {
+            let mut replies = Vec::with_capacity(places.len());
+            for at in places {
+                let reply = cluster.send_routed(commands[at]).await;
+                replies.push((at, reply.and_then(server_error_as_err)));
+            }
+            replies
         }
     });
-    let mut replies: Vec<Option<redis::RedisResult<Value>>> = std::iter::repeat_with(|| None)
-        .take(commands.iter().map(Vec::len).sum())
-        .collect();
-    for group in futures_util::future::try_join_all(sent).await? {
-        for (at, reply) in group {
-            replies[at] = Some(reply);
-        }
+    for (at, reply) in futures_util::future::join_all(resent)
+        .await
+        .into_iter()
+        .flatten()
+    {
+        replies[at] = Some(reply);
     }
     Ok(replies
         .into_iter()
@@ -529,6 +593,24 @@ async fn by_slot<C: ConnectionLike + Clone>(
             reply.unwrap_or_else(|| Err(RedisError::from((redis::ErrorKind::Client, "no reply"))))
         })
         .collect())
+}
+
+/// A reply, an error reply as `Err`.
+fn server_error_as_err(reply: Value) -> RedisResult<Value> {
+    match reply {
+        Value::ServerError(error) => Err(error.into()),
+        reply => Ok(reply),
+    }
+}
+
+/// The redirect a reply is, if it is one.
+fn redirect(reply: &Value) -> Option<ServerErrorKind> {
+    match reply {
+        Value::ServerError(error) => error
+            .kind()
+            .filter(|kind| matches!(kind, ServerErrorKind::Moved | ServerErrorKind::Ask)),
+        _ => None,
+    }
 }
 
 #[cfg(test)]

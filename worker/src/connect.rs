@@ -5,15 +5,19 @@
 //! cluster connection speaks the same [`ConnectionLike`]) rather than a change in every
 //! source and output.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::aio::{
+    ConnectionLike, ConnectionManager, ConnectionManagerConfig, MultiplexedConnection,
+};
 use redis::cluster::ClusterClientBuilder;
 use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
 use redis::{
-    Client, Cmd, FromRedisValue, IntoConnectionInfo, Pipeline, RedisError, RedisFuture,
-    RedisResult, Value,
+    AsyncConnectionConfig, Client, Cmd, FromRedisValue, IntoConnectionInfo, Pipeline, RedisError,
+    RedisFuture, RedisResult, Value,
 };
 
 use crate::config::RedisConnection;
@@ -26,9 +30,203 @@ pub enum Redis {
     /// goes away.
     Server(ConnectionManager),
     /// A Redis Cluster: each command goes to the node serving its key's slot, following
-    /// MOVED and ASK while slots move, the topology refreshed after a failover. A pipeline
-    /// must stay in one slot (see `commands::apply`).
-    Cluster(ClusterConnection),
+    /// MOVED and ASK while slots move, the topology refreshed after a failover; batches go
+    /// one pipeline per primary (see [`Cluster`]).
+    Cluster(Cluster),
+}
+
+/// A Redis Cluster: the redis crate's cluster connection, which routes each command and
+/// follows redirects, and the worker's own connection to each primary, for batches. The
+/// crate takes a pipeline only within one slot and, when one of its commands is
+/// redirected, sends the whole pipeline again (so the others run twice); a batch of
+/// 2,000 events touches nearly as many slots. So `commands::apply` sends a batch as one
+/// pipeline per primary on these connections, and only the commands a node redirects go
+/// again, one by one, through the cluster connection.
+#[derive(Clone)]
+pub struct Cluster {
+    client: ClusterConnection,
+    primaries: Arc<Primaries>,
+}
+
+/// The primaries by slot, as last read from CLUSTER SLOTS, with a connection to each.
+struct Primaries {
+    /// The connection's settings, to open a node's connection with its address.
+    settings: RedisConnection,
+    name: String,
+    routing: Mutex<Option<Arc<Routing>>>,
+    /// Writes went through the cluster connection since the last [`Cluster::wait`].
+    client_wrote: AtomicBool,
+}
+
+/// One reading of the cluster's slots.
+pub struct Routing {
+    /// Per slot, its primary's place in `connections`.
+    slots: Vec<Option<u16>>,
+    nodes: Vec<(Node, MultiplexedConnection)>,
+}
+
+impl Routing {
+    /// The connection to the primary of `slot`, and its place, if one is known.
+    pub fn primary_of(&self, slot: u16) -> Option<(usize, MultiplexedConnection)> {
+        let at = usize::from((*self.slots.get(usize::from(slot))?)?);
+        Some((at, self.nodes.get(at)?.1.clone()))
+    }
+
+    /// Every primary's connection.
+    pub fn connections(&self) -> impl Iterator<Item = MultiplexedConnection> + '_ {
+        self.nodes.iter().map(|(_, connection)| connection.clone())
+    }
+}
+
+impl Cluster {
+    /// The slots' primaries, read again when `stale` (a redirect, a failed node) or never
+    /// read; `None` when they cannot be read now (batches then go through the cluster
+    /// connection, command by command).
+    pub async fn routing(&mut self, stale: bool) -> Option<Arc<Routing>> {
+        let known = self.primaries.routing.lock().ok()?.clone();
+        if let (Some(routing), false) = (&known, stale) {
+            return Some(routing.clone());
+        }
+        match self.read_routing(known.as_deref()).await {
+            Ok(routing) => {
+                let routing = Arc::new(routing);
+                *self.primaries.routing.lock().ok()? = Some(routing.clone());
+                Some(routing)
+            }
+            Err(error) => {
+                tracing::warn!(
+                    connection = self.primaries.name,
+                    "cannot read the cluster's slots ({error}): writing command by command"
+                );
+                *self.primaries.routing.lock().ok()? = None;
+                None
+            }
+        }
+    }
+
+    /// Sends `command` through the cluster connection, which follows redirects.
+    pub async fn send_routed(&mut self, command: &Cmd) -> RedisResult<Value> {
+        self.primaries.client_wrote.store(true, Ordering::Relaxed);
+        self.client.req_packed_command(command).await
+    }
+
+    /// WAIT on every connection that may have written: each primary's, and the cluster
+    /// connection's when it wrote (it sends WAIT to every primary it knows). The fewest
+    /// replicas that confirmed.
+    pub async fn wait(&mut self, replicas: u64, timeout_ms: u64) -> RedisResult<u64> {
+        let mut command = redis::cmd("WAIT");
+        command.arg(replicas).arg(timeout_ms);
+        let routing = self.routing(false).await;
+        let mut confirmed = u64::MAX;
+        if self.primaries.client_wrote.swap(false, Ordering::Relaxed) || routing.is_none() {
+            confirmed = command.query_async(&mut self.client).await?;
+        }
+        if let Some(routing) = routing {
+            let waits = routing.connections().map(|mut connection| {
+                let command = &command;
+                async move { command.query_async::<u64>(&mut connection).await }
+            });
+            for node in futures_util::future::try_join_all(waits).await? {
+                confirmed = confirmed.min(node);
+            }
+        }
+        Ok(confirmed)
+    }
+
+    /// Reads CLUSTER SLOTS, keeping the connections of nodes already known.
+    async fn read_routing(&mut self, known: Option<&Routing>) -> RedisResult<Routing> {
+        let ranges: Vec<Value> = redis::cmd("CLUSTER")
+            .arg("SLOTS")
+            .query_async(&mut self.client)
+            .await?;
+        let mut routing = Routing {
+            slots: vec![None; usize::from(redsink_core::cluster::SLOTS)],
+            nodes: Vec::new(),
+        };
+        for range in ranges {
+            let Some((start, end, node)) = slot_range(range) else {
+                continue;
+            };
+            let at = match routing.nodes.iter().position(|(known, _)| *known == node) {
+                Some(at) => at,
+                None => {
+                    let reused = known.and_then(|known| {
+                        known
+                            .nodes
+                            .iter()
+                            .find(|(old, _)| *old == node)
+                            .map(|(_, c)| c.clone())
+                    });
+                    let connection = match reused {
+                        Some(connection) => connection,
+                        None => self.open(&node).await?,
+                    };
+                    routing.nodes.push((node, connection));
+                    routing.nodes.len() - 1
+                }
+            };
+            let at = u16::try_from(at).ok();
+            for slot in start..=end.min(routing.slots.len().saturating_sub(1)) {
+                routing.slots[slot] = at;
+            }
+        }
+        Ok(routing)
+    }
+
+    /// A connection to one node, with the cluster connection's user, password and TLS.
+    async fn open(&self, (host, port): &Node) -> RedisResult<MultiplexedConnection> {
+        let settings = &self.primaries.settings;
+        let tls = settings.tls
+            || settings
+                .url
+                .as_deref()
+                .is_some_and(|url| url.starts_with("rediss:"))
+            || settings
+                .urls
+                .iter()
+                .flatten()
+                .any(|url| url.starts_with("rediss:"));
+        let scheme = if tls { "rediss" } else { "redis" };
+        let node = RedisConnection {
+            url: Some(format!("{scheme}://{host}:{port}/")),
+            urls: None,
+            cluster: false,
+            host: None,
+            port: None,
+            db: None,
+            ..settings.clone()
+        };
+        let client = client(&self.primaries.name, &node)
+            .map_err(|e| RedisError::from((redis::ErrorKind::Client, "node", e.to_string())))?;
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(5)))
+            .set_response_timeout(Some(Duration::from_secs(10)));
+        client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await
+    }
+}
+
+/// One entry of CLUSTER SLOTS: its first and last slot and its primary's address.
+fn slot_range(range: Value) -> Option<(usize, usize, Node)> {
+    let Value::Array(fields) = range else {
+        return None;
+    };
+    let number = |value: &Value| match value {
+        Value::Int(n) => usize::try_from(*n).ok(),
+        _ => None,
+    };
+    let (start, end) = (number(fields.first()?)?, number(fields.get(1)?)?);
+    let Value::Array(primary) = fields.get(2)? else {
+        return None;
+    };
+    let host = match primary.first()? {
+        Value::BulkString(bytes) => String::from_utf8(bytes.clone()).ok()?,
+        Value::SimpleString(text) => text.clone(),
+        _ => return None,
+    };
+    let port = u16::try_from(number(primary.get(1)?)?).ok()?;
+    (!host.is_empty()).then_some((start, end, (host, port)))
 }
 
 /// A cluster node by address.
@@ -47,7 +245,7 @@ impl Redis {
         };
         let nodes: String = redis::cmd("CLUSTER")
             .arg("NODES")
-            .query_async(cluster)
+            .query_async(&mut cluster.client)
             .await?;
         Ok(nodes
             .lines()
@@ -77,7 +275,7 @@ impl Redis {
                     host: host.clone(),
                     port: *port,
                 });
-                let reply = cluster.route_command(cmd.clone(), routing).await?;
+                let reply = cluster.client.route_command(cmd.clone(), routing).await?;
                 T::from_redis_value(reply).map_err(RedisError::from)
             }
             (redis, _) => cmd.query_async(redis).await,
@@ -89,7 +287,7 @@ impl ConnectionLike for Redis {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         match self {
             Redis::Server(server) => server.req_packed_command(cmd),
-            Redis::Cluster(cluster) => cluster.req_packed_command(cmd),
+            Redis::Cluster(cluster) => cluster.client.req_packed_command(cmd),
         }
     }
 
@@ -101,14 +299,14 @@ impl ConnectionLike for Redis {
     ) -> RedisFuture<'a, Vec<Value>> {
         match self {
             Redis::Server(server) => server.req_packed_commands(pipeline, offset, count),
-            Redis::Cluster(cluster) => cluster.req_packed_commands(pipeline, offset, count),
+            Redis::Cluster(cluster) => cluster.client.req_packed_commands(pipeline, offset, count),
         }
     }
 
     fn get_db(&self) -> i64 {
         match self {
             Redis::Server(server) => server.get_db(),
-            Redis::Cluster(cluster) => cluster.get_db(),
+            Redis::Cluster(cluster) => cluster.client.get_db(),
         }
     }
 }
@@ -166,15 +364,20 @@ async fn connect_cluster(name: &str, config: &RedisConnection, blocking: bool) -
         });
     }
     let client = builder.build().map_err(invalid)?;
-    client
-        .get_async_connection()
-        .await
-        .map(Redis::Cluster)
-        .map_err(|e| {
-            Error::Invalid(format!(
-                "connection '{name}': cannot connect to the cluster: {e}"
-            ))
-        })
+    let client = client.get_async_connection().await.map_err(|e| {
+        Error::Invalid(format!(
+            "connection '{name}': cannot connect to the cluster: {e}"
+        ))
+    })?;
+    Ok(Redis::Cluster(Cluster {
+        client,
+        primaries: Arc::new(Primaries {
+            settings: config.clone(),
+            name: name.to_owned(),
+            routing: Mutex::new(None),
+            client_wrote: AtomicBool::new(false),
+        }),
+    }))
 }
 
 /// The one server's URL: `url`, or built from host and port.
@@ -231,4 +434,46 @@ fn client(name: &str, config: &RedisConnection) -> Result<Client> {
         None => Client::open(info),
     };
     opened.map_err(|e| Error::Invalid(format!("connection '{name}': {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bulk(text: &str) -> Value {
+        Value::BulkString(text.as_bytes().to_vec())
+    }
+
+    /// CLUSTER SLOTS entries as Redis 7 and Valkey 8 give them: the range, the primary
+    /// (address, port, id, maybe metadata), then replicas.
+    #[test]
+    fn slot_ranges_name_their_primary() {
+        let entry = Value::Array(vec![
+            Value::Int(0),
+            Value::Int(5460),
+            Value::Array(vec![
+                bulk("127.0.0.1"),
+                Value::Int(30001),
+                bulk("09dbe9720cda62f7865eabc5fd8857c5d2678366"),
+                Value::Map(vec![]),
+            ]),
+            Value::Array(vec![
+                bulk("127.0.0.1"),
+                Value::Int(30004),
+                bulk("821d8ca00d7ccf931ed3ffc7e3db0599d2271abf"),
+            ]),
+        ]);
+        assert_eq!(
+            slot_range(entry),
+            Some((0, 5460, ("127.0.0.1".to_owned(), 30001)))
+        );
+        let unknown_host = Value::Array(vec![
+            Value::Int(1),
+            Value::Int(2),
+            Value::Array(vec![bulk(""), Value::Int(30001)]),
+        ]);
+        assert_eq!(slot_range(unknown_host), None);
+        assert_eq!(slot_range(Value::Int(3)), None);
+        assert_eq!(slot_range(Value::Array(vec![Value::Int(0)])), None);
+    }
 }

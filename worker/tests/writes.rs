@@ -6,6 +6,8 @@ use std::path::Path;
 
 use redsink_tests::{call, snapshot, Options, RedisCluster, RedisServer};
 use redsink_worker::commands::{apply, Server};
+use redsink_worker::config::RedisConnection;
+use redsink_worker::connect::{connect, Redis};
 use redsink_worker::format::{decode, Decoded, Schemas};
 use redsink_worker::job::Job;
 use redsink_worker::plan::{plan, Position, Write};
@@ -104,9 +106,32 @@ fn planned() -> Vec<Vec<Write>> {
         .collect()
 }
 
+/// The worker's connection to a server (`url`) or a cluster (`urls`).
+async fn connection(config: RedisConnection) -> Redis {
+    connect("target", &config, false).await.unwrap()
+}
+
+/// The worker's connection to a cluster with the module, and what it can do.
+async fn into_cluster(cluster: &RedisCluster) -> (Redis, Server) {
+    let con = connection(RedisConnection {
+        urls: Some(cluster.urls()),
+        ..RedisConnection::default()
+    })
+    .await;
+    let server = Server {
+        module: true,
+        json: false,
+        cluster: true,
+    };
+    (con, server)
+}
+
 async fn run(server: &RedisServer, batches: &[Vec<Write>], module: bool) {
-    let client = redis::Client::open(server.url()).unwrap();
-    let mut con = client.get_multiplexed_async_connection().await.unwrap();
+    let mut con = connection(RedisConnection {
+        url: Some(server.url()),
+        ..RedisConnection::default()
+    })
+    .await;
     let server = Server {
         module,
         json: false,
@@ -116,11 +141,7 @@ async fn run(server: &RedisServer, batches: &[Vec<Write>], module: bool) {
 }
 
 /// The batches, seven events at a time, each event's writes confirmed.
-async fn write_all<C: redis::aio::ConnectionLike + Clone>(
-    con: &mut C,
-    batches: &[Vec<Write>],
-    server: Server,
-) {
+async fn write_all(con: &mut Redis, batches: &[Vec<Write>], server: Server) {
     for chunk in batches.chunks(7) {
         for outcome in apply(con, chunk, server).await.unwrap() {
             outcome.unwrap();
@@ -129,19 +150,14 @@ async fn write_all<C: redis::aio::ConnectionLike + Clone>(
 }
 
 /// A cluster (three primaries with the module) ends where one server does: each batch's
-/// writes go in one pipeline per slot; a replay changes nothing there either.
+/// writes go in one pipeline per primary; a replay changes nothing there either.
 #[tokio::test]
 async fn a_cluster_ends_where_one_server_does() {
     let batches = planned();
     let single = RedisServer::start();
     run(&single, &batches, true).await;
     let cluster = RedisCluster::start(3);
-    let mut con = cluster.client().get_async_connection().await.unwrap();
-    let server = Server {
-        module: true,
-        json: false,
-        cluster: true,
-    };
+    let (mut con, server) = into_cluster(&cluster).await;
     write_all(&mut con, &batches, server).await;
     let everything = |cluster: &RedisCluster| {
         let mut keys: Vec<_> = cluster.nodes.iter().flat_map(state).collect();
@@ -285,5 +301,97 @@ async fn on_update_replace_drops_fields_merge_keeps_them() {
         let fields: Vec<String> =
             call(&mut server.connection(), &["HGETALL", "invoice:1"]).unwrap();
         assert_eq!(fields, expected, "on_update: {on_update}");
+    }
+}
+
+/// A slot moving between nodes while a batch writes two of its keys, one moved already:
+/// each write lands where its key is (the moved one by ASK, through the cluster
+/// connection), and nothing is written where it does not belong — so MIGRATE then moves
+/// the other key without BUSYKEY (a pipeline sent again whole, as the redis crate does on
+/// a redirect, would have created it on the new node too). Once the slot has moved, the
+/// next batch follows it (MOVED).
+#[tokio::test]
+async fn writes_follow_a_slot_while_it_moves() {
+    let cluster = RedisCluster::start(3);
+    let (mut con, server) = into_cluster(&cluster).await;
+    let (staying, moved) = ("user:{m}:1", "user:{m}:2");
+    let batch = |a: i64| -> Vec<Vec<Write>> {
+        [staying, moved]
+            .map(|key| {
+                vec![Write::Hash {
+                    key: key.into(),
+                    json: format!(r#"{{"a":{a}}}"#),
+                    update: redsink_core::sink::HashUpdate::Replace,
+                    ttl: None,
+                    version: a.into(),
+                }]
+            })
+            .to_vec()
+    };
+    let write = |con: &mut Redis, batch: Vec<Vec<Write>>| {
+        let mut con = con.clone();
+        async move {
+            for outcome in apply(&mut con, &batch, server).await.unwrap() {
+                outcome.unwrap();
+            }
+        }
+    };
+    write(&mut con, batch(1)).await;
+    let from = cluster.index_for(staying);
+    let to = (from + 1) % cluster.nodes.len();
+    let (source, target) = (&cluster.nodes[from], &cluster.nodes[to]);
+    let id = |node: &RedisServer| -> String {
+        call(&mut node.connection(), &["CLUSTER", "MYID"]).unwrap()
+    };
+    let slot: i64 = call(&mut source.connection(), &["CLUSTER", "KEYSLOT", staying]).unwrap();
+    let slot = slot.to_string();
+    let setslot = |node: &RedisServer, how: &str, other: &str| {
+        call::<()>(
+            &mut node.connection(),
+            &["CLUSTER", "SETSLOT", &slot, how, other],
+        )
+        .unwrap();
+    };
+    setslot(target, "IMPORTING", &id(source));
+    setslot(source, "MIGRATING", &id(target));
+    let migrate = |key: &str| -> redis::RedisResult<()> {
+        let port = target.port().to_string();
+        call(
+            &mut source.connection(),
+            &["MIGRATE", "127.0.0.1", &port, "", "0", "5000", "KEYS", key],
+        )
+    };
+    migrate(moved).unwrap();
+
+    write(&mut con, batch(2)).await;
+    let asking = |node: &RedisServer, command: &[&str]| -> redis::Value {
+        let mut connection = node.connection();
+        call::<()>(&mut connection, &["ASKING"]).unwrap();
+        call(&mut connection, command).unwrap()
+    };
+    assert_eq!(
+        call::<Vec<String>>(&mut source.connection(), &["HGETALL", staying]).unwrap(),
+        ["a", "2"]
+    );
+    assert_eq!(
+        asking(target, &["HGET", moved, "a"]),
+        redis::Value::BulkString(b"2".to_vec())
+    );
+    assert_eq!(
+        asking(target, &["EXISTS", staying]),
+        redis::Value::Int(0),
+        "the key still on the old node was not written on the new one"
+    );
+    migrate(staying).expect("MIGRATE finds no key in its way");
+    for node in &cluster.nodes {
+        setslot(node, "NODE", &id(target));
+    }
+
+    write(&mut con, batch(3)).await;
+    for key in [staying, moved] {
+        assert_eq!(
+            call::<Vec<String>>(&mut target.connection(), &["HGETALL", key]).unwrap(),
+            ["a", "3"]
+        );
     }
 }

@@ -1,4 +1,4 @@
-//! `cargo make bench [commands [scenario]|versions [keys]|worker|postgres]`: the module's
+//! `cargo make bench [commands [scenario]|versions [keys]|worker [drain]|postgres]`: the module's
 //! commands against the plain-Redis ways to write the same records (see `commands`), the
 //! memory of a device record, VERSION's memory and tombstone upkeep at scale (see
 //! `versions`), the worker's drain rate and lag (see `worker`), and the PostgreSQL
@@ -24,7 +24,7 @@ fn main() {
             memory();
             targets(&medians);
             versions::run(versions::DEFAULT_KEYS);
-            worker::run();
+            worker::run(None);
             postgres::run();
         }
         Some("commands") => {
@@ -43,10 +43,10 @@ fn main() {
             }
         },
         Some("postgres") => postgres::run(),
-        Some("worker") => worker::run(),
+        Some("worker") => worker::run(args.get(1).map(String::as_str)),
         Some(other) => {
             eprintln!(
-                "unknown section '{other}': give commands [scenario], versions [keys], worker, postgres, or nothing for all"
+                "unknown section '{other}': give commands [scenario], versions [keys], worker [drain], postgres, or nothing for all"
             );
             std::process::exit(2);
         }

@@ -91,7 +91,8 @@ fn enveloped_event(schema: &str, invoice: usize, sequence: usize) -> (String, St
 }
 
 /// Runs the drain and the lag measurements; prints the Markdown section.
-pub fn run() {
+/// Every drain and the lag runs; or, with `only`, the drains whose label holds it.
+pub fn run(only: Option<&str>) {
     let (key, value) = enveloped_event(&envelope_schema(), 99_999, 999_999);
     let enveloped_bytes = key.len() + value.len();
     println!(
@@ -116,13 +117,17 @@ pub fn run() {
          Redis CPU µs/event | worker CPU µs/event |\n\
          |---|---:|---:|---:|---:|---:|"
     );
-    let mut drains: Vec<Vec<Drain>> = DRAINS.iter().map(|_| Vec::new()).collect();
+    let kinds: Vec<DrainKind> = DRAINS
+        .into_iter()
+        .filter(|kind| only.is_none_or(|only| kind.label.contains(only)))
+        .collect();
+    let mut drains: Vec<Vec<Drain>> = kinds.iter().map(|_| Vec::new()).collect();
     for _ in 0..DRAIN_ROUNDS {
-        for (kind, drains) in DRAINS.into_iter().zip(drains.iter_mut()) {
-            drains.push(drain(kind));
+        for (kind, drains) in kinds.iter().zip(drains.iter_mut()) {
+            drains.push(drain(*kind));
         }
     }
-    for (kind, drains) in DRAINS.into_iter().zip(drains) {
+    for (kind, drains) in kinds.iter().zip(drains) {
         // Lowest, median and highest over the drains.
         let spread = |value: fn(&Drain) -> f64| {
             let mut values: Vec<f64> = drains.iter().map(value).collect();
@@ -141,6 +146,10 @@ pub fn run() {
             spread(|drain| drain.server_us_per_event).1,
             spread(|drain| drain.worker_us_per_event).1,
         );
+    }
+    if only.is_some() {
+        println!();
+        return;
     }
     println!("\n| events/s offered | events | lag p50 ms | p99 ms | max ms |\n|---:|---:|---:|---:|---:|");
     for rate in LAG_RATES {
