@@ -53,6 +53,20 @@ pub fn migrated_keys<'a>(args: &[&'a [u8]]) -> Option<(String, u16, Vec<&'a [u8]
     (!keys.is_empty()).then_some((host, port, keys))
 }
 
+/// The slot a `CLUSTER SETSLOT <slot> NODE <node-id>` gives to a node, and that node's
+/// id, from its arguments (the command's name first); `None` for anything else.
+pub fn slot_given<'a>(args: &[&'a [u8]]) -> Option<(u16, &'a [u8])> {
+    let [name, subcommand, slot, node, id] = args else {
+        return None;
+    };
+    let is = |arg: &[u8], word: &[u8]| arg.eq_ignore_ascii_case(word);
+    if !is(name, b"CLUSTER") || !is(subcommand, b"SETSLOT") || !is(node, b"NODE") {
+        return None;
+    }
+    let slot: u16 = std::str::from_utf8(slot).ok()?.parse().ok()?;
+    (slot < SLOTS).then_some((slot, *id))
+}
+
 fn crc16(bytes: &[u8]) -> u16 {
     bytes.iter().fold(0u16, |crc, &byte| {
         (0..8).fold(crc ^ (u16::from(byte) << 8), |crc, _| {
@@ -173,5 +187,26 @@ e7d1eecce10fd6bb5eb35b9f99a514335d9ba9ca 127.0.0.1:30001@31001 myself,master - 0
         assert!(serves(&mine, 0) && serves(&mine, 5460) && serves(&mine, 10923));
         assert!(!serves(&mine, 5461) && !serves(&mine, 10924));
         assert!(my_slots("").is_empty());
+    }
+
+    #[test]
+    fn slots_given_to_a_node() {
+        let id: &[u8] = b"67ed2db8d677e59ec4a4cefb06858cf2a1a89fa1";
+        let words = |line: &'static str| -> Vec<&'static [u8]> {
+            line.split(' ').map(str::as_bytes).collect()
+        };
+        let mut args = words("cluster setslot 15495 node");
+        args.push(id);
+        assert_eq!(slot_given(&args), Some((15495, id)));
+        for other in [
+            "CLUSTER SETSLOT 15495 MIGRATING x",
+            "CLUSTER SETSLOT 15495 STABLE",
+            "CLUSTER SETSLOT 16384 NODE x",
+            "CLUSTER SETSLOT -1 NODE x",
+            "CLUSTER SLOTS",
+            "SET SETSLOT 1 NODE x",
+        ] {
+            assert_eq!(slot_given(&words(other)), None, "{other}");
+        }
     }
 }

@@ -239,6 +239,40 @@ fn every_command_through_redis_py_cluster_client() {
     );
 }
 
+/// Moves `key`'s slot from node `from` to node `to` as `redis-cli --cluster reshard`
+/// does: IMPORTING and MIGRATING, `keys` by MIGRATE, then SETSLOT … NODE on every node
+/// (the new owner first).
+fn move_slot(cluster: &RedisCluster, key: &str, from: usize, to: usize, keys: &[&str]) {
+    let (source, destination) = (&cluster.nodes[from], &cluster.nodes[to]);
+    let slot: i64 = call(&mut source.connection(), &["CLUSTER", "KEYSLOT", key]).unwrap();
+    let slot = slot.to_string();
+    let id = |node: &redsink_tests::RedisServer| -> String {
+        call(&mut node.connection(), &["CLUSTER", "MYID"]).unwrap()
+    };
+    let (source_id, destination_id) = (id(source), id(destination));
+    let setslot = |node: &redsink_tests::RedisServer, how: &str, other: &str| {
+        call::<()>(
+            &mut node.connection(),
+            &["CLUSTER", "SETSLOT", &slot, how, other],
+        )
+        .unwrap();
+    };
+    setslot(destination, "IMPORTING", &source_id);
+    setslot(source, "MIGRATING", &destination_id);
+    let port = destination.port().to_string();
+    for key in keys {
+        call::<()>(
+            &mut source.connection(),
+            &["MIGRATE", "127.0.0.1", &port, "", "0", "5000", "KEYS", key],
+        )
+        .unwrap();
+    }
+    setslot(destination, "NODE", &destination_id);
+    for node in &cluster.nodes {
+        setslot(node, "NODE", &destination_id);
+    }
+}
+
 /// Resharding: a key moved to another node by MIGRATE (as `redis-cli --cluster reshard`
 /// moves it) takes its versions along, every lane: an older replay on its new node is
 /// refused, as it was on the old one.
@@ -258,33 +292,7 @@ fn versions_follow_a_key_that_resharding_moves() {
         r#"SINK.HASH moving:1 {"a":2} VERSION 10 LANE data:x"#,
     );
     run(&mut source, r#"SINK.HASH moving:1 {"b":1} VERSION 3"#);
-    let slot: i64 = call(&mut source, &["CLUSTER", "KEYSLOT", key]).unwrap();
-    let id = |con: &mut redis::Connection| -> String { call(con, &["CLUSTER", "MYID"]).unwrap() };
-    let (source_id, destination_id) = (id(&mut source), id(&mut destination));
-    let slot = slot.to_string();
-    call::<()>(
-        &mut destination,
-        &["CLUSTER", "SETSLOT", &slot, "IMPORTING", &source_id],
-    )
-    .unwrap();
-    call::<()>(
-        &mut source,
-        &["CLUSTER", "SETSLOT", &slot, "MIGRATING", &destination_id],
-    )
-    .unwrap();
-    let port = cluster.nodes[to].port().to_string();
-    call::<()>(
-        &mut source,
-        &["MIGRATE", "127.0.0.1", &port, "", "0", "5000", "KEYS", key],
-    )
-    .unwrap();
-    for node in &cluster.nodes {
-        call::<()>(
-            &mut node.connection(),
-            &["CLUSTER", "SETSLOT", &slot, "NODE", &destination_id],
-        )
-        .unwrap();
-    }
+    move_slot(&cluster, key, from, to, &[key]);
     // The versions arrive by the cluster bus, just after the key.
     cluster.nodes[to].wait_until("the versions moved", |con| {
         let version: Option<i64> = call(con, &["SINK.VERSION", key, "LANE", "data:x"])?;
@@ -306,6 +314,50 @@ fn versions_follow_a_key_that_resharding_moves() {
         call::<Vec<String>>(&mut destination, &["HGETALL", key]).unwrap(),
         ["a", "2", "b", "1"]
     );
+}
+
+/// Resharding a slot whose keys were deleted with a version: there is no key to
+/// MIGRATE, but `CLUSTER SETSLOT … NODE` sends their tombstones to the slot's new node,
+/// where an older replay is then refused as on the old one.
+#[test]
+fn tombstones_follow_their_slot() {
+    let cluster = RedisCluster::start(3);
+    let (written, never) = ("gone:1", "{gone:1}never-written");
+    let from = cluster.index_for(written);
+    let to = (from + 1) % cluster.nodes.len();
+    let mut source = cluster.nodes[from].connection();
+    let run = |con: &mut redis::Connection, line: &str| -> redis::Value {
+        call(con, &redsink_tests::words(line)).unwrap_or_else(|e| panic!("{line}: {e}"))
+    };
+    run(&mut source, "SINK.STRING gone:1 x VERSION 5");
+    run(&mut source, "SINK.DEL gone:1 VERSION 10");
+    run(
+        &mut source,
+        "SINK.DEL {gone:1}never-written VERSION 7 LANE data:x",
+    );
+    move_slot(&cluster, written, from, to, &[]);
+    cluster.nodes[to].wait_until("the tombstones moved", |con| {
+        let version: Option<i64> = call(con, &["SINK.VERSION", never, "LANE", "data:x"])?;
+        Ok(version == Some(7))
+    });
+    let mut destination = cluster.nodes[to].connection();
+    assert_eq!(
+        call::<Option<i64>>(&mut destination, &["SINK.VERSION", written]).unwrap(),
+        Some(10)
+    );
+    assert_eq!(
+        run(&mut destination, "SINK.STRING gone:1 back VERSION 9"),
+        redis::Value::Nil,
+        "an older replay is refused on the new node"
+    );
+    assert_eq!(
+        run(
+            &mut destination,
+            "SINK.STRING {gone:1}never-written back VERSION 6 LANE data:x"
+        ),
+        redis::Value::Nil
+    );
+    assert_eq!(call::<i64>(&mut destination, &["DBSIZE"]).unwrap(), 0);
 }
 
 /// Named sinks from a cluster client: a sink named with the hashtag of its keys' prefix

@@ -68,15 +68,6 @@ impl<E: Keyed> KeyTable<E> {
         self.bucket(id).iter().find(|entry| entry.id() == id)
     }
 
-    pub fn get_mut(&mut self, id: u64) -> Option<&mut E> {
-        if self.len == 0 {
-            return None;
-        }
-        self.bucket_mut(id)
-            .iter_mut()
-            .find(|entry| entry.id() == id)
-    }
-
     /// Keeps `entry`, in place of the one with the same fingerprint.
     pub fn insert(&mut self, entry: E) {
         let id = entry.id();
@@ -285,8 +276,8 @@ mod tests {
                 expected.insert(id, value);
             }
             for &id in ids.iter().step_by(3) {
-                table.get_mut(id).unwrap().version = -1;
-                expected.get_mut(&id).unwrap().version = -1;
+                table.insert(entry(id, 7, -1));
+                expected.insert(id, entry(id, 7, -1));
             }
             for &id in ids.iter().step_by(2) {
                 assert_eq!(table.remove(id), expected.remove(&id));

@@ -24,6 +24,7 @@ use std::hash::{BuildHasher, Hasher, RandomState};
 
 use siphasher::sip::SipHasher13;
 
+use crate::cluster::key_slot;
 use crate::per_db;
 use key_table::{KeyTable, Keyed};
 
@@ -121,11 +122,13 @@ impl Keyed for Live {
     }
 }
 
-/// A key with versions in several lanes, or a tombstone.
+/// A key with versions in several lanes, or a tombstone, and its name where known (to
+/// send its tombstones along when its slot moves to another node).
 #[derive(Debug, Clone)]
 struct Wide {
     id: KeyId,
     lanes: Lanes,
+    name: Option<Box<[u8]>>,
 }
 
 impl Keyed for Wide {
@@ -140,6 +143,8 @@ struct Db {
     /// Most keys.
     compact: KeyTable<Live>,
     wide: KeyTable<Wide>,
+    /// The named wide keys by cluster slot.
+    wide_by_slot: BTreeSet<(u16, KeyId)>,
 }
 
 impl Db {
@@ -150,7 +155,7 @@ impl Db {
         self.wide.get(id)?.lanes.get(lane).copied()
     }
 
-    fn set(&mut self, id: KeyId, lane: LaneId, entry: Entry) {
+    fn set(&mut self, id: KeyId, name: Option<&[u8]>, lane: LaneId, entry: Entry) {
         if entry.tombstone_until.is_none() {
             let in_place = match self.compact.get(id) {
                 Some(live) => live.lane == lane,
@@ -162,30 +167,40 @@ impl Db {
                 return;
             }
         }
-        let lanes = match self.take(id) {
-            Some(mut lanes) => {
+        let (lanes, known) = match self.take(id) {
+            Some((mut lanes, known)) => {
                 lanes.set(lane, entry);
-                lanes
+                (lanes, known)
             }
-            None => Lanes::One(lane, entry),
+            None => (Lanes::One(lane, entry), None),
         };
-        self.put(id, lanes);
+        self.put(id, lanes, name.map(Box::from).or(known));
     }
 
-    fn take(&mut self, id: KeyId) -> Option<Lanes> {
-        match self.compact.remove(id) {
-            Some(live) => Some(Lanes::One(live.lane, Entry::live(live.version))),
-            None => self.wide.remove(id).map(|wide| wide.lanes),
+    /// Takes a key's entries out, with its name where known.
+    fn take(&mut self, id: KeyId) -> Option<(Lanes, Option<Box<[u8]>>)> {
+        if let Some(live) = self.compact.remove(id) {
+            return Some((Lanes::One(live.lane, Entry::live(live.version)), None));
         }
+        let wide = self.wide.remove(id)?;
+        if let Some(name) = &wide.name {
+            self.wide_by_slot.remove(&(key_slot(name), id));
+        }
+        Some((wide.lanes, wide.name))
     }
 
-    fn put(&mut self, id: KeyId, lanes: Lanes) {
+    fn put(&mut self, id: KeyId, lanes: Lanes, name: Option<Box<[u8]>>) {
         match lanes {
             Lanes::One(lane, entry) if entry.tombstone_until.is_none() => {
                 let version = entry.version;
                 self.compact.insert(Live { id, lane, version })
             }
-            lanes => self.wide.insert(Wide { id, lanes }),
+            lanes => {
+                if let Some(name) = &name {
+                    self.wide_by_slot.insert((key_slot(name), id));
+                }
+                self.wide.insert(Wide { id, lanes, name });
+            }
         }
     }
 
@@ -193,15 +208,16 @@ impl Db {
         self.compact.is_empty() && self.wide.is_empty()
     }
 
-    fn iter(&self) -> impl Iterator<Item = (KeyId, LaneId, Entry)> + '_ {
+    /// Every entry: the key's fingerprint and name (where known), lane, entry.
+    fn iter(&self) -> impl Iterator<Item = (KeyId, Option<&[u8]>, LaneId, Entry)> + '_ {
         let compact = self
             .compact
             .iter()
-            .map(|live| (live.id, live.lane, Entry::live(live.version)));
+            .map(|live| (live.id, None, live.lane, Entry::live(live.version)));
         let wide = self.wide.iter().flat_map(|wide| {
             wide.lanes
                 .iter()
-                .map(move |(lane, entry)| (wide.id, lane, *entry))
+                .map(move |(lane, entry)| (wide.id, wide.name.as_deref(), lane, *entry))
         });
         compact.chain(wide)
     }
@@ -276,15 +292,23 @@ impl Versions {
 
     /// Sets the key's entry in `lane`; false if that would be a lane past [`MAX_LANES`].
     pub fn set(&mut self, db: i32, key: &[u8], lane: &[u8], entry: Entry) -> bool {
-        self.set_id(db, self.key_id(key), lane, entry)
+        self.set_id(db, self.key_id(key), Some(key), lane, entry)
     }
 
-    /// [`Versions::set`] for a key known by its fingerprint (as saved).
-    pub fn set_id(&mut self, db: i32, id: KeyId, lane: &[u8], entry: Entry) -> bool {
+    /// [`Versions::set`] for a key known by its fingerprint, and its name where known (as
+    /// saved).
+    pub fn set_id(
+        &mut self,
+        db: i32,
+        id: KeyId,
+        name: Option<&[u8]>,
+        lane: &[u8],
+        entry: Entry,
+    ) -> bool {
         let Some(lane) = self.lane_id(lane) else {
             return false;
         };
-        self.dbs.entry(db).or_default().set(id, lane, entry);
+        self.dbs.entry(db).or_default().set(id, name, lane, entry);
         if let Some(until) = entry.tombstone_until {
             self.deadlines.insert((until, db, id, lane));
         }
@@ -310,11 +334,11 @@ impl Versions {
     fn take(&mut self, db: i32, key: &[u8]) -> Option<Lanes> {
         let id = self.key_id(key);
         let versions = self.dbs.get_mut(&db)?;
-        let lanes = versions.take(id);
+        let taken = versions.take(id);
         if versions.is_empty() {
             self.dbs.remove(&db);
         }
-        lanes
+        taken.map(|(lanes, _)| lanes)
     }
 
     /// The key went away (deleted, expired, evicted, overwritten by RESTORE or COPY).
@@ -340,7 +364,10 @@ impl Versions {
                 self.deadlines.insert((until, db, id, lane));
             }
         }
-        self.dbs.entry(db).or_default().put(id, lanes);
+        self.dbs
+            .entry(db)
+            .or_default()
+            .put(id, lanes, Some(key.into()));
     }
 
     /// FLUSHDB (`Some(db)`) or FLUSHALL (`None`).
@@ -380,19 +407,17 @@ impl Versions {
                 continue;
             };
             let expired = |entry: &Entry| entry.tombstone_until == Some(until);
-            let Some(wide) = versions.wide.get_mut(id) else {
-                continue;
-            };
-            if !wide.lanes.get(lane).is_some_and(expired) {
+            let is_expired = versions
+                .wide
+                .get(id)
+                .is_some_and(|wide| wide.lanes.get(lane).is_some_and(expired));
+            if !is_expired {
                 continue;
             }
-            if !wide.lanes.remove(lane) {
-                versions.wide.remove(id);
-            } else if let Lanes::One(_, entry) = wide.lanes {
-                if entry.tombstone_until.is_none() {
-                    // Back to one live version: the compact table.
-                    let lanes = versions.take(id);
-                    versions.put(id, lanes.expect("just found"));
+            if let Some((mut lanes, name)) = versions.take(id) {
+                // What is left goes back (to the compact table if one live version).
+                if lanes.remove(lane) {
+                    versions.put(id, lanes, name);
                 }
             }
             if versions.is_empty() {
@@ -411,12 +436,12 @@ impl Versions {
         self.dbs.is_empty()
     }
 
-    /// Every entry as (db, key's fingerprint, lane, entry).
-    pub fn iter(&self) -> impl Iterator<Item = (i32, KeyId, &[u8], Entry)> {
+    /// Every entry as (db, key's fingerprint, key's name where kept, lane, entry).
+    pub fn iter(&self) -> impl Iterator<Item = (i32, KeyId, Option<&[u8]>, &[u8], Entry)> {
         self.dbs.iter().flat_map(move |(&db, versions)| {
-            versions
-                .iter()
-                .map(move |(id, lane, entry)| (db, id, &*self.lane_names[usize::from(lane)], entry))
+            versions.iter().map(move |(id, name, lane, entry)| {
+                (db, id, name, &*self.lane_names[usize::from(lane)], entry)
+            })
         })
     }
 
@@ -519,6 +544,28 @@ pub fn decode_transfer(message: &[u8]) -> Option<Transfer> {
 }
 
 impl Versions {
+    /// The keys of cluster slot `slot` whose versions are kept apart from them (with
+    /// tombstones, or in several lanes), by name with their entries: what goes along
+    /// when the slot moves to another node, deleted keys' tombstones included.
+    pub fn keys_in_slot(&self, db: i32, slot: u16) -> Vec<Transfer> {
+        let Some(versions) = self.dbs.get(&db) else {
+            return Vec::new();
+        };
+        versions
+            .wide_by_slot
+            .range((slot, KeyId::MIN)..=(slot, KeyId::MAX))
+            .filter_map(|&(_, id)| {
+                let wide = versions.wide.get(id)?;
+                let lanes = wide
+                    .lanes
+                    .iter()
+                    .map(|(lane, entry)| (self.lane_names[usize::from(lane)].to_vec(), *entry))
+                    .collect();
+                Some((wide.name.as_deref()?.to_vec(), lanes))
+            })
+            .collect()
+    }
+
     /// The key's entries, lane by lane (names), to send along when it moves.
     pub fn lanes_of(&self, db: i32, key: &[u8]) -> Vec<(Vec<u8>, Entry)> {
         let Some(versions) = self.dbs.get(&db) else {
@@ -620,7 +667,7 @@ mod tests {
         assert_eq!(versions.len(), 1);
         let listed: Vec<_> = versions
             .iter()
-            .map(|(db, key, lane, e)| (db, key, lane.to_vec(), e))
+            .map(|(db, key, _, lane, e)| (db, key, lane.to_vec(), e))
             .collect();
         assert_eq!(
             listed,
@@ -713,6 +760,47 @@ mod tests {
         assert!(versions.is_empty());
     }
 
+    /// The keys a slot takes along when it moves: those with tombstones or several lanes,
+    /// by name, deleted ones included; not the live single versions (they go with their
+    /// key, by MIGRATE), nor other slots' keys.
+    #[test]
+    fn keys_in_slot_are_the_wide_ones() {
+        let mut versions = Versions::default();
+        let slot = key_slot(b"{s}gone");
+        versions.set(0, b"{s}gone", b"", entry(9, Some(100)));
+        versions.set(0, b"{s}two", b"a", entry(1, LIVE));
+        versions.set(0, b"{s}two", b"b", entry(2, LIVE));
+        versions.set(0, b"{s}one", b"a", entry(3, LIVE));
+        versions.set(0, b"{t}gone", b"", entry(4, Some(100)));
+        let mut keys = versions.keys_in_slot(0, slot);
+        keys.sort_by(|a, b| a.0.cmp(&b.0));
+        keys[1].1.sort_by(|a, b| a.0.cmp(&b.0));
+        assert_eq!(
+            keys,
+            [
+                (
+                    b"{s}gone".to_vec(),
+                    vec![(b"".to_vec(), entry(9, Some(100)))]
+                ),
+                (
+                    b"{s}two".to_vec(),
+                    vec![
+                        (b"a".to_vec(), entry(1, LIVE)),
+                        (b"b".to_vec(), entry(2, LIVE))
+                    ]
+                ),
+            ]
+        );
+        // Renamed: under its new name (and slot); purged: gone.
+        versions.move_from(0, b"{s}two");
+        versions.move_to(0, b"{t}two");
+        assert_eq!(versions.keys_in_slot(0, slot).len(), 1);
+        assert_eq!(versions.keys_in_slot(0, key_slot(b"{t}")).len(), 2);
+        versions.purge(100, 10);
+        assert!(versions.keys_in_slot(0, slot).is_empty());
+        assert_eq!(versions.keys_in_slot(0, key_slot(b"{t}")).len(), 1);
+    }
+
     /// Fingerprints are keyed: the same secret (as saved) knows the same keys, another
     /// does not.
     #[test]
@@ -720,8 +808,8 @@ mod tests {
         let mut saved = Versions::default();
         saved.set(1, b"k", b"lane", entry(4, LIVE));
         let mut loaded = Versions::with_secret(saved.secret());
-        for (db, id, lane, entry) in saved.iter() {
-            assert!(loaded.set_id(db, id, lane, entry));
+        for (db, id, name, lane, entry) in saved.iter() {
+            assert!(loaded.set_id(db, id, name, lane, entry));
         }
         assert_eq!(loaded.get(1, b"k", b"lane", 0), Some(entry(4, LIVE)));
         assert_ne!(Versions::default().key_id(b"k"), saved.key_id(b"k"));

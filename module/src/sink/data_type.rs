@@ -16,9 +16,9 @@ use redsink_core::versions::{Entry, Versions};
 
 use super::{state, NamedSink};
 
-/// 2: versions by their key's fingerprint, after the fingerprints' secret; 1 (by key
-/// name, with lanes) and 0 (by key name, every version in the unnamed lane) are still
-/// read.
+/// 2: versions by their key's fingerprint (with the key's name where kept: tombstones,
+/// several lanes), after the fingerprints' secret; 1 (by key name, with lanes) and 0 (by
+/// key name, every version in the unnamed lane) are still read.
 const ENCODING_VERSION: i32 = 2;
 
 pub static SINK_STATE_TYPE: RedisType = RedisType::new(
@@ -68,9 +68,11 @@ unsafe extern "C" fn aux_save(rdb: *mut RedisModuleIO, when: c_int) {
     raw::save_unsigned(rdb, k0);
     raw::save_unsigned(rdb, k1);
     raw::save_unsigned(rdb, state.versions.len() as u64);
-    for (db, id, lane, entry) in state.versions.iter() {
+    for (db, id, name, lane, entry) in state.versions.iter() {
         raw::save_signed(rdb, i64::from(db));
         raw::save_unsigned(rdb, id);
+        raw::save_unsigned(rdb, u64::from(name.is_some()));
+        raw::save_slice(rdb, name.unwrap_or_default());
         raw::save_slice(rdb, lane);
         raw::save_signed(rdb, entry.version);
         raw::save_unsigned(rdb, u64::from(entry.tombstone_until.is_some()));
@@ -130,10 +132,14 @@ fn load(rdb: *mut RedisModuleIO, encver: c_int) -> Option<Loaded> {
     };
     for _ in 0..raw::load_unsigned(rdb).ok()? {
         let db = i32::try_from(raw::load_signed(rdb).ok()?).ok()?;
-        let id = if encver >= 2 {
-            raw::load_unsigned(rdb).ok()?
+        let (id, name) = if encver >= 2 {
+            let id = raw::load_unsigned(rdb).ok()?;
+            let named = raw::load_unsigned(rdb).ok()? != 0;
+            let name = bytes(rdb)?;
+            (id, named.then_some(name))
         } else {
-            versions.key_id(&bytes(rdb)?)
+            let name = bytes(rdb)?;
+            (versions.key_id(&name), Some(name))
         };
         let lane = if encver >= 1 { bytes(rdb)? } else { Vec::new() };
         let version = raw::load_signed(rdb).ok()?;
@@ -143,7 +149,7 @@ fn load(rdb: *mut RedisModuleIO, encver: c_int) -> Option<Loaded> {
             version,
             tombstone_until: is_tombstone.then_some(until),
         };
-        if !versions.set_id(db, id, &lane, entry) {
+        if !versions.set_id(db, id, name.as_deref(), &lane, entry) {
             return None;
         }
     }

@@ -1,18 +1,23 @@
-//! Resharding: a key that `MIGRATE` moves to another node takes its versions along.
+//! Resharding: a key that `MIGRATE` moves to another node takes its versions along, and
+//! a slot given to another node takes the tombstones of its deleted keys.
 //!
 //! A command filter notes what a `MIGRATE` is about to move, and where. `MIGRATE` deletes
 //! each key here once the destination has restored it: on that `del` keyspace event the
 //! key's versions (every lane, tombstones too) go to the destination node as a cluster
-//! message. The destination keeps each lane's newer version, replicated as
-//! `SINK.SETVERSION` so that its replicas and AOF get it as any version.
+//! message. A deleted key has no value to migrate: when the filter sees `CLUSTER SETSLOT
+//! <slot> NODE <another node>` (what `redis-cli --cluster reshard` ends each slot with),
+//! the versions kept apart from keys in that slot (tombstones, keys in several lanes) go
+//! to that node the same way. The destination keeps each lane's newer version,
+//! replicated as `SINK.SETVERSION` so that its replicas and AOF get it as any version.
 
 use std::ffi::{c_char, c_int, CStr};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::ptr;
+use std::sync::atomic::{AtomicPtr, Ordering};
 use std::sync::Mutex;
 
 use redis_module::{raw, Context, ContextFlags};
-use redsink_core::cluster::migrated_keys;
+use redsink_core::cluster::{migrated_keys, slot_given};
 use redsink_core::time;
 use redsink_core::versions::{decode_transfer, encode_transfer, Entry};
 
@@ -30,6 +35,10 @@ struct Migration {
 
 static MIGRATING: Mutex<Option<Migration>> = Mutex::new(None);
 
+/// A context of this module's for the command filter, which has none, to send cluster
+/// messages with (made at load, never freed).
+static MODULE_CTX: AtomicPtr<raw::RedisModuleCtx> = AtomicPtr::new(ptr::null_mut());
+
 /// At load, in cluster mode: the filter on `MIGRATE` and the receiver of versions.
 pub fn register(ctx: &Context) {
     if !ctx.get_flags().contains(ContextFlags::CLUSTER) {
@@ -37,6 +46,9 @@ pub fn register(ctx: &Context) {
     }
     // SAFETY: OnLoad's context; the callbacks are `extern "C"` functions of this module.
     unsafe {
+        if let Some(detached) = raw::RedisModule_GetDetachedThreadSafeContext {
+            MODULE_CTX.store(detached(ctx.ctx), Ordering::Relaxed);
+        }
         if let Some(register_filter) = raw::RedisModule_RegisterCommandFilter {
             register_filter(
                 ctx.ctx,
@@ -50,7 +62,8 @@ pub fn register(ctx: &Context) {
     }
 }
 
-/// Every command, before it runs: notes what a `MIGRATE` moves.
+/// Every command, before it runs: notes what a `MIGRATE` moves; sends a slot's versions
+/// kept apart from keys to the node a `CLUSTER SETSLOT … NODE` gives it to.
 unsafe extern "C" fn on_command(filter: *mut raw::RedisModuleCommandFilterCtx) {
     let _ = catch_unwind(AssertUnwindSafe(|| {
         // SAFETY: the filter context Redis passes, read within this call.
@@ -67,11 +80,8 @@ unsafe extern "C" fn on_command(filter: *mut raw::RedisModuleCommandFilterCtx) {
                 return;
             }
             let mut len = 0;
-            let name = bytes(first, &mut len);
-            if len != 7
-                || !std::slice::from_raw_parts(name.cast::<u8>(), len)
-                    .eq_ignore_ascii_case(b"MIGRATE")
-            {
+            let name = std::slice::from_raw_parts(bytes(first, &mut len).cast::<u8>(), len);
+            if !name.eq_ignore_ascii_case(b"MIGRATE") && !name.eq_ignore_ascii_case(b"CLUSTER") {
                 return;
             }
             (0..count(filter))
@@ -83,6 +93,10 @@ unsafe extern "C" fn on_command(filter: *mut raw::RedisModuleCommandFilterCtx) {
                 })
                 .collect()
         };
+        if let Some((slot, node)) = slot_given(&args) {
+            send_slot(slot, node);
+            return;
+        }
         let migration = migrated_keys(&args).map(|(host, port, keys)| Migration {
             host,
             port,
@@ -117,16 +131,47 @@ pub fn on_deleted(ctx: &Context, db: i32, key: &[u8]) {
         ));
         return;
     };
-    let message = encode_transfer(key, &lanes);
+    send_versions(ctx.ctx, &node, key, &lanes);
+}
+
+/// Sends the versions kept apart from keys in `slot` to `node` (its id), unless that is
+/// this node.
+fn send_slot(slot: u16, node: &[u8]) {
+    let ctx = MODULE_CTX.load(Ordering::Relaxed);
+    // SAFETY: RM_GetMyClusterID gives this node's NUL-terminated id (or null).
+    let me = unsafe { raw::RedisModule_GetMyClusterID.map(|my_id| my_id()) };
+    let myself = me
+        .filter(|id| !id.is_null())
+        // SAFETY: a NUL-terminated id, read now.
+        .is_some_and(|id| unsafe { CStr::from_ptr(id) }.to_bytes() == node);
+    if ctx.is_null() || myself {
+        return;
+    }
+    // Some servers read the id up to a NUL (Valkey).
+    let id: Vec<c_char> = node.iter().map(|&b| b as c_char).chain([0]).collect();
+    let keys = state().versions.keys_in_slot(0, slot);
+    for (key, lanes) in keys {
+        send_versions(ctx, &id, &key, &lanes);
+    }
+}
+
+/// Sends a key's versions to a node (its id, NUL-terminated).
+fn send_versions(
+    ctx: *mut raw::RedisModuleCtx,
+    node: &[c_char],
+    key: &[u8],
+    lanes: &[(Vec<u8>, Entry)],
+) {
+    let message = encode_transfer(key, lanes);
     let Ok(len) = u32::try_from(message.len()) else {
         return;
     };
-    // SAFETY: a node id from the cluster's list, NUL-terminated here, and a message buffer
+    // SAFETY: a context of this module's, a NUL-terminated node id, and a message buffer
     // that lives through the call (Redis copies it).
     unsafe {
         if let Some(send) = raw::RedisModule_SendClusterMessage {
             send(
-                ctx.ctx,
+                ctx,
                 node.as_ptr(),
                 VERSIONS_MESSAGE,
                 message.as_ptr().cast::<c_char>(),
