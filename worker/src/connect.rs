@@ -7,7 +7,7 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use redis::aio::{
     ConnectionLike, ConnectionManager, ConnectionManagerConfig, MultiplexedConnection,
@@ -53,16 +53,35 @@ struct Primaries {
     /// The connection's settings, to open a node's connection with its address.
     settings: RedisConnection,
     name: String,
-    routing: Mutex<Option<Arc<Routing>>>,
+    topology: Mutex<Topology>,
     /// Writes went through the cluster connection since the last [`Cluster::wait`].
     client_wrote: AtomicBool,
 }
+
+/// The last reading of the cluster's slots, and when it was made.
+#[derive(Default)]
+struct Topology {
+    routing: Option<Arc<Routing>>,
+    read_at: Option<Instant>,
+}
+
+/// How soon the slots are read again when the last reading left some without a
+/// connection (a node down, unreachable, or its certificate not for its address): the
+/// commands of those slots go through the cluster connection meanwhile.
+const REREAD_INCOMPLETE: Duration = Duration::from_secs(2);
 
 /// One reading of the cluster's slots.
 pub struct Routing {
     /// Per slot, its primary's place in `connections`.
     slots: Vec<Option<u16>>,
     nodes: Vec<(Node, MultiplexedConnection)>,
+}
+
+impl Routing {
+    /// Whether every slot has a primary with a connection.
+    fn is_complete(&self) -> bool {
+        self.slots.iter().all(Option::is_some)
+    }
 }
 
 impl Routing {
@@ -79,29 +98,50 @@ impl Routing {
 }
 
 impl Cluster {
-    /// The slots' primaries, read again when `stale` (a redirect, a failed node) or never
-    /// read; `None` when they cannot be read now (batches then go through the cluster
-    /// connection, command by command).
+    /// The slots' primaries, read again when `stale` (a redirect, a failed node), never
+    /// read, or last read incomplete (at most every [`REREAD_INCOMPLETE`]). `None` when
+    /// they cannot be read: the commands then go through the cluster connection, one by
+    /// one, as do those of slots without a connection.
     pub async fn routing(&mut self, stale: bool) -> Option<Arc<Routing>> {
-        let known = self.primaries.routing.lock().ok()?.clone();
-        if let (Some(routing), false) = (&known, stale) {
-            return Some(routing.clone());
+        let (known, read_at) = {
+            let topology = self.primaries.topology.lock().ok()?;
+            (topology.routing.clone(), topology.read_at)
+        };
+        let complete = known.as_deref().is_some_and(Routing::is_complete);
+        let due = match read_at {
+            None => true,
+            Some(_) if stale && complete => true,
+            Some(at) => !complete && at.elapsed() >= REREAD_INCOMPLETE,
+        };
+        if !due {
+            return known;
         }
-        match self.read_routing(known.as_deref()).await {
+        let read = self.read_routing().await;
+        let routing = match read {
             Ok(routing) => {
-                let routing = Arc::new(routing);
-                *self.primaries.routing.lock().ok()? = Some(routing.clone());
-                Some(routing)
+                if !routing.is_complete() && (complete || read_at.is_none()) {
+                    tracing::warn!(
+                        connection = self.primaries.name,
+                        "some of the cluster's primaries cannot be reached on their own: \
+                         their slots' writes go one by one until they can"
+                    );
+                }
+                Some(Arc::new(routing))
             }
             Err(error) => {
-                tracing::warn!(
-                    connection = self.primaries.name,
-                    "cannot read the cluster's slots ({error}): writing command by command"
-                );
-                *self.primaries.routing.lock().ok()? = None;
+                if complete || read_at.is_none() {
+                    tracing::warn!(
+                        connection = self.primaries.name,
+                        "cannot read the cluster's slots ({error}): writing command by command"
+                    );
+                }
                 None
             }
-        }
+        };
+        let mut topology = self.primaries.topology.lock().ok()?;
+        topology.routing = routing.clone();
+        topology.read_at = Some(Instant::now());
+        routing
     }
 
     /// Sends `command` through the cluster connection, which follows redirects.
@@ -133,8 +173,10 @@ impl Cluster {
         Ok(confirmed)
     }
 
-    /// Reads CLUSTER SLOTS, keeping the connections of nodes already known.
-    async fn read_routing(&mut self, known: Option<&Routing>) -> RedisResult<Routing> {
+    /// Reads CLUSTER SLOTS and connects to each primary (afresh: a connection that
+    /// failed is not used again; a node it cannot reach is left out, its slots without a
+    /// connection).
+    async fn read_routing(&mut self) -> RedisResult<Routing> {
         let ranges: Vec<Value> = redis::cmd("CLUSTER")
             .arg("SLOTS")
             .query_async(&mut self.client)
@@ -150,16 +192,17 @@ impl Cluster {
             let at = match routing.nodes.iter().position(|(known, _)| *known == node) {
                 Some(at) => at,
                 None => {
-                    let reused = known.and_then(|known| {
-                        known
-                            .nodes
-                            .iter()
-                            .find(|(old, _)| *old == node)
-                            .map(|(_, c)| c.clone())
-                    });
-                    let connection = match reused {
-                        Some(connection) => connection,
-                        None => self.open(&node).await?,
+                    let connection = match self.open(&node).await {
+                        Ok(connection) => connection,
+                        Err(error) => {
+                            tracing::debug!(
+                                connection = self.primaries.name,
+                                "cannot connect to {}:{}: {error}",
+                                node.0,
+                                node.1
+                            );
+                            continue;
+                        }
                     };
                     routing.nodes.push((node, connection));
                     routing.nodes.len() - 1
@@ -374,7 +417,7 @@ async fn connect_cluster(name: &str, config: &RedisConnection, blocking: bool) -
         primaries: Arc::new(Primaries {
             settings: config.clone(),
             name: name.to_owned(),
-            routing: Mutex::new(None),
+            topology: Mutex::new(Topology::default()),
             client_wrote: AtomicBool::new(false),
         }),
     }))
