@@ -53,14 +53,18 @@ pub fn migrated_keys<'a>(args: &[&'a [u8]]) -> Option<(String, u16, Vec<&'a [u8]
     (!keys.is_empty()).then_some((host, port, keys))
 }
 
-/// The slot a `CLUSTER SETSLOT <slot> NODE <node-id>` gives to a node, and that node's
-/// id, from its arguments (the command's name first); `None` for anything else.
+/// The slot a `CLUSTER SETSLOT <slot> NODE <node-id>` gives to a node (or `… MIGRATING
+/// <node-id>` starts moving to it), and that node's id, from its arguments (the command's
+/// name first); `None` for anything else.
 pub fn slot_given<'a>(args: &[&'a [u8]]) -> Option<(u16, &'a [u8])> {
-    let [name, subcommand, slot, node, id] = args else {
+    let [name, subcommand, slot, how, id] = args else {
         return None;
     };
     let is = |arg: &[u8], word: &[u8]| arg.eq_ignore_ascii_case(word);
-    if !is(name, b"CLUSTER") || !is(subcommand, b"SETSLOT") || !is(node, b"NODE") {
+    if !is(name, b"CLUSTER")
+        || !is(subcommand, b"SETSLOT")
+        || !(is(how, b"NODE") || is(how, b"MIGRATING"))
+    {
         return None;
     }
     let slot: u16 = std::str::from_utf8(slot).ok()?.parse().ok()?;
@@ -198,8 +202,12 @@ e7d1eecce10fd6bb5eb35b9f99a514335d9ba9ca 127.0.0.1:30001@31001 myself,master - 0
         let mut args = words("cluster setslot 15495 node");
         args.push(id);
         assert_eq!(slot_given(&args), Some((15495, id)));
+        assert_eq!(
+            slot_given(&words("CLUSTER SETSLOT 7 MIGRATING abc")),
+            Some((7, &b"abc"[..]))
+        );
         for other in [
-            "CLUSTER SETSLOT 15495 MIGRATING x",
+            "CLUSTER SETSLOT 15495 IMPORTING x",
             "CLUSTER SETSLOT 15495 STABLE",
             "CLUSTER SETSLOT 16384 NODE x",
             "CLUSTER SETSLOT -1 NODE x",

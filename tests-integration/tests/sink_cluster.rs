@@ -240,9 +240,15 @@ fn every_command_through_redis_py_cluster_client() {
 }
 
 /// Moves `key`'s slot from node `from` to node `to` as `redis-cli --cluster reshard`
-/// does: IMPORTING and MIGRATING, `keys` by MIGRATE, then SETSLOT … NODE on every node
-/// (the new owner first).
-fn move_slot(cluster: &RedisCluster, key: &str, from: usize, to: usize, keys: &[&str]) {
+/// does: IMPORTING and MIGRATING, `keys` by MIGRATE, `before_node`, then SETSLOT … NODE
+/// on every node (the new owner first).
+fn move_slot(
+    cluster: &RedisCluster,
+    key: &str,
+    (from, to): (usize, usize),
+    keys: &[&str],
+    before_node: impl Fn(),
+) {
     let (source, destination) = (&cluster.nodes[from], &cluster.nodes[to]);
     let slot: i64 = call(&mut source.connection(), &["CLUSTER", "KEYSLOT", key]).unwrap();
     let slot = slot.to_string();
@@ -267,6 +273,7 @@ fn move_slot(cluster: &RedisCluster, key: &str, from: usize, to: usize, keys: &[
         )
         .unwrap();
     }
+    before_node();
     setslot(destination, "NODE", &destination_id);
     for node in &cluster.nodes {
         setslot(node, "NODE", &destination_id);
@@ -292,7 +299,7 @@ fn versions_follow_a_key_that_resharding_moves() {
         r#"SINK.HASH moving:1 {"a":2} VERSION 10 LANE data:x"#,
     );
     run(&mut source, r#"SINK.HASH moving:1 {"b":1} VERSION 3"#);
-    move_slot(&cluster, key, from, to, &[key]);
+    move_slot(&cluster, key, (from, to), &[key], || {});
     // The versions arrive by the cluster bus, just after the key.
     cluster.nodes[to].wait_until("the versions moved", |con| {
         let version: Option<i64> = call(con, &["SINK.VERSION", key, "LANE", "data:x"])?;
@@ -335,12 +342,18 @@ fn tombstones_follow_their_slot() {
         &mut source,
         "SINK.DEL {gone:1}never-written VERSION 7 LANE data:x",
     );
-    move_slot(&cluster, written, from, to, &[]);
-    // The tombstones arrive by the cluster bus, each in a message of its own.
-    cluster.nodes[to].wait_until("the tombstones moved", |con| {
+    // The tombstones arrive by the cluster bus (each in a message of its own) once the
+    // slot is MIGRATING: writes to keys no longer on the old node go to the new one by
+    // ASK from then on.
+    let arrived = |con: &mut redis::Connection| -> redis::RedisResult<bool> {
+        call::<()>(con, &["ASKING"])?;
         let never: Option<i64> = call(con, &["SINK.VERSION", never, "LANE", "data:x"])?;
+        call::<()>(con, &["ASKING"])?;
         let written: Option<i64> = call(con, &["SINK.VERSION", written])?;
         Ok((never, written) == (Some(7), Some(10)))
+    };
+    move_slot(&cluster, written, (from, to), &[], || {
+        cluster.nodes[to].wait_until("the tombstones moved with MIGRATING", arrived);
     });
     let mut destination = cluster.nodes[to].connection();
     assert_eq!(

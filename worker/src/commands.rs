@@ -495,9 +495,9 @@ pub async fn replicas_confirm(con: &mut Redis, wait: Wait) -> Result<bool, Redis
 /// Every command's reply, in order. The commands go in one pipeline per primary (by the
 /// slot of their key, their first argument), the pipelines at once, on the worker's own
 /// connections (see [`Cluster`]). The commands a node redirects (MOVED, ASK: their slot
-/// moved or is moving) go again through the cluster connection, which follows redirects,
-/// one at a time in their order within each slot, and the slots are read again before
-/// the next batch. A node that fails fails the call (its commands may or may not have
+/// moved or is moving) or cannot take now (see [`to_send_again`]) go again through the
+/// cluster connection, which follows redirects and waits out a failover, one at a time
+/// in their order within each slot; the slots are read again before the next batch. A node that fails fails the call (its commands may or may not have
 /// run: the batch goes again, and its writes are replay-safe).
 async fn by_node(
     cluster: &mut Cluster,
@@ -533,34 +533,45 @@ async fn by_node(
         }
     }
     let sent = pipelines
-        .into_values()
-        .map(|(mut connection, pipe, places)| async move {
-            let replies = connection
-                .req_packed_commands(&pipe, 0, places.len())
-                .await?;
-            Ok::<_, RedisError>(places.into_iter().zip(replies))
+        .into_iter()
+        .map(|(node, (mut connection, pipe, places))| async move {
+            let replies = connection.req_packed_commands(&pipe, 0, places.len()).await;
+            (node, replies.map(|replies| places.into_iter().zip(replies)))
         });
-    let answered = match futures_util::future::try_join_all(sent).await {
-        Ok(answered) => answered,
-        Err(error) => {
-            cluster.routing(true).await;
-            return Err(error);
+    let mut answered = Vec::new();
+    let mut failure = None;
+    for (node, outcome) in futures_util::future::join_all(sent).await {
+        let Some(routing) = routing.as_deref() else {
+            continue;
+        };
+        // Sent, answered or not: WAIT must go on this connection.
+        cluster.wrote(routing, node);
+        match outcome {
+            Ok(replies) => answered.push(replies),
+            Err(error) => {
+                cluster.broke(routing, node);
+                failure = Some(error);
+            }
         }
-    };
+    }
+    if let Some(error) = failure {
+        cluster.routing(true).await;
+        return Err(error);
+    }
     let mut replies: Vec<Option<RedisResult<Value>>> = std::iter::repeat_with(|| None)
         .take(commands.len())
         .collect();
-    let mut moved = false;
+    let mut stale = false;
     for (at, reply) in answered.into_iter().flatten() {
-        match redirect(&reply) {
+        match to_send_again(&reply) {
             Some(kind) => {
-                moved |= kind == ServerErrorKind::Moved;
+                stale |= kind != ServerErrorKind::Ask;
                 again.push(at);
             }
             None => replies[at] = Some(server_error_as_err(reply)),
         }
     }
-    if moved {
+    if stale {
         cluster.routing(true).await;
     }
     again.sort_unstable();
@@ -603,12 +614,24 @@ fn server_error_as_err(reply: Value) -> RedisResult<Value> {
     }
 }
 
-/// The redirect a reply is, if it is one.
-fn redirect(reply: &Value) -> Option<ServerErrorKind> {
+/// Whether a node's reply says the command belongs elsewhere or later, not that it is
+/// wrong: a redirect (MOVED, ASK), or what the cluster connection waits out and retries
+/// (TRYAGAIN, CLUSTERDOWN, MASTERDOWN, LOADING, READONLY: a primary demoted by a
+/// failover). Its kind, if so.
+fn to_send_again(reply: &Value) -> Option<ServerErrorKind> {
     match reply {
-        Value::ServerError(error) => error
-            .kind()
-            .filter(|kind| matches!(kind, ServerErrorKind::Moved | ServerErrorKind::Ask)),
+        Value::ServerError(error) => error.kind().filter(|kind| {
+            matches!(
+                kind,
+                ServerErrorKind::Moved
+                    | ServerErrorKind::Ask
+                    | ServerErrorKind::TryAgain
+                    | ServerErrorKind::ClusterDown
+                    | ServerErrorKind::MasterDown
+                    | ServerErrorKind::BusyLoading
+                    | ServerErrorKind::ReadOnly
+            )
+        }),
         _ => None,
     }
 }

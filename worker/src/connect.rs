@@ -5,7 +5,8 @@
 //! cluster connection speaks the same [`ConnectionLike`]) rather than a change in every
 //! source and output.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -16,8 +17,8 @@ use redis::cluster::ClusterClientBuilder;
 use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
 use redis::{
-    AsyncConnectionConfig, Client, Cmd, FromRedisValue, IntoConnectionInfo, Pipeline, RedisError,
-    RedisFuture, RedisResult, Value,
+    AsyncConnectionConfig, Client, Cmd, ConnectionAddr, ConnectionInfo, FromRedisValue,
+    IntoConnectionInfo, Pipeline, RedisError, RedisFuture, RedisResult, Value,
 };
 
 use crate::config::RedisConnection;
@@ -50,10 +51,19 @@ pub struct Cluster {
 
 /// The primaries by slot, as last read from CLUSTER SLOTS, with a connection to each.
 struct Primaries {
-    /// The connection's settings, to open a node's connection with its address.
+    /// The connection's settings, and the address (with what the URL says: user,
+    /// password, TLS) of the node it was given, to open a node's connection with.
     settings: RedisConnection,
+    seed: ConnectionInfo,
     name: String,
     topology: Mutex<Topology>,
+    /// Readings so far: a connection's reading and place name it.
+    readings: AtomicU64,
+    /// Nodes whose connection failed: the next reading connects to them afresh.
+    broken: Mutex<Vec<Node>>,
+    /// The connections that wrote since the last [`Cluster::wait`], by reading and
+    /// place: WAIT must go on the connection that wrote.
+    written: Mutex<HashMap<(u64, usize), MultiplexedConnection>>,
     /// Writes went through the cluster connection since the last [`Cluster::wait`].
     client_wrote: AtomicBool,
 }
@@ -72,7 +82,9 @@ const REREAD_INCOMPLETE: Duration = Duration::from_secs(2);
 
 /// One reading of the cluster's slots.
 pub struct Routing {
-    /// Per slot, its primary's place in `connections`.
+    /// Which reading this is.
+    reading: u64,
+    /// Per slot, its primary's place in `nodes`.
     slots: Vec<Option<u16>>,
     nodes: Vec<(Node, MultiplexedConnection)>,
 }
@@ -89,11 +101,6 @@ impl Routing {
     pub fn primary_of(&self, slot: u16) -> Option<(usize, MultiplexedConnection)> {
         let at = usize::from((*self.slots.get(usize::from(slot))?)?);
         Some((at, self.nodes.get(at)?.1.clone()))
-    }
-
-    /// Every primary's connection.
-    pub fn connections(&self) -> impl Iterator<Item = MultiplexedConnection> + '_ {
-        self.nodes.iter().map(|(_, connection)| connection.clone())
     }
 }
 
@@ -116,7 +123,7 @@ impl Cluster {
         if !due {
             return known;
         }
-        let read = self.read_routing().await;
+        let read = self.read_routing(known.as_deref()).await;
         let routing = match read {
             Ok(routing) => {
                 if !routing.is_complete() && (complete || read_at.is_none()) {
@@ -144,55 +151,95 @@ impl Cluster {
         routing
     }
 
-    /// Sends `command` through the cluster connection, which follows redirects.
+    /// Sends a write through the cluster connection, which follows redirects.
     pub async fn send_routed(&mut self, command: &Cmd) -> RedisResult<Value> {
         self.primaries.client_wrote.store(true, Ordering::Relaxed);
         self.client.req_packed_command(command).await
     }
 
-    /// WAIT on every connection that may have written: each primary's, and the cluster
-    /// connection's when it wrote (it sends WAIT to every primary it knows). The fewest
-    /// replicas that confirmed.
+    /// Notes that the primary at `place` of `routing` was written on.
+    pub fn wrote(&self, routing: &Routing, place: usize) {
+        if let (Ok(mut written), Some((_, connection))) =
+            (self.primaries.written.lock(), routing.nodes.get(place))
+        {
+            written
+                .entry((routing.reading, place))
+                .or_insert_with(|| connection.clone());
+        }
+    }
+
+    /// Notes that the primary at `place` of `routing` failed: the next reading connects
+    /// to it afresh.
+    pub fn broke(&self, routing: &Routing, place: usize) {
+        if let (Ok(mut broken), Some((node, _))) =
+            (self.primaries.broken.lock(), routing.nodes.get(place))
+        {
+            broken.push(node.clone());
+        }
+    }
+
+    /// WAIT on every connection that wrote since the last WAIT: the primaries' that
+    /// took pipelines, and the cluster connection if it wrote (it sends WAIT to every
+    /// primary). The fewest replicas that confirmed (`u64::MAX` when nothing was
+    /// written).
     pub async fn wait(&mut self, replicas: u64, timeout_ms: u64) -> RedisResult<u64> {
         let mut command = redis::cmd("WAIT");
         command.arg(replicas).arg(timeout_ms);
-        let routing = self.routing(false).await;
+        let written: Vec<MultiplexedConnection> = match self.primaries.written.lock() {
+            Ok(mut written) => written.drain().map(|(_, connection)| connection).collect(),
+            Err(_) => Vec::new(),
+        };
         let mut confirmed = u64::MAX;
-        if self.primaries.client_wrote.swap(false, Ordering::Relaxed) || routing.is_none() {
+        if self.primaries.client_wrote.swap(false, Ordering::Relaxed) {
             confirmed = command.query_async(&mut self.client).await?;
         }
-        if let Some(routing) = routing {
-            let waits = routing.connections().map(|mut connection| {
-                let command = &command;
-                async move { command.query_async::<u64>(&mut connection).await }
-            });
-            for node in futures_util::future::try_join_all(waits).await? {
-                confirmed = confirmed.min(node);
-            }
+        let waits = written.into_iter().map(|mut connection| {
+            let command = &command;
+            async move { command.query_async::<u64>(&mut connection).await }
+        });
+        for node in futures_util::future::try_join_all(waits).await? {
+            confirmed = confirmed.min(node);
         }
         Ok(confirmed)
     }
 
-    /// Reads CLUSTER SLOTS and connects to each primary (afresh: a connection that
-    /// failed is not used again; a node it cannot reach is left out, its slots without a
-    /// connection).
-    async fn read_routing(&mut self) -> RedisResult<Routing> {
+    /// Reads CLUSTER SLOTS and connects to each primary, keeping the connections of the
+    /// reading before except those that failed; a node it cannot reach is left out, its
+    /// slots without a connection.
+    async fn read_routing(&mut self, before: Option<&Routing>) -> RedisResult<Routing> {
         let ranges: Vec<Value> = redis::cmd("CLUSTER")
             .arg("SLOTS")
             .query_async(&mut self.client)
             .await?;
+        let broken = match self.primaries.broken.lock() {
+            Ok(mut broken) => std::mem::take(&mut *broken),
+            Err(_) => Vec::new(),
+        };
         let mut routing = Routing {
+            reading: self.primaries.readings.fetch_add(1, Ordering::Relaxed),
             slots: vec![None; usize::from(redsink_core::cluster::SLOTS)],
             nodes: Vec::new(),
         };
+        let mut unreachable: Vec<Node> = Vec::new();
         for range in ranges {
             let Some((start, end, node)) = slot_range(range) else {
                 continue;
             };
+            if unreachable.contains(&node) {
+                continue;
+            }
             let at = match routing.nodes.iter().position(|(known, _)| *known == node) {
                 Some(at) => at,
                 None => {
-                    let connection = match self.open(&node).await {
+                    let kept = before
+                        .filter(|_| !broken.contains(&node))
+                        .and_then(|before| before.nodes.iter().find(|(old, _)| *old == node))
+                        .map(|(_, connection)| connection.clone());
+                    let opened = match kept {
+                        Some(connection) => Ok(connection),
+                        None => self.open(&node).await,
+                    };
+                    let connection = match opened {
                         Ok(connection) => connection,
                         Err(error) => {
                             tracing::debug!(
@@ -201,6 +248,7 @@ impl Cluster {
                                 node.0,
                                 node.1
                             );
+                            unreachable.push(node);
                             continue;
                         }
                     };
@@ -216,30 +264,28 @@ impl Cluster {
         Ok(routing)
     }
 
-    /// A connection to one node, with the cluster connection's user, password and TLS.
+    /// A connection to one node, as to the node the configuration names (user, password
+    /// and TLS, from its URL or its settings) at the node's address.
     async fn open(&self, (host, port): &Node) -> RedisResult<MultiplexedConnection> {
-        let settings = &self.primaries.settings;
-        let tls = settings.tls
-            || settings
-                .url
-                .as_deref()
-                .is_some_and(|url| url.starts_with("rediss:"))
-            || settings
-                .urls
-                .iter()
-                .flatten()
-                .any(|url| url.starts_with("rediss:"));
-        let scheme = if tls { "rediss" } else { "redis" };
-        let node = RedisConnection {
-            url: Some(format!("{scheme}://{host}:{port}/")),
-            urls: None,
-            cluster: false,
-            host: None,
-            port: None,
-            db: None,
-            ..settings.clone()
+        let seed = &self.primaries.seed;
+        let addr = match seed.addr() {
+            ConnectionAddr::TcpTls {
+                insecure,
+                tls_params,
+                ..
+            } => ConnectionAddr::TcpTls {
+                host: host.clone(),
+                port: *port,
+                insecure: *insecure,
+                tls_params: tls_params.clone(),
+            },
+            _ => ConnectionAddr::Tcp(host.clone(), *port),
         };
-        let client = client(&self.primaries.name, &node)
+        let node = RedisConnection {
+            db: None,
+            ..self.primaries.settings.clone()
+        };
+        let client = client_for(&self.primaries.name, &node, seed.clone().set_addr(addr))
             .map_err(|e| RedisError::from((redis::ErrorKind::Client, "node", e.to_string())))?;
         let config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(Duration::from_secs(5)))
@@ -304,6 +350,17 @@ impl Redis {
                 Some(Some((host.to_owned(), port.parse().ok()?)))
             })
             .collect())
+    }
+
+    /// A write outside a batch (a dead letter): on a cluster, one the next WAIT covers.
+    pub async fn write<T: FromRedisValue>(&mut self, cmd: &Cmd) -> RedisResult<T> {
+        match self {
+            Redis::Cluster(cluster) => {
+                let reply = cluster.send_routed(cmd).await?.extract_error()?;
+                T::from_redis_value(reply).map_err(RedisError::from)
+            }
+            Redis::Server(server) => cmd.query_async(server).await,
+        }
     }
 
     /// `cmd` on `node` of a cluster (`None`: where it routes by itself).
@@ -380,13 +437,19 @@ pub async fn connect(name: &str, config: &RedisConnection, blocking: bool) -> Re
 /// response timeout, as for one server.
 async fn connect_cluster(name: &str, config: &RedisConnection, blocking: bool) -> Result<Redis> {
     let invalid = |e: redis::RedisError| Error::Invalid(format!("connection '{name}': {e}"));
-    let nodes = match &config.urls {
+    let nodes: Vec<String> = match &config.urls {
         Some(urls) => urls
             .iter()
             .map(|url| insecure(config, url.clone()))
             .collect(),
         None => vec![url(name, config)?],
     };
+    let seed = nodes
+        .first()
+        .ok_or_else(|| Error::Invalid(format!("connection '{name}': urls is empty")))?
+        .as_str()
+        .into_connection_info()
+        .map_err(invalid)?;
     let mut builder = ClusterClientBuilder::new(nodes)
         .connection_timeout(Duration::from_secs(5))
         .retries(6);
@@ -416,8 +479,12 @@ async fn connect_cluster(name: &str, config: &RedisConnection, blocking: bool) -
         client,
         primaries: Arc::new(Primaries {
             settings: config.clone(),
+            seed,
             name: name.to_owned(),
             topology: Mutex::new(Topology::default()),
+            readings: AtomicU64::new(0),
+            broken: Mutex::new(Vec::new()),
+            written: Mutex::new(HashMap::new()),
             client_wrote: AtomicBool::new(false),
         }),
     }))
@@ -452,6 +519,12 @@ fn client(name: &str, config: &RedisConnection) -> Result<Client> {
         .as_str()
         .into_connection_info()
         .map_err(|e| Error::Invalid(format!("connection '{name}': {e}")))?;
+    client_for(name, config, info)
+}
+
+/// A client for `info` (an address, and what its URL says) with the connection's user,
+/// password, database and CA certificate.
+fn client_for(name: &str, config: &RedisConnection, info: ConnectionInfo) -> Result<Client> {
     let mut settings = info.redis_settings().clone();
     if let Some(user) = &config.user {
         settings = settings.set_username(user);

@@ -446,7 +446,7 @@ impl Pipeline {
         for (field, value) in &letter {
             add.arg(field).arg(value);
         }
-        add.query_async::<String>(&mut self.writer).await?;
+        self.writer.write::<String>(&add).await?;
         tracing::error!(
             source,
             at = delivery.at,

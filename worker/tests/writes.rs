@@ -118,13 +118,15 @@ async fn into_cluster(cluster: &RedisCluster) -> (Redis, Server) {
         ..RedisConnection::default()
     })
     .await;
-    let server = Server {
-        module: true,
-        json: false,
-        cluster: true,
-    };
-    (con, server)
+    (con, CLUSTER_WITH_MODULE)
 }
+
+/// What a cluster with the module can do.
+const CLUSTER_WITH_MODULE: Server = Server {
+    module: true,
+    json: false,
+    cluster: true,
+};
 
 async fn run(server: &RedisServer, batches: &[Vec<Write>], module: bool) {
     let mut con = connection(RedisConnection {
@@ -394,4 +396,37 @@ async fn writes_follow_a_slot_while_it_moves() {
             ["a", "3"]
         );
     }
+}
+
+/// A cluster whose nodes want a password given in the URLs only (`redis://:secret@…`):
+/// the worker's own connection to each primary authenticates as the cluster connection
+/// does, and every write lands.
+#[tokio::test]
+async fn a_password_in_the_urls_reaches_every_primary() {
+    let cluster = RedisCluster::start(3);
+    for node in &cluster.nodes {
+        call::<()>(
+            &mut node.connection(),
+            &["CONFIG", "SET", "requirepass", "secret"],
+        )
+        .unwrap();
+    }
+    let urls = cluster
+        .nodes
+        .iter()
+        .map(|node| format!("redis://:secret@127.0.0.1:{}/", node.port()))
+        .collect();
+    let mut con = connection(RedisConnection {
+        urls: Some(urls),
+        ..RedisConnection::default()
+    })
+    .await;
+    write_all(&mut con, &planned(), CLUSTER_WITH_MODULE).await;
+    let mut keys = 0;
+    for node in &cluster.nodes {
+        let url = format!("redis://:secret@127.0.0.1:{}/", node.port());
+        let mut authenticated = redis::Client::open(url).unwrap().get_connection().unwrap();
+        keys += call::<i64>(&mut authenticated, &["DBSIZE"]).unwrap();
+    }
+    assert!(keys > 0, "the writes landed");
 }

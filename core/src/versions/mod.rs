@@ -373,6 +373,10 @@ impl Versions {
     /// FLUSHDB (`Some(db)`) or FLUSHALL (`None`).
     pub fn flush(&mut self, db: Option<i32>) {
         per_db::flush(&mut self.dbs, db);
+        match db {
+            Some(db) => self.deadlines.retain(|deadline| deadline.1 != db),
+            None => self.deadlines.clear(),
+        }
     }
 
     /// SWAPDB.
@@ -445,7 +449,7 @@ impl Versions {
         })
     }
 
-    /// Figures for INFO, in time proportional to the number of databases.
+    /// Figures for INFO; the bytes visit every bucket (about one a 20 keys).
     pub fn stats(&self) -> Stats {
         let mut stats = Stats {
             lanes: self.lane_names.len(),
@@ -877,5 +881,12 @@ mod tests {
         assert_eq!(versions.len(), 1);
         versions.flush(None);
         assert!(versions.is_empty());
+        // Tombstones' deadlines go with their database.
+        versions.set(0, b"a", b"", entry(1, Some(100)));
+        versions.set(1, b"b", b"", entry(1, Some(100)));
+        versions.flush(Some(1));
+        assert_eq!(versions.stats().deadlines, 1);
+        versions.flush(None);
+        assert_eq!(versions.stats().deadlines, 0);
     }
 }

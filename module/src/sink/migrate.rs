@@ -5,9 +5,10 @@
 //! each key here once the destination has restored it: on that `del` keyspace event the
 //! key's versions (every lane, tombstones too) go to the destination node as a cluster
 //! message. A deleted key has no value to migrate: when the filter sees `CLUSTER SETSLOT
-//! <slot> NODE <another node>` (what `redis-cli --cluster reshard` ends each slot with),
-//! the versions kept apart from keys in that slot (tombstones, keys in several lanes) go
-//! to that node the same way. The destination keeps each lane's newer version,
+//! <slot> MIGRATING <another node>` (what `redis-cli --cluster reshard` starts each slot
+//! with: from then on, writes to keys not here go there) and again at `… NODE <another
+//! node>` (how it ends it), the versions kept apart from keys in that slot (tombstones,
+//! keys in several lanes) go to that node the same way. The destination keeps each lane's newer version,
 //! replicated as `SINK.SETVERSION` so that its replicas and AOF get it as any version.
 
 use std::ffi::{c_char, c_int, CStr};
@@ -97,6 +98,9 @@ unsafe extern "C" fn on_command(filter: *mut raw::RedisModuleCommandFilterCtx) {
             send_slot(slot, node);
             return;
         }
+        if !args[0].eq_ignore_ascii_case(b"MIGRATE") {
+            return;
+        }
         let migration = migrated_keys(&args).map(|(host, port, keys)| Migration {
             host,
             port,
@@ -138,12 +142,14 @@ pub fn on_deleted(ctx: &Context, db: i32, key: &[u8]) {
 /// this node.
 fn send_slot(slot: u16, node: &[u8]) {
     let ctx = MODULE_CTX.load(Ordering::Relaxed);
-    // SAFETY: RM_GetMyClusterID gives this node's NUL-terminated id (or null).
+    const ID_LEN: usize = raw::REDISMODULE_NODE_ID_LEN as usize;
+    // SAFETY: RM_GetMyClusterID gives this node's id (ID_LEN bytes, not NUL-terminated)
+    // or null.
     let me = unsafe { raw::RedisModule_GetMyClusterID.map(|my_id| my_id()) };
     let myself = me
         .filter(|id| !id.is_null())
-        // SAFETY: a NUL-terminated id, read now.
-        .is_some_and(|id| unsafe { CStr::from_ptr(id) }.to_bytes() == node);
+        // SAFETY: ID_LEN bytes of id, read now.
+        .is_some_and(|id| unsafe { std::slice::from_raw_parts(id.cast::<u8>(), ID_LEN) } == node);
     if ctx.is_null() || myself {
         return;
     }
