@@ -567,6 +567,63 @@ fn a_job_without_a_key_writes_under_rdis_default_key() {
     assert_eq!(total.as_deref(), Some("2.02"));
 }
 
+/// Tables and columns named like the snapshot's row alias, keywords, in mixed case,
+/// with spaces, dots and quotes: captured by the snapshot and by the changes after it,
+/// each name as it is.
+#[test]
+fn any_table_and_column_name_is_captured() {
+    let redis = RedisServer::start();
+    let postgres = PostgresServer::start();
+    let mut client = postgres.client().unwrap();
+    client
+        .batch_execute(
+            r#"CREATE SCHEMA "My Schema";
+               CREATE TABLE "My Schema"."Order ""Items"", v2.t" (
+                   t integer PRIMARY KEY, "select" text, "Mixed Case" text, "with space" text
+               );
+               INSERT INTO "My Schema"."Order ""Items"", v2.t" VALUES (1, 'a', 'b', 'c');"#,
+        )
+        .unwrap();
+    let config = format!(
+        "connections:\n  target: {{type: redis, host: 127.0.0.1, port: {}}}\n\
+         sources:\n  - type: postgres\n    server_name: shop\n    host: 127.0.0.1\n    port: {}\n\
+         \x20   database: postgres\n    user: postgres\n    tables: ['My Schema.Order \"Items\", v2.t']\n\
+         \x20   poll_ms: 50\njobs: ./jobs\n",
+        redis.port(),
+        postgres.port()
+    );
+    let job = r#"source: {server_name: shop, schema: My Schema, table: 'Order "Items", v2.t'}
+output:
+  - uses: redis.write
+    with:
+      key: {expression: "concat(['item:', to_string(t)])", language: jmespath}
+"#;
+    let worker = Worker::from_config(&config, &[job]);
+    let item = |con: &mut redis::Connection| -> redis::RedisResult<Vec<String>> {
+        let fields: Vec<String> = call(con, &["HGETALL", "item:1"])?;
+        let mut pairs: Vec<String> = fields.chunks(2).map(|pair| pair.join("=")).collect();
+        pairs.sort();
+        Ok(pairs)
+    };
+    worker.wait_until(&redis, "the snapshot row", |con| {
+        Ok(item(con)? == ["Mixed Case=b", "select=a", "t=1", "with space=c"])
+    });
+    client
+        .batch_execute(
+            r#"UPDATE "My Schema"."Order ""Items"", v2.t" SET "select" = 'z' WHERE t = 1"#,
+        )
+        .unwrap();
+    worker.wait_until(&redis, "the update", |con| {
+        Ok(item(con)? == ["Mixed Case=b", "select=z", "t=1", "with space=c"])
+    });
+    client
+        .batch_execute(r#"DELETE FROM "My Schema"."Order ""Items"", v2.t""#)
+        .unwrap();
+    worker.wait_until(&redis, "the delete", |con| {
+        Ok(call::<i64>(con, &["EXISTS", "item:1"])? == 0)
+    });
+}
+
 /// The postgres source writing into a Redis Cluster (three primaries with the module):
 /// the snapshot and the changes after it, each invoice's hash on the node of its slot.
 #[test]

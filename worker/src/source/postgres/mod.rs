@@ -12,6 +12,7 @@
 //! commit even when their changes interleave in the WAL, and a replay gets the same ids.
 
 mod snapshot;
+mod table;
 mod tls;
 
 use std::collections::BTreeMap;
@@ -216,7 +217,7 @@ impl PgSource {
                     "SELECT c.relreplident::text, EXISTS (SELECT 1 FROM pg_index i \
                      WHERE i.indrelid = c.oid AND i.indisprimary) \
                      FROM pg_class c WHERE c.oid = to_regclass($1)",
-                    &[table],
+                    &[&table::sql_name(table)],
                 )
                 .await?
                 .map(|row| (row.get(0), row.get(1)));
@@ -224,7 +225,8 @@ impl PgSource {
                 None => {
                     return Err(Error::Invalid(format!(
                         "postgres '{}': table {table} does not exist in database {} \
-                         (tables are named schema.table, e.g. public.invoice)",
+                         (tables are named schema.table as they are, e.g. public.invoice: \
+                         case, spaces and quotes included)",
                         s.server_name, s.database
                     )))
                 }
@@ -375,7 +377,13 @@ impl PgSource {
         } else {
             None
         };
-        let tables = self.settings.tables.join(",");
+        let tables: Vec<String> = self
+            .settings
+            .tables
+            .iter()
+            .map(|t| table::wal2json_name(t))
+            .collect();
+        let tables = tables.join(",");
         let limit = self.processors.read_batch_size as i32;
         // Whole transactions come back, so the last message is a commit.
         let rows = client

@@ -27,7 +27,7 @@ use tracing::{Instrument, Span};
 use tracing_indicatif::span_ext::IndicatifSpanExt;
 use tracing_indicatif::style::ProgressStyle;
 
-use super::PgSource;
+use super::{table, PgSource};
 use crate::error::{Error, Result};
 use crate::format::wal2json::record_key;
 use crate::format::{postgres, ChangeEvent, Op, Order};
@@ -232,8 +232,8 @@ struct TableQuery {
 impl TableQuery {
     /// `key`: the primary key's columns and types; `resuming`: rows after `$1..$n` only.
     fn new(table: &str, key: &[(String, String)], resuming: bool) -> TableQuery {
-        let columns: Vec<String> = key.iter().map(|(name, _)| quote(name)).collect();
-        let mut from = format!("FROM {table} t");
+        let columns: Vec<String> = key.iter().map(|(name, _)| table::quoted(name)).collect();
+        let mut from = format!("FROM {} t", table::sql_name(table));
         if resuming {
             let params: Vec<String> = key
                 .iter()
@@ -273,11 +273,6 @@ fn prefixed(columns: &[String]) -> String {
     prefixed.join(", ")
 }
 
-/// `name` as a quoted SQL identifier.
-fn quote(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
-}
-
 /// The table's primary key columns, in key order, with their types.
 async fn primary_key(client: &Client, table: &str) -> Result<Vec<(String, String)>> {
     let rows = client
@@ -286,7 +281,7 @@ async fn primary_key(client: &Client, table: &str) -> Result<Vec<(String, String
              FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey) \
              WHERE i.indrelid = $1::text::regclass AND i.indisprimary \
              ORDER BY array_position(i.indkey::int2[], a.attnum)",
-            &[&table],
+            &[&table::sql_name(table)],
         )
         .await?;
     Ok(rows.iter().map(|row| (row.get(0), row.get(1))).collect())
@@ -298,7 +293,7 @@ async fn column_types(client: &Client, table: &str) -> Result<BTreeMap<String, S
         .query(
             "SELECT attname::text, format_type(atttypid, atttypmod) FROM pg_attribute \
              WHERE attrelid = $1::text::regclass AND attnum > 0 AND NOT attisdropped",
-            &[&table],
+            &[&table::sql_name(table)],
         )
         .await?;
     Ok(rows.iter().map(|row| (row.get(0), row.get(1))).collect())
@@ -438,19 +433,18 @@ mod tests {
         let fresh = TableQuery::new("public.t", &key, false);
         assert_eq!(
             fresh.rows(),
-            r#"SELECT row_to_json(t.*)::text, ARRAY[t."Id"::text, t."Region"::text] FROM public.t t ORDER BY t."Id", t."Region""#
+            r#"SELECT row_to_json(t.*)::text, ARRAY[t."Id"::text, t."Region"::text] FROM "public"."t" t ORDER BY t."Id", t."Region""#
         );
-        assert_eq!(fresh.count(), "SELECT count(*) FROM public.t t");
+        assert_eq!(fresh.count(), r#"SELECT count(*) FROM "public"."t" t"#);
         let resumed = TableQuery::new("public.t", &key, true);
         assert_eq!(
             resumed.count(),
-            r#"SELECT count(*) FROM public.t t WHERE (t."Id", t."Region") > ($1::text::integer, $2::text::text)"#
+            r#"SELECT count(*) FROM "public"."t" t WHERE (t."Id", t."Region") > ($1::text::integer, $2::text::text)"#
         );
         assert_eq!(
             TableQuery::new("public.log", &[], false).rows(),
-            "SELECT row_to_json(t.*)::text FROM public.log t"
+            r#"SELECT row_to_json(t.*)::text FROM "public"."log" t"#
         );
-        assert_eq!(quote(r#"a"b"#), r#""a""b""#);
     }
 
     #[test]
