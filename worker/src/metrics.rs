@@ -57,6 +57,16 @@ pub fn skipped(stream: &str, kind: &'static str) {
 }
 
 /// Entries of `stream` not yet delivered to the group (XINFO GROUPS `lag`).
+/// A source's attempt failed (and is retried).
+pub fn source_error(source: &str) {
+    counter!("redsink_source_errors_total", "source" => source.to_owned()).increment(1);
+}
+
+/// How many of a source's attempts in a row have failed (0: it works).
+pub fn source_failing(source: &str, in_a_row: u64) {
+    gauge!("redsink_source_failing", "source" => source.to_owned()).set(in_a_row as f64);
+}
+
 pub fn lag(stream: &str, lag: i64) {
     gauge!("redsink_stream_lag", "stream" => stream.to_owned()).set(lag as f64);
 }

@@ -567,6 +567,56 @@ fn a_job_without_a_key_writes_under_rdis_default_key() {
     assert_eq!(total.as_deref(), Some("2.02"));
 }
 
+/// PostgreSQL gone for a while: each failed attempt is counted
+/// (`redsink_source_errors_total`), the failures in a row shown
+/// (`redsink_source_failing`), and once they keep coming they are logged as errors; back,
+/// the source says it works again and the gauge falls to 0.
+#[test]
+fn a_failure_that_keeps_coming_back_shows() {
+    let redis = RedisServer::start();
+    let mut postgres = PostgresServer::start();
+    let mut client = postgres.client().unwrap();
+    client.batch_execute(INVOICE_TABLE).unwrap();
+    insert(&mut client, 1);
+    let port = redsink_tests::free_port();
+    let config =
+        config(&redis, &postgres) + &format!("metrics: {{address: \"127.0.0.1:{port}\"}}\n");
+    let worker = Worker::from_config(&config, &[INVOICE_HASH_JOB]);
+    worker.wait_until(&redis, "the snapshot row", |con| {
+        Ok(call::<i64>(con, &["EXISTS", "invoice:1"])? == 1)
+    });
+    drop(client);
+    postgres.kill();
+    let failing = |page: &str| -> u64 {
+        page.lines()
+            .find_map(|line| {
+                line.strip_prefix(r#"redsink_source_failing{source="postgres:chinook"} "#)
+            })
+            .and_then(|value| value.trim().parse().ok())
+            .unwrap_or(0)
+    };
+    worker.wait_until(&redis, "five failures in a row", |_| {
+        Ok(failing(&common::scrape_metrics(port)) >= 5)
+    });
+    assert!(
+        worker.log().contains("still failing after 5 attempts"),
+        "{}",
+        worker.log()
+    );
+    assert!(common::scrape_metrics(port)
+        .contains(r#"redsink_source_errors_total{source="postgres:chinook"}"#));
+    postgres.restart();
+    worker.wait_until(&redis, "working again", |_| {
+        Ok(failing(&common::scrape_metrics(port)) == 0)
+    });
+    assert!(worker.log().contains("working again"), "{}", worker.log());
+    let mut client = postgres.client().unwrap();
+    insert(&mut client, 2);
+    worker.wait_until(&redis, "a change after the outage", |con| {
+        Ok(call::<i64>(con, &["EXISTS", "invoice:2"])? == 1)
+    });
+}
+
 /// Tables and columns named like the snapshot's row alias, keywords, in mixed case,
 /// with spaces, dots and quotes: captured by the snapshot and by the changes after it,
 /// each name as it is.

@@ -391,22 +391,13 @@ output:
 
 #[test]
 fn prometheus_metrics_count_what_happened() {
-    use std::io::{Read, Write};
     let server = RedisServer::start();
     let mut con = server.connection();
     feed(&mut con);
     let port = redsink_tests::free_port();
     let worker = Worker::with_metrics(&server, &[SEED_001], port);
     wait_for_stream(&server, "invoice:events", 27, &worker);
-    let scrape = || {
-        let mut socket = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-        socket
-            .write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")
-            .unwrap();
-        let mut page = String::new();
-        socket.read_to_string(&mut page).unwrap();
-        page
-    };
+    let scrape = || common::scrape_metrics(port);
     server.wait_until("27 events acknowledged in the metrics", |_| {
         Ok(scrape()
             .contains(r#"redsink_events_acked_total{stream="data:chinook.public.invoice"} 27"#))

@@ -3,3 +3,66 @@
 pub mod entries;
 pub mod postgres;
 pub mod redis_stream;
+
+use std::fmt::Display;
+use std::time::Duration;
+
+use crate::metrics;
+
+/// Failures in a row after which a source's retries are logged as errors: an error that
+/// keeps coming back must show, not loop as one more warning.
+const FAILURES_BEFORE_ERROR: u64 = 5;
+
+/// A source's failures in a row (each retried): counted in `redsink_source_errors_total`,
+/// shown by `redsink_source_failing` until it works again, logged as warnings and, once
+/// they keep coming, as errors.
+pub struct Failures {
+    source: String,
+    in_a_row: u64,
+}
+
+impl Failures {
+    pub fn new(source: String) -> Failures {
+        metrics::source_failing(&source, 0);
+        Failures {
+            source,
+            in_a_row: 0,
+        }
+    }
+
+    /// How many in a row so far.
+    pub fn in_a_row(&self) -> u64 {
+        self.in_a_row
+    }
+
+    /// One more; it is retried after `retry_in`.
+    pub fn failed(&mut self, error: &dyn Display, retry_in: Duration) {
+        self.in_a_row += 1;
+        metrics::source_error(&self.source);
+        metrics::source_failing(&self.source, self.in_a_row);
+        let (source, failures) = (self.source.as_str(), self.in_a_row);
+        let retry_ms = retry_in.as_millis();
+        if failures >= FAILURES_BEFORE_ERROR {
+            tracing::error!(
+                source,
+                failures,
+                "still failing after {failures} attempts: {error}; retrying in {retry_ms} ms"
+            );
+        } else {
+            tracing::warn!(source, failures, "{error}; retrying in {retry_ms} ms");
+        }
+    }
+
+    /// The source works (again).
+    pub fn succeeded(&mut self) {
+        if self.in_a_row > 0 {
+            tracing::info!(
+                source = self.source,
+                failures = self.in_a_row,
+                "working again"
+            );
+            metrics::source_failing(&self.source, 0);
+            self.in_a_row = 0;
+        }
+    }
+}

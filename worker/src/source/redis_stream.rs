@@ -22,6 +22,7 @@ use crate::format::{decode, ChangeEvent, Decoded, Order, Schemas};
 use crate::metrics;
 use crate::pipeline::{Delivered, Delivery, Feed, Fields, InFlight, Pipeline, Planned};
 use crate::plan::{Position, Version};
+use crate::source::Failures;
 
 /// How often a pattern is searched for new streams, and the group's lag sampled.
 const DISCOVERY_INTERVAL: Duration = Duration::from_secs(2);
@@ -54,6 +55,7 @@ impl StreamSource {
         let mut streams = BTreeSet::new();
         let mut discovered_at: Option<Instant> = None;
         let mut backoff = Duration::from_millis(100);
+        let mut failures = Failures::new(format!("redis-stream:{}", self.settings.group));
         // After a failure (Redis went away mid-batch), this consumer's own pending entries
         // come first, so that writes stay in stream order.
         let mut resume_pending = false;
@@ -98,12 +100,13 @@ impl StreamSource {
                     }
                     backoff = Duration::from_millis(100);
                     resume_pending = false;
+                    failures.succeeded();
                 }
                 Err(error) => {
                     // A batch in flight stays pending: it is read again with the rest.
                     in_flight = None;
                     resume_pending = true;
-                    tracing::warn!("redis-stream source: {error}; retrying in {backoff:?}");
+                    failures.failed(&error, backoff);
                     tokio::select! {
                         _ = tokio::time::sleep(backoff) => {}
                         _ = shutdown.changed() => {}

@@ -235,3 +235,15 @@ impl Drop for Worker {
         self.kill();
     }
 }
+
+/// The page the worker's Prometheus endpoint on `port` serves.
+pub fn scrape_metrics(port: u16) -> String {
+    use std::io::{Read, Write};
+    let mut socket = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    socket
+        .write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")
+        .unwrap();
+    let mut page = String::new();
+    socket.read_to_string(&mut page).unwrap();
+    page
+}

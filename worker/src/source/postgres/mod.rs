@@ -31,6 +31,7 @@ use crate::format::wal2json::{self, Change};
 use crate::format::Order;
 use crate::pipeline::{Delivered, Delivery, Feed, Fields, Pipeline};
 use crate::plan::{Position, Version};
+use crate::source::Failures;
 
 pub struct PgSource {
     pub settings: PostgresSource,
@@ -81,7 +82,7 @@ impl PgSource {
             },
             "postgres source started"
         );
-        let mut failures = 0u64;
+        let mut failures = Failures::new(self.name());
         loop {
             let outcome = self
                 .follow(&client, &mut snapshot, &mut failures, &mut shutdown)
@@ -90,14 +91,8 @@ impl PgSource {
             if *shutdown.borrow() {
                 break;
             }
-            failures += 1;
-            let delay = Duration::from_millis(200 * failures.min(25));
-            tracing::warn!(
-                source = self.name(),
-                failures,
-                "{error}; retrying in {} ms",
-                delay.as_millis()
-            );
+            let delay = Duration::from_millis(200 * (failures.in_a_row() + 1).min(25));
+            failures.failed(&error, delay);
             tokio::select! {
                 _ = tokio::time::sleep(delay) => {}
                 _ = shutdown.changed() => {}
@@ -121,7 +116,7 @@ impl PgSource {
         &mut self,
         client: &Client,
         snapshot: &mut Option<Progress>,
-        failures: &mut u64,
+        failures: &mut Failures,
         shutdown: &mut watch::Receiver<bool>,
     ) -> Result<()> {
         if let Some(progress) = snapshot {
@@ -136,7 +131,7 @@ impl PgSource {
             let move_if_idle = moved_while_idle.elapsed()
                 >= Duration::from_millis(self.settings.poll_ms * POLLS_BEFORE_IDLE_ADVANCE);
             let polled = self.poll(client, attempts + 1, move_if_idle).await?;
-            *failures = 0;
+            failures.succeeded();
             if move_if_idle || polled.messages > 0 {
                 moved_while_idle = Instant::now();
             }
