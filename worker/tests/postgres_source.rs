@@ -567,6 +567,46 @@ fn a_job_without_a_key_writes_under_rdis_default_key() {
     assert_eq!(total.as_deref(), Some("2.02"));
 }
 
+/// A column stored out of line (TOAST) that an update leaves alone is not sent with the
+/// change: the hash keeps it rather than losing it.
+#[test]
+fn unchanged_toasted_columns_are_kept() {
+    let redis = RedisServer::start();
+    let postgres = PostgresServer::start();
+    let mut client = postgres.client().unwrap();
+    client
+        .batch_execute(
+            "CREATE TABLE doc (id integer PRIMARY KEY, title text, body text);
+             ALTER TABLE doc ALTER COLUMN body SET STORAGE EXTERNAL;
+             INSERT INTO doc VALUES (1, 'first', repeat('0123456789', 1000));",
+        )
+        .unwrap();
+    let config =
+        config(&redis, &postgres).replace("tables: [public.invoice]", "tables: [public.doc]");
+    let job = r#"source: {server_name: chinook, schema: public, table: doc}
+output:
+  - uses: redis.write
+    with:
+      key: {expression: "concat(['doc:', to_string(id)])", language: jmespath}
+"#;
+    let worker = Worker::from_config(&config, &[job]);
+    worker.wait_until(&redis, "the snapshot row", |con| {
+        Ok(call::<i64>(con, &["HSTRLEN", "doc:1", "body"])? == 10_000)
+    });
+    client
+        .batch_execute("UPDATE doc SET title = 'second' WHERE id = 1")
+        .unwrap();
+    worker.wait_until(&redis, "the update", |con| {
+        Ok(call::<Option<String>>(con, &["HGET", "doc:1", "title"])?.as_deref() == Some("second"))
+    });
+    let mut con = redis.connection();
+    assert_eq!(
+        call::<i64>(&mut con, &["HSTRLEN", "doc:1", "body"]).unwrap(),
+        10_000,
+        "the unchanged TOASTed body is kept"
+    );
+}
+
 /// PostgreSQL gone for a while: each failed attempt is counted
 /// (`redsink_source_errors_total`), the failures in a row shown
 /// (`redsink_source_failing`), and once they keep coming they are logged as errors; back,
