@@ -512,31 +512,39 @@ async fn by_node(
         })
         .collect();
     let routing = cluster.routing(false).await;
-    // Per primary: its connection, a pipeline and the places of its commands.
-    let mut pipelines = BTreeMap::new();
+    // Per primary: its connection, and its commands by slot (in order within each).
+    let mut nodes = BTreeMap::new();
     let mut again = Vec::new();
-    for (at, command) in commands.iter().enumerate() {
+    for (at, &slot) in slots.iter().enumerate() {
         match routing
             .as_ref()
-            .and_then(|routing| routing.primary_of(slots[at]))
+            .and_then(|routing| routing.primary_of(slot))
         {
-            Some((node, connection)) => {
-                let (_, pipe, places) = pipelines.entry(node).or_insert_with(|| {
-                    let mut pipe = Pipeline::new();
-                    pipe.ignore_errors();
-                    (connection, pipe, Vec::new())
-                });
-                pipe.add_command((*command).clone());
-                places.push(at);
-            }
+            Some((node, connection)) => nodes
+                .entry(node)
+                .or_insert_with(|| (connection, BTreeMap::<u16, Vec<usize>>::new()))
+                .1
+                .entry(slot)
+                .or_default()
+                .push(at),
             None => again.push(at),
         }
     }
-    let sent = pipelines
+    let commands = &commands;
+    let sent = nodes
         .into_iter()
-        .map(|(node, (mut connection, pipe, places))| async move {
-            let replies = connection.req_packed_commands(&pipe, 0, places.len()).await;
-            (node, replies.map(|replies| places.into_iter().zip(replies)))
+        .map(|(node, (mut connection, by_slot))| async move {
+            let groups: Vec<SlotGroup> = by_slot
+                .into_values()
+                .map(|places| SlotGroup::new(places, commands))
+                .collect();
+            let mut pipe = Pipeline::new();
+            pipe.ignore_errors();
+            for group in &groups {
+                group.add_to(&mut pipe, commands);
+            }
+            let replies = connection.req_packed_commands(&pipe, 0, pipe.len()).await;
+            (node, replies.map(|replies| (groups, replies)))
         });
     let mut answered = Vec::new();
     let mut failure = None;
@@ -562,13 +570,26 @@ async fn by_node(
         .take(commands.len())
         .collect();
     let mut stale = false;
-    for (at, reply) in answered.into_iter().flatten() {
-        match to_send_again(&reply) {
-            Some(kind) => {
-                stale |= kind != ServerErrorKind::Ask;
-                again.push(at);
+    for (groups, node_replies) in answered {
+        let mut node_replies = node_replies.into_iter();
+        for group in groups {
+            match group.take_replies(&mut node_replies) {
+                Ok(answers) => {
+                    for (at, reply) in answers {
+                        match to_send_again(&reply) {
+                            Some(kind) => {
+                                stale |= kind != ServerErrorKind::Ask;
+                                again.push(at);
+                            }
+                            None => replies[at] = Some(server_error_as_err(reply)),
+                        }
+                    }
+                }
+                Err(redirected) => {
+                    stale |= redirected;
+                    again.extend(group.places);
+                }
             }
-            None => replies[at] = Some(server_error_as_err(reply)),
         }
     }
     if stale {
@@ -606,6 +627,66 @@ async fn by_node(
         .collect())
 }
 
+/// One slot's commands in a node's pipeline. Where a key comes more than once, they go
+/// in MULTI/EXEC: a node that cannot take a command now (MOVED while a replica is being
+/// promoted, CLUSTERDOWN, LOADING) may take the next one a moment later, and the one sent
+/// again would then land after it (a stream message out of order). In a transaction
+/// either all run or none, and all go again in order.
+struct SlotGroup {
+    places: Vec<usize>,
+    atomic: bool,
+}
+
+impl SlotGroup {
+    fn new(places: Vec<usize>, commands: &[&Cmd]) -> SlotGroup {
+        let mut keys = std::collections::HashSet::new();
+        let atomic = places.iter().any(|&at| {
+            let key = match commands[at].args_iter().nth(1) {
+                Some(redis::Arg::Simple(key)) => key,
+                _ => &[][..],
+            };
+            !keys.insert(key)
+        });
+        SlotGroup { places, atomic }
+    }
+
+    fn add_to(&self, pipe: &mut Pipeline, commands: &[&Cmd]) {
+        if self.atomic {
+            pipe.add_command(redis::cmd("MULTI"));
+        }
+        for &at in &self.places {
+            pipe.add_command(commands[at].clone());
+        }
+        if self.atomic {
+            pipe.add_command(redis::cmd("EXEC"));
+        }
+    }
+
+    /// This group's replies from the node's, each with its command's place; `Err` when a
+    /// transaction did not run (whether the node redirected or refused it: the routing
+    /// is then stale).
+    fn take_replies(
+        &self,
+        replies: &mut impl Iterator<Item = Value>,
+    ) -> Result<Vec<(usize, Value)>, bool> {
+        if !self.atomic {
+            return Ok(self.places.iter().copied().zip(replies.by_ref()).collect());
+        }
+        let queued: Vec<Value> = replies.by_ref().take(self.places.len() + 1).collect();
+        match replies.next() {
+            Some(Value::Array(ran)) if ran.len() == self.places.len() => {
+                Ok(self.places.iter().copied().zip(ran).collect())
+            }
+            exec => {
+                let redirected = queued.iter().chain(exec.iter()).any(|reply| {
+                    to_send_again(reply).is_some_and(|kind| kind != ServerErrorKind::Ask)
+                });
+                Err(redirected)
+            }
+        }
+    }
+}
+
 /// A reply, an error reply as `Err`.
 fn server_error_as_err(reply: Value) -> RedisResult<Value> {
     match reply {
@@ -640,6 +721,67 @@ fn to_send_again(reply: &Value) -> Option<ServerErrorKind> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    /// A reply as Redis sends it (`-MOVED …`, `+OK`).
+    fn reply(resp: &str) -> Value {
+        redis::parse_redis_value(format!("{resp}\r\n").as_bytes()).unwrap()
+    }
+
+    /// A slot's commands where a key comes twice go in MULTI/EXEC; their replies are the
+    /// EXEC's, or, when the transaction did not run, none (all go again).
+    #[test]
+    fn slot_groups_run_a_key_twice_as_one_transaction() {
+        let (a, b) = (
+            redis::cmd("SET").arg("k").arg(1).clone(),
+            redis::cmd("SET").arg("j").arg(1).clone(),
+        );
+        let commands = [&a, &b, &a];
+        let plain = SlotGroup::new(vec![0, 1], &commands);
+        assert!(!plain.atomic);
+        let atomic = SlotGroup::new(vec![0, 1, 2], &commands);
+        assert!(atomic.atomic);
+        let mut pipe = Pipeline::new();
+        atomic.add_to(&mut pipe, &commands);
+        assert_eq!(pipe.len(), 5, "MULTI, three commands, EXEC");
+        let ran = [
+            reply("+OK"),
+            reply("+QUEUED"),
+            reply("+QUEUED"),
+            reply("+QUEUED"),
+            reply("*3\r\n+OK\r\n-ERR no\r\n+OK"),
+        ];
+        let answers = atomic.take_replies(&mut ran.into_iter()).unwrap();
+        assert_eq!(
+            answers.iter().map(|(at, _)| *at).collect::<Vec<_>>(),
+            [0, 1, 2]
+        );
+        assert!(matches!(answers[1].1, Value::ServerError(_)));
+        // A replica being promoted: the first refused, the next ones taken; nothing ran.
+        let moved = [
+            reply("+OK"),
+            reply("-MOVED 1 127.0.0.1:7000"),
+            reply("+QUEUED"),
+            reply("+QUEUED"),
+            reply("-EXECABORT Transaction discarded"),
+        ];
+        assert_eq!(atomic.take_replies(&mut moved.into_iter()), Err(true));
+        let asked = [
+            reply("+OK"),
+            reply("-ASK 1 127.0.0.1:7000"),
+            reply("+QUEUED"),
+            reply("+QUEUED"),
+            reply("-EXECABORT Transaction discarded"),
+        ];
+        assert_eq!(
+            atomic.take_replies(&mut asked.into_iter()),
+            Err(false),
+            "ASK: the slot is not stale"
+        );
+        // Plain groups take one reply each, and leave the rest to the next group.
+        let mut rest = [reply("+OK"), reply("+OK"), reply("+NEXT")].into_iter();
+        assert_eq!(plain.take_replies(&mut rest).unwrap().len(), 2);
+        assert_eq!(rest.next(), Some(reply("+NEXT")));
+    }
 
     fn packed(cmd: &Cmd) -> String {
         cmd.args_iter()
