@@ -401,15 +401,17 @@ pub fn is_replayed(error: &RedisError) -> bool {
 }
 
 /// Applies each event's writes; returns, per event, `Ok` or the error Redis gave it.
-/// With the module, one pipeline carries the whole batch; without, each event is one
-/// MULTI/EXEC, all of them in one pipeline. On a cluster the commands go in one pipeline
-/// per primary, all at once (in order within each: the writes of one key share its
-/// slot); an event's plain commands then make no transaction. A transport failure (Redis
-/// gone) fails the whole call instead: it says nothing about the events, and must not
-/// count against them.
+/// `transactions` names each event's source transaction (where the source has them):
+/// on one server, the writes of one transaction's events go in one MULTI/EXEC, so that a
+/// reader never sees half of it; without the module, each event is one MULTI/EXEC at
+/// least. All of it in one pipeline. On a cluster the commands go in one pipeline per
+/// primary, all at once (in order within each: the writes of one key share its slot),
+/// and no transaction spans them. A transport failure (Redis gone) fails the whole call
+/// instead: it says nothing about the events, and must not count against them.
 pub async fn apply(
     con: &mut Redis,
     events: &[Vec<Write>],
+    transactions: &[Option<i64>],
     server: Server,
 ) -> Result<Vec<Result<(), String>>, RedisError> {
     if events.iter().all(Vec::is_empty) {
@@ -419,54 +421,114 @@ pub async fn apply(
     let commands: Vec<Vec<Cmd>> = events
         .iter()
         .map(|writes| {
-            let mut commands: Vec<Cmd> = writes
+            writes
                 .iter()
                 .flat_map(|write| commands_for(write, server))
-                .collect();
-            if !server.module && !server.cluster && !commands.is_empty() {
-                commands.insert(0, redis::cmd("MULTI"));
-                commands.push(redis::cmd("EXEC"));
-            }
-            commands
+                .collect()
         })
         .collect();
-    let replies = match con {
-        Redis::Cluster(cluster) => by_node(cluster, &commands).await?,
-        Redis::Server(_) => {
-            let mut pipe = Pipeline::new();
-            pipe.ignore_errors();
-            for command in commands.iter().flatten() {
-                pipe.add_command(command.clone());
-            }
-            pipe.query_async(con).await?
+    if let Redis::Cluster(cluster) = con {
+        let mut replies = by_node(cluster, &commands).await?.into_iter();
+        return Ok(commands
+            .iter()
+            .map(|event| outcome(replies.by_ref().take(event.len())))
+            .collect());
+    }
+    let blocks = blocks(&commands, transactions, server);
+    let mut pipe = Pipeline::new();
+    pipe.ignore_errors();
+    for block in &blocks {
+        if block.atomic {
+            pipe.add_command(redis::cmd("MULTI"));
         }
-    };
+        for command in commands[block.events.clone()].iter().flatten() {
+            pipe.add_command(command.clone());
+        }
+        if block.atomic {
+            pipe.add_command(redis::cmd("EXEC"));
+        }
+    }
+    let replies: Vec<RedisResult<Value>> = pipe.query_async(con).await?;
     let mut replies = replies.into_iter();
-    Ok(commands
-        .iter()
-        .map(|event| {
-            let mut outcome = Ok(());
-            for reply in replies.by_ref().take(event.len()) {
-                let failure = match reply {
-                    Err(error) => Some(error),
-                    // EXEC's reply holds each command's, errors included.
-                    Ok(Value::Array(replies)) => {
-                        replies.into_iter().find_map(|reply| match reply {
-                            Value::ServerError(error) => Some(RedisError::from(error)),
-                            _ => None,
-                        })
-                    }
-                    Ok(_) => None,
-                };
-                if let Some(error) = failure.filter(|error| !is_replayed(error)) {
-                    if outcome.is_ok() {
-                        outcome = Err(error.to_string());
-                    }
-                }
+    let mut outcomes = Vec::with_capacity(events.len());
+    for block in blocks {
+        let events = &commands[block.events];
+        if !block.atomic {
+            outcomes.extend(
+                events
+                    .iter()
+                    .map(|event| outcome(replies.by_ref().take(event.len()))),
+            );
+            continue;
+        }
+        let queued = events.iter().map(Vec::len).sum::<usize>() + 1;
+        let refused = replies
+            .by_ref()
+            .take(queued)
+            .find_map(|reply| reply.err().map(|error| error.to_string()));
+        match replies.next() {
+            Some(Ok(Value::Array(ran))) if ran.len() + 1 == queued => {
+                let mut ran = ran.into_iter().map(server_error_as_err);
+                outcomes.extend(
+                    events
+                        .iter()
+                        .map(|event| outcome(ran.by_ref().take(event.len()))),
+                );
             }
-            outcome
-        })
-        .collect())
+            exec => {
+                let error = match exec {
+                    Some(Err(error)) => error.to_string(),
+                    _ => refused.unwrap_or_else(|| "the transaction did not run".to_owned()),
+                };
+                outcomes.extend(events.iter().map(|_| Err(error.clone())));
+            }
+        }
+    }
+    Ok(outcomes)
+}
+
+/// An event's outcome from its commands' replies: the first error, a replayed stream id
+/// aside.
+fn outcome(replies: impl Iterator<Item = RedisResult<Value>>) -> Result<(), String> {
+    for reply in replies {
+        if let Err(error) = reply {
+            if !is_replayed(&error) {
+                return Err(error.to_string());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Events whose writes go to one server together: in MULTI/EXEC (`atomic`) when they are
+/// one transaction's with more than one command between them, or, without the module,
+/// one event's commands; else each on its own.
+struct Block {
+    events: std::ops::Range<usize>,
+    atomic: bool,
+}
+
+fn blocks(commands: &[Vec<Cmd>], transactions: &[Option<i64>], server: Server) -> Vec<Block> {
+    let mut blocks: Vec<Block> = Vec::new();
+    let mut start = 0;
+    while start < commands.len() {
+        let transaction = transactions.get(start).copied().flatten();
+        let mut end = start + 1;
+        while transaction.is_some()
+            && end < commands.len()
+            && transactions.get(end).copied().flatten() == transaction
+        {
+            end += 1;
+        }
+        let writes: usize = commands[start..end].iter().map(Vec::len).sum();
+        let atomic = writes > 1 || (!server.module && writes > 0);
+        blocks.push(Block {
+            events: start..end,
+            atomic,
+        });
+        start = end;
+    }
+    blocks
 }
 
 /// How many replicas must confirm a batch's writes, and for how long to wait.
@@ -725,6 +787,37 @@ mod tests {
     /// A reply as Redis sends it (`-MOVED …`, `+OK`).
     fn reply(resp: &str) -> Value {
         redis::parse_redis_value(format!("{resp}\r\n").as_bytes()).unwrap()
+    }
+
+    /// One transaction's events go to one server in one MULTI/EXEC; without the module,
+    /// each event at least; with it, a lone command needs none.
+    #[test]
+    fn transactions_make_blocks() {
+        let one = || vec![redis::cmd("SET").arg("k").arg(1).clone()];
+        let commands = [one(), one(), one(), one(), Vec::new()];
+        let transactions = [Some(7), Some(7), None, Some(8), Some(8)];
+        let shape = |server: Server| -> Vec<(std::ops::Range<usize>, bool)> {
+            blocks(&commands, &transactions, server)
+                .into_iter()
+                .map(|block| (block.events, block.atomic))
+                .collect()
+        };
+        let module = Server {
+            module: true,
+            json: false,
+            cluster: false,
+        };
+        assert_eq!(shape(module), [(0..2, true), (2..3, false), (3..5, false)]);
+        let plain = Server {
+            module: false,
+            ..module
+        };
+        assert_eq!(shape(plain), [(0..2, true), (2..3, true), (3..5, true)]);
+        assert_eq!(
+            blocks(&commands, &[], module).len(),
+            5,
+            "no transactions: each event alone"
+        );
     }
 
     /// A slot's commands where a key comes twice go in MULTI/EXEC; their replies are the

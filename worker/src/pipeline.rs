@@ -42,6 +42,10 @@ pub struct Delivery {
     pub change: std::result::Result<Option<(ChangeEvent, Position)>, String>,
     /// The stream to answer on (`responseTopic`, as a RuleGo endpoint answers).
     pub reply_to: Option<String>,
+    /// The source transaction the change belongs to (a PostgreSQL commit's LSN): on one
+    /// server, the writes of one transaction's changes in a batch reach Redis as one
+    /// MULTI/EXEC.
+    pub transaction: Option<i64>,
     /// The change as the source received it, where the source keeps it (a stream entry's
     /// fields): its dead letter. Without it, the source rebuilds the dead letter from the
     /// change ([`Feed::letter`]).
@@ -163,6 +167,8 @@ struct Batch {
 pub struct Planned {
     batch: Batch,
     writes: Vec<Vec<Write>>,
+    /// Each change's source transaction.
+    transactions: Vec<Option<i64>>,
     /// The changes whose jobs look things up: planned once the lookups are made, just
     /// before the batch is written (by delivery index).
     deferred: Vec<(usize, Deferred)>,
@@ -230,6 +236,7 @@ impl Pipeline {
         let started = Instant::now();
         let mut errors = Vec::with_capacity(deliveries.len());
         let mut writes = Vec::with_capacity(deliveries.len());
+        let mut transactions = Vec::with_capacity(deliveries.len());
         let mut delivered = Vec::with_capacity(deliveries.len());
         let mut deferred = Vec::new();
         // The deliveries of a batch mostly share a route: its jobs are looked up once.
@@ -239,9 +246,11 @@ impl Pipeline {
             at,
             change,
             reply_to,
+            transaction,
             raw,
         } in deliveries
         {
+            transactions.push(transaction);
             if *route_jobs.0 != *route {
                 route_jobs = (Arc::clone(&route), self.routes.jobs(&route));
             }
@@ -289,6 +298,7 @@ impl Pipeline {
                 started,
             },
             writes,
+            transactions,
             deferred,
         }
     }
@@ -299,13 +309,14 @@ impl Pipeline {
         let Planned {
             batch,
             mut writes,
+            transactions,
             deferred,
         } = planned;
         let mut writer = self.writer.clone();
         let server = self.server;
         let applied = tokio::spawn(async move {
             let unplanned = plan_deferred(&mut writer, deferred, &mut writes).await?;
-            let mut applied = commands::apply(&mut writer, &writes, server).await?;
+            let mut applied = commands::apply(&mut writer, &writes, &transactions, server).await?;
             for (index, error) in unplanned {
                 applied[index] = Err(error);
             }
@@ -372,7 +383,7 @@ impl Pipeline {
         if !replies.is_empty() {
             // Each answer on its own: one that cannot be written holds up no other.
             let replies: Vec<Vec<Write>> = replies.into_iter().map(|reply| vec![reply]).collect();
-            for failed in commands::apply(&mut self.writer, &replies, self.server)
+            for failed in commands::apply(&mut self.writer, &replies, &[], self.server)
                 .await?
                 .into_iter()
                 .filter_map(|outcome| outcome.err())

@@ -567,6 +567,78 @@ fn a_job_without_a_key_writes_under_rdis_default_key() {
     assert_eq!(total.as_deref(), Some("2.02"));
 }
 
+/// Transactions that move an amount between two rows, while a reader reads both keys in
+/// one MULTI: the sum never differs from the constant — a transaction's writes reach
+/// Redis as one MULTI/EXEC.
+#[test]
+fn a_transaction_is_seen_whole() {
+    const TRANSFERS: i32 = 300;
+    let redis = RedisServer::start();
+    let postgres = PostgresServer::start();
+    let mut client = postgres.client().unwrap();
+    client
+        .batch_execute(
+            "CREATE TABLE account (id integer PRIMARY KEY, balance integer NOT NULL, note text);
+             INSERT INTO account VALUES (1, 1000, ''), (2, 0, '');",
+        )
+        .unwrap();
+    let config = config(&redis, &postgres).replace("public.invoice", "public.account");
+    let job = r#"source: {server_name: chinook, schema: public, table: account}
+output:
+  - uses: redis.write
+    with:
+      key: {expression: "concat(['account:', to_string(id)])", language: jmespath}
+"#;
+    let worker = Worker::from_config(&config, &[job]);
+    let balances = |con: &mut redis::Connection| -> redis::RedisResult<(i64, i64)> {
+        redis::pipe()
+            .atomic()
+            .hget("account:1", "balance")
+            .hget("account:2", "balance")
+            .query(con)
+    };
+    worker.wait_until(&redis, "the snapshot", |con| {
+        Ok(balances(con).ok() == Some((1000, 0)))
+    });
+    let stop = Arc::new(AtomicBool::new(false));
+    let reader = {
+        let stop = Arc::clone(&stop);
+        let mut con = redis.connection();
+        std::thread::spawn(move || {
+            let (mut reads, mut torn) = (0, Vec::new());
+            while !stop.load(Ordering::Relaxed) {
+                let (one, two) = balances(&mut con).unwrap();
+                reads += 1;
+                if one + two != 1000 {
+                    torn.push((one, two));
+                }
+            }
+            (reads, torn)
+        })
+    };
+    // Notes of 2 KB make each batch's pipeline longer than what Redis reads at once
+    // (16 KB): a transaction not sent as one unit would be split between two reads, with
+    // the reader served in between.
+    for transfer in 0..TRANSFERS {
+        client
+            .batch_execute(&format!(
+                "BEGIN;
+                 UPDATE account SET balance = balance - 1, note = repeat('{}', 2048) WHERE id = 1;
+                 UPDATE account SET balance = balance + 1, note = repeat('{}', 2048) WHERE id = 2;
+                 COMMIT;",
+                transfer % 10,
+                transfer % 7
+            ))
+            .unwrap();
+    }
+    let end = (i64::from(1000 - TRANSFERS), i64::from(TRANSFERS));
+    worker.wait_until(&redis, "every transfer", |con| Ok(balances(con)? == end));
+    stop.store(true, Ordering::Relaxed);
+    let (reads, torn) = reader.join().unwrap();
+    assert!(reads > 100, "the reader read along ({reads} reads)");
+    assert!(torn.is_empty(), "half-applied transactions seen: {torn:?}");
+}
+
 /// A column stored out of line (TOAST) that an update leaves alone is not sent with the
 /// change: the hash keeps it rather than losing it.
 #[test]

@@ -145,7 +145,7 @@ async fn run(server: &RedisServer, batches: &[Vec<Write>], module: bool) {
 /// The batches, seven events at a time, each event's writes confirmed.
 async fn write_all(con: &mut Redis, batches: &[Vec<Write>], server: Server) {
     for chunk in batches.chunks(7) {
-        for outcome in apply(con, chunk, server).await.unwrap() {
+        for outcome in apply(con, chunk, &[], server).await.unwrap() {
             outcome.unwrap();
         }
     }
@@ -333,7 +333,7 @@ async fn writes_follow_a_slot_while_it_moves() {
     let write = |con: &mut Redis, batch: Vec<Vec<Write>>| {
         let mut con = con.clone();
         async move {
-            for outcome in apply(&mut con, &batch, server).await.unwrap() {
+            for outcome in apply(&mut con, &batch, &[], server).await.unwrap() {
                 outcome.unwrap();
             }
         }

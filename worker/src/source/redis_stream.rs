@@ -456,6 +456,7 @@ fn delivery(stream: &Arc<str>, entry: Entry, decoding: &Decoding) -> Delivery {
         route: Arc::clone(stream),
         at: entry.id,
         change,
+        transaction: None,
         reply_to,
         raw: entry.fields,
     }

@@ -339,6 +339,7 @@ impl PgSource {
                 at: format!("snapshot row {row}"),
                 change: Ok(Some((event, position))),
                 reply_to: None,
+                transaction: None,
                 raw: Vec::new(),
             }
         });
@@ -444,6 +445,7 @@ impl PgSource {
                 at: format!("lsn {}", at.version()),
                 change,
                 reply_to: None,
+                transaction: commit.map(Order::version),
                 raw,
             });
         }
