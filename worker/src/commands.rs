@@ -428,7 +428,18 @@ pub async fn apply(
         })
         .collect();
     if let Redis::Cluster(cluster) = con {
-        let mut replies = by_node(cluster, &commands).await?.into_iter();
+        // Each command's transaction: its event's.
+        let command_transactions: Vec<Option<i64>> = commands
+            .iter()
+            .enumerate()
+            .flat_map(|(at, event)| {
+                let transaction = transactions.get(at).copied().flatten();
+                std::iter::repeat_n(transaction, event.len())
+            })
+            .collect();
+        let mut replies = by_node(cluster, &commands, &command_transactions)
+            .await?
+            .into_iter();
         return Ok(commands
             .iter()
             .map(|event| outcome(replies.by_ref().take(event.len())))
@@ -564,6 +575,7 @@ pub async fn replicas_confirm(con: &mut Redis, wait: Wait) -> Result<bool, Redis
 async fn by_node(
     cluster: &mut Cluster,
     commands: &[Vec<Cmd>],
+    transactions: &[Option<i64>],
 ) -> Result<Vec<RedisResult<Value>>, RedisError> {
     let commands: Vec<&Cmd> = commands.iter().flatten().collect();
     let slots: Vec<u16> = commands
@@ -598,7 +610,7 @@ async fn by_node(
         .map(|(node, (mut connection, by_slot))| async move {
             let groups: Vec<SlotGroup> = by_slot
                 .into_values()
-                .map(|places| SlotGroup::new(places, commands))
+                .map(|places| SlotGroup::new(places, commands, transactions))
                 .collect();
             let mut pipe = Pipeline::new();
             pipe.ignore_errors();
@@ -689,25 +701,28 @@ async fn by_node(
         .collect())
 }
 
-/// One slot's commands in a node's pipeline. Where a key comes more than once, they go
-/// in MULTI/EXEC: a node that cannot take a command now (MOVED while a replica is being
-/// promoted, CLUSTERDOWN, LOADING) may take the next one a moment later, and the one sent
-/// again would then land after it (a stream message out of order). In a transaction
-/// either all run or none, and all go again in order.
+/// One slot's commands in a node's pipeline. Where a key comes more than once, or one
+/// source transaction has more than one command, they go in MULTI/EXEC (a transaction
+/// cannot span slots in a cluster). A node that cannot take a command now (MOVED while a
+/// replica is being promoted, CLUSTERDOWN, LOADING) may take the next one a moment later,
+/// and the one sent again would then land after it (a stream message out of order); in
+/// a transaction either all run or none, and all go again in order.
 struct SlotGroup {
     places: Vec<usize>,
     atomic: bool,
 }
 
 impl SlotGroup {
-    fn new(places: Vec<usize>, commands: &[&Cmd]) -> SlotGroup {
+    fn new(places: Vec<usize>, commands: &[&Cmd], transactions: &[Option<i64>]) -> SlotGroup {
         let mut keys = std::collections::HashSet::new();
+        let mut seen = std::collections::HashSet::new();
         let atomic = places.iter().any(|&at| {
             let key = match commands[at].args_iter().nth(1) {
                 Some(redis::Arg::Simple(key)) => key,
                 _ => &[][..],
             };
-            !keys.insert(key)
+            let transaction = transactions.get(at).copied().flatten();
+            !keys.insert(key) || transaction.is_some_and(|transaction| !seen.insert(transaction))
         });
         SlotGroup { places, atomic }
     }
@@ -829,10 +844,13 @@ mod tests {
             redis::cmd("SET").arg("j").arg(1).clone(),
         );
         let commands = [&a, &b, &a];
-        let plain = SlotGroup::new(vec![0, 1], &commands);
+        let plain = SlotGroup::new(vec![0, 1], &commands, &[]);
         assert!(!plain.atomic);
-        let atomic = SlotGroup::new(vec![0, 1, 2], &commands);
+        let atomic = SlotGroup::new(vec![0, 1, 2], &commands, &[]);
         assert!(atomic.atomic);
+        let one_transaction = SlotGroup::new(vec![0, 1], &commands, &[Some(9), Some(9)]);
+        assert!(one_transaction.atomic, "a transaction's keys of one slot");
+        assert!(!SlotGroup::new(vec![0, 1], &commands, &[Some(9), Some(10)]).atomic);
         let mut pipe = Pipeline::new();
         atomic.add_to(&mut pipe, &commands);
         assert_eq!(pipe.len(), 5, "MULTI, three commands, EXEC");
