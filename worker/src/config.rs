@@ -127,9 +127,17 @@ pub struct PostgresSource {
     /// How often the slot is polled for changes, in milliseconds.
     #[serde(default = "default_poll_ms")]
     pub poll_ms: u64,
+    /// The most changes held in memory at once: a transaction with more is written in
+    /// parts of this many (each part one MULTI/EXEC), so it may be seen partly applied.
+    #[serde(default = "default_max_transaction_changes")]
+    pub max_transaction_changes: usize,
     /// The connection the changes are written to (default `target`).
     #[serde(default = "default_target")]
     pub connection: String,
+}
+
+fn default_max_transaction_changes() -> usize {
+    100_000
 }
 
 fn default_poll_ms() -> u64 {

@@ -639,6 +639,41 @@ output:
     assert!(torn.is_empty(), "half-applied transactions seen: {torn:?}");
 }
 
+/// A transaction of more changes than `max_transaction_changes` is written in parts of
+/// that many, so that the worker never holds more: every row arrives, the log says so.
+#[test]
+fn a_large_transaction_is_written_in_parts() {
+    let redis = RedisServer::start();
+    let postgres = PostgresServer::start();
+    let mut client = postgres.client().unwrap();
+    client.batch_execute(INVOICE_TABLE).unwrap();
+    let config = config(&redis, &postgres).replace(
+        "poll_ms: 50",
+        "poll_ms: 50\n    max_transaction_changes: 100",
+    );
+    let worker = Worker::from_config(&config, &[INVOICE_HASH_JOB]);
+    // The slot exists once the source has started: the insert is a change, not a
+    // snapshot row.
+    worker.wait_until(&redis, "the source started", |_| {
+        Ok(worker.log().contains("postgres source started"))
+    });
+    client
+        .batch_execute(
+            r#"INSERT INTO invoice SELECT i, i % 7, '2021-01-01 10:00:00', 'Street 1', 'Berlin', NULL, 'Germany', '10115', i
+               FROM generate_series(1, 1000) AS i"#,
+        )
+        .unwrap();
+    worker.wait_until(&redis, "every row of the transaction", |con| {
+        Ok(call::<Vec<String>>(con, &["KEYS", "invoice:[0-9]*"])?.len() == 1000)
+    });
+    assert!(
+        worker.log().contains("written in parts"),
+        "{}",
+        worker.log()
+    );
+    assert_eq!(hashes_equal_the_table(&redis, &mut client), 1000);
+}
+
 /// A column stored out of line (TOAST) that an update leaves alone is not sent with the
 /// change: the hash keeps it rather than losing it.
 #[test]

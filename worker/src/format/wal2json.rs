@@ -53,7 +53,9 @@ pub enum Change {
     Truncate { table: String },
     /// The start of a transaction that commits at `commit`.
     Begin { commit: Order },
-    /// Transaction boundaries and messages that change no row.
+    /// The end of a transaction.
+    Commit,
+    /// Messages that change no row.
     Other,
 }
 
@@ -105,6 +107,7 @@ pub fn decode(data: &str, at: Order) -> Result<Change> {
             })?;
             return Ok(Change::Begin { commit });
         }
+        "C" => return Ok(Change::Commit),
         _ => return Ok(Change::Other),
     };
     // A delete carries the old key as `identity` (all columns with REPLICA IDENTITY FULL),
@@ -191,6 +194,10 @@ mod tests {
         );
         assert_eq!(
             decode(r#"{"action":"C","lsn":"0/152D250"}"#, Order::from_lsn(45)).unwrap(),
+            Change::Commit
+        );
+        assert_eq!(
+            decode(r#"{"action":"M","content":"x"}"#, Order::from_lsn(45)).unwrap(),
             Change::Other
         );
         assert!(decode("{broken", Order::from_lsn(46)).is_err());

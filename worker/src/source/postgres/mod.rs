@@ -19,8 +19,10 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures_util::{pin_mut, TryStreamExt};
 use tokio::sync::watch;
 use tokio_postgres::config::SslMode;
+use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, NoTls};
 
 use self::snapshot::{Progress, Rows};
@@ -361,7 +363,9 @@ impl PgSource {
     /// polls that have tried these changes: at `max_deliveries`, changes that keep failing
     /// go to the dead-letter stream so that the slot moves on. With `move_if_idle`, a poll
     /// that finds nothing moves the slot to where the WAL was before it looked: WAL that
-    /// other databases write is then not kept for the slot.
+    /// other databases write is then not kept for the slot. The changes are read as they
+    /// come, and written at the end, or in parts of `max_transaction_changes` where one
+    /// transaction has more (the slot then moves only once all of it is written).
     async fn poll(&mut self, client: &Client, attempt: u64, move_if_idle: bool) -> Result<Polled> {
         let wal_before: Option<String> = if move_if_idle {
             Some(
@@ -381,33 +385,38 @@ impl PgSource {
             .collect();
         let tables = tables.join(",");
         let limit = self.processors.read_batch_size as i32;
+        let slot = self.settings.slot_name();
+        let params: [&(dyn ToSql + Sync); 3] = [&slot, &limit, &tables];
         // Whole transactions come back, so the last message is a commit.
         let rows = client
-            .query(
+            .query_raw(
                 "SELECT lsn::text, data FROM pg_logical_slot_peek_changes($1, NULL, $2, \
                  'format-version', '2', 'include-lsn', 'true', 'include-pk', 'true', 'add-tables', $3)",
-                &[&self.settings.slot_name(), &limit, &tables],
+                params,
             )
             .await?;
-        let Some(last) = rows.last().map(|row| row.get::<_, String>(0)) else {
-            // Nothing of ours committed before `wal_before`, or the peek would have had it.
-            if let Some(wal_before) = wal_before {
-                self.advance(client, &wal_before).await?;
-            }
-            return Ok(Polled {
-                messages: 0,
-                failed: 0,
-            });
-        };
-        let mut deliveries = Vec::with_capacity(rows.len());
+        pin_mut!(rows);
+        let part_size = self.settings.max_transaction_changes.max(1);
+        let mut deliveries = Vec::new();
         let (mut commit, mut number) = (None, 0);
+        // Within a transaction: between its begin and its commit.
+        let mut open = false;
         let mut route: Arc<str> = Arc::from("");
-        for row in &rows {
+        let mut last = None;
+        let mut polled = Polled {
+            messages: 0,
+            failed: 0,
+        };
+        while let Some(row) = rows.try_next().await? {
             let (lsn_text, data): (String, String) = (row.get(0), row.get(1));
             let at = Order::parse_lsn(&lsn_text).unwrap_or(Order::from_lsn(0));
+            last = Some(lsn_text);
             let decoded = wal2json::decode(&data, at);
             match &decoded {
-                Ok(Change::Begin { commit: order }) => (commit, number) = (Some(*order), 0),
+                Ok(Change::Begin { commit: order }) => {
+                    (commit, number, open) = (Some(*order), 0, true);
+                }
+                Ok(Change::Commit) => open = false,
                 Ok(Change::Row { .. }) | Err(_) => number += 1,
                 Ok(Change::Truncate { table }) => tracing::warn!(
                     table,
@@ -448,7 +457,43 @@ impl PgSource {
                 transaction: commit.map(Order::version),
                 raw,
             });
+            if deliveries.len() >= part_size {
+                // Said once a transaction: when its first part is cut.
+                if open && number <= part_size {
+                    tracing::warn!(
+                        source = self.name(),
+                        commit = commit.map(Order::version),
+                        "a transaction of more than {part_size} changes (max_transaction_changes): \
+                         written in parts, which readers may see one at a time"
+                    );
+                }
+                let part = std::mem::take(&mut deliveries);
+                if !self.write_changes(part, attempt, &mut polled).await? {
+                    return Ok(polled);
+                }
+            }
         }
+        let Some(last) = last else {
+            // Nothing of ours committed before `wal_before`, or the peek would have had it.
+            if let Some(wal_before) = wal_before {
+                self.advance(client, &wal_before).await?;
+            }
+            return Ok(polled);
+        };
+        if self.write_changes(deliveries, attempt, &mut polled).await? {
+            self.advance(client, &last).await?;
+        }
+        Ok(polled)
+    }
+
+    /// Writes a poll's changes (or a part of them); whether all were written (or
+    /// dead-lettered), adding them to `polled`.
+    async fn write_changes(
+        &mut self,
+        deliveries: Vec<Delivery>,
+        attempt: u64,
+        polled: &mut Polled,
+    ) -> Result<bool> {
         let source = self.name();
         let mut feed = Changes {
             attempt,
@@ -459,19 +504,14 @@ impl PgSource {
             .pipeline
             .deliver(&source, deliveries.into_iter(), &mut feed)
             .await?;
+        polled.messages += outcome.len();
         if !outcome.all_done() {
             outcome.record(0);
-            return Ok(Polled {
-                messages: outcome.len(),
-                failed: outcome.len() - outcome.done().count(),
-            });
+            polled.failed += outcome.len() - outcome.done().count();
+            return Ok(false);
         }
-        self.advance(client, &last).await?;
         outcome.record(outcome.len());
-        Ok(Polled {
-            messages: outcome.len(),
-            failed: 0,
-        })
+        Ok(true)
     }
 
     /// Confirms the slot up to `lsn`: PostgreSQL will not send what is before it again.
