@@ -652,10 +652,10 @@ fn a_large_transaction_is_written_in_parts() {
         "poll_ms: 50\n    max_transaction_changes: 100",
     );
     let worker = Worker::from_config(&config, &[INVOICE_HASH_JOB]);
-    // The slot exists once the source has started: the insert is a change, not a
-    // snapshot row.
-    worker.wait_until(&redis, "the source started", |_| {
-        Ok(worker.log().contains("postgres source started"))
+    // Once the (empty) table's snapshot is done, the insert is a change, not a snapshot
+    // row.
+    worker.wait_until(&redis, "the snapshot done", |_| {
+        Ok(worker.log().contains("snapshot of the table done"))
     });
     client
         .batch_execute(
