@@ -30,6 +30,8 @@ pub struct KeyTable<E> {
     level: u32,
     split: usize,
     len: usize,
+    /// The buckets' capacities, summed: entries they have room for.
+    room: usize,
 }
 
 impl<E> Default for KeyTable<E> {
@@ -39,6 +41,7 @@ impl<E> Default for KeyTable<E> {
             level: 0,
             split: 0,
             len: 0,
+            room: 0,
         }
     }
 }
@@ -79,7 +82,9 @@ impl<E: Keyed> KeyTable<E> {
             *old = entry;
             return;
         }
+        let before = bucket.capacity();
         push(bucket, entry);
+        self.room += bucket.capacity() - before;
         self.len += 1;
         if self.len > self.buckets() * GROW_ABOVE {
             self.split_one();
@@ -94,7 +99,9 @@ impl<E: Keyed> KeyTable<E> {
         let bucket = self.bucket_mut(id);
         let at = bucket.iter().position(|entry| entry.id() == id)?;
         let removed = bucket.swap_remove(at);
+        let before = bucket.capacity();
         fit(bucket);
+        self.room -= before - bucket.capacity();
         self.len -= 1;
         if self.buckets() > 1 && self.len < self.buckets() * SHRINK_BELOW {
             self.merge_last();
@@ -107,17 +114,15 @@ impl<E: Keyed> KeyTable<E> {
     }
 
     /// Bytes the table asks the allocator for (buckets and directory; not what entries
-    /// point to).
+    /// point to), in time proportional to the directory's segments (one a 4,096 buckets).
     pub fn bytes(&self) -> usize {
-        let entry = std::mem::size_of::<E>();
         let bucket = std::mem::size_of::<Vec<E>>();
-        self.segments
+        let directory: usize = self
+            .segments
             .iter()
-            .map(|buckets| {
-                let entries: usize = buckets.iter().map(Vec::capacity).sum();
-                bucket + buckets.capacity() * bucket + entries * entry
-            })
-            .sum()
+            .map(|buckets| bucket + buckets.capacity() * bucket)
+            .sum();
+        self.room * std::mem::size_of::<E>() + directory
     }
 
     fn buckets(&self) -> usize {
@@ -154,11 +159,13 @@ impl<E: Keyed> KeyTable<E> {
             self.split = 0;
         }
         let bucket = &mut self.segments[from / SEGMENT][from % SEGMENT];
+        let before = bucket.capacity();
         let mut moving = Vec::new();
         for entry in bucket.extract_if(.., |entry| entry.id() & bit != 0) {
             push(&mut moving, entry);
         }
         fit(bucket);
+        self.room = self.room - before + bucket.capacity() + moving.capacity();
         if to % SEGMENT == 0 {
             self.segments.push(Vec::new());
         }
@@ -179,8 +186,10 @@ impl<E: Keyed> KeyTable<E> {
             self.segments.pop();
         }
         let into = &mut self.segments[self.split / SEGMENT][self.split % SEGMENT];
+        let before = into.capacity() + moving.capacity();
         into.reserve_exact(moving.len());
         into.extend(moving);
+        self.room = self.room - before + into.capacity();
     }
 }
 
@@ -242,6 +251,19 @@ mod tests {
         Entry { id, lane, version }
     }
 
+    /// What `bytes` tracks, found by walking every bucket.
+    fn walked_bytes<E>(table: &KeyTable<E>) -> usize {
+        let bucket = std::mem::size_of::<Vec<E>>();
+        table
+            .segments
+            .iter()
+            .map(|buckets| {
+                let entries: usize = buckets.iter().map(Vec::capacity).sum();
+                bucket + buckets.capacity() * bucket + entries * std::mem::size_of::<E>()
+            })
+            .sum()
+    }
+
     #[test]
     fn size_classes_are_jemallocs() {
         let classes: Vec<usize> = [1, 16, 17, 64, 65, 80, 81, 128, 129, 400, 448, 449, 1000]
@@ -288,6 +310,7 @@ mod tests {
                 assert_eq!(table.get(id), Some(value));
             }
             assert_eq!(table.get(rng.random()), None);
+            assert_eq!(table.bytes(), walked_bytes(&table), "tracked as walked");
             let key = |e: &Entry| (e.id, e.lane, e.version);
             let mut listed: Vec<_> = table.iter().map(key).collect();
             listed.sort_unstable();
@@ -300,6 +323,7 @@ mod tests {
         }
         assert!(table.is_empty());
         assert_eq!(table.buckets(), 1, "merged back to one bucket");
+        assert_eq!(table.bytes(), walked_bytes(&table));
     }
 
     /// The table stays between its bounds at every size: about 21 bytes an 18-byte
