@@ -473,10 +473,12 @@ pub async fn apply(
             continue;
         }
         let queued = events.iter().map(Vec::len).sum::<usize>() + 1;
-        let refused = replies
-            .by_ref()
-            .take(queued)
-            .find_map(|reply| reply.err().map(|error| error.to_string()));
+        // Every queued reply is read (a refused one does not end the block's replies).
+        let queued: Vec<RedisResult<Value>> = replies.by_ref().take(queued).collect();
+        let refused = queued
+            .iter()
+            .find_map(|reply| reply.as_ref().err().map(ToString::to_string));
+        let queued = queued.len();
         match replies.next() {
             Some(Ok(Value::Array(ran))) if ran.len() + 1 == queued => {
                 let mut ran = ran.into_iter().map(server_error_as_err);
@@ -487,9 +489,11 @@ pub async fn apply(
                 );
             }
             exec => {
-                let error = match exec {
-                    Some(Err(error)) => error.to_string(),
-                    _ => refused.unwrap_or_else(|| "the transaction did not run".to_owned()),
+                // Why it did not run: the command refused, rather than EXECABORT.
+                let error = match (refused, exec) {
+                    (Some(refused), _) => refused,
+                    (None, Some(Err(error))) => error.to_string(),
+                    (None, _) => "the transaction did not run".to_owned(),
                 };
                 outcomes.extend(events.iter().map(|_| Err(error.clone())));
             }

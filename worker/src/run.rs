@@ -103,6 +103,7 @@ pub async fn run(config: Config, jobs: Vec<Job>) -> Result<()> {
                         &config.processors,
                     ),
                     writer,
+                    columns: Default::default(),
                 };
                 tasks.push(tokio::spawn(source.run(stopped.clone())));
             }

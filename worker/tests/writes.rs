@@ -430,3 +430,45 @@ async fn a_password_in_the_urls_reaches_every_primary() {
     }
     assert!(keys > 0, "the writes landed");
 }
+
+/// Transactions whose commands a full server refuses while queueing them (OOM): each of
+/// their changes fails with the reason, and so does the change after them — no reply is
+/// taken for another's.
+#[tokio::test]
+async fn refused_transactions_fail_their_changes_and_no_other() {
+    let server = RedisServer::start();
+    let mut admin = server.connection();
+    for (setting, value) in [("maxmemory-policy", "noeviction"), ("maxmemory", "1")] {
+        call::<()>(&mut admin, &["CONFIG", "SET", setting, value]).unwrap();
+    }
+    let mut con = connection(RedisConnection {
+        url: Some(server.url()),
+        ..RedisConnection::default()
+    })
+    .await;
+    let events: Vec<Vec<Write>> = ["a", "b", "c", "d", "e"]
+        .map(|key| {
+            vec![Write::Hash {
+                key: key.into(),
+                json: r#"{"x":1}"#.into(),
+                update: redsink_core::sink::HashUpdate::Replace,
+                ttl: None,
+                version: 1.into(),
+            }]
+        })
+        .to_vec();
+    let transactions = [Some(1), Some(1), Some(2), Some(2), None];
+    let server_kind = Server {
+        module: true,
+        json: false,
+        cluster: false,
+    };
+    let outcomes = apply(&mut con, &events, &transactions, server_kind)
+        .await
+        .unwrap();
+    assert_eq!(outcomes.len(), 5);
+    for outcome in &outcomes {
+        let error = outcome.as_ref().unwrap_err();
+        assert!(error.contains("OOM"), "{outcomes:?}");
+    }
+}

@@ -133,9 +133,6 @@ pub fn decode(data: &str, at: Order) -> Result<Change> {
                 table: message.table.clone(),
                 ..Origin::default()
             },
-            // wal2json leaves an update's unchanged TOASTed columns out (and sends the
-            // columns set to NULL as null): what is left out keeps its stored value.
-            partial: op == Op::Update,
             ..ChangeEvent::new(op, row)
         }),
     })

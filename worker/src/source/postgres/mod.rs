@@ -30,7 +30,7 @@ use crate::config::{PostgresSource, Processors};
 use crate::connect::Redis;
 use crate::error::{describe_postgres, Error, Result};
 use crate::format::wal2json::{self, Change};
-use crate::format::Order;
+use crate::format::{ChangeEvent, Op, Order};
 use crate::pipeline::{Delivered, Delivery, Feed, Fields, Pipeline};
 use crate::plan::{Position, Version};
 use crate::source::Failures;
@@ -41,6 +41,9 @@ pub struct PgSource {
     /// Plans and writes the changes; its routes are tables (`schema.table`).
     pub pipeline: Pipeline,
     pub writer: Redis,
+    /// Each captured table's columns, read once: what an update that wal2json sends
+    /// without some of them (unchanged TOASTed values) lacks.
+    pub columns: BTreeMap<String, Vec<String>>,
 }
 
 /// After this many polls without changes, the slot is moved to the server's WAL position
@@ -377,6 +380,13 @@ impl PgSource {
         } else {
             None
         };
+        for table in &self.settings.tables {
+            if !self.columns.contains_key(table) {
+                let columns = snapshot::column_types(client, table).await?;
+                self.columns
+                    .insert(table.clone(), columns.into_keys().collect());
+            }
+        }
         let tables: Vec<String> = self
             .settings
             .tables
@@ -399,8 +409,9 @@ impl PgSource {
         let part_size = self.settings.max_transaction_changes.max(1);
         let mut deliveries = Vec::new();
         let (mut commit, mut number) = (None, 0);
-        // Within a transaction: between its begin and its commit.
-        let mut open = false;
+        // Within a transaction: between its begin and its commit; and the changes of it
+        // already held or written when this part began.
+        let (mut open, mut part_start) = (false, 0);
         let mut route: Arc<str> = Arc::from("");
         let mut last = None;
         let mut polled = Polled {
@@ -414,7 +425,7 @@ impl PgSource {
             let decoded = wal2json::decode(&data, at);
             match &decoded {
                 Ok(Change::Begin { commit: order }) => {
-                    (commit, number, open) = (Some(*order), 0, true);
+                    (commit, number, open, part_start) = (Some(*order), 0, true, 0);
                 }
                 Ok(Change::Commit) => open = false,
                 Ok(Change::Row { .. }) | Err(_) => number += 1,
@@ -425,7 +436,10 @@ impl PgSource {
                 Ok(Change::Other) => {}
             }
             let change = match decoded {
-                Ok(Change::Row { table, event }) => {
+                Ok(Change::Row { table, mut event }) => {
+                    if event.op == Op::Update {
+                        complete_update(&mut event, self.columns.get(&table));
+                    }
                     // A poll's changes mostly touch few tables: one shared name each.
                     if *route != *table {
                         route = Arc::from(table);
@@ -457,9 +471,13 @@ impl PgSource {
                 transaction: commit.map(Order::version),
                 raw,
             });
-            if deliveries.len() >= part_size {
+            // Cut between transactions once enough is held; within one only when it alone
+            // has more than `part_size` changes since its last part: small transactions
+            // are never split.
+            let within = open && number - part_start >= part_size;
+            if within || (!open && deliveries.len() >= part_size) {
                 // Said once a transaction: when its first part is cut.
-                if open && number <= part_size {
+                if within && part_start == 0 {
                     tracing::warn!(
                         source = self.name(),
                         commit = commit.map(Order::version),
@@ -467,6 +485,7 @@ impl PgSource {
                          written in parts, which readers may see one at a time"
                     );
                 }
+                part_start = number;
                 let part = std::mem::take(&mut deliveries);
                 if !self.write_changes(part, attempt, &mut polled).await? {
                     return Ok(polled);
@@ -523,6 +542,27 @@ impl PgSource {
             )
             .await?;
         Ok(())
+    }
+}
+
+/// wal2json leaves an update's unchanged TOASTed columns out (and sends the columns set
+/// to NULL as null). Those the old row has (REPLICA IDENTITY FULL) are taken from it; if
+/// any are still missing, the update is partial: written as a patch, what it lacks keeps
+/// its stored value.
+fn complete_update(event: &mut ChangeEvent, columns: Option<&Vec<String>>) {
+    let Some(columns) = columns else {
+        return;
+    };
+    for column in columns {
+        if event.row.contains_key(column) {
+            continue;
+        }
+        match event.before.as_ref().and_then(|before| before.get(column)) {
+            Some(value) => {
+                event.row.insert(column.clone(), value.clone());
+            }
+            None => event.partial = true,
+        }
     }
 }
 
@@ -587,5 +627,39 @@ where
 {
     if let Err(error) = connection.await {
         tracing::warn!("postgres connection: {}", describe_postgres(&error));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn update(row: serde_json::Value, before: Option<serde_json::Value>) -> ChangeEvent {
+        let object = |value: serde_json::Value| value.as_object().cloned().unwrap();
+        ChangeEvent {
+            before: before.map(object),
+            ..ChangeEvent::new(Op::Update, object(row))
+        }
+    }
+
+    /// An update without some of the table's columns (unchanged TOAST) takes them from
+    /// the old row where it has them, else is partial; a whole one is neither.
+    #[test]
+    fn updates_are_completed_or_partial() {
+        let columns = vec!["id".to_owned(), "title".to_owned(), "body".to_owned()];
+        let mut whole = update(json!({"id": 1, "title": "t", "body": null}), None);
+        complete_update(&mut whole, Some(&columns));
+        assert!(!whole.partial);
+        let mut lacking = update(json!({"id": 1, "title": "t"}), Some(json!({"id": 1})));
+        complete_update(&mut lacking, Some(&columns));
+        assert!(lacking.partial, "the old row has only the key");
+        let old = json!({"id": 1, "title": "s", "body": "long"});
+        let mut full_identity = update(json!({"id": 1, "title": "t"}), Some(old));
+        complete_update(&mut full_identity, Some(&columns));
+        assert!(!full_identity.partial);
+        assert_eq!(full_identity.row["body"], "long");
+        assert_eq!(full_identity.row["title"], "t");
     }
 }

@@ -288,7 +288,7 @@ async fn primary_key(client: &Client, table: &str) -> Result<Vec<(String, String
 }
 
 /// The table's column types, by column name (`format_type`, as wal2json names them).
-async fn column_types(client: &Client, table: &str) -> Result<BTreeMap<String, String>> {
+pub(super) async fn column_types(client: &Client, table: &str) -> Result<BTreeMap<String, String>> {
     let rows = client
         .query(
             "SELECT attname::text, format_type(atttypid, atttypmod) FROM pg_attribute \

@@ -17,13 +17,13 @@ pub fn quoted(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
-/// The table in wal2json's `add-tables` list: its special characters (space, quote,
-/// comma, dot, asterisk, backslash) escaped with a backslash within each part.
+/// The table in wal2json's `add-tables` list: its special characters (white space,
+/// quote, comma, dot, asterisk, backslash) escaped with a backslash within each part.
 pub fn wal2json_name(table: &str) -> String {
     let escape = |part: &str| -> String {
         part.chars()
             .flat_map(|c| {
-                let special = matches!(c, ' ' | '\'' | ',' | '.' | '*' | '\\');
+                let special = c.is_whitespace() || matches!(c, '\'' | ',' | '.' | '*' | '\\');
                 special.then_some('\\').into_iter().chain([c])
             })
             .collect()
