@@ -674,6 +674,31 @@ fn a_large_transaction_is_written_in_parts() {
     assert_eq!(hashes_equal_the_table(&redis, &mut client), 1000);
 }
 
+/// An update that changes a row's key column moves its hash: the old key goes (wal2json
+/// sends the old key as the update's identity), the new one holds the row.
+#[test]
+fn an_update_of_the_key_moves_the_hash() {
+    let redis = RedisServer::start();
+    let postgres = PostgresServer::start();
+    let mut client = postgres.client().unwrap();
+    client.batch_execute(INVOICE_TABLE).unwrap();
+    insert(&mut client, 1);
+    let worker = Worker::from_config(&config(&redis, &postgres), &[INVOICE_HASH_JOB]);
+    worker.wait_until(&redis, "the snapshot row", |con| {
+        Ok(call::<i64>(con, &["EXISTS", "invoice:1"])? == 1)
+    });
+    client
+        .batch_execute(r#"UPDATE invoice SET "InvoiceId" = 99 WHERE "InvoiceId" = 1"#)
+        .unwrap();
+    worker.wait_until(&redis, "the hash moved", |con| {
+        Ok(
+            call::<i64>(con, &["EXISTS", "invoice:1", "invoice:99"])? == 1
+                && call::<i64>(con, &["EXISTS", "invoice:99"])? == 1,
+        )
+    });
+    assert_eq!(hashes_equal_the_table(&redis, &mut client), 1);
+}
+
 /// A column stored out of line (TOAST) that an update leaves alone is not sent with the
 /// change: the hash keeps it rather than losing it.
 #[test]
