@@ -28,6 +28,15 @@ const INVOICE_TABLE: &str = r#"CREATE TABLE invoice (
     "Total" numeric(10,2) NOT NULL
 )"#;
 
+/// redis-server, and PostgreSQL with `schema` run on it, and a client to it.
+fn servers(schema: &str) -> (RedisServer, PostgresServer, pg_client::Client) {
+    let redis = RedisServer::start();
+    let postgres = PostgresServer::start();
+    let mut client = postgres.client().unwrap();
+    client.batch_execute(schema).unwrap();
+    (redis, postgres, client)
+}
+
 fn config(redis: &RedisServer, postgres: &PostgresServer) -> String {
     format!(
         "connections:\n  target: {{type: redis, host: 127.0.0.1, port: {}}}\n\
@@ -104,10 +113,7 @@ fn hashes_equal_the_table(redis: &RedisServer, client: &mut pg_client::Client) -
 
 #[test]
 fn snapshot_then_changes_end_equal_to_the_table() {
-    let redis = RedisServer::start();
-    let postgres = PostgresServer::start();
-    let mut client = postgres.client().unwrap();
-    client.batch_execute(INVOICE_TABLE).unwrap();
+    let (redis, postgres, mut client) = servers(INVOICE_TABLE);
     // Deletes carry every column, so that stream messages of deletes have them too.
     client
         .batch_execute("ALTER TABLE invoice REPLICA IDENTITY FULL")
@@ -223,10 +229,7 @@ fn churn(port: u16, writer: i32, stop: Arc<AtomicBool>) {
 
 #[test]
 fn worker_killed_and_postgres_crashing_lose_and_duplicate_nothing() {
-    let redis = RedisServer::start();
-    let mut postgres = PostgresServer::start();
-    let mut client = postgres.client().unwrap();
-    client.batch_execute(INVOICE_TABLE).unwrap();
+    let (redis, mut postgres, mut client) = servers(INVOICE_TABLE);
     client
         .batch_execute("ALTER TABLE invoice REPLICA IDENTITY FULL")
         .unwrap();
@@ -326,10 +329,7 @@ fn refused(config: &str) -> String {
 
 #[test]
 fn unknown_tables_and_wrong_passwords_are_refused_with_what_to_do() {
-    let redis = RedisServer::start();
-    let postgres = PostgresServer::start();
-    let mut client = postgres.client().unwrap();
-    client.batch_execute(INVOICE_TABLE).unwrap();
+    let (redis, postgres, mut client) = servers(INVOICE_TABLE);
     let config = config(&redis, &postgres);
 
     let log = refused(&config.replace("public.invoice", "public.invoices"));
@@ -406,10 +406,7 @@ fn a_server_without_wal2json_is_refused_with_what_to_do() {
 
 #[test]
 fn an_idle_slot_follows_wal_written_by_other_databases() {
-    let redis = RedisServer::start();
-    let postgres = PostgresServer::start();
-    let mut client = postgres.client().unwrap();
-    client.batch_execute(INVOICE_TABLE).unwrap();
+    let (redis, postgres, mut client) = servers(INVOICE_TABLE);
     let worker = Worker::from_config(&config(&redis, &postgres), &[INVOICE_HASH_JOB]);
     let confirmed = |client: &mut pg_client::Client| -> i64 {
         client
@@ -452,10 +449,7 @@ fn an_idle_slot_follows_wal_written_by_other_databases() {
 
 #[test]
 fn a_change_that_cannot_be_written_is_dead_lettered_as_a_debezium_event_to_replay() {
-    let redis = RedisServer::start();
-    let postgres = PostgresServer::start();
-    let mut client = postgres.client().unwrap();
-    client.batch_execute(INVOICE_TABLE).unwrap();
+    let (redis, postgres, mut client) = servers(INVOICE_TABLE);
     // Keyed by a column that is NULL in the row: no key, the change cannot be written.
     let by_state = INVOICE_HASH_JOB.replace(
         "concat(['invoice:', InvoiceId])",
@@ -520,10 +514,7 @@ fn a_change_that_cannot_be_written_is_dead_lettered_as_a_debezium_event_to_repla
 
 #[test]
 fn a_snapshot_row_that_cannot_be_written_is_dead_lettered_at_once() {
-    let redis = RedisServer::start();
-    let postgres = PostgresServer::start();
-    let mut client = postgres.client().unwrap();
-    client.batch_execute(INVOICE_TABLE).unwrap();
+    let (redis, postgres, mut client) = servers(INVOICE_TABLE);
     // In the table before the worker starts: the snapshot reads it.
     insert(&mut client, 1);
     let by_state = INVOICE_HASH_JOB.replace(
@@ -548,10 +539,7 @@ fn a_snapshot_row_that_cannot_be_written_is_dead_lettered_at_once() {
 /// RDI's default key, `<table>:<key column>:<value>`, for snapshot rows and changes alike.
 #[test]
 fn a_job_without_a_key_writes_under_rdis_default_key() {
-    let redis = RedisServer::start();
-    let postgres = PostgresServer::start();
-    let mut client = postgres.client().unwrap();
-    client.batch_execute(INVOICE_TABLE).unwrap();
+    let (redis, postgres, mut client) = servers(INVOICE_TABLE);
     insert(&mut client, 1);
     let job = "source: {server_name: chinook, schema: public, table: invoice}\noutput:\n  - uses: redis.write\n";
     let worker = Worker::from_config(&config(&redis, &postgres), &[job]);
@@ -573,15 +561,10 @@ fn a_job_without_a_key_writes_under_rdis_default_key() {
 #[test]
 fn a_transaction_is_seen_whole() {
     const TRANSFERS: i32 = 300;
-    let redis = RedisServer::start();
-    let postgres = PostgresServer::start();
-    let mut client = postgres.client().unwrap();
-    client
-        .batch_execute(
-            "CREATE TABLE account (id integer PRIMARY KEY, balance integer NOT NULL, note text);
-             INSERT INTO account VALUES (1, 1000, ''), (2, 0, '');",
-        )
-        .unwrap();
+    let (redis, postgres, mut client) = servers(
+        "CREATE TABLE account (id integer PRIMARY KEY, balance integer NOT NULL, note text);
+         INSERT INTO account VALUES (1, 1000, ''), (2, 0, '');",
+    );
     let config = config(&redis, &postgres).replace("public.invoice", "public.account");
     let job = r#"source: {server_name: chinook, schema: public, table: account}
 output:
@@ -643,10 +626,7 @@ output:
 /// that many, so that the worker never holds more: every row arrives, the log says so.
 #[test]
 fn a_large_transaction_is_written_in_parts() {
-    let redis = RedisServer::start();
-    let postgres = PostgresServer::start();
-    let mut client = postgres.client().unwrap();
-    client.batch_execute(INVOICE_TABLE).unwrap();
+    let (redis, postgres, mut client) = servers(INVOICE_TABLE);
     let config = config(&redis, &postgres).replace(
         "poll_ms: 50",
         "poll_ms: 50\n    max_transaction_changes: 100",
@@ -678,10 +658,7 @@ fn a_large_transaction_is_written_in_parts() {
 /// sends the old key as the update's identity), the new one holds the row.
 #[test]
 fn an_update_of_the_key_moves_the_hash() {
-    let redis = RedisServer::start();
-    let postgres = PostgresServer::start();
-    let mut client = postgres.client().unwrap();
-    client.batch_execute(INVOICE_TABLE).unwrap();
+    let (redis, postgres, mut client) = servers(INVOICE_TABLE);
     insert(&mut client, 1);
     let worker = Worker::from_config(&config(&redis, &postgres), &[INVOICE_HASH_JOB]);
     worker.wait_until(&redis, "the snapshot row", |con| {
@@ -703,16 +680,11 @@ fn an_update_of_the_key_moves_the_hash() {
 /// change: the hash keeps it rather than losing it.
 #[test]
 fn unchanged_toasted_columns_are_kept() {
-    let redis = RedisServer::start();
-    let postgres = PostgresServer::start();
-    let mut client = postgres.client().unwrap();
-    client
-        .batch_execute(
-            "CREATE TABLE doc (id integer PRIMARY KEY, title text, body text);
-             ALTER TABLE doc ALTER COLUMN body SET STORAGE EXTERNAL;
-             INSERT INTO doc VALUES (1, 'first', repeat('0123456789', 1000));",
-        )
-        .unwrap();
+    let (redis, postgres, mut client) = servers(
+        "CREATE TABLE doc (id integer PRIMARY KEY, title text, body text);
+         ALTER TABLE doc ALTER COLUMN body SET STORAGE EXTERNAL;
+         INSERT INTO doc VALUES (1, 'first', repeat('0123456789', 1000));",
+    );
     let config =
         config(&redis, &postgres).replace("tables: [public.invoice]", "tables: [public.doc]");
     let job = r#"source: {server_name: chinook, schema: public, table: doc}
@@ -745,10 +717,7 @@ output:
 /// the source says it works again and the gauge falls to 0.
 #[test]
 fn a_failure_that_keeps_coming_back_shows() {
-    let redis = RedisServer::start();
-    let mut postgres = PostgresServer::start();
-    let mut client = postgres.client().unwrap();
-    client.batch_execute(INVOICE_TABLE).unwrap();
+    let (redis, mut postgres, mut client) = servers(INVOICE_TABLE);
     insert(&mut client, 1);
     let port = redsink_tests::free_port();
     let config =
@@ -794,18 +763,13 @@ fn a_failure_that_keeps_coming_back_shows() {
 /// each name as it is.
 #[test]
 fn any_table_and_column_name_is_captured() {
-    let redis = RedisServer::start();
-    let postgres = PostgresServer::start();
-    let mut client = postgres.client().unwrap();
-    client
-        .batch_execute(
-            r#"CREATE SCHEMA "My Schema";
-               CREATE TABLE "My Schema"."Order ""Items"", v2.t" (
-                   t integer PRIMARY KEY, "select" text, "Mixed Case" text, "with space" text
-               );
-               INSERT INTO "My Schema"."Order ""Items"", v2.t" VALUES (1, 'a', 'b', 'c');"#,
-        )
-        .unwrap();
+    let (redis, postgres, mut client) = servers(
+        r#"CREATE SCHEMA "My Schema";
+           CREATE TABLE "My Schema"."Order ""Items"", v2.t" (
+               t integer PRIMARY KEY, "select" text, "Mixed Case" text, "with space" text
+           );
+           INSERT INTO "My Schema"."Order ""Items"", v2.t" VALUES (1, 'a', 'b', 'c');"#,
+    );
     let config = format!(
         "connections:\n  target: {{type: redis, host: 127.0.0.1, port: {}}}\n\
          sources:\n  - type: postgres\n    server_name: shop\n    host: 127.0.0.1\n    port: {}\n\
