@@ -136,8 +136,10 @@ pub struct PostgresSource {
     pub connection: String,
 }
 
+/// A part of 10,000 changes is one MULTI/EXEC that Redis runs in one go: about 50 ms
+/// with the module's commands, during which other clients wait.
 fn default_max_transaction_changes() -> usize {
-    100_000
+    10_000
 }
 
 fn default_poll_ms() -> u64 {
