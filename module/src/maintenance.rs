@@ -1,4 +1,5 @@
-//! The module's background work, on one timer: reclaiming expired device records and
+//! The module's background work, on one timer: reclaiming expired device records, sending
+//! the tombstones of slots handed to other nodes (a thousand keys a run), and
 //! forgetting expired tombstones (every 100 ms, a bounded slice at a time; every
 //! millisecond while a backlog of expired tombstones lasts), and late stream ids (every
 //! second).
@@ -18,6 +19,8 @@ const INTERVAL: Duration = Duration::from_millis(100);
 /// time while the backlog lasts, as Redis's own expiry cycle takes, in slices of
 /// [`PURGE_TIME`] so that no client waits for more than one.
 const CATCH_UP: Duration = Duration::from_millis(1);
+/// Keys' versions sent to the node a slot goes to, at the most, each run.
+const HANDOVER_KEYS: usize = 1000;
 /// Late stream ids are purged this often.
 const LATE_IDS_EVERY: Duration = Duration::from_secs(1);
 /// How long a run may spend forgetting expired tombstones (checked every
@@ -61,6 +64,9 @@ fn run(ctx: &Context, mut maintenance: Maintenance) {
             maintenance.next_run = started + INTERVAL;
             maintenance.reclaimer.run(ctx);
         }
+        // Slots handed to other nodes: the versions kept apart from their keys go a
+        // bounded number at a time.
+        let handing_over = sink::migrate::send_handovers(ctx, HANDOVER_KEYS);
         let mut state = sink::state();
         if started >= maintenance.next_late_ids {
             maintenance.next_late_ids = started + LATE_IDS_EVERY;
@@ -77,7 +83,7 @@ fn run(ctx: &Context, mut maintenance: Maintenance) {
             thread_cpu_us().saturating_sub(cpu_before),
             Ordering::Relaxed,
         );
-        backlog
+        backlog || handing_over
     }));
     let wait = match outcome {
         Ok(true) => CATCH_UP,

@@ -551,15 +551,26 @@ pub fn decode_transfer(message: &[u8]) -> Option<Transfer> {
 impl Versions {
     /// The keys of cluster slot `slot` whose versions are kept apart from them (with
     /// tombstones, or in several lanes), by name with their entries: what goes along
-    /// when the slot moves to another node, deleted keys' tombstones included.
-    pub fn keys_in_slot(&self, db: i32, slot: u16) -> Vec<Transfer> {
+    /// when the slot moves to another node, deleted keys' tombstones included. `limit` of
+    /// them from fingerprint `from` on, and where the next ones start, if any.
+    pub fn keys_in_slot(
+        &self,
+        db: i32,
+        slot: u16,
+        from: KeyId,
+        limit: usize,
+    ) -> (Vec<Transfer>, Option<KeyId>) {
         let Some(versions) = self.dbs.get(&db) else {
-            return Vec::new();
+            return (Vec::new(), None);
         };
-        versions
+        let mut ids = versions
             .wide_by_slot
-            .range((slot, KeyId::MIN)..=(slot, KeyId::MAX))
-            .filter_map(|&(_, id)| {
+            .range((slot, from)..=(slot, KeyId::MAX))
+            .map(|&(_, id)| id);
+        let keys = ids
+            .by_ref()
+            .take(limit)
+            .filter_map(|id| {
                 let wide = versions.wide.get(id)?;
                 let lanes = wide
                     .lanes
@@ -568,7 +579,8 @@ impl Versions {
                     .collect();
                 Some((wide.name.as_deref()?.to_vec(), lanes))
             })
-            .collect()
+            .collect();
+        (keys, ids.next())
     }
 
     /// The key's entries, lane by lane (names), to send along when it moves.
@@ -777,7 +789,8 @@ mod tests {
         versions.set(0, b"{s}two", b"b", entry(2, LIVE));
         versions.set(0, b"{s}one", b"a", entry(3, LIVE));
         versions.set(0, b"{t}gone", b"", entry(4, Some(100)));
-        let mut keys = versions.keys_in_slot(0, slot);
+        let all = |versions: &Versions, slot| versions.keys_in_slot(0, slot, 0, usize::MAX).0;
+        let mut keys = all(&versions, slot);
         keys.sort_by(|a, b| a.0.cmp(&b.0));
         keys[1].1.sort_by(|a, b| a.0.cmp(&b.0));
         assert_eq!(
@@ -797,13 +810,18 @@ mod tests {
             ]
         );
         // Renamed: under its new name (and slot); purged: gone.
+        // A part at a time: the first, then from where it says the rest starts.
+        let (first, next) = versions.keys_in_slot(0, slot, 0, 1);
+        let (rest, after) = versions.keys_in_slot(0, slot, next.unwrap(), 1);
+        assert_eq!((first.len(), rest.len(), after), (1, 1, None));
+        assert_ne!(first[0].0, rest[0].0);
         versions.move_from(0, b"{s}two");
         versions.move_to(0, b"{t}two");
-        assert_eq!(versions.keys_in_slot(0, slot).len(), 1);
-        assert_eq!(versions.keys_in_slot(0, key_slot(b"{t}")).len(), 2);
+        assert_eq!(all(&versions, slot).len(), 1);
+        assert_eq!(all(&versions, key_slot(b"{t}")).len(), 2);
         versions.purge(100, 10);
-        assert!(versions.keys_in_slot(0, slot).is_empty());
-        assert_eq!(versions.keys_in_slot(0, key_slot(b"{t}")).len(), 1);
+        assert!(all(&versions, slot).is_empty());
+        assert_eq!(all(&versions, key_slot(b"{t}")).len(), 1);
     }
 
     /// Fingerprints are keyed: the same secret (as saved) knows the same keys, another

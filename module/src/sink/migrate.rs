@@ -8,19 +8,21 @@
 //! <slot> MIGRATING <another node>` (what `redis-cli --cluster reshard` starts each slot
 //! with: from then on, writes to keys not here go there) and again at `… NODE <another
 //! node>` (how it ends it), the versions kept apart from keys in that slot (tombstones,
-//! keys in several lanes) go to that node the same way. The destination keeps each lane's newer version,
+//! keys in several lanes) go to that node the same way — from the background
+//! maintenance, a bounded number at a time, so that a slot holding many never holds the
+//! server up. The destination keeps each lane's newer version,
 //! replicated as `SINK.SETVERSION` so that its replicas and AOF get it as any version.
 
+use std::collections::VecDeque;
 use std::ffi::{c_char, c_int, CStr};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::ptr;
-use std::sync::atomic::{AtomicPtr, Ordering};
 use std::sync::Mutex;
 
 use redis_module::{raw, Context, ContextFlags};
 use redsink_core::cluster::{migrated_keys, slot_given};
 use redsink_core::time;
-use redsink_core::versions::{decode_transfer, encode_transfer, Entry};
+use redsink_core::versions::{decode_transfer, encode_transfer, Entry, KeyId};
 
 use super::{state, write};
 
@@ -36,9 +38,15 @@ struct Migration {
 
 static MIGRATING: Mutex<Option<Migration>> = Mutex::new(None);
 
-/// A context of this module's for the command filter, which has none, to send cluster
-/// messages with (made at load, never freed).
-static MODULE_CTX: AtomicPtr<raw::RedisModuleCtx> = AtomicPtr::new(ptr::null_mut());
+/// A slot's versions kept apart from keys, on their way to the node it goes to (its id,
+/// NUL-terminated), from fingerprint `from` on.
+struct Handover {
+    slot: u16,
+    node: Vec<c_char>,
+    from: KeyId,
+}
+
+static HANDOVERS: Mutex<VecDeque<Handover>> = Mutex::new(VecDeque::new());
 
 /// At load, in cluster mode: the filter on `MIGRATE` and the receiver of versions.
 pub fn register(ctx: &Context) {
@@ -47,9 +55,6 @@ pub fn register(ctx: &Context) {
     }
     // SAFETY: OnLoad's context; the callbacks are `extern "C"` functions of this module.
     unsafe {
-        if let Some(detached) = raw::RedisModule_GetDetachedThreadSafeContext {
-            MODULE_CTX.store(detached(ctx.ctx), Ordering::Relaxed);
-        }
         if let Some(register_filter) = raw::RedisModule_RegisterCommandFilter {
             register_filter(
                 ctx.ctx,
@@ -138,10 +143,9 @@ pub fn on_deleted(ctx: &Context, db: i32, key: &[u8]) {
     send_versions(ctx.ctx, &node, key, &lanes);
 }
 
-/// Sends the versions kept apart from keys in `slot` to `node` (its id), unless that is
+/// Queues the versions kept apart from keys in `slot` for `node` (its id), unless that is
 /// this node.
 fn send_slot(slot: u16, node: &[u8]) {
-    let ctx = MODULE_CTX.load(Ordering::Relaxed);
     const ID_LEN: usize = raw::REDISMODULE_NODE_ID_LEN as usize;
     // SAFETY: RM_GetMyClusterID gives this node's id (ID_LEN bytes, not NUL-terminated)
     // or null.
@@ -150,15 +154,46 @@ fn send_slot(slot: u16, node: &[u8]) {
         .filter(|id| !id.is_null())
         // SAFETY: ID_LEN bytes of id, read now.
         .is_some_and(|id| unsafe { std::slice::from_raw_parts(id.cast::<u8>(), ID_LEN) } == node);
-    if ctx.is_null() || myself {
+    if myself {
         return;
     }
     // Some servers read the id up to a NUL (Valkey).
-    let id: Vec<c_char> = node.iter().map(|&b| b as c_char).chain([0]).collect();
-    let keys = state().versions.keys_in_slot(0, slot);
-    for (key, lanes) in keys {
-        send_versions(ctx, &id, &key, &lanes);
+    let node: Vec<c_char> = node.iter().map(|&b| b as c_char).chain([0]).collect();
+    HANDOVERS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push_back(Handover {
+            slot,
+            node,
+            from: 0,
+        });
+}
+
+/// Sends up to `budget` keys' versions of the slots handed over; whether more are left.
+/// (For the background maintenance, with the sink state not held.)
+pub fn send_handovers(ctx: &Context, budget: usize) -> bool {
+    let mut handovers = HANDOVERS.lock().unwrap_or_else(|e| e.into_inner());
+    let mut sent = 0;
+    while sent < budget {
+        let Some(handover) = handovers.front_mut() else {
+            break;
+        };
+        let (keys, next) =
+            state()
+                .versions
+                .keys_in_slot(0, handover.slot, handover.from, budget - sent);
+        for (key, lanes) in &keys {
+            send_versions(ctx.ctx, &handover.node, key, lanes);
+        }
+        sent += keys.len().max(1);
+        match next {
+            Some(next) => handover.from = next,
+            None => {
+                handovers.pop_front();
+            }
+        }
     }
+    !handovers.is_empty()
 }
 
 /// Sends a key's versions to a node (its id, NUL-terminated).
