@@ -275,7 +275,13 @@ impl Versions {
     /// Whether a write of `version` to the key, in `lane`, is newer than what was applied
     /// to it in that lane.
     pub fn is_newer(&self, db: i32, key: &[u8], lane: &[u8], version: i64, now: i64) -> bool {
-        match self.get(db, key, lane, now) {
+        self.is_newer_id(db, self.key_id(key), lane, version, now)
+    }
+
+    /// [`Versions::is_newer`] for a key known by its fingerprint (a write that checks,
+    /// then sets, fingerprints its key once).
+    pub fn is_newer_id(&self, db: i32, id: KeyId, lane: &[u8], version: i64, now: i64) -> bool {
+        match self.get_id(db, id, lane, now) {
             Some(entry) => version > entry.version,
             None => true,
         }
@@ -283,10 +289,14 @@ impl Versions {
 
     /// The key's entry in `lane`, unless it is a tombstone past its deadline.
     pub fn get(&self, db: i32, key: &[u8], lane: &[u8], now: i64) -> Option<Entry> {
+        self.get_id(db, self.key_id(key), lane, now)
+    }
+
+    fn get_id(&self, db: i32, id: KeyId, lane: &[u8], now: i64) -> Option<Entry> {
         let lane = *self.lane_ids.get(lane)?;
         self.dbs
             .get(&db)?
-            .get(self.key_id(key), lane)
+            .get(id, lane)
             .filter(|entry| entry.tombstone_until.is_none_or(|until| until > now))
     }
 

@@ -8,7 +8,7 @@ use redsink_core::args::{parse_int, Args};
 use redsink_core::sink::{
     self, values_then_options, Accepts, HashUpdate, StreamId, WriteOption::*, WriteOptions,
 };
-use redsink_core::versions::{Entry, MAX_LANES};
+use redsink_core::versions::{Entry, KeyId, MAX_LANES};
 use redsink_core::{json, time, Error as CoreError};
 
 use super::write::{Added, NewId};
@@ -38,9 +38,9 @@ pub fn hash(ctx: &Context, args: &[RedisString]) -> Reply {
     };
     let target = WriteKey::open(ctx, key);
     target.check_type(raw::KeyType::Hash)?;
-    if !admit(ctx, key.as_slice(), &options)? {
+    let Some(admitted) = admit(ctx, key.as_slice(), &options)? else {
         return Ok(RedisValue::Null);
-    }
+    };
     write::hash(
         &target,
         &fields,
@@ -50,7 +50,7 @@ pub fn hash(ctx: &Context, args: &[RedisString]) -> Reply {
     );
     let exists = target.exists();
     drop(target);
-    remember(ctx, key.as_slice(), &options, exists);
+    remember(ctx, key.as_slice(), &options, admitted, exists);
     Ok(RedisValue::Integer(fields.len() as i64))
 }
 
@@ -71,9 +71,9 @@ pub fn string(ctx: &Context, args: &[RedisString]) -> Reply {
     }
     let key = key.as_slice();
     write::check_type(ctx, key, &raw::KeyType::String)?;
-    if !admit(ctx, key, &options)? {
+    let Some(admitted) = admit(ctx, key, &options)? else {
         return Ok(RedisValue::Null);
-    }
+    };
     let patched;
     let value = if options.patch {
         let stored = write::string_value(ctx, key);
@@ -83,7 +83,7 @@ pub fn string(ctx: &Context, args: &[RedisString]) -> Reply {
         value
     };
     write::string(ctx, key, value, options.ttl_secs)?;
-    remember(ctx, key, &options, true);
+    remember(ctx, key, &options, admitted, true);
     Ok(RedisValue::SimpleStringStatic("OK"))
 }
 
@@ -107,9 +107,9 @@ pub fn json_document(ctx: &Context, args: &[RedisString]) -> Reply {
     }
     let key = key.as_slice();
     let missing = write::json_key_missing(ctx, key)?;
-    if !admit(ctx, key, &options)? {
+    let Some(admitted) = admit(ctx, key, &options)? else {
         return Ok(RedisValue::Null);
-    }
+    };
     let written;
     let (value, merge) = match (missing, options.patch, options.keep.is_empty()) {
         // A patch into nothing is the patch without its nulls (RFC 7396), set.
@@ -125,7 +125,7 @@ pub fn json_document(ctx: &Context, args: &[RedisString]) -> Reply {
         (_, merge, _) => (value, merge),
     };
     write::document(ctx, key, value, merge, options.ttl_secs)?;
-    remember(ctx, key, &options, true);
+    remember(ctx, key, &options, admitted, true);
     Ok(RedisValue::SimpleStringStatic("OK"))
 }
 
@@ -289,11 +289,11 @@ pub fn del(ctx: &Context, args: &[RedisString]) -> Reply {
     let (key, raw) = key_and_args(args)?;
     let options = WriteOptions::parse(&mut Args::new(&raw), Accepts(&[Version, Lane]))?;
     let key = key.as_slice();
-    if !admit(ctx, key, &options)? {
+    let Some(admitted) = admit(ctx, key, &options)? else {
         return Ok(RedisValue::Null);
-    }
+    };
     let deleted = write::delete(ctx, key)?;
-    remember(ctx, key, &options, false);
+    remember(ctx, key, &options, admitted, false);
     Ok(RedisValue::Integer(i64::from(deleted)))
 }
 
@@ -341,18 +341,24 @@ pub fn set_version(ctx: &Context, args: &[RedisString]) -> Reply {
     Ok(RedisValue::SimpleStringStatic("OK"))
 }
 
+/// A write allowed to go ahead, with (under VERSION) its key's fingerprint for
+/// [`remember`]: the key is fingerprinted once a write.
+struct Admitted(Option<KeyId>);
+
 /// Whether a write with the options' VERSION may go ahead (always, without one): newer
 /// than the key's in its lane. An error if its lane is one too many to keep.
-fn admit(ctx: &Context, key: &[u8], options: &WriteOptions) -> Result<bool, Error> {
+fn admit(ctx: &Context, key: &[u8], options: &WriteOptions) -> Result<Option<Admitted>, Error> {
     let Some(version) = options.version else {
-        return Ok(true);
+        return Ok(Some(Admitted(None)));
     };
     let versions = &state().versions;
     if !versions.has_room_for(options.lane()) {
         return Err(too_many_lanes());
     }
     let db = write::current_db(ctx);
-    Ok(versions.is_newer(db, key, options.lane(), version, time::now_ms()))
+    let id = versions.key_id(key);
+    let newer = versions.is_newer_id(db, id, options.lane(), version, time::now_ms());
+    Ok(newer.then_some(Admitted(Some(id))))
 }
 
 fn too_many_lanes() -> Error {
@@ -364,8 +370,8 @@ fn too_many_lanes() -> Error {
 
 /// After a write with the options' VERSION: the key's version in its lane, or a tombstone
 /// if the key is gone; replicated as SINK.SETVERSION.
-fn remember(ctx: &Context, key: &[u8], options: &WriteOptions, exists: bool) {
-    let Some(version) = options.version else {
+fn remember(ctx: &Context, key: &[u8], options: &WriteOptions, admitted: Admitted, exists: bool) {
+    let (Some(version), Admitted(Some(id))) = (options.version, admitted) else {
         return;
     };
     let tombstone_until = (!exists).then(|| time::now_ms() + config::tombstone_ttl_ms());
@@ -375,6 +381,8 @@ fn remember(ctx: &Context, key: &[u8], options: &WriteOptions, exists: bool) {
         tombstone_until,
     };
     // Admitted: its lane has room.
-    state().versions.set(db, key, options.lane(), entry);
+    state()
+        .versions
+        .set_id(db, id, Some(key), options.lane(), entry);
     write::replicate_version(ctx, key, options.lane(), entry);
 }
