@@ -9,6 +9,19 @@ use common::{acknowledged, add_invoice_event, Worker, INVOICE_HASH_JOB, SEED_001
 
 const STREAM: &str = "data:chinook.public.invoice";
 
+/// Waits, a minute at the most, until `total` changes of `STREAM` are acknowledged.
+fn wait_acknowledged(con: &mut redis::Connection, worker: &Worker, total: u32) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while acknowledged(con, STREAM).unwrap() < i64::from(total) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not every change acknowledged:\n{}",
+            worker.log()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
 #[test]
 fn seed_001_and_hashes_written_into_a_cluster() {
     let streams = RedisServer::start();
@@ -190,16 +203,8 @@ fn a_primary_killed_mid_flow_loses_and_duplicates_nothing() {
     cluster.wait_until_ok();
     cluster.nodes[victim].restart();
     cluster.wait_until_ok();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     let mut con = streams.connection();
-    while acked(&mut con).unwrap() < i64::from(EVENTS) {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "not every change acknowledged after the failover:\n{}",
-            worker.log()
-        );
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
+    wait_acknowledged(&mut con, &worker, EVENTS);
     cluster.wait_until_ok();
     let mut target = cluster.client().get_connection().unwrap();
     let messages: Vec<(String, Vec<String>)> = redis::cmd("XRANGE")
@@ -293,14 +298,7 @@ fn resharding_mid_flow_keeps_keys_from_moving_backwards() {
     );
     producer.join().unwrap();
     let mut con = streams.connection();
-    let wait_for_all = |con: &mut redis::Connection, total: i64| {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-        while acked(con).unwrap() < total {
-            assert!(std::time::Instant::now() < deadline, "{}", worker.log());
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
-    };
-    wait_for_all(&mut con, i64::from(EVENTS));
+    wait_acknowledged(&mut con, &worker, EVENTS);
     let after = home(&cluster);
     let moved = before.iter().zip(&after).filter(|(a, b)| a != b).count();
     assert!(moved > 20, "only {moved} invoices moved");
@@ -308,7 +306,7 @@ fn resharding_mid_flow_keeps_keys_from_moving_backwards() {
     for invoice in 1..=INVOICES {
         add(&mut con, invoice, invoice, -1);
     }
-    wait_for_all(&mut con, i64::from(EVENTS + INVOICES));
+    wait_acknowledged(&mut con, &worker, EVENTS + INVOICES);
     for invoice in 1..=INVOICES {
         let key = format!("invoice:{invoice}");
         let total: String = call(
