@@ -124,7 +124,14 @@ pub struct PostgresSource {
     pub tables: Vec<String>,
     /// The logical replication slot (default `redsink_<server_name>`), created if missing.
     pub slot: Option<String>,
-    /// How often the slot is polled for changes, in milliseconds.
+    /// How changes are decoded and fetched: `pgoutput` (the default, built into
+    /// PostgreSQL, streamed) or `wal2json` (the extension, polled).
+    #[serde(default)]
+    pub plugin: Plugin,
+    /// The publication pgoutput sends the changes of (default `redsink_<server_name>`,
+    /// created for `tables` if missing); one named here must exist.
+    pub publication: Option<String>,
+    /// How often the slot is polled for changes with wal2json, in milliseconds.
     #[serde(default = "default_poll_ms")]
     pub poll_ms: u64,
     /// The most changes held in memory at once: a transaction with more is written in
@@ -138,6 +145,27 @@ pub struct PostgresSource {
 
 /// A part of 10,000 changes is one MULTI/EXEC that Redis runs in one go: about 50 ms
 /// with the module's commands, during which other clients wait.
+/// The logical decoding output plugin a source's slot uses.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Plugin {
+    /// Built into PostgreSQL 10 and later; changes pushed over the streaming replication
+    /// protocol.
+    #[default]
+    Pgoutput,
+    /// The wal2json extension; the slot polled through SQL every `poll_ms`.
+    Wal2json,
+}
+
+impl Plugin {
+    pub fn name(self) -> &'static str {
+        match self {
+            Plugin::Pgoutput => "pgoutput",
+            Plugin::Wal2json => "wal2json",
+        }
+    }
+}
+
 fn default_max_transaction_changes() -> usize {
     10_000
 }
@@ -153,20 +181,30 @@ fn default_target() -> String {
 impl PostgresSource {
     /// The replication slot's name: lower-case letters, digits and underscores.
     pub fn slot_name(&self) -> String {
-        self.slot.clone().unwrap_or_else(|| {
-            let name: String = self
-                .server_name
-                .chars()
-                .map(|c| {
-                    if c.is_ascii_alphanumeric() {
-                        c.to_ascii_lowercase()
-                    } else {
-                        '_'
-                    }
-                })
-                .collect();
-            format!("redsink_{name}")
-        })
+        self.slot.clone().unwrap_or_else(|| self.default_name())
+    }
+
+    /// The publication's name (pgoutput).
+    pub fn publication_name(&self) -> String {
+        self.publication
+            .clone()
+            .unwrap_or_else(|| self.default_name())
+    }
+
+    /// `redsink_<server_name>`, in the letters a slot's name may have.
+    fn default_name(&self) -> String {
+        let name: String = self
+            .server_name
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() {
+                    c.to_ascii_lowercase()
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        format!("redsink_{name}")
     }
 }
 

@@ -31,6 +31,8 @@ pub enum Error {
     LookupsPending,
     #[error("postgres: {}", describe_postgres(.0))]
     Postgres(#[from] tokio_postgres::Error),
+    #[error("postgres replication: {0}")]
+    Replication(#[from] pgwire_replication::PgWireError),
 }
 
 impl Error {

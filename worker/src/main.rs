@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use redsink_worker::config::{Config, Source};
+use redsink_worker::config::{Config, Plugin, Source};
 use redsink_worker::job;
 use tracing_indicatif::filter::{hide_indicatif_span_fields, IndicatifFilter};
 use tracing_indicatif::IndicatifLayer;
@@ -87,6 +87,9 @@ fn init_logging() {
 
 fn main() -> ExitCode {
     init_logging();
+    // Two crypto backends are built into rustls here (pgwire-replication brings
+    // aws-lc-rs): every TLS connection uses ring, chosen once.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = Cli::parse();
     if let Some(Command::Try { job, event }) = &cli.command {
         return try_job(job, event);
@@ -117,7 +120,7 @@ fn main() -> ExitCode {
                     streams.connection, streams.streams, streams.group
                 ),
                 Source::Postgres(postgres) => println!(
-                    "source postgres '{}': {}@{}:{}/{}{} tables {:?}, slot {}, polled every {} ms",
+                    "source postgres '{}': {}@{}:{}/{}{} tables {:?}, slot {}, {}",
                     postgres.server_name,
                     postgres.user,
                     postgres.host,
@@ -126,7 +129,12 @@ fn main() -> ExitCode {
                     if postgres.tls { " (TLS)" } else { "" },
                     postgres.tables,
                     postgres.slot_name(),
-                    postgres.poll_ms
+                    match postgres.plugin {
+                        Plugin::Pgoutput =>
+                            format!("pgoutput, publication {}", postgres.publication_name()),
+                        Plugin::Wal2json =>
+                            format!("wal2json, polled every {} ms", postgres.poll_ms),
+                    }
                 ),
             }
         }

@@ -100,7 +100,7 @@ fn check_shows_what_a_postgres_source_feeds() {
     assert!(ok, "{err}");
     assert!(
         out.contains(
-            "source postgres 'chinook': redsink@db:5432/chinook (TLS) tables [\"public.invoice\"], slot redsink_chinook, polled every 100 ms"
+            "source postgres 'chinook': redsink@db:5432/chinook (TLS) tables [\"public.invoice\"], slot redsink_chinook, pgoutput, publication redsink_chinook"
         ) && out.contains("reads postgres 'chinook' table public.invoice"),
         "{out}"
     );

@@ -1,8 +1,8 @@
 //! One table, one Redis state, whichever way its changes come: a PostgreSQL table with a
-//! column of each type, captured by the built-in source (snapshot and wal2json), and the
-//! same rows as Debezium Server writes them (JSON with schemas, `decimal.handling.mode=
-//! precise`, adaptive time precision) in both stream formats, compact and extended,
-//! through a redis-stream source. Hashes, JSON strings and stream messages come out
+//! column of each type, captured by the built-in source (snapshot, then pgoutput and
+//! wal2json side by side), and the same rows as Debezium Server writes them (JSON with
+//! schemas, `decimal.handling.mode=precise`, adaptive time precision) in both stream
+//! formats, compact and extended, through a redis-stream source. Hashes, JSON strings and stream messages come out
 //! identical, and each column holds the documented value.
 //!
 //! The Debezium values are those of Debezium's own type vectors for the same SQL literals
@@ -377,7 +377,7 @@ fn columns() -> Vec<Column> {
 }
 
 /// The rows' ids: 1 and 4 are in the table before the worker starts (its snapshot), 2
-/// and 3 are inserted after (wal2json); 1 and 3 hold the first set of values, 2 and 4
+/// and 3 are inserted after (pgoutput, wal2json); 1 and 3 hold the first set of values, 2 and 4
 /// the second.
 const ROWS: [(i32, usize, &str); 4] = [(1, 0, "r"), (4, 1, "r"), (2, 1, "c"), (3, 0, "c")];
 
@@ -473,32 +473,42 @@ fn a_table_reaches_redis_the_same_from_postgresql_and_from_debezium_in_both_form
             insert(&mut client, &columns, id, set);
         }
     }
+    // The same table through both plugins: wal2json (`pg`) and pgoutput (`pgo`).
+    let source = |name: &str, plugin: &str| {
+        format!(
+            "  - type: postgres\n    server_name: {name}\n    plugin: {plugin}\n    host: 127.0.0.1\n\
+             \x20   port: {}\n    database: postgres\n    user: postgres\n    tables: [public.kinds]\n\
+             \x20   poll_ms: 50\n",
+            postgres.port()
+        )
+    };
     let config = format!(
-        "connections:\n  target: {{type: redis, host: 127.0.0.1, port: {}}}\n\
-         sources:\n  - type: postgres\n    server_name: chinook\n    host: 127.0.0.1\n    port: {}\n\
-         \x20   database: postgres\n    user: postgres\n    tables: [public.kinds]\n    poll_ms: 50\n\
-         jobs: ./jobs\n",
+        "connections:\n  target: {{type: redis, host: 127.0.0.1, port: {}}}\nsources:\n{}{}jobs: ./jobs\n",
         redis.port(),
-        postgres.port()
+        source("chinook", "wal2json"),
+        source("chinook_pgo", "pgoutput"),
     );
     let from_postgres = Worker::from_config(
         &config,
-        &[&job(
-            "{server_name: chinook, schema: public, table: kinds}",
-            "pg",
-        )],
+        &[
+            &job("{server_name: chinook, schema: public, table: kinds}", "pg"),
+            &job(
+                "{server_name: chinook_pgo, schema: public, table: kinds}",
+                "pgo",
+            ),
+        ],
     );
-    from_postgres.wait_until(&redis, "snapshot written", |con| {
-        Ok(call::<i64>(con, &["XLEN", "pg:events"])? == 2)
-    });
+    let written = |con: &mut redis::Connection, n: i64| -> redis::RedisResult<bool> {
+        Ok(call::<i64>(con, &["XLEN", "pg:events"])? == n
+            && call::<i64>(con, &["XLEN", "pgo:events"])? == n)
+    };
+    from_postgres.wait_until(&redis, "snapshot written", |con| written(con, 2));
     for (id, set, op) in ROWS {
         if op == "c" {
             insert(&mut client, &columns, id, set);
         }
     }
-    from_postgres.wait_until(&redis, "changes written", |con| {
-        Ok(call::<i64>(con, &["XLEN", "pg:events"])? == 4)
-    });
+    from_postgres.wait_until(&redis, "changes written", |con| written(con, 4));
 
     // The same changes as Debezium Server writes them, in the same order.
     let mut con = redis.connection();
@@ -550,7 +560,7 @@ fn a_table_reaches_redis_the_same_from_postgresql_and_from_debezium_in_both_form
         if set == 0 {
             assert_eq!(from_table.get("jb.bar").map(String::as_str), Some("baz"));
         }
-        for format in ["compact", "extended"] {
+        for format in ["pgo", "compact", "extended"] {
             assert_eq!(
                 hash(&mut con, &format!("{format}:{id}")),
                 from_table,
@@ -572,7 +582,7 @@ fn a_table_reaches_redis_the_same_from_postgresql_and_from_debezium_in_both_form
     };
     let from_table = messages(&mut con, "pg:events");
     assert_eq!(from_table.len(), 4);
-    for format in ["compact", "extended"] {
+    for format in ["pgo", "compact", "extended"] {
         assert_eq!(
             messages(&mut con, &format!("{format}:events")),
             from_table,

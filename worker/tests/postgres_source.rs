@@ -111,8 +111,7 @@ fn hashes_equal_the_table(redis: &RedisServer, client: &mut pg_client::Client) -
     want.len()
 }
 
-#[test]
-fn snapshot_then_changes_end_equal_to_the_table() {
+fn snapshot_then_changes_end_equal_to_the_table(plugin: &str) {
     let (redis, postgres, mut client) = servers(INVOICE_TABLE);
     // Deletes carry every column, so that stream messages of deletes have them too.
     client
@@ -121,7 +120,10 @@ fn snapshot_then_changes_end_equal_to_the_table() {
     for id in 1..=50 {
         insert(&mut client, id);
     }
-    let worker = Worker::from_config(&config(&redis, &postgres), &[SEED_001, INVOICE_HASH_JOB]);
+    let worker = Worker::from_config(
+        &with_plugin(&config(&redis, &postgres), plugin),
+        &[SEED_001, INVOICE_HASH_JOB],
+    );
     redis.wait_until(&format!("snapshot written\n{}", worker.log()), |con| {
         Ok(call::<i64>(con, &["XLEN", "invoice:events"])? == 50)
     });
@@ -227,8 +229,7 @@ fn churn(port: u16, writer: i32, stop: Arc<AtomicBool>) {
     }
 }
 
-#[test]
-fn worker_killed_and_postgres_crashing_lose_and_duplicate_nothing() {
+fn worker_killed_and_postgres_crashing_lose_and_duplicate_nothing(plugin: &str) {
     let (redis, mut postgres, mut client) = servers(INVOICE_TABLE);
     client
         .batch_execute("ALTER TABLE invoice REPLICA IDENTITY FULL")
@@ -243,7 +244,10 @@ fn worker_killed_and_postgres_crashing_lose_and_duplicate_nothing() {
     let xlen = |con: &mut redis::Connection| call::<i64>(con, &["XLEN", "invoice:events"]);
 
     // Killed in the middle of the snapshot, the worker resumes it.
-    let mut worker = Worker::from_config(&config(&redis, &postgres), &[SEED_001, INVOICE_HASH_JOB]);
+    let mut worker = Worker::from_config(
+        &with_plugin(&config(&redis, &postgres), plugin),
+        &[SEED_001, INVOICE_HASH_JOB],
+    );
     redis.wait_until("a third of the snapshot", |con| Ok(xlen(con)? >= 1_000));
     worker.kill();
     worker.spawn();
@@ -338,9 +342,11 @@ fn unknown_tables_and_wrong_passwords_are_refused_with_what_to_do() {
         "{log}"
     );
 
+    // A user that does not own the tables: the publication is made by one who does.
     client
         .batch_execute(
-            "CREATE ROLE redsink LOGIN REPLICATION PASSWORD 'right'; GRANT SELECT ON invoice TO redsink",
+            "CREATE ROLE redsink LOGIN REPLICATION PASSWORD 'right'; GRANT SELECT ON invoice TO redsink;
+             CREATE PUBLICATION redsink_chinook FOR TABLE invoice",
         )
         .unwrap();
     let hba = postgres.dir().join("data/pg_hba.conf");
@@ -372,8 +378,8 @@ fn unknown_tables_and_wrong_passwords_are_refused_with_what_to_do() {
     });
 }
 
-/// The log of a worker refused by a PostgreSQL with these settings.
-fn refused_by_server(settings: &[&str]) -> String {
+/// The log of a worker with the `plugin` refused by a PostgreSQL with these settings.
+fn refused_by_server(plugin: &str, settings: &[&str]) -> String {
     let redis = RedisServer::start();
     let postgres = PostgresServer::start_with(settings);
     postgres
@@ -381,12 +387,17 @@ fn refused_by_server(settings: &[&str]) -> String {
         .unwrap()
         .batch_execute(INVOICE_TABLE)
         .unwrap();
-    refused(&config(&redis, &postgres))
+    refused(&with_plugin(&config(&redis, &postgres), plugin))
+}
+
+/// A configuration with the source's `plugin` set.
+fn with_plugin(config: &str, plugin: &str) -> String {
+    config.replace("poll_ms: 50", &format!("poll_ms: 50\n    plugin: {plugin}"))
 }
 
 #[test]
 fn wal_level_below_logical_is_refused_with_what_to_do() {
-    let log = refused_by_server(&["wal_level=replica"]);
+    let log = refused_by_server("pgoutput", &["wal_level=replica"]);
     assert!(
         log.contains("wal_level is 'replica'; set wal_level = logical in postgresql.conf and restart PostgreSQL"),
         "{log}"
@@ -396,18 +407,50 @@ fn wal_level_below_logical_is_refused_with_what_to_do() {
 #[test]
 fn a_server_without_wal2json_is_refused_with_what_to_do() {
     // Output plugins are found on dynamic_library_path: an empty folder hides wal2json.
-    let log = refused_by_server(&["dynamic_library_path=/nonexistent"]);
+    let log = refused_by_server("wal2json", &["dynamic_library_path=/nonexistent"]);
     assert!(
         log.contains("the wal2json output plugin is not installed on the server")
-            && log.contains("apt-get install postgresql-15-wal2json"),
+            && log.contains("apt-get install postgresql-15-wal2json")
+            && log.contains("or use `plugin: pgoutput`"),
         "{log}"
     );
 }
 
 #[test]
-fn an_idle_slot_follows_wal_written_by_other_databases() {
+fn a_publication_or_slot_that_does_not_fit_is_refused_with_what_to_do() {
     let (redis, postgres, mut client) = servers(INVOICE_TABLE);
-    let worker = Worker::from_config(&config(&redis, &postgres), &[INVOICE_HASH_JOB]);
+    let config = config(&redis, &postgres);
+    let log = refused(&config.replace("poll_ms: 50", "poll_ms: 50\n    publication: invoices"));
+    assert!(
+        log.contains("publication invoices does not exist in database postgres")
+            && log.contains("CREATE PUBLICATION invoices FOR TABLE"),
+        "{log}"
+    );
+    let log = refused(&config.replace("poll_ms: 50", "poll_ms: 50\n    slot: Invoices"));
+    assert!(
+        log.contains(
+            "slot name 'Invoices': use 1 to 63 lower-case letters, digits and underscores"
+        ),
+        "{log}"
+    );
+    client
+        .batch_execute("SELECT pg_create_logical_replication_slot('redsink_chinook', 'wal2json')")
+        .unwrap();
+    let log = refused(&config);
+    assert!(
+        log.contains(
+            "replication slot redsink_chinook decodes with wal2json, and this source with pgoutput"
+        ) && log.contains("set `plugin: wal2json`"),
+        "{log}"
+    );
+}
+
+fn an_idle_slot_follows_wal_written_by_other_databases(plugin: &str) {
+    let (redis, postgres, mut client) = servers(INVOICE_TABLE);
+    let worker = Worker::from_config(
+        &with_plugin(&config(&redis, &postgres), plugin),
+        &[INVOICE_HASH_JOB],
+    );
     let confirmed = |client: &mut pg_client::Client| -> i64 {
         client
             .query_one(
@@ -558,14 +601,14 @@ fn a_job_without_a_key_writes_under_rdis_default_key() {
 /// Transactions that move an amount between two rows, while a reader reads both keys in
 /// one MULTI: the sum never differs from the constant — a transaction's writes reach
 /// Redis as one MULTI/EXEC.
-#[test]
-fn a_transaction_is_seen_whole() {
+fn a_transaction_is_seen_whole(plugin: &str) {
     const TRANSFERS: i32 = 300;
     let (redis, postgres, mut client) = servers(
         "CREATE TABLE account (id integer PRIMARY KEY, balance integer NOT NULL, note text);
          INSERT INTO account VALUES (1, 1000, ''), (2, 0, '');",
     );
-    let config = config(&redis, &postgres).replace("public.invoice", "public.account");
+    let config =
+        with_plugin(&config(&redis, &postgres), plugin).replace("public.invoice", "public.account");
     let job = r#"source: {server_name: chinook, schema: public, table: account}
 output:
   - uses: redis.write
@@ -624,10 +667,9 @@ output:
 
 /// A transaction of more changes than `max_transaction_changes` is written in parts of
 /// that many, so that the worker never holds more: every row arrives, the log says so.
-#[test]
-fn a_large_transaction_is_written_in_parts() {
+fn a_large_transaction_is_written_in_parts(plugin: &str) {
     let (redis, postgres, mut client) = servers(INVOICE_TABLE);
-    let config = config(&redis, &postgres).replace(
+    let config = with_plugin(&config(&redis, &postgres), plugin).replace(
         "poll_ms: 50",
         "poll_ms: 50\n    max_transaction_changes: 100",
     );
@@ -678,15 +720,14 @@ fn an_update_of_the_key_moves_the_hash() {
 
 /// A column stored out of line (TOAST) that an update leaves alone is not sent with the
 /// change: the hash keeps it rather than losing it.
-#[test]
-fn unchanged_toasted_columns_are_kept() {
+fn unchanged_toasted_columns_are_kept(plugin: &str) {
     let (redis, postgres, mut client) = servers(
         "CREATE TABLE doc (id integer PRIMARY KEY, title text, body text);
          ALTER TABLE doc ALTER COLUMN body SET STORAGE EXTERNAL;
          INSERT INTO doc VALUES (1, 'first', repeat('0123456789', 1000));",
     );
-    let config =
-        config(&redis, &postgres).replace("tables: [public.invoice]", "tables: [public.doc]");
+    let config = with_plugin(&config(&redis, &postgres), plugin)
+        .replace("tables: [public.invoice]", "tables: [public.doc]");
     let job = r#"source: {server_name: chinook, schema: public, table: doc}
 output:
   - uses: redis.write
@@ -859,4 +900,70 @@ fn changes_written_into_a_cluster() {
         });
     }
     assert_eq!(want.len(), 30);
+}
+
+/// The tests that each plugin must pass.
+mod pgoutput {
+    #[test]
+    fn snapshot_then_changes_end_equal_to_the_table() {
+        super::snapshot_then_changes_end_equal_to_the_table("pgoutput");
+    }
+
+    #[test]
+    fn worker_killed_and_postgres_crashing_lose_and_duplicate_nothing() {
+        super::worker_killed_and_postgres_crashing_lose_and_duplicate_nothing("pgoutput");
+    }
+
+    #[test]
+    fn a_transaction_is_seen_whole() {
+        super::a_transaction_is_seen_whole("pgoutput");
+    }
+
+    #[test]
+    fn a_large_transaction_is_written_in_parts() {
+        super::a_large_transaction_is_written_in_parts("pgoutput");
+    }
+
+    #[test]
+    fn unchanged_toasted_columns_are_kept() {
+        super::unchanged_toasted_columns_are_kept("pgoutput");
+    }
+
+    #[test]
+    fn an_idle_slot_follows_wal_written_by_other_databases() {
+        super::an_idle_slot_follows_wal_written_by_other_databases("pgoutput");
+    }
+}
+
+/// The tests that each plugin must pass.
+mod wal2json {
+    #[test]
+    fn snapshot_then_changes_end_equal_to_the_table() {
+        super::snapshot_then_changes_end_equal_to_the_table("wal2json");
+    }
+
+    #[test]
+    fn worker_killed_and_postgres_crashing_lose_and_duplicate_nothing() {
+        super::worker_killed_and_postgres_crashing_lose_and_duplicate_nothing("wal2json");
+    }
+
+    #[test]
+    fn a_transaction_is_seen_whole() {
+        super::a_transaction_is_seen_whole("wal2json");
+    }
+
+    #[test]
+    fn a_large_transaction_is_written_in_parts() {
+        super::a_large_transaction_is_written_in_parts("wal2json");
+    }
+
+    #[test]
+    fn unchanged_toasted_columns_are_kept() {
+        super::unchanged_toasted_columns_are_kept("wal2json");
+    }
+
+    #[test]
+    fn an_idle_slot_follows_wal_written_by_other_databases() {
+        super::an_idle_slot_follows_wal_written_by_other_databases("wal2json");
+    }
 }

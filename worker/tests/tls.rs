@@ -70,8 +70,8 @@ fn postgres_over_tls_checks_the_certificate() {
         .collect();
     assert_eq!(
         encrypted,
-        [true],
-        "the worker's one connection is encrypted"
+        [true, true],
+        "the worker's connections (SQL and replication) are encrypted"
     );
     drop(worker);
 

@@ -1,7 +1,7 @@
 //! What the bytes of a change mean, apart from where they come from: the change event
 //! every source hands on ([`ChangeEvent`]), and the formats it is read from —
-//! Debezium's ([`debezium`]), plain JSON ([`json`]), PostgreSQL's wal2json messages
-//! ([`wal2json`]) and column values ([`postgres`]). A source (a transport) picks the
+//! Debezium's ([`debezium`]), plain JSON ([`json`]), PostgreSQL's pgoutput and wal2json
+//! messages ([`pgoutput`], [`wal2json`]) and column values ([`postgres`]). A source (a transport) picks the
 //! format; a new format goes here, beside these.
 //!
 //! A stream entry's fields are read as Debezium Server's Redis sink writes them — one
@@ -12,6 +12,7 @@
 
 pub mod debezium;
 pub mod json;
+pub mod pgoutput;
 pub mod postgres;
 pub mod wal2json;
 

@@ -1,6 +1,7 @@
-//! PostgreSQL's column values as JSON, by type (wal2json's messages and the snapshot's
-//! rows alike). Debezium's events decode to the same JSON ([`debezium`](super::debezium)),
-//! so a table reaches Redis the same whichever way its changes came:
+//! PostgreSQL's logical decoding messages ([`Change`]) and column values as JSON, by type
+//! (wal2json's messages, pgoutput's and the snapshot's rows alike). Debezium's events
+//! decode to the same JSON ([`debezium`](super::debezium)), so a table reaches Redis the
+//! same whichever way its changes came:
 //!
 //! | PostgreSQL | JSON |
 //! |---|---|
@@ -22,11 +23,43 @@
 
 use base64::Engine;
 use serde_json::value::RawValue;
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use redsink_core::time;
 
+use super::{ChangeEvent, Order};
 use crate::error::{Error, Result};
+
+/// What one logical decoding message (wal2json's or pgoutput's) is.
+#[derive(Debug, PartialEq)]
+pub enum Change {
+    /// A row change of `schema.table`.
+    Row {
+        table: String,
+        event: Box<ChangeEvent>,
+    },
+    /// TRUNCATE of `schema.table`.
+    Truncate { table: String },
+    /// The start of a transaction that commits at `commit`.
+    Begin { commit: Order },
+    /// The end of a transaction.
+    Commit,
+    /// Messages that change no row.
+    Other,
+}
+
+/// The record key: the primary key's columns of `row`, in key order (none without a
+/// primary key, or where the row lacks one of them).
+pub fn record_key<'a>(
+    row: &Map<String, Value>,
+    columns: impl IntoIterator<Item = &'a str>,
+) -> Option<Map<String, Value>> {
+    let key = columns
+        .into_iter()
+        .map(|column| Some((column.to_owned(), row.get(column)?.clone())))
+        .collect::<Option<Map<String, Value>>>()?;
+    (!key.is_empty()).then_some(key)
+}
 
 /// A column value (`raw`: its JSON text from wal2json or row_to_json) as JSON, by its type
 /// name (`format_type`'s, as wal2json gives it: `numeric(10,2)`, `time(3) with time zone`).
@@ -236,10 +269,17 @@ fn micro_duration([years, months, days, hours, minutes, seconds]: [f64; 6]) -> i
     (seconds_in_total * 1e6) as i64
 }
 
-/// An array element's text as the JSON wal2json would give the same value alone:
-/// numbers bare, `t`/`f` as booleans, everything else (and anything quoted) a string.
-fn element_json(element: &str, text: String, was_quoted: bool) -> String {
-    let (base, _) = base_type(element);
+/// A column value as PostgreSQL writes it in text (pgoutput's tuples) as JSON, by its
+/// type name: the same JSON as its wal2json message or snapshot row gives.
+pub fn text_value(kind: &str, text: &str) -> Result<Value> {
+    value(kind, &text_json(kind, text.to_owned(), false))
+}
+
+/// A value's text (an array element, a pgoutput column) as the JSON wal2json would give
+/// the same value alone: numbers bare, `t`/`f` as booleans, everything else (and anything
+/// quoted) a string.
+fn text_json(kind: &str, text: String, was_quoted: bool) -> String {
+    let (base, _) = base_type(kind);
     match base.as_str() {
         "smallint" | "integer" | "bigint" | "oid" | "real" | "double precision" | "numeric"
         | "decimal"
@@ -272,7 +312,7 @@ fn array(element: &str, literal: &str) -> Result<Value> {
         } else {
             value(
                 element,
-                &element_json(element, std::mem::take(text), was_quoted),
+                &text_json(element, std::mem::take(text), was_quoted),
             )?
         };
         text.clear();

@@ -6,7 +6,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
-use super::postgres::value;
+use super::postgres::{record_key, value, Change};
 use super::{ChangeEvent, Op, Order, Origin};
 use crate::error::{Error, Result};
 
@@ -41,24 +41,6 @@ struct Column<'a> {
     value: &'a RawValue,
 }
 
-/// What one message is.
-#[derive(Debug, PartialEq)]
-pub enum Change {
-    /// A row change of `schema.table`.
-    Row {
-        table: String,
-        event: Box<ChangeEvent>,
-    },
-    /// TRUNCATE of `schema.table`.
-    Truncate { table: String },
-    /// The start of a transaction that commits at `commit`.
-    Begin { commit: Order },
-    /// The end of a transaction.
-    Commit,
-    /// Messages that change no row.
-    Other,
-}
-
 /// Columns as a row, their values mapped by type.
 fn columns_row(columns: &[Column]) -> Result<Map<String, Value>> {
     columns
@@ -70,19 +52,6 @@ fn columns_row(columns: &[Column]) -> Result<Map<String, Value>> {
             ))
         })
         .collect()
-}
-
-/// The record key: the primary key's columns of `row`, in key order (none without a
-/// primary key, or where the row lacks one of them).
-pub fn record_key<'a>(
-    row: &Map<String, Value>,
-    columns: impl IntoIterator<Item = &'a str>,
-) -> Option<Map<String, Value>> {
-    let key = columns
-        .into_iter()
-        .map(|column| Some((column.to_owned(), row.get(column)?.clone())))
-        .collect::<Option<Map<String, Value>>>()?;
-    (!key.is_empty()).then_some(key)
 }
 
 /// Decodes a wal2json format-2 message at `at` (its LSN).

@@ -19,6 +19,8 @@ const FAILURES_BEFORE_ERROR: u64 = 5;
 pub struct Failures {
     source: String,
     in_a_row: u64,
+    /// Whether the source has ever worked: until it has, a configuration error is fatal.
+    worked: bool,
 }
 
 impl Failures {
@@ -27,7 +29,13 @@ impl Failures {
         Failures {
             source,
             in_a_row: 0,
+            worked: false,
         }
+    }
+
+    /// Whether the source has worked once.
+    pub fn worked(&self) -> bool {
+        self.worked
     }
 
     /// How many in a row so far.
@@ -55,6 +63,7 @@ impl Failures {
 
     /// The source works (again).
     pub fn succeeded(&mut self) {
+        self.worked = true;
         if self.in_a_row > 0 {
             tracing::info!(
                 source = self.source,

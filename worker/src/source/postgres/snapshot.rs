@@ -29,8 +29,8 @@ use tracing_indicatif::style::ProgressStyle;
 
 use super::{table, PgSource};
 use crate::error::{Error, Result};
-use crate::format::wal2json::record_key;
-use crate::format::{postgres, ChangeEvent, Op, Order};
+use crate::format::postgres::{self, record_key};
+use crate::format::{ChangeEvent, Op, Order};
 
 /// Where a snapshot stands, as kept in the source's marker hash in Redis: `version`,
 /// `rows`, `table` and `after` while a snapshot runs, `done:<table>` per table read.
@@ -274,7 +274,7 @@ fn prefixed(columns: &[String]) -> String {
 }
 
 /// The table's primary key columns, in key order, with their types.
-async fn primary_key(client: &Client, table: &str) -> Result<Vec<(String, String)>> {
+pub(super) async fn primary_key(client: &Client, table: &str) -> Result<Vec<(String, String)>> {
     let rows = client
         .query(
             "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod) \

@@ -1,0 +1,400 @@
+//! pgoutput over the streaming replication protocol: PostgreSQL pushes each transaction
+//! as it commits (decoded once, no extension), and the worker confirms, in standby status
+//! updates, only what Redis has acknowledged.
+//!
+//! A session: a replication connection ([`pgwire_replication`]), on which a missing slot
+//! is created with an exported snapshot — the tables' rows are then read in that snapshot,
+//! exactly the state the slot's first change follows — and START_REPLICATION from the
+//! slot's confirmed position. Changes are written when the stream pauses between
+//! transactions or `read_batch_size` are held (a transaction past
+//! `max_transaction_changes` in parts); a keepalive with nothing held moves the slot to
+//! the server's position, so that an idle slot keeps no WAL. A batch that cannot be
+//! written ends the session: the next one reads the same changes again from the slot.
+
+use std::time::Duration;
+
+use futures_util::FutureExt;
+use pg_walstream::{LogicalReplicationMessage, LogicalReplicationParser};
+use pgwire_replication::{
+    PgWireError, ReplicationClient, ReplicationConfig, ReplicationEvent, TlsConfig,
+};
+use tokio::sync::watch;
+use tokio_postgres::Client;
+
+use super::held::Held;
+use super::{snapshot, table, PgSource, Written};
+use crate::error::{Error, Result};
+use crate::format::pgoutput::{self, Column, Relation, Relations};
+use crate::format::postgres::Change;
+use crate::format::Order;
+use crate::source::Failures;
+
+/// How a session ended, when not by an error.
+enum Ended {
+    Shutdown,
+    /// Changes could not be written: read again from the slot by the next session.
+    NotWritten {
+        failed: usize,
+    },
+}
+
+impl PgSource {
+    /// Creates the publication of the configured tables if the source names none and it
+    /// is missing; one the configuration names must exist.
+    pub(super) async fn ensure_publication(&self, client: &Client) -> Result<()> {
+        let s = &self.settings;
+        let name = s.publication_name();
+        let exists = client
+            .query_opt("SELECT 1 FROM pg_publication WHERE pubname = $1", &[&name])
+            .await?
+            .is_some();
+        if exists {
+            return Ok(());
+        }
+        if s.publication.is_some() {
+            return Err(Error::Invalid(format!(
+                "postgres '{}': publication {name} does not exist in database {}; create it \
+                 (CREATE PUBLICATION {name} FOR TABLE …), or leave `publication` out for redsink \
+                 to create one of the configured tables",
+                s.server_name, s.database
+            )));
+        }
+        let tables: Vec<String> = s.tables.iter().map(|t| table::sql_name(t)).collect();
+        client
+            .batch_execute(&format!(
+                "CREATE PUBLICATION {} FOR TABLE {}",
+                table::quoted(&name),
+                tables.join(", ")
+            ))
+            .await
+            .map_err(|e| {
+                Error::Invalid(format!(
+                    "postgres '{}': cannot create publication {name}: {}; the user must own the \
+                     tables (or create the publication as one who does and name it in `publication`)",
+                    s.server_name,
+                    crate::error::describe_postgres(&e)
+                ))
+            })?;
+        tracing::info!(
+            publication = name,
+            tables = s.tables.join(", "),
+            "publication created"
+        );
+        Ok(())
+    }
+
+    /// Sessions until `shutdown`: a batch that cannot be written is read again by a new
+    /// session, after a pause that grows with the attempts.
+    pub(super) async fn stream(
+        &mut self,
+        client: &Client,
+        failures: &mut Failures,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Result<()> {
+        let mut attempt = 1;
+        loop {
+            let Some(mut session) = self.open_session(client, shutdown).await? else {
+                return Ok(());
+            };
+            failures.succeeded();
+            let ended = self
+                .follow(&mut session, client, &mut attempt, shutdown)
+                .await;
+            session.stop();
+            let ended = ended?;
+            let Ended::NotWritten { failed } = ended else {
+                return Ok(());
+            };
+            tracing::warn!(
+                source = self.name(),
+                attempts = attempt,
+                failed,
+                "changes not written, retrying"
+            );
+            attempt += 1;
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(200 * attempt.min(25))) => {}
+                _ = shutdown.changed() => return Ok(()),
+            }
+        }
+    }
+
+    fn replication_config(&self) -> ReplicationConfig {
+        let s = &self.settings;
+        // pgwire-replication checks a certificate's name only against a DNS name: to an
+        // IP address it checks the chain (the SQL connection checks both).
+        let by_address = s.host.parse::<std::net::IpAddr>().is_ok();
+        let tls = match (s.tls, s.skip_verify) {
+            (false, _) => TlsConfig::disabled(),
+            (true, true) => TlsConfig::require(),
+            (true, false) if by_address => TlsConfig::verify_ca(s.ca_cert.clone()),
+            (true, false) => TlsConfig::verify_full(s.ca_cert.clone()),
+        };
+        ReplicationConfig::new(
+            s.host.clone(),
+            s.user.clone(),
+            s.password.clone().unwrap_or_default(),
+            s.database.clone(),
+            s.slot_name(),
+            s.publication_name(),
+        )
+        .with_port(s.port)
+        .with_tls(tls)
+        .with_application_name("redsink-worker")
+        // Values come as text in these styles (format::postgres), as on the SQL connection.
+        .with_options("-c DateStyle=ISO -c IntervalStyle=postgres -c TimeZone=UTC -c lc_monetary=C")
+        .with_status_interval(Duration::from_secs(1))
+    }
+
+    /// A replication session started from the slot's confirmed position: the slot
+    /// created first if missing, and the snapshot read if due. `None` if `shutdown` came
+    /// during the snapshot.
+    async fn open_session(
+        &mut self,
+        client: &Client,
+        shutdown: &watch::Receiver<bool>,
+    ) -> Result<Option<ReplicationClient>> {
+        let mut session = ReplicationClient::connect_gated(self.replication_config()).await?;
+        let exported = if self.existing_slot(client).await? {
+            None
+        } else {
+            Some(self.create_slot(&mut session).await?)
+        };
+        if let Some(mut progress) = self.snapshot_due(client, exported.is_some()).await? {
+            if let Some(name) = &exported {
+                // The rows as the slot's first change finds them.
+                client
+                    .batch_execute(&format!(
+                        "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY; SET TRANSACTION SNAPSHOT '{name}'"
+                    ))
+                    .await?;
+            }
+            let read = self.snapshot(client, &mut progress, shutdown).await;
+            if exported.is_some() {
+                // Ends the transaction, also one an error aborted.
+                let _ = client.batch_execute("COMMIT").await;
+            }
+            read?;
+            if *shutdown.borrow() {
+                return Ok(None);
+            }
+        }
+        session.start().await?;
+        session
+            .wait_started()
+            .await
+            .map_err(|e| self.replication_error(e))?;
+        Ok(Some(session))
+    }
+
+    /// A replication connection's error; one of TLS or authentication says what to check
+    /// (at start, the worker stops on it).
+    fn replication_error(&self, error: PgWireError) -> Error {
+        let s = &self.settings;
+        match error {
+            PgWireError::Tls(_) | PgWireError::Auth(_) => Error::Invalid(format!(
+                "postgres '{}': cannot open a replication connection to {}:{} as {}: {error}; \
+                 check tls, ca_cert and password, and that pg_hba.conf lets the user connect",
+                s.server_name, s.host, s.port, s.user
+            )),
+            other => Error::Replication(other),
+        }
+    }
+
+    /// Creates the slot on the replication connection; the name of the snapshot it
+    /// exports, valid until the connection's next command.
+    async fn create_slot(&self, session: &mut ReplicationClient) -> Result<String> {
+        let slot = self.settings.slot_name();
+        let rows = session
+            .simple_query(&format!(
+                "CREATE_REPLICATION_SLOT {slot} LOGICAL pgoutput EXPORT_SNAPSHOT"
+            ))
+            .await
+            .map_err(|e| match e {
+                PgWireError::Server(reason) => self.slot_not_created(&reason),
+                other => self.replication_error(other),
+            })?;
+        let column = |i: usize| -> Option<String> {
+            let value = rows.first()?.get(i)?.as_ref()?;
+            Some(String::from_utf8_lossy(value).into_owned())
+        };
+        let (Some(lsn), Some(snapshot)) = (column(1), column(2)) else {
+            return Err(Error::Invalid(format!(
+                "postgres '{}': CREATE_REPLICATION_SLOT answered without a snapshot",
+                self.settings.server_name
+            )));
+        };
+        if !snapshot.chars().all(|c| c.is_ascii_hexdigit() || c == '-') {
+            return Err(Error::Invalid(format!(
+                "postgres '{}': CREATE_REPLICATION_SLOT exported a snapshot named '{snapshot}'",
+                self.settings.server_name
+            )));
+        }
+        tracing::info!(slot, lsn, snapshot, "replication slot created");
+        Ok(snapshot)
+    }
+
+    /// Reads the session's changes and writes them, until `shutdown` or a batch that
+    /// cannot be written. `attempt` counts the sessions that have tried the changes after
+    /// the slot's confirmed position; it is 1 again once some are written.
+    async fn follow(
+        &mut self,
+        session: &mut ReplicationClient,
+        client: &Client,
+        attempt: &mut u64,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Result<Ended> {
+        let mut parser = LogicalReplicationParser::with_protocol_version(1);
+        let mut relations = Relations::default();
+        let mut held = Held::new(self.settings.max_transaction_changes, self.name());
+        // The end of the last transaction held: the slot is confirmed up to it once
+        // what is held is written.
+        let mut commit_end = None;
+        let mut read_ahead = None;
+        let mut written = Written {
+            messages: 0,
+            failed: 0,
+        };
+        loop {
+            let event = match read_ahead.take() {
+                Some(event) => event,
+                None => tokio::select! {
+                    event = session.recv() => event,
+                    _ = shutdown.changed() => return Ok(Ended::Shutdown),
+                },
+            };
+            let Some(event) = event? else {
+                return Err(Error::Invalid("the replication stream ended".into()));
+            };
+            match event {
+                ReplicationEvent::Begin { final_lsn, .. } => {
+                    let commit = Order::from_lsn(final_lsn.as_u64() as i64);
+                    held.add(Ok(Change::Begin { commit }), commit, |_| None, Vec::new);
+                }
+                ReplicationEvent::Commit { lsn, end_lsn, .. } => {
+                    let at = Order::from_lsn(lsn.as_u64() as i64);
+                    held.add(Ok(Change::Commit), at, |_| None, Vec::new);
+                    commit_end = Some(end_lsn);
+                }
+                ReplicationEvent::XLogData {
+                    wal_start, data, ..
+                } => {
+                    let at = Order::from_lsn(wal_start.as_u64() as i64);
+                    let message = parser
+                        .parse_wal_message(&data)
+                        .map(|parsed| parsed.message)
+                        .map_err(|e| Error::Event(format!("pgoutput: {e}")));
+                    if let Ok(LogicalReplicationMessage::Relation { .. }) = &message {
+                        if let Ok(message) = message {
+                            self.describe(client, &message, &mut relations).await?;
+                        }
+                        continue;
+                    }
+                    let decoded = message.and_then(|m| pgoutput::decode(&m, &relations, at));
+                    let columns = &self.columns;
+                    held.add(
+                        decoded,
+                        at,
+                        |table| columns.get(table).map(Vec::as_slice),
+                        || vec![(b"pgoutput".to_vec(), data.to_vec())],
+                    );
+                }
+                ReplicationEvent::KeepAlive { wal_end, .. } => {
+                    // Everything before it was sent, and with nothing held, written.
+                    if held.deliveries.is_empty() && held.between_transactions() {
+                        session.update_applied_lsn(wal_end);
+                    }
+                }
+                ReplicationEvent::Message { .. } | ReplicationEvent::StoppedAt { .. } => {}
+            }
+            if held.part_due() {
+                if !self
+                    .write_changes(held.take(), *attempt, &mut written)
+                    .await?
+                {
+                    return Ok(Ended::NotWritten {
+                        failed: written.failed,
+                    });
+                }
+                continue;
+            }
+            if !held.between_transactions() || held.deliveries.is_empty() {
+                continue;
+            }
+            // Between transactions: written now unless more is waiting and there is room.
+            if !held.full() {
+                if let Some(next) = session.recv().now_or_never() {
+                    read_ahead = Some(next);
+                    continue;
+                }
+            }
+            if !self
+                .write_changes(held.take(), *attempt, &mut written)
+                .await?
+            {
+                return Ok(Ended::NotWritten {
+                    failed: written.failed,
+                });
+            }
+            *attempt = 1;
+            if let Some(end) = commit_end {
+                session.update_applied_lsn(end);
+            }
+        }
+    }
+
+    /// Adds a Relation message's table to `relations`, with its columns' types and its
+    /// primary key from the catalog (as wal2json names them); its columns are then what
+    /// an update lacking some is completed from.
+    async fn describe(
+        &mut self,
+        client: &Client,
+        message: &LogicalReplicationMessage,
+        relations: &mut Relations,
+    ) -> Result<()> {
+        let LogicalReplicationMessage::Relation {
+            relation_id,
+            namespace,
+            relation_name,
+            columns,
+            ..
+        } = message
+        else {
+            return Ok(());
+        };
+        let types: Vec<u32> = columns.iter().map(|column| column.type_id).collect();
+        let modifiers: Vec<i32> = columns.iter().map(|column| column.type_modifier).collect();
+        let kinds: Vec<String> = client
+            .query(
+                "SELECT format_type(t, m) FROM unnest($1::oid[], $2::int4[]) \
+                 WITH ORDINALITY AS c(t, m, n) ORDER BY n",
+                &[&types, &modifiers],
+            )
+            .await?
+            .iter()
+            .map(|row| row.get(0))
+            .collect();
+        let table = format!("{namespace}.{relation_name}");
+        let relation = Relation {
+            schema: namespace.to_string(),
+            name: relation_name.to_string(),
+            columns: columns
+                .iter()
+                .zip(kinds)
+                .map(|(column, kind)| Column {
+                    name: column.name.to_string(),
+                    kind,
+                    identity: column.is_key(),
+                })
+                .collect(),
+            primary_key: snapshot::primary_key(client, &table)
+                .await?
+                .into_iter()
+                .map(|(name, _)| name)
+                .collect(),
+        };
+        self.columns.insert(table, relation.column_names());
+        relations.insert(*relation_id, relation);
+        Ok(())
+    }
+}
