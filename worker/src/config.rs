@@ -138,6 +138,10 @@ pub struct PostgresSource {
     /// parts of this many (each part one MULTI/EXEC), so it may be seen partly applied.
     #[serde(default = "default_max_transaction_changes")]
     pub max_transaction_changes: usize,
+    /// Tables the snapshot reads at once, each on its own connection (written to Redis
+    /// one table after another all the same).
+    #[serde(default = "default_snapshot_readers")]
+    pub snapshot_readers: usize,
     /// The connection the changes are written to (default `target`).
     #[serde(default = "default_target")]
     pub connection: String,
@@ -168,6 +172,10 @@ impl Plugin {
 
 fn default_max_transaction_changes() -> usize {
     10_000
+}
+
+fn default_snapshot_readers() -> usize {
+    2
 }
 
 fn default_poll_ms() -> u64 {

@@ -15,6 +15,11 @@ use tracing_subscriber::layer::{Layer, SubscriberExt};
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::EnvFilter;
 
+/// Every change is a few dozen small allocations (its row, its values, its commands):
+/// mimalloc serves them for less CPU than the system allocator (BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Keeps Redis in sync with change events, writing through the redsink module.
 ///
 /// Reads Redis streams through consumer groups (Debezium change events or plain JSON)

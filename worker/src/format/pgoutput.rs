@@ -328,4 +328,57 @@ mod tests {
             .to_string()
             .contains("Notes"));
     }
+
+    /// An Insert message as pgoutput writes it: relation 16384, four text columns.
+    fn insert_bytes() -> Vec<u8> {
+        let mut bytes = vec![b'I'];
+        bytes.extend(16384u32.to_be_bytes());
+        bytes.push(b'N');
+        bytes.extend(4u16.to_be_bytes());
+        for value in ["1", "3.90", "t", "a note"] {
+            bytes.push(b't');
+            bytes.extend((value.len() as u32).to_be_bytes());
+            bytes.extend(value.as_bytes());
+        }
+        bytes
+    }
+
+    /// Whatever bytes arrive — cut short, flipped, random — parsing and decoding give a
+    /// change or an error, never a panic.
+    #[test]
+    fn any_bytes_decode_or_fail_cleanly() {
+        use pg_walstream::LogicalReplicationParser;
+        use rand::{Rng, SeedableRng};
+
+        let relations = invoice();
+        let mut parser = LogicalReplicationParser::with_protocol_version(1);
+        let valid = insert_bytes();
+        let message = parser.parse_wal_message(&valid).unwrap().message;
+        let (_, event) = row(decode(&message, &relations, Order::from_lsn(1)).unwrap());
+        assert_eq!(event.row["Notes"], "a note");
+
+        let mut rng = rand::rngs::StdRng::seed_from_u64(15);
+        for round in 0..20_000 {
+            let mut bytes = valid.clone();
+            match round % 3 {
+                0 => bytes.truncate(rng.random_range(0..valid.len())),
+                1 => {
+                    for _ in 0..rng.random_range(1..4) {
+                        let at = rng.random_range(0..bytes.len());
+                        bytes[at] = rng.random();
+                    }
+                }
+                _ => {
+                    bytes = (0..rng.random_range(0..64)).map(|_| rng.random()).collect();
+                    if let Some(first) = bytes.first_mut() {
+                        *first = *b"IUDTRBCYOM".get(round % 10).unwrap_or(&b'I');
+                    }
+                }
+            }
+            let mut parser = LogicalReplicationParser::with_protocol_version(1);
+            if let Ok(parsed) = parser.parse_wal_message(&bytes) {
+                let _ = decode(&parsed.message, &relations, Order::from_lsn(1));
+            }
+        }
+    }
 }

@@ -272,6 +272,21 @@ fn micro_duration([years, months, days, hours, minutes, seconds]: [f64; 6]) -> i
 /// A column value as PostgreSQL writes it in text (pgoutput's tuples) as JSON, by its
 /// type name: the same JSON as its wal2json message or snapshot row gives.
 pub fn text_value(kind: &str, text: &str) -> Result<Value> {
+    // The commonest types directly, the same values as through JSON text.
+    match kind {
+        "smallint" | "integer" | "bigint" => {
+            if let Ok(number) = text.parse::<i64>() {
+                return Ok(Value::from(number));
+            }
+        }
+        "text" | "uuid" | "name" => return Ok(Value::String(text.to_owned())),
+        _ if (kind.starts_with("character") || kind.starts_with("numeric"))
+            && !kind.ends_with("[]") =>
+        {
+            return Ok(Value::String(text.to_owned()))
+        }
+        _ => {}
+    }
     value(kind, &text_json(kind, text.to_owned(), false))
 }
 
@@ -344,6 +359,35 @@ fn array(element: &str, literal: &str) -> Result<Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// pgoutput's text reads as wal2json's JSON does, on the shortcut for common types too.
+    #[test]
+    fn text_values_map_like_json_values() {
+        for (kind, text) in [
+            ("integer", "42"),
+            ("bigint", "-9223372036854775808"),
+            ("smallint", "7"),
+            ("text", "a \"quoted\" text"),
+            ("character varying(40)", "Berlin"),
+            ("character(3)", "ab "),
+            ("character varying(10)[]", "{a,\"b c\"}"),
+            ("numeric(10,2)", "3.90"),
+            ("numeric", "NaN"),
+            ("numeric[]", "{1.10,2}"),
+            ("uuid", "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11"),
+            ("boolean", "t"),
+            ("double precision", "Infinity"),
+            ("timestamp without time zone", "2021-01-01 10:00:00"),
+        ] {
+            assert_eq!(
+                text_value(kind, text).unwrap(),
+                value(kind, &text_json(kind, text.to_owned(), false)).unwrap(),
+                "{kind} {text}"
+            );
+        }
+        assert_eq!(text_value("numeric", "NaN").unwrap(), Value::from("NaN"));
+        assert_eq!(text_value("boolean", "f").unwrap(), Value::Bool(false));
+    }
     use serde_json::json;
 
     #[test]

@@ -1,21 +1,33 @@
-//! The PostgreSQL source: how soon a committed change is in Redis, and how many rows a
-//! second it carries, applying changes directly (redsink's design) against staging them
-//! in a Redis stream first and applying them from there (RDI's design), in one run.
+//! The PostgreSQL source: how soon a committed change is in Redis — idle, and while
+//! other transactions commit 1,000 and 5,000 rows a second — and how many rows a second it
+//! carries, with each plugin (pgoutput streamed, wal2json polled) and against staging the
+//! changes in a Redis stream first and applying them from there (RDI's design), in one
+//! run.
 //!
-//! Both pipelines are the release-built worker: staged, its postgres source writes each
+//! Every pipeline is the release-built worker: staged, its postgres source writes each
 //! change to `data:stage.public.bench` and its redis-stream source applies that stream.
 //! The staged entries are plain field/value pairs, lighter than Debezium's JSON
 //! envelopes, which flatters the staged pipeline.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use redis::Connection;
 use redsink_tests::{call, pg_client, PostgresServer, RedisServer};
 
-use crate::process::WorkerProcess;
+use crate::commands::server_cpu_us;
+use crate::process::{cpu_us_since, processes_cpu_us, WorkerProcess};
 
 /// Single-row updates timed from commit to visible in Redis, one at a time.
 const LATENCY_SAMPLES: usize = 200;
+/// Rows a second other transactions commit while latency is sampled (0: idle), in
+/// transactions of `LOAD_ROWS_PER_TRANSACTION` updates.
+const LOADS: [u32; 3] = [0, 1_000, 5_000];
+const LOAD_ROWS_PER_TRANSACTION: u32 = 10;
+/// The rows the load updates: ids from `LOAD_FIRST_ID`.
+const LOAD_ROWS: i32 = 10_000;
+const LOAD_FIRST_ID: i32 = 1_000_000;
 /// Rows inserted for the throughput run, in transactions of `ROWS_PER_TRANSACTION`.
 const THROUGHPUT_ROWS: i32 = 100_000;
 const ROWS_PER_TRANSACTION: i32 = 1_000;
@@ -29,31 +41,54 @@ const TABLE: &str = r#"CREATE TABLE bench (
     "Total" numeric(10,2) NOT NULL
 )"#;
 
+const DIRECT_JOB: &str = r#"source: {server_name: chinook, schema: public, table: bench}
+output:
+  - uses: redis.write
+    with:
+      key: {expression: "concat(['direct:', Id])", language: jmespath}
+"#;
+
 struct Pipeline {
     name: &'static str,
+    /// The postgres source's settings beyond the connection (YAML flow mapping items).
+    source: &'static str,
     /// Where the row with id `{id}` lands.
     key_prefix: &'static str,
     jobs: &'static [&'static str],
     /// The worker's sources after the postgres one (YAML list items).
     more_sources: &'static str,
+    /// The slot: each pipeline starts from its own snapshot.
+    slot: &'static str,
 }
 
-const PIPELINES: [Pipeline; 2] = [
+const PIPELINES: [Pipeline; 4] = [
     Pipeline {
-        name: "direct: postgres → SINK.HASH",
+        name: "pgoutput (default) → SINK.HASH",
+        source: "plugin: pgoutput",
         key_prefix: "direct:",
-        jobs: &[
-            r#"source: {server_name: chinook, schema: public, table: bench}
-output:
-  - uses: redis.write
-    with:
-      key: {expression: "concat(['direct:', Id])", language: jmespath}
-"#,
-        ],
+        jobs: &[DIRECT_JOB],
         more_sources: "",
+        slot: "pgoutput",
     },
     Pipeline {
-        name: "staged: postgres → stream → SINK.HASH",
+        name: "wal2json, poll_ms 100 → SINK.HASH",
+        source: "plugin: wal2json, poll_ms: 100",
+        key_prefix: "direct:",
+        jobs: &[DIRECT_JOB],
+        more_sources: "",
+        slot: "wal2json_100",
+    },
+    Pipeline {
+        name: "wal2json, poll_ms 20 → SINK.HASH",
+        source: "plugin: wal2json, poll_ms: 20",
+        key_prefix: "direct:",
+        jobs: &[DIRECT_JOB],
+        more_sources: "",
+        slot: "wal2json_20",
+    },
+    Pipeline {
+        name: "staged: pgoutput → stream → SINK.HASH",
+        source: "plugin: pgoutput",
         key_prefix: "staged:",
         jobs: &[
             r#"source: {server_name: chinook, schema: public, table: bench}
@@ -72,14 +107,11 @@ output:
         ],
         more_sources:
             "  - {type: redis-stream, connection: target, streams: [data:stage.public.bench]}\n",
+        slot: "staged",
     },
 ];
 
-/// The worker's settings a run uses: `poll_ms` and `read_batch_size`.
-const SETTINGS: [(u64, usize); 2] = [(100, 2_000), (20, 10_000)];
-
-/// Runs both pipelines with each of `SETTINGS` and prints the Markdown section for
-/// BENCHMARKS.md.
+/// Runs every pipeline and prints the Markdown section for BENCHMARKS.md.
 pub fn run() {
     let redis = RedisServer::start();
     let postgres = PostgresServer::start();
@@ -87,111 +119,173 @@ pub fn run() {
     client.batch_execute(TABLE).unwrap();
     let mut con = redis.connection();
     println!(
-        "## PostgreSQL source: direct vs staged\n\n\
-         Release-built worker (defaults: `poll_ms: 100`, `read_batch_size: 2000`), a private \
-         PostgreSQL 15 (wal2json, `fsync=off`), redis-server with the module. Latency: \
-         {LATENCY_SAMPLES} single-row updates, one at a time 20–60 ms apart, from the \
-         UPDATE's commit to the new value readable in Redis (polled every 0.2 ms). \
+        "## PostgreSQL source: pgoutput vs wal2json, direct vs staged\n\n\
+         Release-built worker (`read_batch_size: 2000`), a private PostgreSQL 15 \
+         (`fsync=off`), redis-server with the module. Latency: {LATENCY_SAMPLES} single-row \
+         updates, one at a time 20–60 ms apart, from the UPDATE's commit to the new value \
+         readable in Redis (polled every 0.2 ms), while other transactions commit nothing, \
+         1,000 or 5,000 rows a second (updates, {LOAD_ROWS_PER_TRANSACTION} a transaction). \
          Throughput: {THROUGHPUT_ROWS} rows inserted in transactions of \
-         {ROWS_PER_TRANSACTION}, from the first commit to the last row readable.\n"
+         {ROWS_PER_TRANSACTION}, from the first commit to the last row readable, and the CPU \
+         time each process spent meanwhile, per row (PostgreSQL: its inserting backend and \
+         the WAL sender decoding for the slot).\n"
     );
     println!(
-        "| pipeline | poll_ms | read_batch_size | latency p50 ms | p90 ms | p99 ms | max ms | rows/s | rows/s vs direct |"
+        "| pipeline | idle p50 / p99 ms | 1,000 rows/s p50 / p99 ms | 5,000 rows/s p50 / p99 ms | rows/s | rows/s vs pgoutput | CPU µs a row: worker / Redis / PostgreSQL |"
     );
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
-    for (poll_ms, batch) in SETTINGS {
-        let mut direct_rate = None;
-        for pipeline in &PIPELINES {
-            let result = measure(
-                &redis,
-                &postgres,
-                &mut client,
-                &mut con,
-                pipeline,
-                poll_ms,
-                batch,
-            );
-            let direct = *direct_rate.get_or_insert(result.rows_per_sec);
-            println!(
-                "| {} | {poll_ms} | {batch} | {:.1} | {:.1} | {:.1} | {:.1} | {:.0} | {:.2} |",
-                pipeline.name,
-                result.percentile(0.5),
-                result.percentile(0.9),
-                result.percentile(0.99),
-                result.percentile(1.0),
-                result.rows_per_sec,
-                result.rows_per_sec / direct
-            );
-        }
+    println!("|---|---:|---:|---:|---:|---:|---:|");
+    let mut first_rate = None;
+    for pipeline in &PIPELINES {
+        let result = measure(&redis, &postgres, &mut client, &mut con, pipeline);
+        let first = *first_rate.get_or_insert(result.rows_per_sec);
+        let latencies: Vec<String> = result
+            .latencies
+            .iter()
+            .map(|sorted| {
+                format!(
+                    "{:.1} / {:.1}",
+                    percentile(sorted, 0.5),
+                    percentile(sorted, 0.99)
+                )
+            })
+            .collect();
+        let [worker, redis, postgres] = result.cpu_us_per_row;
+        println!(
+            "| {} | {} | {:.0} | {:.2} | {worker:.1} / {redis:.1} / {postgres:.1} |",
+            pipeline.name,
+            latencies.join(" | "),
+            result.rows_per_sec,
+            result.rows_per_sec / first
+        );
     }
     println!();
 }
 
 struct Measured {
-    /// Sorted, in milliseconds.
-    latencies: Vec<f64>,
+    /// For each of `LOADS`: sorted, in milliseconds.
+    latencies: Vec<Vec<f64>>,
     rows_per_sec: f64,
+    /// The worker's, Redis's and PostgreSQL's, over the throughput run.
+    cpu_us_per_row: [f64; 3],
 }
 
-impl Measured {
-    fn percentile(&self, p: f64) -> f64 {
-        self.latencies[((self.latencies.len() - 1) as f64 * p) as usize]
-    }
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    sorted[((sorted.len() - 1) as f64 * p) as usize]
 }
 
-/// One pipeline with one setting: a fresh table, a worker, latency, then throughput.
+/// One pipeline: a fresh table, a worker, latency under each load, then throughput.
 fn measure(
     redis: &RedisServer,
     postgres: &PostgresServer,
     client: &mut pg_client::Client,
     con: &mut Connection,
     pipeline: &Pipeline,
-    poll_ms: u64,
-    batch: usize,
 ) -> Measured {
     client.batch_execute("TRUNCATE bench").unwrap();
+    client
+        .execute(
+            r#"INSERT INTO bench SELECT i, 1, '2021-01-01 10:00:00', 'Berlin', 'Germany', 0
+               FROM generate_series($1::int, $2::int) i"#,
+            &[&LOAD_FIRST_ID, &(LOAD_FIRST_ID + LOAD_ROWS - 1)],
+        )
+        .unwrap();
     client
         .batch_execute(
             r#"INSERT INTO bench VALUES (0, 1, '2021-01-01 10:00:00', 'Berlin', 'Germany', 0)"#,
         )
         .unwrap();
-    let mut worker = start_worker(redis, postgres, pipeline, poll_ms, batch);
+    let mut worker = start_worker(redis, postgres, pipeline);
     let key = format!("{}0", pipeline.key_prefix);
     wait(con, &key, "Total", "0.00", &worker);
-    let mut latencies = latencies(client, con, &key, &worker);
-    latencies.sort_by(f64::total_cmp);
-    let rows_per_sec = throughput(client, con, pipeline, &worker);
+    let latencies = LOADS
+        .iter()
+        .enumerate()
+        .map(|(round, &rows_per_sec)| {
+            let load = Load::start(postgres, rows_per_sec);
+            let first = (round * LATENCY_SAMPLES) as u32 + 1;
+            let mut sorted = latencies(client, con, &key, first, &worker);
+            load.stop();
+            sorted.sort_by(f64::total_cmp);
+            sorted
+        })
+        .collect();
+    let (rows_per_sec, cpu_us_per_row) = throughput(client, con, pipeline, &worker);
     worker.stop();
     // The next run starts from a fresh slot and empty keys.
     client
         .batch_execute(&format!(
             "SELECT pg_drop_replication_slot('{}')",
-            pipeline.slot()
+            pipeline.slot
         ))
         .unwrap();
     call::<()>(con, &["FLUSHALL"]).unwrap();
     Measured {
         latencies,
         rows_per_sec,
+        cpu_us_per_row,
     }
 }
 
-impl Pipeline {
-    /// A slot per pipeline: each starts from its own snapshot.
-    fn slot(&self) -> &str {
-        self.key_prefix.trim_end_matches(':')
+/// Other transactions committing `rows_per_sec` rows a second on their own connection,
+/// paced by the clock, until stopped.
+struct Load {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Load {
+    fn start(postgres: &PostgresServer, rows_per_sec: u32) -> Load {
+        let stop = Arc::new(AtomicBool::new(false));
+        if rows_per_sec == 0 {
+            return Load { stop, thread: None };
+        }
+        let mut client = postgres.client().unwrap();
+        let stopped = Arc::clone(&stop);
+        let thread = std::thread::spawn(move || {
+            let every =
+                Duration::from_secs_f64(LOAD_ROWS_PER_TRANSACTION as f64 / rows_per_sec as f64);
+            let (mut next, mut first) = (Instant::now(), 0);
+            while !stopped.load(Ordering::Relaxed) {
+                let from = LOAD_FIRST_ID + first;
+                let to = from + LOAD_ROWS_PER_TRANSACTION as i32 - 1;
+                client
+                    .execute(
+                        r#"UPDATE bench SET "Total" = "Total" + 1 WHERE "Id" BETWEEN $1 AND $2"#,
+                        &[&from, &to],
+                    )
+                    .unwrap();
+                first = (first + LOAD_ROWS_PER_TRANSACTION as i32) % LOAD_ROWS;
+                next += every;
+                if let Some(wait) = next.checked_duration_since(Instant::now()) {
+                    std::thread::sleep(wait);
+                }
+            }
+        });
+        Load {
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    fn stop(mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            thread.join().unwrap();
+        }
     }
 }
 
-/// Milliseconds from each update's commit to its value readable in Redis.
+/// Milliseconds from each update's commit to its value readable in Redis; the updates
+/// set Totals counting from `first`.
 fn latencies(
     client: &mut pg_client::Client,
     con: &mut Connection,
     key: &str,
+    first: u32,
     worker: &WorkerProcess,
 ) -> Vec<f64> {
     let mut latencies = Vec::with_capacity(LATENCY_SAMPLES);
-    for sample in 1..=LATENCY_SAMPLES {
+    for sample in first..first + LATENCY_SAMPLES as u32 {
         let total = format!("{sample}.00");
         client
             .execute(
@@ -208,13 +302,16 @@ fn latencies(
     latencies
 }
 
-/// Rows a second from the first insert's commit to the last row readable in Redis.
+/// Rows a second from the first insert's commit to the last row readable in Redis, and
+/// the CPU time a row cost the worker, Redis and PostgreSQL meanwhile.
 fn throughput(
     client: &mut pg_client::Client,
     con: &mut Connection,
     pipeline: &Pipeline,
     worker: &WorkerProcess,
-) -> f64 {
+) -> (f64, [f64; 3]) {
+    let (worker_before, redis_before) = (worker.cpu_us(), server_cpu_us(con));
+    let postgres_before = processes_cpu_us("postgres");
     let started = Instant::now();
     for first in (1..=THROUGHPUT_ROWS).step_by(ROWS_PER_TRANSACTION as usize) {
         client
@@ -228,7 +325,13 @@ fn throughput(
     let last = format!("{}{THROUGHPUT_ROWS}", pipeline.key_prefix);
     let total = format!("{:.2}", THROUGHPUT_ROWS as f64 / 100.0);
     wait(con, &last, "Total", &total, worker);
-    THROUGHPUT_ROWS as f64 / started.elapsed().as_secs_f64()
+    let rows_per_sec = THROUGHPUT_ROWS as f64 / started.elapsed().as_secs_f64();
+    let used = [
+        worker.cpu_us() - worker_before,
+        server_cpu_us(con) - redis_before,
+        cpu_us_since(&postgres_before, &processes_cpu_us("postgres")),
+    ];
+    (rows_per_sec, used.map(|us| us / THROUGHPUT_ROWS as f64))
 }
 
 /// Polls until `key`'s `field` is `value` (60 s at most).
@@ -253,17 +356,16 @@ fn start_worker(
     redis: &RedisServer,
     postgres: &PostgresServer,
     pipeline: &Pipeline,
-    poll_ms: u64,
-    batch: usize,
 ) -> WorkerProcess {
     let config = format!(
         "connections:\n  target: {{type: redis, host: 127.0.0.1, port: {}}}\n\
          sources:\n  - {{type: postgres, server_name: chinook, host: 127.0.0.1, port: {}, \
-         database: postgres, user: postgres, tables: [public.bench], slot: {}, poll_ms: {poll_ms}}}\n\
-         {}processors: {{read_batch_size: {batch}, block_ms: 1000}}\njobs: ./jobs\n",
+         database: postgres, user: postgres, tables: [public.bench], slot: {}, {}}}\n\
+         {}processors: {{read_batch_size: 2000, block_ms: 1000}}\njobs: ./jobs\n",
         redis.port(),
         postgres.port(),
-        pipeline.slot(),
+        pipeline.slot,
+        pipeline.source,
         pipeline.more_sources
     );
     let jobs: Vec<(String, &str)> = pipeline

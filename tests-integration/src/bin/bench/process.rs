@@ -1,6 +1,7 @@
 //! The release-built worker as the benchmarks run it: its own folder, configuration and
 //! jobs, log lines at `warn`, killed when dropped.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 
@@ -43,21 +44,7 @@ impl WorkerProcess {
 
     /// The CPU time the process has used so far (user + system, /proc), µs.
     pub fn cpu_us(&self) -> f64 {
-        let stat =
-            std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
-        // The fields after the command name, which is in parentheses and may hold spaces:
-        // utime and stime are the 12th and 13th of them, in clock ticks.
-        let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
-        let fields: Vec<&str> = after_name.split_whitespace().collect();
-        let ticks = |i: usize| {
-            fields
-                .get(i)
-                .and_then(|f| f.parse::<f64>().ok())
-                .unwrap_or(0.0)
-        };
-        // SAFETY: sysconf only reads a system setting.
-        let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-        (ticks(11) + ticks(12)) / per_second * 1e6
+        process_cpu_us(self.child.id())
     }
 
     /// SIGTERM, and wait for the exit.
@@ -82,4 +69,46 @@ fn worker_path() -> PathBuf {
     std::env::var_os("REDSINK_WORKER")
         .map(PathBuf::from)
         .unwrap_or_else(|| workspace_dir().join("target/release/redsink-worker"))
+}
+
+/// The CPU time a process has used so far (user + system, /proc), µs; 0 if it is gone.
+fn process_cpu_us(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The fields after the command name, which is in parentheses and may hold spaces:
+    // utime and stime are the 12th and 13th of them, in clock ticks.
+    let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // SAFETY: sysconf only reads a system setting.
+    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    (ticks(11) + ticks(12)) / per_second * 1e6
+}
+
+/// The CPU time each running process named `name` has used so far, µs, by pid.
+pub fn processes_cpu_us(name: &str) -> BTreeMap<u32, f64> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return BTreeMap::new();
+    };
+    entries
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .is_ok_and(|comm| comm.trim_end() == name)
+        })
+        .map(|pid| (pid, process_cpu_us(pid)))
+        .collect()
+}
+
+/// The CPU time the processes of `after` used since `before` (theirs in `before`, or
+/// all of it for those started since), µs.
+pub fn cpu_us_since(before: &BTreeMap<u32, f64>, after: &BTreeMap<u32, f64>) -> f64 {
+    after
+        .iter()
+        .map(|(pid, used)| used - before.get(pid).copied().unwrap_or(0.0))
+        .sum()
 }

@@ -34,7 +34,7 @@ use crate::config::{Plugin, PostgresSource, Processors};
 use crate::connect::Redis;
 use crate::error::{describe_postgres, Error, Result};
 use crate::format::Order;
-use crate::pipeline::{Delivered, Delivery, Feed, Fields, Pipeline};
+use crate::pipeline::{Delivered, Delivery, Feed, Fields, InFlight, Pipeline};
 use crate::plan::{Position, Version};
 use crate::source::Failures;
 
@@ -138,44 +138,7 @@ impl PgSource {
                 )));
             }
         }
-        let mut config = tokio_postgres::Config::new();
-        config
-            .host(&s.host)
-            .port(s.port)
-            .dbname(&s.database)
-            .user(&s.user)
-            .application_name("redsink-worker")
-            // Values are read as text in these styles (format::postgres), whatever the
-            // server's defaults.
-            .options("-c DateStyle=ISO -c IntervalStyle=postgres -c TimeZone=UTC -c lc_monetary=C")
-            .connect_timeout(Duration::from_secs(10));
-        if let Some(password) = &s.password {
-            config.password(password);
-        }
-        let connected = if s.tls {
-            config.ssl_mode(SslMode::Require);
-            let connector = tls::connector(s.ca_cert.as_deref(), s.skip_verify)?;
-            config.connect(connector).await.map(|(client, connection)| {
-                tokio::spawn(watch_connection(connection));
-                client
-            })
-        } else {
-            config.connect(NoTls).await.map(|(client, connection)| {
-                tokio::spawn(watch_connection(connection));
-                client
-            })
-        };
-        let client = connected.map_err(|e| {
-            Error::Invalid(format!(
-                "postgres '{}': cannot connect to {}:{} as {}: {}; check host, port, database, \
-                 user and password (write `password: ${{PGPASSWORD}}` to take it from the environment)",
-                s.server_name,
-                s.host,
-                s.port,
-                s.user,
-                describe_postgres(&e)
-            ))
-        })?;
+        let client = self.open().await?;
         let wal_level: String = client.query_one("SHOW wal_level", &[]).await?.get(0);
         if wal_level != "logical" {
             return Err(Error::Invalid(format!(
@@ -218,6 +181,49 @@ impl PgSource {
             }
         }
         Ok(client)
+    }
+
+    /// A connection to the server, its session set as the values are read.
+    async fn open(&self) -> Result<Client> {
+        let s = &self.settings;
+        let mut config = tokio_postgres::Config::new();
+        config
+            .host(&s.host)
+            .port(s.port)
+            .dbname(&s.database)
+            .user(&s.user)
+            .application_name("redsink-worker")
+            // Values are read as text in these styles (format::postgres), whatever the
+            // server's defaults.
+            .options("-c DateStyle=ISO -c IntervalStyle=postgres -c TimeZone=UTC -c lc_monetary=C")
+            .connect_timeout(Duration::from_secs(10));
+        if let Some(password) = &s.password {
+            config.password(password);
+        }
+        let connected = if s.tls {
+            config.ssl_mode(SslMode::Require);
+            let connector = tls::connector(s.ca_cert.as_deref(), s.skip_verify)?;
+            config.connect(connector).await.map(|(client, connection)| {
+                tokio::spawn(watch_connection(connection));
+                client
+            })
+        } else {
+            config.connect(NoTls).await.map(|(client, connection)| {
+                tokio::spawn(watch_connection(connection));
+                client
+            })
+        };
+        connected.map_err(|e| {
+            Error::Invalid(format!(
+                "postgres '{}': cannot connect to {}:{} as {}: {}; check host, port, database, \
+                 user and password (write `password: ${{PGPASSWORD}}` to take it from the environment)",
+                s.server_name,
+                s.host,
+                s.port,
+                s.user,
+                describe_postgres(&e)
+            ))
+        })
     }
 
     /// What is left to snapshot: everything after a slot is created (a new slot has
@@ -307,16 +313,25 @@ impl PgSource {
         attempt: u64,
         written: &mut Written,
     ) -> Result<bool> {
-        let source = self.name();
+        let planned = self.pipeline.plan(&self.name(), deliveries.into_iter());
+        let in_flight = self.pipeline.send(planned);
+        self.finish_changes(in_flight, attempt, written).await
+    }
+
+    /// Waits for changes sent to Redis; whether all were written (or dead-lettered),
+    /// adding them to `written`.
+    async fn finish_changes(
+        &mut self,
+        in_flight: InFlight,
+        attempt: u64,
+        written: &mut Written,
+    ) -> Result<bool> {
         let mut feed = Changes {
             attempt,
             retries: true,
             settings: &self.settings,
         };
-        let outcome = self
-            .pipeline
-            .deliver(&source, deliveries.into_iter(), &mut feed)
-            .await?;
+        let outcome = self.pipeline.finish(in_flight, &mut feed).await?;
         written.messages += outcome.len();
         if !outcome.all_done() {
             outcome.record(0);

@@ -16,7 +16,7 @@ use std::time::Duration;
 use futures_util::FutureExt;
 use pg_walstream::{LogicalReplicationMessage, LogicalReplicationParser};
 use pgwire_replication::{
-    PgWireError, ReplicationClient, ReplicationConfig, ReplicationEvent, TlsConfig,
+    Lsn, PgWireError, ReplicationClient, ReplicationConfig, ReplicationEvent, TlsConfig,
 };
 use tokio::sync::watch;
 use tokio_postgres::Client;
@@ -27,7 +27,16 @@ use crate::error::{Error, Result};
 use crate::format::pgoutput::{self, Column, Relation, Relations};
 use crate::format::postgres::Change;
 use crate::format::Order;
+use crate::pipeline::InFlight;
 use crate::source::Failures;
+
+/// A batch sent to Redis and not finished yet.
+struct Sent {
+    in_flight: InFlight,
+    /// Where the slot may be confirmed once it is written: the end of its last
+    /// transaction (none for a part of a transaction).
+    confirms: Option<Lsn>,
+}
 
 /// How a session ended, when not by an error.
 enum Ended {
@@ -161,20 +170,9 @@ impl PgSource {
             Some(self.create_slot(&mut session).await?)
         };
         if let Some(mut progress) = self.snapshot_due(client, exported.is_some()).await? {
-            if let Some(name) = &exported {
-                // The rows as the slot's first change finds them.
-                client
-                    .batch_execute(&format!(
-                        "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY; SET TRANSACTION SNAPSHOT '{name}'"
-                    ))
-                    .await?;
-            }
-            let read = self.snapshot(client, &mut progress, shutdown).await;
-            if exported.is_some() {
-                // Ends the transaction, also one an error aborted.
-                let _ = client.batch_execute("COMMIT").await;
-            }
-            read?;
+            // Read in the exported snapshot: the rows as the slot's first change finds them.
+            self.snapshot(&mut progress, exported.as_deref(), shutdown)
+                .await?;
             if *shutdown.borrow() {
                 return Ok(None);
             }
@@ -236,7 +234,8 @@ impl PgSource {
 
     /// Reads the session's changes and writes them, until `shutdown` or a batch that
     /// cannot be written. `attempt` counts the sessions that have tried the changes after
-    /// the slot's confirmed position; it is 1 again once some are written.
+    /// the slot's confirmed position; it is 1 again once some are written. One batch is
+    /// written while the next is read and planned.
     async fn follow(
         &mut self,
         session: &mut ReplicationClient,
@@ -247,9 +246,10 @@ impl PgSource {
         let mut parser = LogicalReplicationParser::with_protocol_version(1);
         let mut relations = Relations::default();
         let mut held = Held::new(self.settings.max_transaction_changes, self.name());
-        // The end of the last transaction held: the slot is confirmed up to it once
-        // what is held is written.
+        // The end of the last transaction read: the slot is confirmed up to it once it
+        // is written.
         let mut commit_end = None;
+        let mut sent: Option<Sent> = None;
         let mut read_ahead = None;
         let mut written = Written {
             messages: 0,
@@ -258,6 +258,23 @@ impl PgSource {
         loop {
             let event = match read_ahead.take() {
                 Some(event) => event,
+                // A batch in Redis's hands is finished as soon as nothing else comes.
+                None if sent.is_some() => {
+                    match tokio::time::timeout(Duration::from_millis(1), session.recv()).await {
+                        Ok(event) => event,
+                        Err(_) => {
+                            if !self
+                                .confirm(sent.take(), session, attempt, &mut written)
+                                .await?
+                            {
+                                return Ok(Ended::NotWritten {
+                                    failed: written.failed,
+                                });
+                            }
+                            continue;
+                        }
+                    }
+                }
                 None => tokio::select! {
                     event = session.recv() => event,
                     _ = shutdown.changed() => return Ok(Ended::Shutdown),
@@ -301,46 +318,63 @@ impl PgSource {
                 }
                 ReplicationEvent::KeepAlive { wal_end, .. } => {
                     // Everything before it was sent, and with nothing held, written.
-                    if held.deliveries.is_empty() && held.between_transactions() {
+                    if held.deliveries.is_empty() && held.between_transactions() && sent.is_none() {
                         session.update_applied_lsn(wal_end);
                     }
                 }
                 ReplicationEvent::Message { .. } | ReplicationEvent::StoppedAt { .. } => {}
             }
-            if held.part_due() {
-                if !self
-                    .write_changes(held.take(), *attempt, &mut written)
-                    .await?
-                {
-                    return Ok(Ended::NotWritten {
-                        failed: written.failed,
-                    });
-                }
-                continue;
-            }
-            if !held.between_transactions() || held.deliveries.is_empty() {
+            let whole = held.between_transactions();
+            if !held.part_due() && (!whole || held.deliveries.is_empty()) {
                 continue;
             }
             // Between transactions: written now unless more is waiting and there is room.
-            if !held.full() {
+            if whole && !held.full() {
                 if let Some(next) = session.recv().now_or_never() {
                     read_ahead = Some(next);
                     continue;
                 }
             }
+            let planned = self.pipeline.plan(&self.name(), held.take().into_iter());
             if !self
-                .write_changes(held.take(), *attempt, &mut written)
+                .confirm(sent.take(), session, attempt, &mut written)
                 .await?
             {
                 return Ok(Ended::NotWritten {
                     failed: written.failed,
                 });
             }
-            *attempt = 1;
-            if let Some(end) = commit_end {
-                session.update_applied_lsn(end);
-            }
+            sent = Some(Sent {
+                in_flight: self.pipeline.send(planned),
+                confirms: if whole { commit_end } else { None },
+            });
         }
+    }
+
+    /// Waits for a batch sent to Redis and confirms the slot up to its last transaction;
+    /// whether all was written.
+    async fn confirm(
+        &mut self,
+        sent: Option<Sent>,
+        session: &ReplicationClient,
+        attempt: &mut u64,
+        written: &mut Written,
+    ) -> Result<bool> {
+        let Some(Sent {
+            in_flight,
+            confirms,
+        }) = sent
+        else {
+            return Ok(true);
+        };
+        if !self.finish_changes(in_flight, *attempt, written).await? {
+            return Ok(false);
+        }
+        *attempt = 1;
+        if let Some(end) = confirms {
+            session.update_applied_lsn(end);
+        }
+        Ok(true)
     }
 
     /// Adds a Relation message's table to `relations`, with its columns' types and its

@@ -1,4 +1,5 @@
-//! The initial snapshot: every row of the captured tables as `r` events, resumable.
+//! The initial snapshot: every row of the captured tables as `r` events, resumable;
+//! `snapshot_readers` tables read at once, each on its own connection, written in order.
 //!
 //! A table with a primary key is read in key order, and where the snapshot stands (table,
 //! last key, rows written) is kept in Redis after each batch: a restarted worker resumes
@@ -11,7 +12,7 @@
 //! whenever it is applied — even a change committed before the row was read, which makes
 //! the key show an older state only until the slot's later changes catch up.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 
 use indexmap::IndexMap;
 use std::io::IsTerminal;
@@ -20,7 +21,7 @@ use std::time::{Duration, Instant};
 use futures_util::{pin_mut, TryStreamExt};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tokio_postgres::types::ToSql;
 use tokio_postgres::Client;
 use tracing::{Instrument, Span};
@@ -93,13 +94,37 @@ pub struct Rows {
     pub first_row: i64,
 }
 
+/// What a table's reader hands over: its row count, its rows in batches, and that it
+/// read them all.
+enum Read {
+    Total(i64),
+    /// The next rows, with the primary key (as text) of the last if the table has one.
+    Rows {
+        events: Vec<ChangeEvent>,
+        last_key: Option<Vec<String>>,
+    },
+    End,
+}
+
+/// Batches a reader may hold ready before the writer takes them.
+const BATCHES_AHEAD: usize = 2;
+
+/// A table being read on its own connection.
+struct Reader {
+    table: String,
+    batches: mpsc::Receiver<Result<Read>>,
+}
+
 impl PgSource {
     /// Reads every due table, writing each batch before recording how far it got.
-    /// Returns early, with the progress kept, when `shutdown` is set.
+    /// `snapshot_readers` tables are read at once, each on its own connection (in the
+    /// slot's `exported` snapshot when there is one), while the writes go in table order:
+    /// stream ids and the progress kept are those of one table after another. Returns
+    /// early, with the progress kept, when `shutdown` is set.
     pub(super) async fn snapshot(
         &mut self,
-        client: &Client,
         progress: &mut Progress,
+        exported: Option<&str>,
         shutdown: &watch::Receiver<bool>,
     ) -> Result<()> {
         let marker = self.snapshot_marker();
@@ -109,10 +134,29 @@ impl PgSource {
             .arg(progress.version)
             .query_async::<()>(&mut self.writer)
             .await?;
+        let mut to_read: VecDeque<String> = progress.due.iter().cloned().collect();
+        let mut readers = VecDeque::new();
         while let Some(table) = progress.due.first().cloned() {
+            // This table's reader, and the next tables' up to `snapshot_readers`.
+            while readers.len() < self.settings.snapshot_readers.max(1) {
+                let Some(next) = to_read.pop_front() else {
+                    break;
+                };
+                let after = match &progress.resume {
+                    Some((resumed, after)) if *resumed == next => Some(after.clone()),
+                    _ => None,
+                };
+                readers.push_back(
+                    self.start_reader(next, after, progress.version, exported)
+                        .await?,
+                );
+            }
+            let Some(reader) = readers.pop_front() else {
+                break;
+            };
             let span = tracing::info_span!("snapshot", table, indicatif.pb_show = true);
             let finished = self
-                .snapshot_table(client, &table, progress, shutdown)
+                .write_table(reader, progress, shutdown)
                 .instrument(span)
                 .await?;
             if !finished {
@@ -136,75 +180,82 @@ impl PgSource {
         Ok(())
     }
 
-    /// One table, from where its snapshot stopped. `false` if `shutdown` cut it short.
-    async fn snapshot_table(
+    /// Starts reading `table` (after the key `after`) on a connection of its own, in one
+    /// transaction: the `exported` snapshot, or its own.
+    async fn start_reader(
+        &self,
+        table: String,
+        after: Option<Vec<String>>,
+        version: i64,
+        exported: Option<&str>,
+    ) -> Result<Reader> {
+        let client = self.open().await?;
+        let mut begin = "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY".to_owned();
+        if let Some(name) = exported {
+            begin += &format!("; SET TRANSACTION SNAPSHOT '{name}'");
+        }
+        client.batch_execute(&begin).await?;
+        let (sender, batches) = mpsc::channel(BATCHES_AHEAD);
+        let batch_size = self.processors.read_batch_size.max(1);
+        tokio::spawn(read_table(
+            client,
+            table.clone(),
+            after,
+            version,
+            batch_size,
+            sender,
+        ));
+        Ok(Reader { table, batches })
+    }
+
+    /// Writes what `reader` reads. `false` if `shutdown` cut it short.
+    async fn write_table(
         &mut self,
-        client: &Client,
-        table: &str,
+        reader: Reader,
         progress: &mut Progress,
         shutdown: &watch::Receiver<bool>,
     ) -> Result<bool> {
-        let key = primary_key(client, table).await?;
-        let types = column_types(client, table).await?;
-        let after = match &progress.resume {
-            Some((resumed, after)) if resumed == table && !key.is_empty() => Some(after.clone()),
-            _ => None,
-        };
-        if key.is_empty() {
-            tracing::warn!(
-                table,
-                "no primary key: this table is read in one pass, again from its start if interrupted"
-            );
-        }
-        let query = TableQuery::new(table, &key, after.is_some());
-        let params = after.unwrap_or_default();
-        let param_refs: Vec<&(dyn ToSql + Sync)> =
-            params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
-        let total: i64 = client.query_one(&query.count(), &param_refs).await?.get(0);
-        let mut report = Report::new(table, total);
-        let rows = client.query_raw(&query.rows(), &params).await?;
-        pin_mut!(rows);
+        let Reader { table, mut batches } = reader;
+        let mut report = None;
         let mut next_row = progress.rows + 1;
-        let mut more = true;
-        while more {
-            let (mut events, mut last_key) = (Vec::new(), None);
-            while events.len() < self.processors.read_batch_size {
-                let Some(row) = rows.try_next().await? else {
-                    more = false;
-                    break;
-                };
-                let mut event =
-                    snapshot_event(row.get(0), &types, Order::from_lsn(progress.version))?;
-                event.key = record_key(&event.row, key.iter().map(|(name, _)| name.as_str()));
-                events.push(event);
-                if !key.is_empty() {
-                    last_key = Some(row.get::<_, Vec<String>>(1));
+        loop {
+            let Some(read) = batches.recv().await else {
+                return Err(Error::Invalid(format!(
+                    "the snapshot of {table} stopped before its end"
+                )));
+            };
+            match read? {
+                Read::Total(total) => report = Some(Report::new(&table, total)),
+                Read::Rows { events, last_key } => {
+                    let written = events.len() as i64;
+                    self.write_snapshot(Rows {
+                        table: table.clone(),
+                        events,
+                        first_row: next_row,
+                    })
+                    .await?;
+                    next_row += written;
+                    if let Some(report) = &mut report {
+                        report.advance(written as u64);
+                    }
+                    // Rows of a table without a key count only once the whole table is
+                    // written.
+                    if let Some(last_key) = last_key {
+                        progress.rows = next_row - 1;
+                        self.save_progress(&table, progress.rows, &last_key).await?;
+                        progress.resume = Some((table.clone(), last_key));
+                    }
+                    if *shutdown.borrow() {
+                        return Ok(false);
+                    }
                 }
-            }
-            if events.is_empty() {
-                break;
-            }
-            let written = events.len() as i64;
-            self.write_snapshot(Rows {
-                table: table.to_owned(),
-                events,
-                first_row: next_row,
-            })
-            .await?;
-            next_row += written;
-            report.advance(written as u64);
-            // Rows of a table without a key count only once the whole table is written.
-            if let Some(last_key) = last_key {
-                progress.rows = next_row - 1;
-                self.save_progress(table, progress.rows, &last_key).await?;
-                progress.resume = Some((table.to_owned(), last_key));
-            }
-            if *shutdown.borrow() {
-                return Ok(false);
+                Read::End => break,
             }
         }
         progress.rows = next_row - 1;
-        report.finish();
+        if let Some(report) = report {
+            report.finish();
+        }
         Ok(true)
     }
 
@@ -220,6 +271,69 @@ impl PgSource {
             .query_async::<()>(&mut self.writer)
             .await?;
         Ok(())
+    }
+}
+
+/// Reads `table` in primary-key order (after `after`), batches of `batch_size` rows as
+/// `r` events versioned `version`, into `batches`; stops when the writer is gone.
+async fn read_table(
+    client: Client,
+    table: String,
+    after: Option<Vec<String>>,
+    version: i64,
+    batch_size: usize,
+    batches: mpsc::Sender<Result<Read>>,
+) {
+    let read = async {
+        let key = primary_key(&client, &table).await?;
+        let types = column_types(&client, &table).await?;
+        if key.is_empty() {
+            tracing::warn!(
+                table,
+                "no primary key: this table is read in one pass, again from its start if interrupted"
+            );
+        }
+        let query = TableQuery::new(&table, &key, after.is_some());
+        let params = after.unwrap_or_default();
+        let param_refs: Vec<&(dyn ToSql + Sync)> =
+            params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
+        let total: i64 = client.query_one(&query.count(), &param_refs).await?.get(0);
+        if batches.send(Ok(Read::Total(total))).await.is_err() {
+            return Ok(());
+        }
+        let rows = client.query_raw(&query.rows(), &params).await?;
+        pin_mut!(rows);
+        loop {
+            let (mut events, mut last_key) = (Vec::with_capacity(batch_size), None);
+            while events.len() < batch_size {
+                let Some(row) = rows.try_next().await? else {
+                    break;
+                };
+                let mut event = snapshot_event(row.get(0), &types, Order::from_lsn(version))?;
+                event.key = record_key(&event.row, key.iter().map(|(name, _)| name.as_str()));
+                events.push(event);
+                if !key.is_empty() {
+                    last_key = Some(row.get::<_, Vec<String>>(1));
+                }
+            }
+            let last = events.len() < batch_size;
+            if !events.is_empty()
+                && batches
+                    .send(Ok(Read::Rows { events, last_key }))
+                    .await
+                    .is_err()
+            {
+                return Ok(());
+            }
+            if last {
+                break;
+            }
+        }
+        let _ = batches.send(Ok(Read::End)).await;
+        Ok(())
+    };
+    if let Err(error) = read.await {
+        let _ = batches.send(Err(error)).await;
     }
 }
 

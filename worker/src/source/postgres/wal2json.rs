@@ -31,7 +31,7 @@ impl PgSource {
     ) -> Result<()> {
         let created = self.ensure_slot(client).await?;
         if let Some(mut progress) = self.snapshot_due(client, created).await? {
-            self.snapshot(client, &mut progress, shutdown).await?;
+            self.snapshot(&mut progress, None, shutdown).await?;
             if *shutdown.borrow() {
                 return Ok(());
             }
