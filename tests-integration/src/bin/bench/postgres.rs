@@ -128,12 +128,13 @@ pub fn run() {
          Throughput: {THROUGHPUT_ROWS} rows inserted in transactions of \
          {ROWS_PER_TRANSACTION}, from the first commit to the last row readable, and the CPU \
          time each process spent meanwhile, per row (PostgreSQL: its inserting backend and \
-         the WAL sender decoding for the slot).\n"
+         the WAL sender decoding for the slot). Catch-up: as many more rows committed while \
+         the worker is stopped, from its start to the last readable.\n"
     );
     println!(
-        "| pipeline | idle p50 / p99 ms | 1,000 rows/s p50 / p99 ms | 5,000 rows/s p50 / p99 ms | rows/s | rows/s vs pgoutput | CPU µs a row: worker / Redis / PostgreSQL |"
+        "| pipeline | idle p50 / p99 ms | 1,000 rows/s p50 / p99 ms | 5,000 rows/s p50 / p99 ms | rows/s | rows/s vs pgoutput | CPU µs a row: worker / Redis / PostgreSQL | catch-up rows/s |"
     );
-    println!("|---|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
     let mut first_rate = None;
     for pipeline in &PIPELINES {
         let result = measure(&redis, &postgres, &mut client, &mut con, pipeline);
@@ -151,11 +152,12 @@ pub fn run() {
             .collect();
         let [worker, redis, postgres] = result.cpu_us_per_row;
         println!(
-            "| {} | {} | {:.0} | {:.2} | {worker:.1} / {redis:.1} / {postgres:.1} |",
+            "| {} | {} | {:.0} | {:.2} | {worker:.1} / {redis:.1} / {postgres:.1} | {:.0} |",
             pipeline.name,
             latencies.join(" | "),
             result.rows_per_sec,
-            result.rows_per_sec / first
+            result.rows_per_sec / first,
+            result.catch_up_rows_per_sec
         );
     }
     println!();
@@ -167,6 +169,7 @@ struct Measured {
     rows_per_sec: f64,
     /// The worker's, Redis's and PostgreSQL's, over the throughput run.
     cpu_us_per_row: [f64; 3],
+    catch_up_rows_per_sec: f64,
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -210,6 +213,7 @@ fn measure(
         })
         .collect();
     let (rows_per_sec, cpu_us_per_row) = throughput(client, con, pipeline, &worker);
+    let catch_up_rows_per_sec = catch_up(redis, postgres, client, con, pipeline, &mut worker);
     worker.stop();
     // The next run starts from a fresh slot and empty keys.
     client
@@ -223,6 +227,7 @@ fn measure(
         latencies,
         rows_per_sec,
         cpu_us_per_row,
+        catch_up_rows_per_sec,
     }
 }
 
@@ -313,18 +318,8 @@ fn throughput(
     let (worker_before, redis_before) = (worker.cpu_us(), server_cpu_us(con));
     let postgres_before = processes_cpu_us("postgres");
     let started = Instant::now();
-    for first in (1..=THROUGHPUT_ROWS).step_by(ROWS_PER_TRANSACTION as usize) {
-        client
-            .execute(
-                r#"INSERT INTO bench SELECT i, i % 50, '2021-01-01 10:00:00', 'Berlin', 'Germany', i / 100.0
-                   FROM generate_series($1::int, $2::int) i"#,
-                &[&first, &(first + ROWS_PER_TRANSACTION - 1)],
-            )
-            .unwrap();
-    }
-    let last = format!("{}{THROUGHPUT_ROWS}", pipeline.key_prefix);
-    let total = format!("{:.2}", THROUGHPUT_ROWS as f64 / 100.0);
-    wait(con, &last, "Total", &total, worker);
+    insert_rows(client, 1);
+    wait_for_row(con, pipeline, THROUGHPUT_ROWS, worker);
     let rows_per_sec = THROUGHPUT_ROWS as f64 / started.elapsed().as_secs_f64();
     let used = [
         worker.cpu_us() - worker_before,
@@ -332,6 +327,45 @@ fn throughput(
         cpu_us_since(&postgres_before, &processes_cpu_us("postgres")),
     ];
     (rows_per_sec, used.map(|us| us / THROUGHPUT_ROWS as f64))
+}
+
+/// Rows a second of a backlog: `THROUGHPUT_ROWS` more rows committed while the worker is
+/// stopped, from its start to the last of them readable.
+fn catch_up(
+    redis: &RedisServer,
+    postgres: &PostgresServer,
+    client: &mut pg_client::Client,
+    con: &mut Connection,
+    pipeline: &Pipeline,
+    worker: &mut WorkerProcess,
+) -> f64 {
+    worker.stop();
+    insert_rows(client, THROUGHPUT_ROWS + 1);
+    let started = Instant::now();
+    *worker = start_worker(redis, postgres, pipeline);
+    wait_for_row(con, pipeline, 2 * THROUGHPUT_ROWS, worker);
+    THROUGHPUT_ROWS as f64 / started.elapsed().as_secs_f64()
+}
+
+/// Inserts `THROUGHPUT_ROWS` rows from id `first`, in transactions of
+/// `ROWS_PER_TRANSACTION`.
+fn insert_rows(client: &mut pg_client::Client, first: i32) {
+    for from in (first..first + THROUGHPUT_ROWS).step_by(ROWS_PER_TRANSACTION as usize) {
+        client
+            .execute(
+                r#"INSERT INTO bench SELECT i, i % 50, '2021-01-01 10:00:00', 'Berlin', 'Germany', i / 100.0
+                   FROM generate_series($1::int, $2::int) i"#,
+                &[&from, &(from + ROWS_PER_TRANSACTION - 1)],
+            )
+            .unwrap();
+    }
+}
+
+/// Waits until the row with id `id` is readable in Redis.
+fn wait_for_row(con: &mut Connection, pipeline: &Pipeline, id: i32, worker: &WorkerProcess) {
+    let key = format!("{}{id}", pipeline.key_prefix);
+    let total = format!("{:.2}", id as f64 / 100.0);
+    wait(con, &key, "Total", &total, worker);
 }
 
 /// Polls until `key`'s `field` is `value` (60 s at most).
