@@ -134,8 +134,9 @@ pub struct PostgresSource {
     /// How often the slot is polled for changes with wal2json, in milliseconds.
     #[serde(default = "default_poll_ms")]
     pub poll_ms: u64,
-    /// The most changes held in memory at once: a transaction with more is written in
-    /// parts of this many (each part one MULTI/EXEC), so it may be seen partly applied.
+    /// The most changes of one transaction held in memory at once: a transaction with
+    /// more is written in parts of this many (each part one MULTI/EXEC), so it may be seen
+    /// partly applied.
     #[serde(default = "default_max_transaction_changes")]
     pub max_transaction_changes: usize,
     /// Tables the snapshot reads at once, each on its own connection (written to Redis

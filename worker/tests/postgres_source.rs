@@ -384,6 +384,86 @@ fn pgoutput_snapshot_is_exactly_where_the_stream_starts() {
     );
 }
 
+/// A change that keeps failing in a late part of a large transaction is dead-lettered
+/// after `max_deliveries`, though the parts before it are written again each time.
+#[test]
+fn a_failing_change_in_a_large_transaction_is_dead_lettered() {
+    let (redis, postgres, mut client) = servers(INVOICE_TABLE);
+    let by_state = INVOICE_HASH_JOB.replace(
+        "concat(['invoice:', InvoiceId])",
+        "concat(['state:', BillingState])",
+    );
+    let config = config(&redis, &postgres)
+        .replace(
+            "processors: {read_batch_size: 100}",
+            "processors: {read_batch_size: 100, max_deliveries: 2}",
+        )
+        .replace(
+            "poll_ms: 50",
+            "poll_ms: 50\n    max_transaction_changes: 100",
+        );
+    let worker = Worker::from_config(&config, &[&by_state]);
+    redis.wait_until(&format!("snapshot done\n{}", worker.log()), |_| {
+        Ok(worker.log().contains("snapshot of the table done"))
+    });
+    // Row 250 has no state, so no key.
+    client
+        .batch_execute(
+            r#"INSERT INTO invoice SELECT i, 1, '2021-01-01 10:00:00', NULL, NULL,
+                   CASE WHEN i = 250 THEN NULL ELSE 'S' END, NULL, NULL, i
+               FROM generate_series(1, 300) i"#,
+        )
+        .unwrap();
+    redis.wait_until(&format!("the dead letter\n{}", worker.log()), |con| {
+        Ok(call::<i64>(con, &["XLEN", "dlq:postgres:chinook"])? == 1)
+    });
+    let mut con = redis.connection();
+    let letters: Vec<(String, BTreeMap<String, String>)> =
+        call(&mut con, &["XRANGE", "dlq:postgres:chinook", "-", "+"]).unwrap();
+    let event: serde_json::Value = serde_json::from_str(&letters[0].1["value"]).unwrap();
+    assert_eq!(event["after"]["InvoiceId"], 250);
+    // The transaction's last row is written, and the slot moves past it.
+    redis.wait_until(&format!("the last row\n{}", worker.log()), |con| {
+        Ok(
+            call::<Option<String>>(con, &["HGET", "state:S", "InvoiceId"])?.as_deref()
+                == Some("300"),
+        )
+    });
+}
+
+/// A table added to `tables` later is added to the publication redsink made, so that
+/// its changes come too (not only its snapshot).
+#[test]
+fn a_table_added_later_joins_the_publication() {
+    let (redis, postgres, mut client) = servers(&format!(
+        "{INVOICE_TABLE}; CREATE TABLE note (id integer PRIMARY KEY, body text)"
+    ));
+    let mut worker = Worker::from_config(&config(&redis, &postgres), &[INVOICE_HASH_JOB]);
+    redis.wait_until(&format!("started\n{}", worker.log()), |_| {
+        Ok(worker.log().contains("snapshot of the table done"))
+    });
+    worker.stop();
+    let note_job = "source: {server_name: chinook, schema: public, table: note}\noutput:\n  - uses: redis.write\n    with:\n      key: {expression: \"concat(['note:', id])\"}\n";
+    let config = config(&redis, &postgres).replace(
+        "tables: [public.invoice]",
+        "tables: [public.invoice, public.note]",
+    );
+    let worker = Worker::from_config(&config, &[INVOICE_HASH_JOB, note_job]);
+    redis.wait_until(&format!("the snapshot of note\n{}", worker.log()), |_| {
+        Ok(worker.log().contains("tables added to the publication")
+            && worker.log().matches("snapshot of the table done").count() == 1)
+    });
+    client
+        .batch_execute("INSERT INTO note VALUES (1, 'streamed')")
+        .unwrap();
+    redis.wait_until(&format!("the change of note\n{}", worker.log()), |con| {
+        Ok(
+            call::<Option<String>>(con, &["HGET", "note:1", "body"])?.as_deref()
+                == Some("streamed"),
+        )
+    });
+}
+
 /// Starts a worker on `config` that must refuse to start; its log.
 fn refused(config: &str) -> String {
     let mut worker = Worker::from_config(config, &[INVOICE_HASH_JOB]);
@@ -484,6 +564,16 @@ fn a_publication_or_slot_that_does_not_fit_is_refused_with_what_to_do() {
     assert!(
         log.contains("publication invoices does not exist in database postgres")
             && log.contains("CREATE PUBLICATION invoices FOR TABLE"),
+        "{log}"
+    );
+    client
+        .batch_execute(
+            "CREATE TABLE other (id int PRIMARY KEY); CREATE PUBLICATION others FOR TABLE other",
+        )
+        .unwrap();
+    let log = refused(&config.replace("poll_ms: 50", "poll_ms: 50\n    publication: others"));
+    assert!(
+        log.contains("publication others does not publish public.invoice; add them"),
         "{log}"
     );
     let log = refused(&config.replace("poll_ms: 50", "poll_ms: 50\n    slot: Invoices"));

@@ -138,7 +138,29 @@ impl PgSource {
                 )));
             }
         }
-        let client = self.open().await?;
+        let client = self.open().await.map_err(|e| match e {
+            Error::Postgres(e) => Error::Invalid(format!(
+                "postgres '{}': cannot connect to {}:{} as {}: {}; check host, port, database, \
+                 user and password (write `password: ${{PGPASSWORD}}` to take it from the environment)",
+                s.server_name,
+                s.host,
+                s.port,
+                s.user,
+                describe_postgres(&e)
+            )),
+            other => other,
+        })?;
+        let version: String = client
+            .query_one("SHOW server_version_num", &[])
+            .await?
+            .get(0);
+        if s.plugin == Plugin::Pgoutput && version.parse::<u32>().is_ok_and(|v| v < 140_000) {
+            return Err(Error::Invalid(format!(
+                "postgres '{}': pgoutput needs PostgreSQL 14 or later (this server is {version}); \
+                 use `plugin: wal2json`",
+                s.server_name
+            )));
+        }
         let wal_level: String = client.query_one("SHOW wal_level", &[]).await?.get(0);
         if wal_level != "logical" {
             return Err(Error::Invalid(format!(
@@ -183,7 +205,8 @@ impl PgSource {
         Ok(client)
     }
 
-    /// A connection to the server, its session set as the values are read.
+    /// A connection to the server, its session set as the values are read. A failure is
+    /// retried (a reader's connection during a snapshot); `connect` says it at start.
     async fn open(&self) -> Result<Client> {
         let s = &self.settings;
         let mut config = tokio_postgres::Config::new();
@@ -213,29 +236,24 @@ impl PgSource {
                 client
             })
         };
-        connected.map_err(|e| {
-            Error::Invalid(format!(
-                "postgres '{}': cannot connect to {}:{} as {}: {}; check host, port, database, \
-                 user and password (write `password: ${{PGPASSWORD}}` to take it from the environment)",
-                s.server_name,
-                s.host,
-                s.port,
-                s.user,
-                describe_postgres(&e)
-            ))
-        })
+        Ok(connected?)
     }
 
-    /// What is left to snapshot: everything after a slot is created (a new slot has
-    /// seen none of the rows), else the tables the marker does not list as read.
-    async fn snapshot_due(&mut self, client: &Client, created: bool) -> Result<Option<Progress>> {
+    /// Forgets what an earlier slot of the same name had snapshotted: done before a slot
+    /// is created, so that a crash right after cannot leave a new slot with an old
+    /// marker.
+    async fn forget_snapshot(&mut self) -> Result<()> {
+        redis::cmd("DEL")
+            .arg(self.snapshot_marker())
+            .query_async::<()>(&mut self.writer)
+            .await?;
+        Ok(())
+    }
+
+    /// What is left to snapshot: the tables the marker does not list as read (all of
+    /// them after a slot is created: a new slot has seen none of the rows).
+    async fn snapshot_due(&mut self, client: &Client) -> Result<Option<Progress>> {
         let marker = self.snapshot_marker();
-        if created {
-            redis::cmd("DEL")
-                .arg(&marker)
-                .query_async::<()>(&mut self.writer)
-                .await?;
-        }
         let fields: BTreeMap<String, String> = redis::cmd("HGETALL")
             .arg(&marker)
             .query_async(&mut self.writer)

@@ -30,6 +30,17 @@ use crate::format::Order;
 use crate::pipeline::InFlight;
 use crate::source::Failures;
 
+/// How often what Redis has acknowledged is confirmed to PostgreSQL (when it moved).
+const STATUS_INTERVAL: Duration = Duration::from_millis(100);
+
+/// How many sessions have tried the changes after the slot's confirmed position.
+struct Attempts {
+    attempt: u64,
+    /// The furthest the slot was confirmed: a batch written again after a session ended
+    /// (its confirmation not yet sent) does not count as progress.
+    confirmed: Lsn,
+}
+
 /// A batch sent to Redis and not finished yet.
 struct Sent {
     in_flight: InFlight,
@@ -49,7 +60,9 @@ enum Ended {
 
 impl PgSource {
     /// Creates the publication of the configured tables if the source names none and it
-    /// is missing; one the configuration names must exist.
+    /// is missing, and adds to it the tables it lacks; one the configuration names must
+    /// exist and hold every configured table (a table it lacks would get its snapshot and
+    /// none of its changes).
     pub(super) async fn ensure_publication(&self, client: &Client) -> Result<()> {
         let s = &self.settings;
         let name = s.publication_name();
@@ -58,6 +71,51 @@ impl PgSource {
             .await?
             .is_some();
         if exists {
+            let published: Vec<String> = client
+                .query(
+                    "SELECT schemaname::text || '.' || tablename::text FROM pg_publication_tables \
+                     WHERE pubname = $1",
+                    &[&name],
+                )
+                .await?
+                .iter()
+                .map(|row| row.get(0))
+                .collect();
+            let missing: Vec<&String> = s
+                .tables
+                .iter()
+                .filter(|table| !published.contains(table))
+                .collect();
+            if missing.is_empty() {
+                return Ok(());
+            }
+            let list = missing
+                .iter()
+                .map(|t| t.as_str())
+                .collect::<Vec<_>>()
+                .join(", ");
+            if s.publication.is_some() {
+                return Err(Error::Invalid(format!(
+                    "postgres '{}': publication {name} does not publish {list}; add them \
+                     (ALTER PUBLICATION {name} ADD TABLE …), or leave `publication` out for \
+                     redsink to keep one of the configured tables",
+                    s.server_name
+                )));
+            }
+            let tables: Vec<String> = missing.iter().map(|t| table::sql_name(t)).collect();
+            client
+                .batch_execute(&format!(
+                    "ALTER PUBLICATION {} ADD TABLE {}",
+                    table::quoted(&name),
+                    tables.join(", ")
+                ))
+                .await
+                .map_err(|e| self.publication_not_made(&name, &e))?;
+            tracing::info!(
+                publication = name,
+                tables = list,
+                "tables added to the publication"
+            );
             return Ok(());
         }
         if s.publication.is_some() {
@@ -76,20 +134,23 @@ impl PgSource {
                 tables.join(", ")
             ))
             .await
-            .map_err(|e| {
-                Error::Invalid(format!(
-                    "postgres '{}': cannot create publication {name}: {}; the user must own the \
-                     tables (or create the publication as one who does and name it in `publication`)",
-                    s.server_name,
-                    crate::error::describe_postgres(&e)
-                ))
-            })?;
+            .map_err(|e| self.publication_not_made(&name, &e))?;
         tracing::info!(
             publication = name,
             tables = s.tables.join(", "),
             "publication created"
         );
         Ok(())
+    }
+
+    /// Why the publication could not be created or completed, with what to do.
+    fn publication_not_made(&self, name: &str, error: &tokio_postgres::Error) -> Error {
+        Error::Invalid(format!(
+            "postgres '{}': cannot create or complete publication {name}: {}; the user must own \
+             the tables (or create the publication as one who does and name it in `publication`)",
+            self.settings.server_name,
+            crate::error::describe_postgres(error)
+        ))
     }
 
     /// Sessions until `shutdown`: a batch that cannot be written is read again by a new
@@ -100,29 +161,37 @@ impl PgSource {
         failures: &mut Failures,
         shutdown: &mut watch::Receiver<bool>,
     ) -> Result<()> {
-        let mut attempt = 1;
+        let mut attempts = Attempts {
+            attempt: 1,
+            confirmed: Lsn::ZERO,
+        };
         loop {
             let Some(mut session) = self.open_session(client, shutdown).await? else {
                 return Ok(());
             };
             failures.succeeded();
             let ended = self
-                .follow(&mut session, client, &mut attempt, shutdown)
+                .follow(&mut session, client, &mut attempts, shutdown)
                 .await;
+            if matches!(ended, Ok(Ended::Shutdown)) {
+                // The last confirmation goes out with the next status update.
+                tokio::time::sleep(STATUS_INTERVAL * 2).await;
+            }
             session.stop();
             let ended = ended?;
             let Ended::NotWritten { failed } = ended else {
                 return Ok(());
             };
+            let attempt = &mut attempts.attempt;
             tracing::warn!(
                 source = self.name(),
-                attempts = attempt,
+                attempts = *attempt,
                 failed,
                 "changes not written, retrying"
             );
-            attempt += 1;
+            *attempt += 1;
             tokio::select! {
-                _ = tokio::time::sleep(Duration::from_millis(200 * attempt.min(25))) => {}
+                _ = tokio::time::sleep(Duration::from_millis(200 * (*attempt).min(25))) => {}
                 _ = shutdown.changed() => return Ok(()),
             }
         }
@@ -152,7 +221,7 @@ impl PgSource {
         .with_application_name("redsink-worker")
         // Values come as text in these styles (format::postgres), as on the SQL connection.
         .with_options("-c DateStyle=ISO -c IntervalStyle=postgres -c TimeZone=UTC -c lc_monetary=C")
-        .with_status_interval(Duration::from_secs(1))
+        .with_status_interval(STATUS_INTERVAL)
     }
 
     /// A replication session started from the slot's confirmed position: the slot
@@ -167,9 +236,10 @@ impl PgSource {
         let exported = if self.existing_slot(client).await? {
             None
         } else {
+            self.forget_snapshot().await?;
             Some(self.create_slot(&mut session).await?)
         };
-        if let Some(mut progress) = self.snapshot_due(client, exported.is_some()).await? {
+        if let Some(mut progress) = self.snapshot_due(client).await? {
             // Read in the exported snapshot: the rows as the slot's first change finds them.
             self.snapshot(&mut progress, exported.as_deref(), shutdown)
                 .await?;
@@ -233,14 +303,14 @@ impl PgSource {
     }
 
     /// Reads the session's changes and writes them, until `shutdown` or a batch that
-    /// cannot be written. `attempt` counts the sessions that have tried the changes after
-    /// the slot's confirmed position; it is 1 again once some are written. One batch is
-    /// written while the next is read and planned.
+    /// cannot be written. `attempts` counts the sessions that have tried the changes after
+    /// the slot's confirmed position; it is 1 again once the slot moves further than
+    /// before. One batch is written while the next is read and planned.
     async fn follow(
         &mut self,
         session: &mut ReplicationClient,
         client: &Client,
-        attempt: &mut u64,
+        attempts: &mut Attempts,
         shutdown: &mut watch::Receiver<bool>,
     ) -> Result<Ended> {
         let mut parser = LogicalReplicationParser::with_protocol_version(1);
@@ -259,22 +329,21 @@ impl PgSource {
             let event = match read_ahead.take() {
                 Some(event) => event,
                 // A batch in Redis's hands is finished as soon as nothing else comes.
-                None if sent.is_some() => {
-                    match tokio::time::timeout(Duration::from_millis(1), session.recv()).await {
-                        Ok(event) => event,
-                        Err(_) => {
-                            if !self
-                                .confirm(sent.take(), session, attempt, &mut written)
-                                .await?
-                            {
-                                return Ok(Ended::NotWritten {
-                                    failed: written.failed,
-                                });
-                            }
-                            continue;
+                None if sent.is_some() => tokio::select! {
+                    event = session.recv() => event,
+                    _ = tokio::time::sleep(Duration::from_millis(1)) => {
+                        if !self.confirm(sent.take(), session, attempts, &mut written).await? {
+                            return Ok(Ended::NotWritten {
+                                failed: written.failed,
+                            });
                         }
+                        continue;
                     }
-                }
+                    _ = shutdown.changed() => {
+                        self.confirm(sent.take(), session, attempts, &mut written).await?;
+                        return Ok(Ended::Shutdown);
+                    }
+                },
                 None => tokio::select! {
                     event = session.recv() => event,
                     _ = shutdown.changed() => return Ok(Ended::Shutdown),
@@ -337,7 +406,7 @@ impl PgSource {
             }
             let planned = self.pipeline.plan(&self.name(), held.take().into_iter());
             if !self
-                .confirm(sent.take(), session, attempt, &mut written)
+                .confirm(sent.take(), session, attempts, &mut written)
                 .await?
             {
                 return Ok(Ended::NotWritten {
@@ -357,7 +426,7 @@ impl PgSource {
         &mut self,
         sent: Option<Sent>,
         session: &ReplicationClient,
-        attempt: &mut u64,
+        attempts: &mut Attempts,
         written: &mut Written,
     ) -> Result<bool> {
         let Some(Sent {
@@ -367,12 +436,20 @@ impl PgSource {
         else {
             return Ok(true);
         };
-        if !self.finish_changes(in_flight, *attempt, written).await? {
+        if !self
+            .finish_changes(in_flight, attempts.attempt, written)
+            .await?
+        {
             return Ok(false);
         }
-        *attempt = 1;
         if let Some(end) = confirms {
             session.update_applied_lsn(end);
+            if end > attempts.confirmed {
+                *attempts = Attempts {
+                    attempt: 1,
+                    confirmed: end,
+                };
+            }
         }
         Ok(true)
     }
@@ -421,7 +498,8 @@ impl PgSource {
                     identity: column.is_key(),
                 })
                 .collect(),
-            primary_key: snapshot::primary_key(client, &table)
+            // By OID: the table may have been renamed or dropped since this change.
+            primary_key: snapshot::primary_key(client, *relation_id)
                 .await?
                 .into_iter()
                 .map(|(name, _)| name)

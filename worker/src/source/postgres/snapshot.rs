@@ -285,7 +285,7 @@ async fn read_table(
     batches: mpsc::Sender<Result<Read>>,
 ) {
     let read = async {
-        let key = primary_key(&client, &table).await?;
+        let key = primary_key(&client, table_oid(&client, &table).await?).await?;
         let types = column_types(&client, &table).await?;
         if key.is_empty() {
             tracing::warn!(
@@ -387,18 +387,27 @@ fn prefixed(columns: &[String]) -> String {
     prefixed.join(", ")
 }
 
-/// The table's primary key columns, in key order, with their types.
-pub(super) async fn primary_key(client: &Client, table: &str) -> Result<Vec<(String, String)>> {
+/// The primary key columns of the table with OID `relation`, in key order, with their
+/// types; none for a table that is gone.
+pub(super) async fn primary_key(client: &Client, relation: u32) -> Result<Vec<(String, String)>> {
     let rows = client
         .query(
             "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod) \
              FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey) \
-             WHERE i.indrelid = $1::text::regclass AND i.indisprimary \
+             WHERE i.indrelid = $1 AND i.indisprimary \
              ORDER BY array_position(i.indkey::int2[], a.attnum)",
-            &[&table::sql_name(table)],
+            &[&relation],
         )
         .await?;
     Ok(rows.iter().map(|row| (row.get(0), row.get(1))).collect())
+}
+
+/// The OID of `table`.
+async fn table_oid(client: &Client, table: &str) -> Result<u32> {
+    let row = client
+        .query_one("SELECT $1::text::regclass::oid", &[&table::sql_name(table)])
+        .await?;
+    Ok(row.get(0))
 }
 
 /// The table's column types, by column name (`format_type`, as wal2json names them).

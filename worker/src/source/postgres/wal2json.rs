@@ -29,8 +29,8 @@ impl PgSource {
         failures: &mut Failures,
         shutdown: &mut watch::Receiver<bool>,
     ) -> Result<()> {
-        let created = self.ensure_slot(client).await?;
-        if let Some(mut progress) = self.snapshot_due(client, created).await? {
+        self.ensure_slot(client).await?;
+        if let Some(mut progress) = self.snapshot_due(client).await? {
             self.snapshot(&mut progress, None, shutdown).await?;
             if *shutdown.borrow() {
                 return Ok(());
@@ -69,11 +69,12 @@ impl PgSource {
         Ok(())
     }
 
-    /// Creates the slot if it is missing; `true` if it had to be created now.
-    async fn ensure_slot(&self, client: &Client) -> Result<bool> {
+    /// Creates the slot if it is missing.
+    async fn ensure_slot(&mut self, client: &Client) -> Result<()> {
         if self.existing_slot(client).await? {
-            return Ok(false);
+            return Ok(());
         }
+        self.forget_snapshot().await?;
         let slot = self.settings.slot_name();
         let row = client
             .query_one(
@@ -87,7 +88,7 @@ impl PgSource {
             })?;
         let lsn: String = row.get(0);
         tracing::info!(slot, lsn, "replication slot created");
-        Ok(true)
+        Ok(())
     }
 
     /// One poll: peeks changes, writes them, advances the slot. `attempt` counts the
