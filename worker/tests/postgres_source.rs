@@ -85,6 +85,13 @@ fn expected(client: &mut pg_client::Client) -> BTreeMap<String, Vec<String>> {
         .collect()
 }
 
+/// Waits until the hash `key`'s `field` holds `value`.
+fn wait_for_field(redis: &RedisServer, worker: &Worker, key: &str, field: &str, value: &str) {
+    worker.wait_until(redis, &format!("{key} {field} = {value}"), |con| {
+        Ok(call::<Option<String>>(con, &["HGET", key, field])?.as_deref() == Some(value))
+    });
+}
+
 /// Asserts that the `invoice:*` hashes are exactly the table's rows; returns how many.
 fn hashes_equal_the_table(redis: &RedisServer, client: &mut pg_client::Client) -> usize {
     let mut con = redis.connection();
@@ -423,12 +430,7 @@ fn a_failing_change_in_a_large_transaction_is_dead_lettered() {
     let event: serde_json::Value = serde_json::from_str(&letters[0].1["value"]).unwrap();
     assert_eq!(event["after"]["InvoiceId"], 250);
     // The transaction's last row is written, and the slot moves past it.
-    redis.wait_until(&format!("the last row\n{}", worker.log()), |con| {
-        Ok(
-            call::<Option<String>>(con, &["HGET", "state:S", "InvoiceId"])?.as_deref()
-                == Some("300"),
-        )
-    });
+    wait_for_field(&redis, &worker, "state:S", "InvoiceId", "300");
 }
 
 /// A table added to `tables` later is added to the publication redsink made, so that
@@ -456,12 +458,7 @@ fn a_table_added_later_joins_the_publication() {
     client
         .batch_execute("INSERT INTO note VALUES (1, 'streamed')")
         .unwrap();
-    redis.wait_until(&format!("the change of note\n{}", worker.log()), |con| {
-        Ok(
-            call::<Option<String>>(con, &["HGET", "note:1", "body"])?.as_deref()
-                == Some("streamed"),
-        )
-    });
+    wait_for_field(&redis, &worker, "note:1", "body", "streamed");
 }
 
 /// Starts a worker on `config` that must refuse to start; its log.
@@ -697,12 +694,7 @@ fn a_change_that_cannot_be_written_is_dead_lettered_as_a_debezium_event_to_repla
         ],
     )
     .unwrap();
-    redis.wait_until(&format!("the replayed change\n{}", worker.log()), |con| {
-        Ok(
-            call::<Option<String>>(con, &["HGET", "invoice:1", "Total"])?.as_deref()
-                == Some("1.01"),
-        )
-    });
+    wait_for_field(&redis, &worker, "invoice:1", "Total", "1.01");
 }
 
 #[test]
@@ -891,9 +883,7 @@ output:
     client
         .batch_execute("UPDATE doc SET title = 'second' WHERE id = 1")
         .unwrap();
-    worker.wait_until(&redis, "the update", |con| {
-        Ok(call::<Option<String>>(con, &["HGET", "doc:1", "title"])?.as_deref() == Some("second"))
-    });
+    wait_for_field(&redis, &worker, "doc:1", "title", "second");
     let mut con = redis.connection();
     assert_eq!(
         call::<i64>(&mut con, &["HSTRLEN", "doc:1", "body"]).unwrap(),
@@ -1105,68 +1095,29 @@ fn tables_read_at_once_reach_one_stream_whole_and_in_order() {
     }
 }
 
-/// The tests that each plugin must pass.
-mod pgoutput {
-    #[test]
-    fn snapshot_then_changes_end_equal_to_the_table() {
-        super::snapshot_then_changes_end_equal_to_the_table("pgoutput");
-    }
-
-    #[test]
-    fn worker_killed_and_postgres_crashing_lose_and_duplicate_nothing() {
-        super::worker_killed_and_postgres_crashing_lose_and_duplicate_nothing("pgoutput");
-    }
-
-    #[test]
-    fn a_transaction_is_seen_whole() {
-        super::a_transaction_is_seen_whole("pgoutput");
-    }
-
-    #[test]
-    fn a_large_transaction_is_written_in_parts() {
-        super::a_large_transaction_is_written_in_parts("pgoutput");
-    }
-
-    #[test]
-    fn unchanged_toasted_columns_are_kept() {
-        super::unchanged_toasted_columns_are_kept("pgoutput");
-    }
-
-    #[test]
-    fn an_idle_slot_follows_wal_written_by_other_databases() {
-        super::an_idle_slot_follows_wal_written_by_other_databases("pgoutput");
-    }
+/// The scenarios each plugin must pass, as a test each: `pgoutput::…` and `wal2json::…`.
+macro_rules! on_both_plugins {
+    ($($scenario:ident),* $(,)?) => {
+        mod pgoutput {
+            $(#[test]
+            fn $scenario() {
+                super::$scenario("pgoutput");
+            })*
+        }
+        mod wal2json {
+            $(#[test]
+            fn $scenario() {
+                super::$scenario("wal2json");
+            })*
+        }
+    };
 }
 
-/// The tests that each plugin must pass.
-mod wal2json {
-    #[test]
-    fn snapshot_then_changes_end_equal_to_the_table() {
-        super::snapshot_then_changes_end_equal_to_the_table("wal2json");
-    }
-
-    #[test]
-    fn worker_killed_and_postgres_crashing_lose_and_duplicate_nothing() {
-        super::worker_killed_and_postgres_crashing_lose_and_duplicate_nothing("wal2json");
-    }
-
-    #[test]
-    fn a_transaction_is_seen_whole() {
-        super::a_transaction_is_seen_whole("wal2json");
-    }
-
-    #[test]
-    fn a_large_transaction_is_written_in_parts() {
-        super::a_large_transaction_is_written_in_parts("wal2json");
-    }
-
-    #[test]
-    fn unchanged_toasted_columns_are_kept() {
-        super::unchanged_toasted_columns_are_kept("wal2json");
-    }
-
-    #[test]
-    fn an_idle_slot_follows_wal_written_by_other_databases() {
-        super::an_idle_slot_follows_wal_written_by_other_databases("wal2json");
-    }
-}
+on_both_plugins!(
+    snapshot_then_changes_end_equal_to_the_table,
+    worker_killed_and_postgres_crashing_lose_and_duplicate_nothing,
+    a_transaction_is_seen_whole,
+    a_large_transaction_is_written_in_parts,
+    unchanged_toasted_columns_are_kept,
+    an_idle_slot_follows_wal_written_by_other_databases,
+);

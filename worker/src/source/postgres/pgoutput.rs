@@ -70,75 +70,71 @@ impl PgSource {
             .query_opt("SELECT 1 FROM pg_publication WHERE pubname = $1", &[&name])
             .await?
             .is_some();
-        if exists {
-            let published: Vec<String> = client
-                .query(
-                    "SELECT schemaname::text || '.' || tablename::text FROM pg_publication_tables \
-                     WHERE pubname = $1",
-                    &[&name],
-                )
-                .await?
-                .iter()
-                .map(|row| row.get(0))
-                .collect();
-            let missing: Vec<&String> = s
-                .tables
-                .iter()
-                .filter(|table| !published.contains(table))
-                .collect();
-            if missing.is_empty() {
-                return Ok(());
+        let published: Vec<String> = client
+            .query(
+                "SELECT schemaname::text || '.' || tablename::text FROM pg_publication_tables \
+                 WHERE pubname = $1",
+                &[&name],
+            )
+            .await?
+            .iter()
+            .map(|row| row.get(0))
+            .collect();
+        let missing: Vec<&String> = s
+            .tables
+            .iter()
+            .filter(|table| !published.contains(table))
+            .collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let list = missing
+            .iter()
+            .map(|t| t.as_str())
+            .collect::<Vec<_>>()
+            .join(", ");
+        match (exists, s.publication.is_some()) {
+            (false, true) => {
+                return Err(Error::Invalid(format!(
+                    "postgres '{}': publication {name} does not exist in database {}; create it \
+                     (CREATE PUBLICATION {name} FOR TABLE …), or leave `publication` out for \
+                     redsink to create one of the configured tables",
+                    s.server_name, s.database
+                )))
             }
-            let list = missing
-                .iter()
-                .map(|t| t.as_str())
-                .collect::<Vec<_>>()
-                .join(", ");
-            if s.publication.is_some() {
+            (true, true) => {
                 return Err(Error::Invalid(format!(
                     "postgres '{}': publication {name} does not publish {list}; add them \
                      (ALTER PUBLICATION {name} ADD TABLE …), or leave `publication` out for \
                      redsink to keep one of the configured tables",
                     s.server_name
-                )));
+                )))
             }
-            let tables: Vec<String> = missing.iter().map(|t| table::sql_name(t)).collect();
-            client
-                .batch_execute(&format!(
-                    "ALTER PUBLICATION {} ADD TABLE {}",
-                    table::quoted(&name),
-                    tables.join(", ")
-                ))
-                .await
-                .map_err(|e| self.publication_not_made(&name, &e))?;
-            tracing::info!(
-                publication = name,
-                tables = list,
-                "tables added to the publication"
-            );
-            return Ok(());
+            _ => {}
         }
-        if s.publication.is_some() {
-            return Err(Error::Invalid(format!(
-                "postgres '{}': publication {name} does not exist in database {}; create it \
-                 (CREATE PUBLICATION {name} FOR TABLE …), or leave `publication` out for redsink \
-                 to create one of the configured tables",
-                s.server_name, s.database
-            )));
-        }
-        let tables: Vec<String> = s.tables.iter().map(|t| table::sql_name(t)).collect();
+        let statement = if exists {
+            "ALTER PUBLICATION {} ADD TABLE"
+        } else {
+            "CREATE PUBLICATION {} FOR TABLE"
+        };
+        let tables: Vec<String> = missing.iter().map(|t| table::sql_name(t)).collect();
         client
             .batch_execute(&format!(
-                "CREATE PUBLICATION {} FOR TABLE {}",
-                table::quoted(&name),
+                "{} {}",
+                statement.replace("{}", &table::quoted(&name)),
                 tables.join(", ")
             ))
             .await
             .map_err(|e| self.publication_not_made(&name, &e))?;
         tracing::info!(
             publication = name,
-            tables = s.tables.join(", "),
-            "publication created"
+            tables = list,
+            "{}",
+            if exists {
+                "tables added to the publication"
+            } else {
+                "publication created"
+            }
         );
         Ok(())
     }
