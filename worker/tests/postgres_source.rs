@@ -193,6 +193,32 @@ CREATE TRIGGER audit AFTER INSERT OR UPDATE OR DELETE ON invoice FOR EACH ROW EX
 
 const SNAPSHOT_ROWS: i32 = 3_000;
 
+/// Two writers committing small transactions (`churn`) until stopped.
+struct Churn {
+    stop: Arc<AtomicBool>,
+    writers: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Churn {
+    fn start(port: u16) -> Churn {
+        let stop = Arc::new(AtomicBool::new(false));
+        let writers = (1..=2)
+            .map(|writer| {
+                let stop = Arc::clone(&stop);
+                std::thread::spawn(move || churn(port, writer, stop))
+            })
+            .collect();
+        Churn { stop, writers }
+    }
+
+    fn stop(self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for writer in self.writers {
+            writer.join().unwrap();
+        }
+    }
+}
+
 /// Small transactions of inserts, updates and deletes until `stop`, through crashes of
 /// PostgreSQL. Every insert and update sets a Total no other change sets, so that each
 /// stream message can be told apart.
@@ -263,13 +289,7 @@ fn worker_killed_and_postgres_crashing_lose_and_duplicate_nothing(plugin: &str) 
     });
 
     // Changes flow while the worker is killed and PostgreSQL crashes.
-    let stop = Arc::new(AtomicBool::new(false));
-    let writers: Vec<_> = (1..=2)
-        .map(|writer| {
-            let (port, stop) = (postgres.port(), Arc::clone(&stop));
-            std::thread::spawn(move || churn(port, writer, stop))
-        })
-        .collect();
+    let writers = Churn::start(postgres.port());
     let mut rng = StdRng::seed_from_u64(5);
     let mut kill_at_random = |worker: &mut Worker| {
         std::thread::sleep(Duration::from_millis(rng.random_range(300..900)));
@@ -292,10 +312,7 @@ fn worker_killed_and_postgres_crashing_lose_and_duplicate_nothing(plugin: &str) 
         kill_at_random(&mut worker);
     }
     std::thread::sleep(Duration::from_millis(500));
-    stop.store(true, Ordering::Relaxed);
-    for writer in writers {
-        writer.join().unwrap();
-    }
+    writers.stop();
 
     let mut client = postgres.client().unwrap();
     let committed: BTreeMap<String, i64> = client
@@ -343,13 +360,7 @@ fn a_change_during_the_snapshot_is_streamed_not_read(plugin: &str) -> usize {
                INSERT INTO invoice SELECT i, i % 7, '2021-01-01 10:00:00', 'Street 1', 'Berlin', NULL, 'Germany', '10115', i FROM generate_series(1, 20000) i"#,
         )
         .unwrap();
-    let stop = Arc::new(AtomicBool::new(false));
-    let writers: Vec<_> = (1..=2)
-        .map(|writer| {
-            let (port, stop) = (postgres.port(), Arc::clone(&stop));
-            std::thread::spawn(move || churn(port, writer, stop))
-        })
-        .collect();
+    let writers = Churn::start(postgres.port());
     let worker = Worker::from_config(
         &with_plugin(&config(&redis, &postgres), plugin),
         &[SEED_001, INVOICE_HASH_JOB],
@@ -357,10 +368,7 @@ fn a_change_during_the_snapshot_is_streamed_not_read(plugin: &str) -> usize {
     redis.wait_until(&format!("the snapshot\n{}", worker.log()), |_| {
         Ok(worker.log().contains("snapshot of the table done"))
     });
-    stop.store(true, Ordering::Relaxed);
-    for writer in writers {
-        writer.join().unwrap();
-    }
+    writers.stop();
     // Written after every change: once it is in Redis, they all are.
     insert(&mut client, 999_999);
     redis.wait_until(&format!("every change\n{}", worker.log()), |con| {
