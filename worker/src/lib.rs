@@ -14,5 +14,6 @@ pub mod pipeline;
 pub mod plan;
 pub mod run;
 pub mod source;
+pub mod status;
 
 pub use error::{Error, Result};

@@ -29,7 +29,13 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[command(version, about, long_about)]
 struct Cli {
     /// The worker's configuration: connections, sources, processors and the jobs folder.
-    #[arg(short, long, value_name = "FILE", default_value = "config.yaml")]
+    #[arg(
+        short,
+        long,
+        value_name = "FILE",
+        default_value = "config.yaml",
+        global = true
+    )]
     config: PathBuf,
 
     /// Check the configuration and every job file (expressions compiled), print what the
@@ -52,6 +58,39 @@ enum Command {
         /// plain row, as JSON.
         event: PathBuf,
     },
+    /// Show what each source has left to do — per stream the consumer group's lag,
+    /// pending entries and the age of the oldest, dead letters; per PostgreSQL source its
+    /// slot and snapshot — and whether each connection has the redsink module. Reads Redis
+    /// and PostgreSQL only: it works while the worker runs elsewhere.
+    Status {
+        /// JSON for scripts instead of tables.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `status`: the sources' state on stdout, as tables or JSON.
+fn show_status(config: &Config, json: bool) -> ExitCode {
+    let status = tokio::runtime::Runtime::new()
+        .map_err(|e| redsink_worker::Error::Invalid(format!("cannot start the async runtime: {e}")))
+        .and_then(|runtime| runtime.block_on(redsink_worker::status::status(config)));
+    match status {
+        Ok(status) if json => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&status).unwrap_or_default()
+            );
+            ExitCode::SUCCESS
+        }
+        Ok(status) => {
+            print!("{}", status.table());
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("{error}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// `try`: the dry run's report on stdout, or the reason on stderr.
@@ -106,6 +145,9 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if let Some(Command::Status { json }) = &cli.command {
+        return show_status(&config, *json);
+    }
     let jobs = match &config.jobs {
         Some(folder) => match job::load_folder(folder) {
             Ok(jobs) => jobs,

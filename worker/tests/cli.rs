@@ -1,4 +1,4 @@
-//! The worker binary's command line: `--help`, and `--check` on good and bad setups.
+//! The worker binary's command line: `--help`, `--check` on good and bad setups, `status`.
 
 use std::path::Path;
 use std::process::Command;
@@ -124,4 +124,116 @@ fn try_shows_a_jobs_writes_offline() {
     assert!(!ok && err.contains("/nonexistent.json"), "{err}");
     let (ok, out, _) = worker(&["try", "--help"]);
     assert!(ok && out.contains("offline"), "{out}");
+}
+
+/// `status` (with `--config` before or after it) shows what XINFO and XPENDING say of
+/// each stream's group, the dead letters, and a PostgreSQL source's slot and snapshot —
+/// with no worker running.
+#[test]
+fn status_shows_groups_dead_letters_slots_and_snapshots() {
+    use redsink_tests::{call, PostgresServer, RedisServer};
+
+    let redis = RedisServer::start();
+    let postgres = PostgresServer::start();
+    let mut con = redis.connection();
+    let stream = "data:chinook.public.invoice";
+    for i in 1..=5 {
+        call::<String>(&mut con, &["XADD", stream, "*", "n", &i.to_string()]).unwrap();
+    }
+    call::<String>(&mut con, &["XGROUP", "CREATE", stream, "redsink", "0"]).unwrap();
+    // Three delivered to c1, the first of them acknowledged.
+    let first: String =
+        call::<Vec<(String, Vec<String>)>>(&mut con, &["XRANGE", stream, "-", "+", "COUNT", "1"])
+            .unwrap()
+            .remove(0)
+            .0;
+    call::<redis::Value>(
+        &mut con,
+        &[
+            "XREADGROUP",
+            "GROUP",
+            "redsink",
+            "c1",
+            "COUNT",
+            "3",
+            "STREAMS",
+            stream,
+            ">",
+        ],
+    )
+    .unwrap();
+    call::<i64>(&mut con, &["XACK", stream, "redsink", &first]).unwrap();
+    call::<String>(&mut con, &["XADD", &format!("dlq:{stream}"), "*", "a", "1"]).unwrap();
+    let mut client = postgres.client().unwrap();
+    client
+        .batch_execute("CREATE TABLE invoice (id int PRIMARY KEY)")
+        .unwrap();
+    client
+        .batch_execute("SELECT pg_create_logical_replication_slot('redsink_chinook', 'pgoutput')")
+        .unwrap();
+    call::<i64>(
+        &mut con,
+        &[
+            "HSET",
+            "redsink:snapshot:chinook:redsink_chinook",
+            "done:public.invoice",
+            "1",
+        ],
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "connections:\n  target: {{type: redis, host: 127.0.0.1, port: {}}}\n\
+             sources:\n  - {{type: redis-stream, connection: target, streams: \"data:*\"}}\n\
+             \x20 - {{type: postgres, server_name: chinook, host: 127.0.0.1, port: {}, database: postgres, \
+             user: postgres, tables: [public.invoice, public.note]}}\n",
+            redis.port(),
+            postgres.port()
+        ),
+    )
+    .unwrap();
+    let config = config.to_string_lossy().into_owned();
+
+    let (ok, out, err) = worker(&["status", "--json", "--config", &config]);
+    assert!(ok, "{err}");
+    let status: serde_json::Value = serde_json::from_str(&out).unwrap();
+    // What the server itself says.
+    let groups: Vec<std::collections::BTreeMap<String, redis::Value>> =
+        call(&mut con, &["XINFO", "GROUPS", stream]).unwrap();
+    let int = |name: &str| match &groups[0][name] {
+        redis::Value::Int(n) => *n,
+        other => panic!("{name}: {other:?}"),
+    };
+    let shown = &status["streams"][0];
+    assert_eq!(shown["stream"], stream, "{out}");
+    assert_eq!(shown["length"], 5);
+    assert_eq!(shown["pending"], int("pending"));
+    assert_eq!(shown["lag"], int("lag"));
+    assert_eq!((int("pending"), int("lag")), (2, 2));
+    assert!(shown["oldest_pending_ms"].as_i64().unwrap() >= 0, "{out}");
+    assert_eq!(shown["dead_letters"], 1);
+    assert!(
+        status["modules"]["target"].is_string(),
+        "the module's version: {out}"
+    );
+    let pg = &status["postgres"][0];
+    assert_eq!(pg["slot"], "redsink_chinook");
+    assert_eq!(pg["slot_state"]["plugin"], "pgoutput", "{out}");
+    assert_eq!(pg["slot_state"]["active"], false);
+    assert_eq!(pg["snapshot_done"], serde_json::json!(["public.invoice"]));
+    assert_eq!(pg["snapshot_due"], serde_json::json!(["public.note"]));
+
+    let (ok, table, err) = worker(&["--config", &config, "status"]);
+    assert!(ok, "{err}");
+    assert!(
+        table.contains("connection target: redsink module")
+            && table.contains("STREAM")
+            && table.lines().any(|line| line.starts_with(stream)
+                && line.split_whitespace().collect::<Vec<_>>()[2..5] == ["5", "2", "2"])
+            && table.contains("due: public.note"),
+        "{table}"
+    );
 }

@@ -124,57 +124,13 @@ impl StreamSource {
 
     /// Entries of `stream` not yet delivered to the group (XINFO GROUPS `lag`, Redis 7).
     async fn lag(&mut self, stream: &str) -> Result<i64> {
-        let groups: Vec<Vec<Value>> = redis::cmd("XINFO")
-            .arg("GROUPS")
-            .arg(stream)
-            .query_async(&mut self.streams)
-            .await?;
-        let field = |group: &[Value], name: &[u8]| {
-            group.chunks(2).find_map(|pair| match pair {
-                [Value::BulkString(key), value] if key == name => Some(value.clone()),
-                _ => None,
-            })
-        };
-        let ours = groups.iter().find(|group| {
-            field(group, b"name")
-                == Some(Value::BulkString(self.settings.group.clone().into_bytes()))
-        });
-        Ok(match ours.and_then(|group| field(group, b"lag")) {
-            Some(Value::Int(lag)) => lag,
-            _ => 0,
-        })
+        let group = group_info(&mut self.streams, stream, &self.settings.group).await?;
+        Ok(group.and_then(|group| group.lag).unwrap_or(0))
     }
 
     /// Finds the streams to read and makes sure the group exists on each.
     async fn discover(&mut self, streams: &mut BTreeSet<String>) -> Result<()> {
-        let found: Vec<String> = match &self.settings.streams {
-            Streams::Keys(keys) => keys.clone(),
-            Streams::Pattern(pattern) => {
-                // On a cluster, each primary holds the streams of its slots.
-                let mut found = Vec::new();
-                for node in self.streams.primaries().await? {
-                    let mut cursor = 0u64;
-                    loop {
-                        let mut scan = redis::cmd("SCAN");
-                        scan.arg(cursor)
-                            .arg("MATCH")
-                            .arg(pattern)
-                            .arg("COUNT")
-                            .arg(1000)
-                            .arg("TYPE")
-                            .arg("stream");
-                        let (next, keys): (u64, Vec<String>) =
-                            self.streams.query_at(node.as_ref(), &scan).await?;
-                        found.extend(keys);
-                        if next == 0 {
-                            break;
-                        }
-                        cursor = next;
-                    }
-                }
-                found
-            }
-        };
+        let found = matching_streams(&mut self.streams, &self.settings.streams).await?;
         for stream in found {
             if streams.contains(&stream) {
                 continue;
@@ -502,4 +458,72 @@ fn delivery_count(reply: &Value) -> Option<u64> {
         Value::Int(count) => u64::try_from(*count).ok(),
         _ => None,
     }
+}
+
+/// The streams a source reads: its keys, or the streams whose names match its pattern
+/// (on a cluster, each primary holds the streams of its slots).
+pub async fn matching_streams(con: &mut Redis, streams: &Streams) -> Result<Vec<String>> {
+    let pattern = match streams {
+        Streams::Keys(keys) => return Ok(keys.clone()),
+        Streams::Pattern(pattern) => pattern,
+    };
+    let mut found = Vec::new();
+    for node in con.primaries().await? {
+        let mut cursor = 0u64;
+        loop {
+            let mut scan = redis::cmd("SCAN");
+            scan.arg(cursor)
+                .arg("MATCH")
+                .arg(pattern)
+                .arg("COUNT")
+                .arg(1000)
+                .arg("TYPE")
+                .arg("stream");
+            let (next, keys): (u64, Vec<String>) = con.query_at(node.as_ref(), &scan).await?;
+            found.extend(keys);
+            if next == 0 {
+                break;
+            }
+            cursor = next;
+        }
+    }
+    Ok(found)
+}
+
+/// What XINFO GROUPS says of one consumer group of a stream.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GroupInfo {
+    /// Entries not yet delivered to the group (Redis 7; `None` where the server cannot
+    /// tell, after deletions).
+    pub lag: Option<i64>,
+    /// Entries delivered and not acknowledged.
+    pub pending: i64,
+}
+
+/// The group `group` of `stream`, if it exists.
+pub async fn group_info(con: &mut Redis, stream: &str, group: &str) -> Result<Option<GroupInfo>> {
+    let groups: Vec<Vec<Value>> = redis::cmd("XINFO")
+        .arg("GROUPS")
+        .arg(stream)
+        .query_async(con)
+        .await?;
+    let field = |group: &[Value], name: &[u8]| {
+        group.chunks(2).find_map(|pair| match pair {
+            [Value::BulkString(key), value] if key == name => Some(value.clone()),
+            _ => None,
+        })
+    };
+    let ours = groups
+        .iter()
+        .find(|info| field(info, b"name") == Some(Value::BulkString(group.as_bytes().to_vec())));
+    Ok(ours.map(|info| GroupInfo {
+        lag: match field(info, b"lag") {
+            Some(Value::Int(lag)) => Some(lag),
+            _ => None,
+        },
+        pending: match field(info, b"pending") {
+            Some(Value::Int(pending)) => pending,
+            _ => 0,
+        },
+    }))
 }

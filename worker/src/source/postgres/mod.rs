@@ -63,11 +63,7 @@ impl PgSource {
     }
 
     fn snapshot_marker(&self) -> String {
-        format!(
-            "redsink:snapshot:{}:{}",
-            self.settings.server_name,
-            self.settings.slot_name()
-        )
+        snapshot_marker(&self.settings)
     }
 
     /// Runs until `shutdown`: snapshot if due, then changes as they come. A bad
@@ -138,7 +134,7 @@ impl PgSource {
                 )));
             }
         }
-        let client = self.open().await.map_err(|e| match e {
+        let client = open(s).await.map_err(|e| match e {
             Error::Postgres(e) => Error::Invalid(format!(
                 "postgres '{}': cannot connect to {}:{} as {}: {}; check host, port, database, \
                  user and password (write `password: ${{PGPASSWORD}}` to take it from the environment)",
@@ -203,40 +199,6 @@ impl PgSource {
             }
         }
         Ok(client)
-    }
-
-    /// A connection to the server, its session set as the values are read. A failure is
-    /// retried (a reader's connection during a snapshot); `connect` says it at start.
-    async fn open(&self) -> Result<Client> {
-        let s = &self.settings;
-        let mut config = tokio_postgres::Config::new();
-        config
-            .host(&s.host)
-            .port(s.port)
-            .dbname(&s.database)
-            .user(&s.user)
-            .application_name("redsink-worker")
-            // Values are read as text in these styles (format::postgres), whatever the
-            // server's defaults.
-            .options("-c DateStyle=ISO -c IntervalStyle=postgres -c TimeZone=UTC -c lc_monetary=C")
-            .connect_timeout(Duration::from_secs(10));
-        if let Some(password) = &s.password {
-            config.password(password);
-        }
-        let connected = if s.tls {
-            config.ssl_mode(SslMode::Require);
-            let connector = tls::connector(s.ca_cert.as_deref(), s.skip_verify)?;
-            config.connect(connector).await.map(|(client, connection)| {
-                tokio::spawn(watch_connection(connection));
-                client
-            })
-        } else {
-            config.connect(NoTls).await.map(|(client, connection)| {
-                tokio::spawn(watch_connection(connection));
-                client
-            })
-        };
-        Ok(connected?)
     }
 
     /// Forgets what an earlier slot of the same name had snapshotted: done before a slot
@@ -403,6 +365,48 @@ impl PgSource {
             s.user
         ))
     }
+}
+
+/// The hash in Redis where a source's snapshot progress is kept.
+pub fn snapshot_marker(settings: &PostgresSource) -> String {
+    format!(
+        "redsink:snapshot:{}:{}",
+        settings.server_name,
+        settings.slot_name()
+    )
+}
+
+/// A connection to the server, its session set as the values are read. A failure is
+/// retried (a reader's connection during a snapshot); `connect` says it at start.
+pub async fn open(s: &PostgresSource) -> Result<Client> {
+    let mut config = tokio_postgres::Config::new();
+    config
+        .host(&s.host)
+        .port(s.port)
+        .dbname(&s.database)
+        .user(&s.user)
+        .application_name("redsink-worker")
+        // Values are read as text in these styles (format::postgres), whatever the
+        // server's defaults.
+        .options("-c DateStyle=ISO -c IntervalStyle=postgres -c TimeZone=UTC -c lc_monetary=C")
+        .connect_timeout(Duration::from_secs(10));
+    if let Some(password) = &s.password {
+        config.password(password);
+    }
+    let connected = if s.tls {
+        config.ssl_mode(SslMode::Require);
+        let connector = tls::connector(s.ca_cert.as_deref(), s.skip_verify)?;
+        config.connect(connector).await.map(|(client, connection)| {
+            tokio::spawn(watch_connection(connection));
+            client
+        })
+    } else {
+        config.connect(NoTls).await.map(|(client, connection)| {
+            tokio::spawn(watch_connection(connection));
+            client
+        })
+    };
+    Ok(connected?)
 }
 
 /// Changes read from the slot (or a snapshot batch), as the pipeline asks after them.

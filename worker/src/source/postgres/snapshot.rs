@@ -189,7 +189,7 @@ impl PgSource {
         version: i64,
         exported: Option<&str>,
     ) -> Result<Reader> {
-        let client = self.open().await?;
+        let client = super::open(&self.settings).await?;
         let mut begin = "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY".to_owned();
         if let Some(name) = exported {
             begin += &format!("; SET TRANSACTION SNAPSHOT '{name}'");
