@@ -413,7 +413,7 @@ pub async fn apply(
     events: &[Vec<Write>],
     transactions: &[Option<i64>],
     server: Server,
-) -> Result<Vec<Result<(), String>>, RedisError> {
+) -> Result<Vec<Result<(), Failed>>, RedisError> {
     if events.iter().all(Vec::is_empty) {
         return Ok(vec![Ok(()); events.len()]);
     }
@@ -477,7 +477,7 @@ pub async fn apply(
         let queued: Vec<RedisResult<Value>> = replies.by_ref().take(queued).collect();
         let refused = queued
             .iter()
-            .find_map(|reply| reply.as_ref().err().map(ToString::to_string));
+            .find_map(|reply| reply.as_ref().err().map(Failed::from));
         let queued = queued.len();
         match replies.next() {
             Some(Ok(Value::Array(ran))) if ran.len() + 1 == queued => {
@@ -492,8 +492,8 @@ pub async fn apply(
                 // Why it did not run: the command refused, rather than EXECABORT.
                 let error = match (refused, exec) {
                     (Some(refused), _) => refused,
-                    (None, Some(Err(error))) => error.to_string(),
-                    (None, _) => "the transaction did not run".to_owned(),
+                    (None, Some(Err(error))) => Failed::from(&error),
+                    (None, _) => Failed::of_event("the transaction did not run".to_owned()),
                 };
                 outcomes.extend(events.iter().map(|_| Err(error.clone())));
             }
@@ -504,15 +504,56 @@ pub async fn apply(
 
 /// An event's outcome from its commands' replies: the first error, a replayed stream id
 /// aside.
-fn outcome(replies: impl Iterator<Item = RedisResult<Value>>) -> Result<(), String> {
+fn outcome(replies: impl Iterator<Item = RedisResult<Value>>) -> Result<(), Failed> {
     for reply in replies {
         if let Err(error) = reply {
             if !is_replayed(&error) {
-                return Err(error.to_string());
+                return Err(Failed::from(&error));
             }
         }
     }
     Ok(())
+}
+
+/// Why an event's writes did not take.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Failed {
+    pub reason: String,
+    /// Redis refused them for its own state — out of memory, busy running a script,
+    /// loading its data, a failover under way — and not for anything in the event: they
+    /// are written again once it passes, and never counted against the event.
+    pub transient: bool,
+}
+
+impl Failed {
+    /// A failure that is the event's own (its writes cannot be made as they are).
+    pub fn of_event(reason: String) -> Failed {
+        Failed {
+            reason,
+            transient: false,
+        }
+    }
+}
+
+impl From<&RedisError> for Failed {
+    fn from(error: &RedisError) -> Failed {
+        Failed {
+            reason: error.to_string(),
+            transient: matches!(
+                error.code(),
+                Some(
+                    "OOM"
+                        | "BUSY"
+                        | "LOADING"
+                        | "MASTERDOWN"
+                        | "TRYAGAIN"
+                        | "CLUSTERDOWN"
+                        | "READONLY"
+                        | "NOREPLICAS"
+                )
+            ),
+        }
+    }
 }
 
 /// Events whose writes go to one server together: in MULTI/EXEC (`atomic`) when they are

@@ -70,3 +70,12 @@ pub fn source_failing(source: &str, in_a_row: u64) {
 pub fn lag(stream: &str, lag: i64) {
     gauge!("redsink_stream_lag", "stream" => stream.to_owned()).set(lag as f64);
 }
+
+/// Whether a source's writes are paused because Redis refuses them for its own state.
+pub fn backpressure(source: &str, paused: bool) {
+    gauge!("redsink_backpressure_paused", "source" => source.to_owned()).set(if paused {
+        1.0
+    } else {
+        0.0
+    });
+}

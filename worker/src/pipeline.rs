@@ -14,9 +14,11 @@
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use crate::commands::{Server, Wait};
+use tokio::sync::watch;
+
+use crate::commands::{Failed, Server, Wait};
 use crate::config::{OnWaitTimeout, Processors};
 use crate::connect::Redis;
 use crate::error::{Error, Result};
@@ -151,6 +153,9 @@ pub struct Pipeline {
     /// The replicas that must confirm a batch before it counts as done, if any.
     wait: Option<Wait>,
     on_wait_timeout: OnWaitTimeout,
+    /// Set when the worker stops: writes Redis refuses for its own state are then no
+    /// longer waited for.
+    stopping: watch::Receiver<bool>,
 }
 
 /// A batch of one source's deliveries and what planning found for each.
@@ -188,7 +193,7 @@ const MAX_LOOKUP_ROUNDS: usize = 16;
 pub struct InFlight {
     batch: Batch,
     applied: tokio::task::JoinHandle<
-        std::result::Result<Vec<std::result::Result<(), String>>, redis::RedisError>,
+        std::result::Result<Vec<std::result::Result<(), Failed>>, redis::RedisError>,
     >,
 }
 
@@ -205,7 +210,13 @@ pub struct Outcome {
 }
 
 impl Pipeline {
-    pub fn new(routes: Routes, writer: Redis, server: Server, processors: &Processors) -> Pipeline {
+    pub fn new(
+        routes: Routes,
+        writer: Redis,
+        server: Server,
+        processors: &Processors,
+        stopping: watch::Receiver<bool>,
+    ) -> Pipeline {
         Pipeline {
             routes,
             writer,
@@ -217,6 +228,7 @@ impl Pipeline {
                 timeout_ms: processors.wait_timeout_ms,
             }),
             on_wait_timeout: processors.on_wait_timeout,
+            stopping,
         }
     }
 
@@ -314,12 +326,23 @@ impl Pipeline {
         } = planned;
         let mut writer = self.writer.clone();
         let server = self.server;
+        let (source, mut stopping) = (batch.source.clone(), self.stopping.clone());
         let applied = tokio::spawn(async move {
             let unplanned = plan_deferred(&mut writer, deferred, &mut writes).await?;
             let mut applied = commands::apply(&mut writer, &writes, &transactions, server).await?;
             for (index, error) in unplanned {
-                applied[index] = Err(error);
+                applied[index] = Err(Failed::of_event(error));
             }
+            write_again_while_refused(
+                &mut writer,
+                &writes,
+                &transactions,
+                server,
+                &mut applied,
+                &source,
+                &mut stopping,
+            )
+            .await?;
             Ok(applied)
         });
         InFlight { batch, applied }
@@ -353,10 +376,21 @@ impl Pipeline {
         let applied = applied
             .await
             .map_err(|e| Error::Invalid(format!("writing a batch: {e}")))??;
+        // Still refused by Redis for its own state (the worker is stopping): not the
+        // changes' fault; the batch is left to be delivered again.
+        if let Some(refused) = applied.iter().find_map(|outcome| match outcome {
+            Err(failed) if failed.transient => Some(failed.reason.clone()),
+            _ => None,
+        }) {
+            return Err(Error::Invalid(format!(
+                "Redis refuses writes ({refused}); the batch is left to be delivered again"
+            )));
+        }
         let mut done = Vec::with_capacity(delivered.len());
         let mut replies = Vec::new();
         let (mut failed, mut dead_lettered) = (0, 0);
         for ((delivery, error), applied) in delivered.iter().zip(errors).zip(applied) {
+            let applied = applied.map_err(|failed| failed.reason);
             let Err(error) = error.map_or(applied, Err) else {
                 done.push(true);
                 replies.extend(reply(delivery, &source, None));
@@ -388,7 +422,7 @@ impl Pipeline {
                 .into_iter()
                 .filter_map(|outcome| outcome.err())
             {
-                tracing::warn!(source, "a reply could not be written: {failed}");
+                tracing::warn!(source, "a reply could not be written: {}", failed.reason);
             }
         }
         self.wait_for_replicas(&source).await?;
@@ -644,6 +678,68 @@ fn lookup_reply(command: &redis::Cmd, reply: redis::Value) -> serde_json::Value 
         ),
         (_, value) => value,
     }
+}
+
+/// Back-pressure: writes Redis refused for its own state (out of memory, busy, loading, a
+/// failover — [`Failed::transient`]) are written again, after a pause that grows to 2 s,
+/// until Redis takes them or the worker stops; `redsink_backpressure_paused` shows the
+/// pause. They never count as failed deliveries: the changes are not at fault.
+async fn write_again_while_refused(
+    writer: &mut Redis,
+    writes: &[Vec<Write>],
+    transactions: &[Option<i64>],
+    server: Server,
+    applied: &mut [std::result::Result<(), Failed>],
+    source: &str,
+    stopping: &mut watch::Receiver<bool>,
+) -> std::result::Result<(), redis::RedisError> {
+    let refused = |applied: &[std::result::Result<(), Failed>]| -> Vec<usize> {
+        (0..applied.len())
+            .filter(|&i| matches!(&applied[i], Err(failed) if failed.transient))
+            .collect()
+    };
+    let mut again = refused(applied);
+    if again.is_empty() {
+        return Ok(());
+    }
+    let mut pause = Duration::from_millis(50);
+    let started = Instant::now();
+    metrics::backpressure(source, true);
+    while !again.is_empty() && !*stopping.borrow() {
+        if let Err(failed) = &applied[again[0]] {
+            tracing::warn!(
+                source,
+                changes = again.len(),
+                "Redis refuses writes, pausing {} ms: {}",
+                pause.as_millis(),
+                failed.reason
+            );
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(pause) => {}
+            _ = stopping.changed() => break,
+        }
+        pause = (pause * 2).min(Duration::from_secs(2));
+        let retry: Vec<Vec<Write>> = again.iter().map(|&i| writes[i].clone()).collect();
+        let retry_transactions: Vec<Option<i64>> = again
+            .iter()
+            .map(|&i| transactions.get(i).copied().flatten())
+            .collect();
+        let outcomes = commands::apply(writer, &retry, &retry_transactions, server).await?;
+        for (&i, outcome) in again.iter().zip(outcomes) {
+            applied[i] = outcome;
+        }
+        again = refused(applied);
+    }
+    metrics::backpressure(source, false);
+    if again.is_empty() {
+        tracing::info!(
+            source,
+            paused_ms = started.elapsed().as_millis() as u64,
+            "Redis takes writes again"
+        );
+    }
+    Ok(())
 }
 
 #[cfg(test)]

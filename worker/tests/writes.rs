@@ -469,6 +469,9 @@ async fn refused_transactions_fail_their_changes_and_no_other() {
     assert_eq!(outcomes.len(), 5);
     for outcome in &outcomes {
         let error = outcome.as_ref().unwrap_err();
-        assert!(error.contains("OOM"), "{outcomes:?}");
+        assert!(
+            error.reason.contains("OOM") && error.transient,
+            "{outcomes:?}"
+        );
     }
 }

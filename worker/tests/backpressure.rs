@@ -1,0 +1,117 @@
+//! Back-pressure: a Redis that refuses writes for its own state (here out of memory) is
+//! waited for, not blamed on the events — they are never counted as failed deliveries or
+//! dead-lettered, and once Redis takes writes again every event is written once.
+
+use std::time::Duration;
+
+use redsink_tests::{call, free_port, RedisServer};
+
+mod common;
+use common::{add_invoice_event, scrape_metrics, Worker, INVOICE_HASH_JOB};
+
+const EVENTS: u32 = 50;
+
+/// The value of `metric` with `label` in a scrape, if present.
+fn metric(page: &str, metric: &str, label: &str) -> Option<f64> {
+    page.lines()
+        .find(|line| line.starts_with(metric) && line.contains(label))
+        .and_then(|line| line.rsplit(' ').next()?.parse().ok())
+}
+
+#[test]
+fn out_of_memory_pauses_the_writes_and_counts_nothing_against_the_events() {
+    // The streams on one server, the writes going to another that runs out of memory.
+    let streams = RedisServer::start();
+    let target = RedisServer::start();
+    let mut target_con = target.connection();
+    call::<String>(&mut target_con, &["CONFIG", "SET", "maxmemory", "1"]).unwrap();
+    let port = free_port();
+    let config = format!(
+        "connections:\n  target: {{type: redis, host: 127.0.0.1, port: {}}}\n\
+         \x20 streams: {{type: redis, host: 127.0.0.1, port: {}}}\n\
+         sources:\n  - {{type: redis-stream, connection: streams, streams: \"data:*\"}}\n\
+         processors: {{block_ms: 100, reclaim_idle_ms: 300, max_deliveries: 2}}\n\
+         metrics: {{address: \"127.0.0.1:{port}\"}}\njobs: ./jobs\n",
+        target.port(),
+        streams.port()
+    );
+    let worker = Worker::from_config(&config, &[INVOICE_HASH_JOB]);
+    worker.wait_until(&target, "the metrics", |_| {
+        Ok(worker.log().contains("serving Prometheus metrics"))
+    });
+    let mut streams_con = streams.connection();
+    for invoice in 1..=EVENTS {
+        let event = format!(
+            r#"{{"before":null,"after":{{"InvoiceId":{invoice},"Total":"{invoice}.00"}},"op":"c","source":{{"lsn":{invoice}}}}}"#
+        );
+        add_invoice_event(&mut streams_con, invoice, &event);
+    }
+    let source = r#"source="data:chinook.public.invoice""#;
+    worker.wait_until(&target, "the pause", |_| {
+        Ok(metric(&scrape_metrics(port), "redsink_backpressure_paused", source) == Some(1.0))
+    });
+    // Paused for a while: each event delivered once, none failed, none dead-lettered.
+    std::thread::sleep(Duration::from_millis(1500));
+    let pending: Vec<(String, String, i64, i64)> = call(
+        &mut streams_con,
+        &[
+            "XPENDING",
+            "data:chinook.public.invoice",
+            "redsink",
+            "-",
+            "+",
+            "1000",
+        ],
+    )
+    .unwrap();
+    assert!(!pending.is_empty(), "{}", worker.log());
+    assert!(
+        pending.iter().all(|(_, _, _, delivered)| *delivered == 1),
+        "delivered again while paused: {pending:?}\n{}",
+        worker.log()
+    );
+    let page = scrape_metrics(port);
+    assert_eq!(
+        metric(&page, "redsink_events_failed_total", source).unwrap_or(0.0),
+        0.0,
+        "{page}"
+    );
+    assert!(
+        worker.log().contains("Redis refuses writes"),
+        "{}",
+        worker.log()
+    );
+
+    call::<String>(&mut target_con, &["CONFIG", "SET", "maxmemory", "0"]).unwrap();
+    worker.wait_until(&target, "every event written", |con| {
+        Ok(
+            call::<i64>(con, &["EXISTS", &format!("invoice:{EVENTS}")])? == 1
+                && call::<i64>(con, &["DBSIZE"])? >= EVENTS as i64,
+        )
+    });
+    for invoice in 1..=EVENTS {
+        let total: String = call(
+            &mut target_con,
+            &["HGET", &format!("invoice:{invoice}"), "Total"],
+        )
+        .unwrap();
+        assert_eq!(total, format!("{invoice}.00"));
+    }
+    assert_eq!(
+        call::<i64>(
+            &mut target_con,
+            &["EXISTS", "dlq:data:chinook.public.invoice"]
+        )
+        .unwrap(),
+        0
+    );
+    worker.wait_until(&streams, "all acknowledged", |con| {
+        let summary: (i64, redis::Value, redis::Value, redis::Value) =
+            call(con, &["XPENDING", "data:chinook.public.invoice", "redsink"])?;
+        Ok(summary.0 == 0)
+    });
+    assert_eq!(
+        metric(&scrape_metrics(port), "redsink_backpressure_paused", source),
+        Some(0.0)
+    );
+}
