@@ -4,6 +4,7 @@
 pub mod commands;
 pub mod config;
 pub mod connect;
+pub mod dlq;
 pub mod dry_run;
 pub mod error;
 pub mod expr;

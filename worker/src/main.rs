@@ -4,6 +4,7 @@
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 use redsink_worker::config::{Config, Plugin, Source};
@@ -67,23 +68,65 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// The dead-letter streams: list their letters, or put letters back where they came
+    /// from once their cause is fixed.
+    Dlq {
+        #[command(subcommand)]
+        action: DlqAction,
+    },
 }
 
-/// `status`: the sources' state on stdout, as tables or JSON.
-fn show_status(config: &Config, json: bool) -> ExitCode {
-    let status = tokio::runtime::Runtime::new()
+#[derive(Debug, Subcommand)]
+enum DlqAction {
+    /// Each dead letter: its id, source, place there, deliveries, and why.
+    List {
+        /// Only this source's letters: its dead-letter stream, its stream, or
+        /// `postgres:<server_name>`.
+        stream: Option<String>,
+        /// JSON for scripts instead of lines.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Puts dead letters back on the stream they came from (a PostgreSQL source's on the
+    /// stream a redis-stream source with the same jobs reads), removing each as it is
+    /// re-queued: run twice, it re-queues nothing twice.
+    Replay {
+        /// Only this source's letters (as for `list`).
+        stream: Option<String>,
+        /// The letters to replay, by id (repeatable).
+        #[arg(long = "id", value_name = "ID")]
+        ids: Vec<String>,
+        /// Every letter.
+        #[arg(long, conflicts_with = "ids")]
+        all: bool,
+    },
+}
+
+/// Runs an operator's command (`status`, `dlq`) to its report on stdout, or the reason
+/// on stderr.
+fn operate(command: &Command, config: &Config, jobs: Vec<job::Job>) -> ExitCode {
+    let jobs: Vec<Arc<job::Job>> = jobs.into_iter().map(Arc::new).collect();
+    let report = tokio::runtime::Runtime::new()
         .map_err(|e| redsink_worker::Error::Invalid(format!("cannot start the async runtime: {e}")))
-        .and_then(|runtime| runtime.block_on(redsink_worker::status::status(config)));
-    match status {
-        Ok(status) if json => {
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&status).unwrap_or_default()
-            );
-            ExitCode::SUCCESS
-        }
-        Ok(status) => {
-            print!("{}", status.table());
+        .and_then(|runtime| {
+            runtime.block_on(async {
+                match command {
+                    Command::Status { json } => {
+                        let status = redsink_worker::status::status(config, &jobs).await?;
+                        Ok(if *json {
+                            serde_json::to_string_pretty(&status).unwrap_or_default() + "\n"
+                        } else {
+                            status.table()
+                        })
+                    }
+                    Command::Dlq { action } => dead_letters(action, config, &jobs).await,
+                    Command::Try { .. } => Ok(String::new()),
+                }
+            })
+        });
+    match report {
+        Ok(report) => {
+            print!("{report}");
             ExitCode::SUCCESS
         }
         Err(error) => {
@@ -91,6 +134,85 @@ fn show_status(config: &Config, json: bool) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `dlq list` and `dlq replay`: their report.
+async fn dead_letters(
+    action: &DlqAction,
+    config: &Config,
+    jobs: &[Arc<job::Job>],
+) -> redsink_worker::Result<String> {
+    use redsink_worker::dlq;
+    let stream = match action {
+        DlqAction::List { stream, .. } | DlqAction::Replay { stream, .. } => stream.as_deref(),
+    };
+    if let DlqAction::Replay {
+        ids, all: false, ..
+    } = action
+    {
+        if ids.is_empty() {
+            return Err(redsink_worker::Error::Invalid(
+                "say which letters: --id ID (repeatable) or --all".into(),
+            ));
+        }
+    }
+    let mut cons = dlq::open_connections(config).await?;
+    let sources = dlq::dead_letter_streams(config, jobs, &mut cons, stream).await?;
+    if sources.is_empty() {
+        return Err(redsink_worker::Error::Invalid(match stream {
+            Some(stream) => {
+                format!("no source of this configuration has the dead letters of '{stream}'")
+            }
+            None => "this configuration has no sources".into(),
+        }));
+    }
+    let (mut report, mut listed) = (String::new(), Vec::new());
+    for source in &sources {
+        let Some(con) = cons.get_mut(&source.connection) else {
+            continue;
+        };
+        let letters = dlq::letters(con, &source.dlq).await?;
+        match action {
+            DlqAction::List { json: true, .. } => listed.push(serde_json::json!({
+                "dlq": source.dlq, "source": source.source, "letters": letters,
+            })),
+            DlqAction::List { .. } => {
+                for letter in &letters {
+                    report += &format!(
+                        "{} {}  source {}  at {}  deliveries {}  error: {}\n",
+                        source.dlq,
+                        letter.id,
+                        letter.source,
+                        letter.at,
+                        letter.deliveries,
+                        letter.error
+                    );
+                }
+            }
+            DlqAction::Replay { ids, all, .. } => {
+                // The source stream's own connection, where it is not the letters'.
+                let mut elsewhere = source
+                    .origin
+                    .as_ref()
+                    .filter(|(_, connection)| *connection != source.connection)
+                    .and_then(|(_, connection)| cons.get(connection).cloned());
+                let con = cons.get_mut(&source.connection).expect("opened above");
+                for letter in letters.iter().filter(|l| *all || ids.contains(&l.id)) {
+                    let stream =
+                        dlq::replay_stream(source, letter, &config.processors.stream_prefix)?;
+                    let id =
+                        dlq::replay(con, elsewhere.as_mut(), &source.dlq, letter, &stream).await?;
+                    report += &format!("replayed {} {} → {stream} {id}\n", source.dlq, letter.id);
+                }
+            }
+        }
+    }
+    if let DlqAction::List { json: true, .. } = action {
+        report = serde_json::to_string_pretty(&listed).unwrap_or_default() + "\n";
+    } else if report.is_empty() {
+        report = "no dead letters\n".into();
+    }
+    Ok(report)
 }
 
 /// `try`: the dry run's report on stdout, or the reason on stderr.
@@ -145,9 +267,6 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    if let Some(Command::Status { json }) = &cli.command {
-        return show_status(&config, *json);
-    }
     let jobs = match &config.jobs {
         Some(folder) => match job::load_folder(folder) {
             Ok(jobs) => jobs,
@@ -158,6 +277,9 @@ fn main() -> ExitCode {
         },
         None => Vec::new(),
     };
+    if let Some(command @ (Command::Status { .. } | Command::Dlq { .. })) = &cli.command {
+        return operate(command, &config, jobs);
+    }
     if cli.check {
         println!("configuration {}: ok", cli.config.display());
         for source in &config.sources {

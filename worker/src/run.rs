@@ -124,7 +124,7 @@ pub async fn run(config: Config, jobs: Vec<Job>) -> Result<()> {
 }
 
 /// The connection the jobs write to: the one their outputs name, all the same.
-fn target_connection(
+pub(crate) fn target_connection(
     config: &Config,
     jobs: &[Arc<Job>],
     source_connection: &str,

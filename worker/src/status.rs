@@ -7,9 +7,13 @@ use std::fmt::Write;
 
 use serde::Serialize;
 
-use crate::config::{Config, Connection, PostgresSource, Source};
-use crate::connect::{connect, Redis};
+use std::sync::Arc;
+
+use crate::config::{Config, PostgresSource, Source};
+use crate::connect::Redis;
+use crate::dlq::{dead_letter_streams, open_connections};
 use crate::error::Result;
+use crate::job::Job;
 use crate::source::postgres;
 use crate::source::redis_stream::{group_info, matching_streams};
 
@@ -66,17 +70,25 @@ pub struct SlotState {
     pub behind_bytes: Option<i64>,
 }
 
-/// Reads the status of every source of `config`.
-pub async fn status(config: &Config) -> Result<Status> {
-    let mut cons: BTreeMap<String, Redis> = BTreeMap::new();
-    for (name, Connection::Redis(settings)) in &config.connections {
-        cons.insert(name.clone(), connect(name, settings, false).await?);
-    }
+/// Reads the status of every source of `config` (whose `jobs` say where each writes).
+pub async fn status(config: &Config, jobs: &[Arc<Job>]) -> Result<Status> {
+    let mut cons = open_connections(config).await?;
     let mut modules = BTreeMap::new();
     for (name, con) in cons.iter_mut() {
         modules.insert(name.clone(), module_version(con).await?);
     }
-    let dlq = |source: &str| config.processors.dlq_stream.replace("{stream}", source);
+    // Each source's dead letters, on the connection it writes to.
+    let mut dead_letters = BTreeMap::new();
+    for letters in dead_letter_streams(config, jobs, &mut cons, None).await? {
+        if let Some(con) = cons.get_mut(&letters.connection) {
+            let length: i64 = redis::cmd("XLEN")
+                .arg(&letters.dlq)
+                .query_async(con)
+                .await?;
+            dead_letters.insert(letters.source, length);
+        }
+    }
+    let dead_letters = |source: &str| dead_letters.get(source).copied().unwrap_or(0);
     let (mut streams, mut postgres) = (Vec::new(), Vec::new());
     for source in &config.sources {
         match source {
@@ -85,24 +97,19 @@ pub async fn status(config: &Config) -> Result<Status> {
                     continue;
                 };
                 for stream in matching_streams(con, &settings.streams).await? {
-                    streams.push(
-                        stream_status(
-                            con,
-                            &settings.connection,
-                            &stream,
-                            &settings.group,
-                            &dlq(&stream),
-                        )
-                        .await?,
-                    );
+                    let mut shown =
+                        stream_status(con, &settings.connection, &stream, &settings.group).await?;
+                    shown.dead_letters = dead_letters(&stream);
+                    streams.push(shown);
                 }
             }
             Source::Postgres(settings) => {
                 let Some(con) = cons.get_mut(&settings.connection) else {
                     continue;
                 };
-                let source = format!("postgres:{}", settings.server_name);
-                postgres.push(postgres_status(con, settings, &dlq(&source)).await?);
+                let mut shown = postgres_status(con, settings).await?;
+                shown.dead_letters = dead_letters(&format!("postgres:{}", settings.server_name));
+                postgres.push(shown);
             }
         }
     }
@@ -136,12 +143,12 @@ fn version_text(version: i64) -> String {
     )
 }
 
+/// A stream's group (its dead letters are counted by the caller).
 async fn stream_status(
     con: &mut Redis,
     connection: &str,
     stream: &str,
     group: &str,
-    dlq: &str,
 ) -> Result<StreamStatus> {
     let length: i64 = redis::cmd("XLEN").arg(stream).query_async(con).await?;
     let info = group_info(con, stream, group).await?;
@@ -161,7 +168,6 @@ async fn stream_status(
         }
         _ => None,
     };
-    let dead_letters: i64 = redis::cmd("XLEN").arg(dlq).query_async(con).await?;
     Ok(StreamStatus {
         connection: connection.to_owned(),
         stream: stream.to_owned(),
@@ -171,15 +177,12 @@ async fn stream_status(
         lag: info.as_ref().and_then(|info| info.lag),
         pending: info.as_ref().map_or(0, |info| info.pending),
         oldest_pending_ms,
-        dead_letters,
+        dead_letters: 0,
     })
 }
 
-async fn postgres_status(
-    con: &mut Redis,
-    settings: &PostgresSource,
-    dlq: &str,
-) -> Result<PostgresStatus> {
+/// A postgres source's slot and snapshot (its dead letters are counted by the caller).
+async fn postgres_status(con: &mut Redis, settings: &PostgresSource) -> Result<PostgresStatus> {
     let marker: BTreeMap<String, String> = redis::cmd("HGETALL")
         .arg(postgres::snapshot_marker(settings))
         .query_async(con)
@@ -189,7 +192,6 @@ async fn postgres_status(
         .iter()
         .cloned()
         .partition(|table| marker.contains_key(&format!("done:{table}")));
-    let dead_letters: i64 = redis::cmd("XLEN").arg(dlq).query_async(con).await?;
     let (slot_state, error) = match slot_state(settings).await {
         Ok(state) => (state, None),
         Err(error) => (None, Some(error.to_string())),
@@ -200,7 +202,7 @@ async fn postgres_status(
         slot_state,
         snapshot_done,
         snapshot_due,
-        dead_letters,
+        dead_letters: 0,
         error,
     })
 }

@@ -1,18 +1,11 @@
 //! The worker binary's command line: `--help`, `--check` on good and bad setups, `status`.
 
 use std::path::Path;
-use std::process::Command;
+
+mod common;
 
 fn worker(args: &[&str]) -> (bool, String, String) {
-    let output = Command::new(env!("CARGO_BIN_EXE_redsink-worker"))
-        .args(args)
-        .output()
-        .expect("run redsink-worker");
-    (
-        output.status.success(),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
+    common::run_worker(args)
 }
 
 fn examples() -> String {

@@ -8,6 +8,20 @@ use std::process::{Child, Command, Stdio};
 
 use redsink_tests::RedisServer;
 
+/// Runs the worker binary with `args` to its end: whether it succeeded, its stdout and
+/// its stderr.
+pub fn run_worker<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> (bool, String, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_redsink-worker"))
+        .args(args)
+        .output()
+        .expect("run redsink-worker");
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
 /// Seed 001's job, verbatim (the example the README runs).
 pub const SEED_001: &str = include_str!("../../../examples/jobs/invoice-events.yaml");
 
@@ -153,6 +167,11 @@ impl Worker {
 
     fn log_path(&self) -> PathBuf {
         self.dir.path().join("worker.log")
+    }
+
+    /// Its configuration file, for the command line's other commands.
+    pub fn config_path(&self) -> std::path::PathBuf {
+        self.dir.path().join("config.yaml")
     }
 
     pub fn log(&self) -> String {
