@@ -18,3 +18,7 @@ pub mod time;
 pub mod versions;
 
 pub use error::Error;
+
+/// Where the module announces each new stream (its name): a worker reading streams by a
+/// pattern subscribes, and reads a new stream at once rather than at its next scan.
+pub const NEW_STREAMS_CHANNEL: &str = "redsink:new-streams";

@@ -142,5 +142,6 @@ redis_module! {
     init: init,
     event_handlers: [
         [@GENERIC @EXPIRED @EVICTED: sink::events::on_keyspace_event],
+        [@STREAM: sink::events::on_stream_event],
     ],
 }

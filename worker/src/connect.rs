@@ -432,6 +432,21 @@ pub async fn connect(name: &str, config: &RedisConnection, blocking: bool) -> Re
         .map_err(|e| Error::Invalid(format!("connection '{name}': cannot connect: {e}")))
 }
 
+/// A subscription to `channel` on the one server of connection `name`.
+pub async fn subscribe(
+    name: &str,
+    config: &RedisConnection,
+    channel: &str,
+) -> Result<redis::aio::PubSub> {
+    let failed = |e: redis::RedisError| Error::Invalid(format!("connection '{name}': {e}"));
+    let mut pubsub = client(name, config)?
+        .get_async_pubsub()
+        .await
+        .map_err(failed)?;
+    pubsub.subscribe(channel).await.map_err(failed)?;
+    Ok(pubsub)
+}
+
 /// A cluster's nodes (`urls`, or the one node `url`/host names with `cluster: true`),
 /// with the user, password and TLS of the connection. Blocking connections get no
 /// response timeout, as for one server.

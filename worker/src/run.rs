@@ -6,7 +6,9 @@ use redis::Value;
 use tokio::sync::watch;
 
 use crate::commands::Server;
-use crate::config::{Config, Connection, Source};
+use redsink_core::NEW_STREAMS_CHANNEL;
+
+use crate::config::{Config, Connection, RedisConnection, RedisStreamSource, Source, Streams};
 use crate::connect::{connect, Redis};
 use crate::error::{Error, Result};
 use crate::job::{Job, Target, Transform};
@@ -64,6 +66,8 @@ pub async fn run(config: Config, jobs: Vec<Job>) -> Result<()> {
                     streams,
                     consumer: settings.consumer.clone().unwrap_or_else(default_consumer),
                     decoding: Default::default(),
+                    announcements: announcements(&settings.connection, source_connection, settings)
+                        .await,
                 };
                 tasks.push(tokio::spawn(source.run(stopped.clone())));
             }
@@ -250,5 +254,24 @@ async fn wait_for_signal() {
     #[cfg(not(unix))]
     {
         let _ = interrupt.await;
+    }
+}
+
+/// The module's announcements of new streams, where a source reads by a pattern from one
+/// server with the module; without them, new streams are found by the next scan.
+async fn announcements(
+    name: &str,
+    config: &RedisConnection,
+    settings: &RedisStreamSource,
+) -> Option<redis::aio::PubSub> {
+    if !matches!(settings.streams, Streams::Pattern(_)) || config.urls.is_some() || config.cluster {
+        return None;
+    }
+    match crate::connect::subscribe(name, config, NEW_STREAMS_CHANNEL).await {
+        Ok(pubsub) => Some(pubsub),
+        Err(error) => {
+            tracing::warn!("new streams will be found by scanning every 2 s: {error}");
+            None
+        }
     }
 }

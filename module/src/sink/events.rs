@@ -4,7 +4,9 @@
 use std::ffi::c_void;
 use std::os::raw::c_int;
 
-use redis_module::{raw, Context, NotifyEvent, Status};
+use redis_module::{raw, Context, NotifyEvent, RedisString, Status};
+
+use redsink_core::NEW_STREAMS_CHANNEL;
 
 use super::{state, write};
 
@@ -24,6 +26,34 @@ pub fn on_keyspace_event(ctx: &Context, _kind: NotifyEvent, event: &str, key: &[
         "rename_from" | "move_from" => state.versions.move_from(db, key),
         "rename_to" | "move_to" => state.versions.move_to(db, key),
         _ => {}
+    }
+}
+
+/// Subscribed for stream events: an XADD that leaves its stream one entry long made it (or
+/// refilled an emptied one), and its name is published on [`NEW_STREAMS_CHANNEL`].
+pub fn on_stream_event(ctx: &Context, _kind: NotifyEvent, event: &str, key: &[u8]) {
+    if event != "xadd" {
+        return;
+    }
+    let name = RedisString::create_from_slice(ctx.ctx, key);
+    let key = raw::open_key(ctx.ctx, name.inner, raw::KeyMode::READ);
+    // SAFETY: a key this context opened read-only, closed right after.
+    let length = unsafe {
+        let length = raw::RedisModule_ValueLength.map_or(0, |len| len(key));
+        if let Some(close) = raw::RedisModule_CloseKey {
+            close(key);
+        }
+        length
+    };
+    if length != 1 {
+        return;
+    }
+    let channel = RedisString::create_from_slice(ctx.ctx, NEW_STREAMS_CHANNEL.as_bytes());
+    // SAFETY: both strings live until the call returns.
+    unsafe {
+        if let Some(publish) = raw::RedisModule_PublishMessage {
+            publish(ctx.ctx, channel.inner, name.inner);
+        }
     }
 }
 

@@ -8,11 +8,13 @@
 //! or dead-lettered after `max_deliveries` deliveries, which XPENDING counts).
 
 use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use futures_util::{FutureExt, StreamExt};
 use redis::Value;
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 
 use super::entries::{parse_autoclaim, parse_read, Entry};
 use crate::config::{Processors, RedisStreamSource, Streams};
@@ -39,6 +41,9 @@ pub struct StreamSource {
     pub streams: Redis,
     pub consumer: String,
     pub decoding: Decoding,
+    /// The module's announcements of new streams (a pattern on one server with the
+    /// module): a new stream is read at once, not at the next scan.
+    pub announcements: Option<redis::aio::PubSub>,
 }
 
 /// What decoding keeps across entries: the envelopes' schemas, read once each, and the
@@ -64,8 +69,32 @@ impl StreamSource {
         // the soonest, so looking four times in that period finds it within 1.25 × of it.
         let reclaim_every = Duration::from_millis(self.processors.reclaim_idle_ms / 4);
         let mut reclaimed_at: Option<Instant> = None;
+        let announced = Arc::new(Notify::new());
+        let reader_id = Arc::new(AtomicI64::new(-1));
+        if let (Some(announcements), Streams::Pattern(pattern)) =
+            (self.announcements.take(), &self.settings.streams)
+        {
+            tokio::spawn(listen_for_new_streams(
+                announcements,
+                pattern.clone(),
+                self.streams.clone(),
+                Arc::clone(&announced),
+                Arc::clone(&reader_id),
+            ));
+        }
         while !*shutdown.borrow() {
+            if announced.notified().now_or_never().is_some() {
+                discovered_at = None;
+            }
             if discovered_at.is_none_or(|at| at.elapsed() >= DISCOVERY_INTERVAL) {
+                // The reader's id, for a new stream's announcement to end its wait.
+                if let Ok(id) = redis::cmd("CLIENT")
+                    .arg("ID")
+                    .query_async::<i64>(&mut self.reader)
+                    .await
+                {
+                    reader_id.store(id, Ordering::Relaxed);
+                }
                 match self.discover(&mut streams).await {
                     Ok(()) => discovered_at = Some(Instant::now()),
                     Err(error) => tracing::warn!("finding streams: {error}"),
@@ -79,6 +108,7 @@ impl StreamSource {
             if streams.is_empty() {
                 tokio::select! {
                     _ = tokio::time::sleep(DISCOVERY_INTERVAL) => {}
+                    _ = announced.notified() => discovered_at = None,
                     _ = shutdown.changed() => {}
                 }
                 continue;
@@ -526,4 +556,34 @@ pub async fn group_info(con: &mut Redis, stream: &str, group: &str) -> Result<Op
             _ => 0,
         },
     }))
+}
+
+/// Listens to the module's announcements of new streams: one whose name matches
+/// `pattern` ends the reader's wait (CLIENT UNBLOCK) and has the source look for streams
+/// again at once.
+async fn listen_for_new_streams(
+    announcements: redis::aio::PubSub,
+    pattern: String,
+    mut con: Redis,
+    announced: Arc<Notify>,
+    reader_id: Arc<AtomicI64>,
+) {
+    let mut messages = announcements.into_on_message();
+    while let Some(message) = messages.next().await {
+        let Ok(stream) = message.get_payload::<String>() else {
+            continue;
+        };
+        if !redsink_core::glob::matches(pattern.as_bytes(), stream.as_bytes()) {
+            continue;
+        }
+        announced.notify_one();
+        let id = reader_id.load(Ordering::Relaxed);
+        if id >= 0 {
+            let _ = redis::cmd("CLIENT")
+                .arg("UNBLOCK")
+                .arg(id)
+                .query_async::<i64>(&mut con)
+                .await;
+        }
+    }
 }
