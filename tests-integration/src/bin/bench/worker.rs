@@ -93,6 +93,10 @@ fn enveloped_event(schema: &str, invoice: usize, sequence: usize) -> (String, St
 /// Runs the drain and the lag measurements; prints the Markdown section.
 /// Every drain and the lag runs; or, with `only`, the drains whose label holds it.
 pub fn run(only: Option<&str>) {
+    if only == Some("new-streams") {
+        print_new_streams();
+        return;
+    }
     let (key, value) = enveloped_event(&envelope_schema(), 99_999, 999_999);
     let enveloped_bytes = key.len() + value.len();
     println!(
@@ -164,7 +168,80 @@ pub fn run(only: Option<&str>) {
             at(1.0)
         );
     }
-    println!();
+    print_new_streams();
+}
+
+/// The new-stream run's line of the section.
+fn print_new_streams() {
+    let mut first_events = new_streams();
+    first_events.sort_by(f64::total_cmp);
+    let at = |p: f64| first_events[((first_events.len() - 1) as f64 * p) as usize];
+    println!(
+        "\nNew streams: {NEW_STREAMS} streams created one after another (XADD of a first event, \
+         0.2–0.5 s apart, a pattern source already reading the ones before), each timed to its \
+         hash readable: p50 {:.2} ms, max {:.2} ms.\n",
+        at(0.5),
+        at(1.0)
+    );
+}
+
+/// New streams the `new_streams` run creates.
+const NEW_STREAMS: usize = 20;
+
+/// Milliseconds from each new stream's first XADD to its event's hash readable, with a
+/// pattern source (`data:*`) running.
+fn new_streams() -> Vec<f64> {
+    let redis = server(true, false);
+    let jobs: Vec<(String, String)> = (0..NEW_STREAMS)
+        .map(|i| {
+            (
+                format!("job{i}.yaml"),
+                format!(
+                    "source: {{server_name: chinook, schema: public, table: t{i}}}\noutput:\n  \
+                     - uses: redis.write\n    with:\n      key: {{expression: \"concat(['t{i}:', InvoiceId])\"}}\n"
+                ),
+            )
+        })
+        .collect();
+    let jobs: Vec<(&str, &str)> = jobs.iter().map(|(n, j)| (n.as_str(), j.as_str())).collect();
+    let config = format!(
+        "connections:\n  target: {{type: redis, host: 127.0.0.1, port: {}}}\n\
+         sources:\n  - {{type: redis-stream, connection: target, streams: \"data:*\"}}\n\
+         jobs: ./jobs\n",
+        redis.port()
+    );
+    let worker = WorkerProcess::start(&config, &jobs, Some(WORKER_CPU));
+    std::thread::sleep(Duration::from_millis(500));
+    let mut con = redis.connection();
+    (0..NEW_STREAMS)
+        .map(|i| {
+            let (key, value) = event(1, i);
+            let started = Instant::now();
+            call::<String>(
+                &mut con,
+                &[
+                    "XADD",
+                    &format!("data:chinook.public.t{i}"),
+                    "*",
+                    &key,
+                    &value,
+                ],
+            )
+            .unwrap();
+            let deadline = started + Duration::from_secs(10);
+            while call::<i64>(&mut con, &["EXISTS", &format!("t{i}:1")]).unwrap() == 0 {
+                assert!(
+                    Instant::now() < deadline,
+                    "t{i}:1 never written:\n{}",
+                    worker.log()
+                );
+                std::thread::sleep(Duration::from_micros(200));
+            }
+            let took = started.elapsed().as_secs_f64() * 1e3;
+            std::thread::sleep(Duration::from_millis(200 + (i as u64 * 7919) % 300));
+            took
+        })
+        .collect()
 }
 
 /// The CPUs of Redis and of the worker (on a one-CPU machine the second pinning fails
