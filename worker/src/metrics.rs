@@ -56,7 +56,6 @@ pub fn skipped(stream: &str, kind: &'static str) {
         .increment(1);
 }
 
-/// Entries of `stream` not yet delivered to the group (XINFO GROUPS `lag`).
 /// A source's attempt failed (and is retried).
 pub fn source_error(source: &str) {
     counter!("redsink_source_errors_total", "source" => source.to_owned()).increment(1);
@@ -67,6 +66,7 @@ pub fn source_failing(source: &str, in_a_row: u64) {
     gauge!("redsink_source_failing", "source" => source.to_owned()).set(in_a_row as f64);
 }
 
+/// Entries of `stream` not yet delivered to the group (XINFO GROUPS `lag`).
 pub fn lag(stream: &str, lag: i64) {
     gauge!("redsink_stream_lag", "stream" => stream.to_owned()).set(lag as f64);
 }
@@ -78,4 +78,30 @@ pub fn backpressure(source: &str, paused: bool) {
     } else {
         0.0
     });
+}
+
+/// How long one stage of a batch took: `read` (a read that found a batch waiting),
+/// `plan`, `write` (until Redis answered), `ack` (XACK, or the slot advanced).
+pub fn stage(stream: &str, stage: &'static str, took: Duration) {
+    histogram!("redsink_stage_seconds", "stream" => stream.to_owned(), "stage" => stage)
+        .record(took.as_secs_f64());
+}
+
+/// What a batch held: changes by operation (`c`, `u`, `d`, `r`), those no job wrote
+/// anything for (`filtered`) and those that could not be planned (`rejected`).
+pub fn changes(stream: &str, by_op: [(&'static str, u64); 4], filtered: u64, rejected: u64) {
+    for (op, count) in by_op {
+        if count > 0 {
+            counter!("redsink_events_by_op_total", "stream" => stream.to_owned(), "op" => op)
+                .increment(count);
+        }
+    }
+    counter!("redsink_events_filtered_total", "stream" => stream.to_owned()).increment(filtered);
+    counter!("redsink_events_rejected_total", "stream" => stream.to_owned()).increment(rejected);
+}
+
+/// How long ago the oldest entry of `stream` the group has not finished was added
+/// (pending, or not yet delivered); 0 when there is none.
+pub fn oldest_unprocessed(stream: &str, seconds: f64) {
+    gauge!("redsink_stream_oldest_unprocessed_seconds", "stream" => stream.to_owned()).set(seconds);
 }

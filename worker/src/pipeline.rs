@@ -22,7 +22,7 @@ use crate::commands::{Failed, Server, Wait};
 use crate::config::{OnWaitTimeout, Processors};
 use crate::connect::Redis;
 use crate::error::{Error, Result};
-use crate::format::ChangeEvent;
+use crate::format::{ChangeEvent, Op};
 use crate::job::Job;
 use crate::plan::{plan_with, Lookups, Position, Write};
 use crate::{commands, metrics};
@@ -253,6 +253,8 @@ impl Pipeline {
         let mut deferred = Vec::new();
         // The deliveries of a batch mostly share a route: its jobs are looked up once.
         let mut route_jobs: (Arc<str>, Vec<Arc<Job>>) = (Arc::from(""), Vec::new());
+        let mut by_op = [("c", 0), ("u", 0), ("d", 0), ("r", 0)];
+        let (mut filtered, mut rejected) = (0, 0);
         for Delivery {
             route,
             at,
@@ -266,6 +268,17 @@ impl Pipeline {
             if *route_jobs.0 != *route {
                 route_jobs = (Arc::clone(&route), self.routes.jobs(&route));
             }
+            if let Ok(Some((event, _))) = &change {
+                let at = match event.op {
+                    Op::Create => 0,
+                    Op::Update => 1,
+                    Op::Delete => 2,
+                    Op::Read => 3,
+                };
+                by_op[at].1 += 1;
+            }
+            let has_change = matches!(&change, Ok(Some(_)));
+            let deferring = has_change && route_jobs.1.iter().any(|job| job.looks_up());
             let (planned, change, reply) = match change {
                 Ok(Some((event, position))) if route_jobs.1.iter().any(|job| job.looks_up()) => {
                     let reply = reply_to.map(|topic| Box::new((topic, position.stream_id.clone())));
@@ -292,6 +305,11 @@ impl Pipeline {
                 Ok(planned) => (planned, None),
                 Err(error) => (Vec::new(), Some(error)),
             };
+            if error.is_some() {
+                rejected += 1;
+            } else if planned.is_empty() && !deferring && has_change {
+                filtered += 1;
+            }
             writes.push(planned);
             errors.push(error);
             delivered.push(Delivered {
@@ -302,6 +320,8 @@ impl Pipeline {
                 reply,
             });
         }
+        metrics::changes(source, by_op, filtered, rejected);
+        metrics::stage(source, "plan", started.elapsed());
         Planned {
             batch: Batch {
                 source: source.to_owned(),
@@ -328,6 +348,7 @@ impl Pipeline {
         let server = self.server;
         let (source, mut stopping) = (batch.source.clone(), self.stopping.clone());
         let applied = tokio::spawn(async move {
+            let started = Instant::now();
             let unplanned = plan_deferred(&mut writer, deferred, &mut writes).await?;
             let mut applied = commands::apply(&mut writer, &writes, &transactions, server).await?;
             for (index, error) in unplanned {
@@ -343,6 +364,7 @@ impl Pipeline {
                 &mut stopping,
             )
             .await?;
+            metrics::stage(&source, "write", started.elapsed());
             Ok(applied)
         });
         InFlight { batch, applied }

@@ -15,7 +15,7 @@ use crate::dlq::{dead_letter_streams, open_connections};
 use crate::error::Result;
 use crate::job::Job;
 use crate::source::postgres;
-use crate::source::redis_stream::{group_info, matching_streams};
+use crate::source::redis_stream::{group_info, matching_streams, oldest_pending_ms};
 
 #[derive(Debug, Serialize)]
 pub struct Status {
@@ -153,19 +153,9 @@ async fn stream_status(
     let length: i64 = redis::cmd("XLEN").arg(stream).query_async(con).await?;
     let info = group_info(con, stream, group).await?;
     let oldest_pending_ms = match &info {
-        Some(info) if info.pending > 0 => {
-            // XPENDING's summary: [count, smallest id, greatest id, consumers].
-            let (_, smallest, _, _): (i64, Option<String>, Option<String>, redis::Value) =
-                redis::cmd("XPENDING")
-                    .arg(stream)
-                    .arg(group)
-                    .query_async(con)
-                    .await?;
-            smallest
-                .as_deref()
-                .and_then(|id| id.split('-').next()?.parse::<i64>().ok())
-                .map(|added| redsink_core::time::now_ms() - added)
-        }
+        Some(info) if info.pending > 0 => oldest_pending_ms(con, stream, group)
+            .await?
+            .map(|added| redsink_core::time::now_ms() - added),
         _ => None,
     };
     Ok(StreamStatus {

@@ -81,6 +81,15 @@ fn out_of_memory_pauses_the_writes_and_counts_nothing_against_the_events() {
         "{}",
         worker.log()
     );
+    // The entries waiting show as the age of the oldest not yet finished.
+    worker.wait_until(&target, "the oldest entry's age", |_| {
+        Ok(metric(
+            &scrape_metrics(port),
+            "redsink_stream_oldest_unprocessed_seconds",
+            r#"stream="data:chinook.public.invoice""#,
+        )
+        .is_some_and(|age| age > 0.5))
+    });
 
     call::<String>(&mut target_con, &["CONFIG", "SET", "maxmemory", "0"]).unwrap();
     worker.wait_until(&target, "every event written", |con| {

@@ -418,6 +418,40 @@ fn prometheus_metrics_count_what_happened() {
     server.wait_until("lag sampled at 0", |_| {
         Ok(scrape().contains(r#"redsink_stream_lag{stream="data:chinook.public.invoice"} 0"#))
     });
+    // Changes by operation, what no job wrote or could plan, time per stage, and the
+    // age of the oldest unfinished entry (none left).
+    let page = scrape();
+    let value = |name: &str, label: &str| -> Option<f64> {
+        page.lines()
+            .find(|line| {
+                line.starts_with(name)
+                    && line[name.len()..].starts_with('{')
+                    && line.contains(r#"stream="data:chinook.public.invoice""#)
+                    && line.contains(label)
+            })
+            .and_then(|line| line.rsplit(' ').next()?.parse().ok())
+    };
+    assert_eq!(
+        value("redsink_events_by_op_total", r#"op="c""#),
+        Some(20.0),
+        "{page}"
+    );
+    assert_eq!(value("redsink_events_by_op_total", r#"op="u""#), Some(5.0));
+    assert_eq!(value("redsink_events_by_op_total", r#"op="d""#), Some(2.0));
+    assert_eq!(value("redsink_events_filtered_total", ""), Some(0.0));
+    assert_eq!(value("redsink_events_rejected_total", ""), Some(0.0));
+    for stage in ["plan", "write", "ack"] {
+        let count = value(
+            "redsink_stage_seconds_count",
+            &format!(r#"stage="{stage}""#),
+        );
+        assert!(count.is_some_and(|n| n >= 1.0), "{stage}\n{page}");
+    }
+    server.wait_until("the oldest unfinished entry sampled", |_| {
+        Ok(scrape().contains(
+            r#"redsink_stream_oldest_unprocessed_seconds{stream="data:chinook.public.invoice"} 0"#,
+        ))
+    });
 }
 
 /// A stream that appears while the worker runs (the README's walk-through: start the
@@ -469,5 +503,43 @@ fn a_new_stream_is_read_at_once() {
             "{first:?} {second:?}\n{}",
             worker.log()
         );
+    }
+}
+
+/// The Grafana dashboard in docs/grafana shows metrics the worker exports (each name is
+/// one metrics.rs registers), and every panel has a query.
+#[test]
+fn the_grafana_dashboard_shows_what_the_worker_exports() {
+    let root = redsink_tests::workspace_dir();
+    let dashboard: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(root.join("docs/grafana/redsink-worker.json")).unwrap(),
+    )
+    .unwrap();
+    let exported = std::fs::read_to_string(root.join("worker/src/metrics.rs")).unwrap();
+    let panels = dashboard["panels"].as_array().unwrap();
+    assert!(panels.len() >= 6);
+    for panel in panels {
+        let targets = panel["targets"].as_array().unwrap();
+        assert!(!targets.is_empty(), "{panel}");
+        for target in targets {
+            let expr = target["expr"].as_str().unwrap();
+            let names: Vec<&str> = expr
+                .match_indices("redsink_")
+                .map(|(at, _)| {
+                    let rest = &expr[at..];
+                    let end = rest
+                        .find(|c: char| !(c.is_ascii_lowercase() || c == '_'))
+                        .unwrap_or(rest.len());
+                    &rest[..end]
+                })
+                .collect();
+            assert!(!names.is_empty(), "{expr}");
+            for name in names {
+                assert!(
+                    exported.contains(&format!("\"{name}\"")),
+                    "{name} (in {expr}) is not a metric the worker exports"
+                );
+            }
+        }
     }
 }

@@ -69,6 +69,15 @@ impl StreamSource {
         // the soonest, so looking four times in that period finds it within 1.25 × of it.
         let reclaim_every = Duration::from_millis(self.processors.reclaim_idle_ms / 4);
         let mut reclaimed_at: Option<Instant> = None;
+        // The streams' lag and oldest unfinished entry, sampled on their own: also while a
+        // batch waits (on Redis refusing writes, say).
+        let sampled = Arc::new(Mutex::new(BTreeSet::new()));
+        tokio::spawn(sample_streams(
+            self.streams.clone(),
+            self.settings.group.clone(),
+            Arc::clone(&sampled),
+            shutdown.clone(),
+        ));
         let announced = Arc::new(Notify::new());
         let reader_id = Arc::new(AtomicI64::new(-1));
         if let (Some(announcements), Streams::Pattern(pattern)) =
@@ -99,10 +108,8 @@ impl StreamSource {
                     Ok(()) => discovered_at = Some(Instant::now()),
                     Err(error) => tracing::warn!("finding streams: {error}"),
                 }
-                for stream in &streams {
-                    if let Ok(lag) = self.lag(stream).await {
-                        metrics::lag(stream, lag);
-                    }
+                if let Ok(mut sampled) = sampled.lock() {
+                    sampled.clone_from(&streams);
                 }
             }
             if streams.is_empty() {
@@ -150,12 +157,6 @@ impl StreamSource {
         }
         tracing::info!("redis-stream source stopped");
         Ok(())
-    }
-
-    /// Entries of `stream` not yet delivered to the group (XINFO GROUPS `lag`, Redis 7).
-    async fn lag(&mut self, stream: &str) -> Result<i64> {
-        let group = group_info(&mut self.streams, stream, &self.settings.group).await?;
-        Ok(group.and_then(|group| group.lag).unwrap_or(0))
     }
 
     /// Finds the streams to read and makes sure the group exists on each.
@@ -274,10 +275,16 @@ impl StreamSource {
             batches
         } else {
             let streams: Vec<&String> = streams.iter().collect();
-            let reply: Value = read(&streams, in_flight.is_none())
+            let (blocking, started) = (in_flight.is_none(), Instant::now());
+            let reply: Value = read(&streams, blocking)
                 .query_async(&mut self.reader)
                 .await?;
-            parse_read(&reply)
+            let batches = parse_read(&reply);
+            // Timed where entries were waiting (a blocking read's time is mostly waiting).
+            if let (false, Some((stream, _))) = (blocking, batches.first()) {
+                metrics::stage(stream, "read", started.elapsed());
+            }
+            batches
         };
         if batches.is_empty() {
             if let Some(previous) = in_flight.take() {
@@ -359,12 +366,14 @@ impl StreamSource {
             .map(|delivery| delivery.at.as_str())
             .collect();
         if let Some(stream) = outcome.done().next().map(|delivery| &delivery.route) {
+            let started = Instant::now();
             redis::cmd("XACK")
                 .arg(&**stream)
                 .arg(&self.settings.group)
                 .arg(&acked)
                 .query_async::<i64>(&mut self.streams)
                 .await?;
+            metrics::stage(stream, "ack", started.elapsed());
         }
         outcome.record(acked.len());
         Ok(())
@@ -528,6 +537,8 @@ pub struct GroupInfo {
     pub lag: Option<i64>,
     /// Entries delivered and not acknowledged.
     pub pending: i64,
+    /// The id of the last entry delivered to the group.
+    pub last_delivered: Option<String>,
 }
 
 /// The group `group` of `stream`, if it exists.
@@ -555,7 +566,56 @@ pub async fn group_info(con: &mut Redis, stream: &str, group: &str) -> Result<Op
             Some(Value::Int(pending)) => pending,
             _ => 0,
         },
+        last_delivered: match field(info, b"last-delivered-id") {
+            Some(Value::BulkString(id)) => String::from_utf8(id).ok(),
+            _ => None,
+        },
     }))
+}
+
+/// When (ms since the epoch, from its id) the oldest pending entry of the group was
+/// added, if any entry is pending.
+pub async fn oldest_pending_ms(con: &mut Redis, stream: &str, group: &str) -> Result<Option<i64>> {
+    // XPENDING's summary: [count, smallest id, greatest id, consumers].
+    let (_, smallest, _, _): (i64, Option<String>, Option<String>, Value) = redis::cmd("XPENDING")
+        .arg(stream)
+        .arg(group)
+        .query_async(con)
+        .await?;
+    Ok(smallest.as_deref().and_then(id_ms))
+}
+
+/// When the oldest entry the group has not finished was added: the oldest pending one,
+/// else the first not yet delivered; `None` when there is none.
+pub async fn oldest_unprocessed_ms(
+    con: &mut Redis,
+    stream: &str,
+    group: &str,
+) -> Result<Option<i64>> {
+    let Some(info) = group_info(con, stream, group).await? else {
+        return Ok(None);
+    };
+    if info.pending > 0 {
+        return oldest_pending_ms(con, stream, group).await;
+    }
+    if info.lag == Some(0) {
+        return Ok(None);
+    }
+    let after = format!("({}", info.last_delivered.as_deref().unwrap_or("0-0"));
+    let first: Vec<(String, Fields)> = redis::cmd("XRANGE")
+        .arg(stream)
+        .arg(after)
+        .arg("+")
+        .arg("COUNT")
+        .arg(1)
+        .query_async(con)
+        .await?;
+    Ok(first.first().and_then(|(id, _)| id_ms(id)))
+}
+
+/// The milliseconds part of a stream entry id.
+fn id_ms(id: &str) -> Option<i64> {
+    id.split('-').next()?.parse().ok()
 }
 
 /// Listens to the module's announcements of new streams: one whose name matches
@@ -584,6 +644,35 @@ async fn listen_for_new_streams(
                 .arg(id)
                 .query_async::<i64>(&mut con)
                 .await;
+        }
+    }
+}
+
+/// Every `DISCOVERY_INTERVAL` until `shutdown`: each stream's lag (entries not yet
+/// delivered to the group) and the age of its oldest unfinished entry, as metrics.
+async fn sample_streams(
+    mut con: Redis,
+    group: String,
+    streams: Arc<Mutex<BTreeSet<String>>>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    while !*shutdown.borrow() {
+        let known: Vec<String> = streams
+            .lock()
+            .map(|streams| streams.iter().cloned().collect())
+            .unwrap_or_default();
+        for stream in known {
+            if let Ok(Some(info)) = group_info(&mut con, &stream, &group).await {
+                metrics::lag(&stream, info.lag.unwrap_or(0));
+            }
+            if let Ok(added) = oldest_unprocessed_ms(&mut con, &stream, &group).await {
+                let age = added.map_or(0, |added| redsink_core::time::now_ms() - added);
+                metrics::oldest_unprocessed(&stream, age.max(0) as f64 / 1e3);
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(DISCOVERY_INTERVAL) => {}
+            _ = shutdown.changed() => {}
         }
     }
 }

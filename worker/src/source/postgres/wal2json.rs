@@ -183,12 +183,14 @@ impl PgSource {
 
     /// Confirms the slot up to `lsn`: PostgreSQL will not send what is before it again.
     async fn advance(&self, client: &Client, lsn: &str) -> Result<()> {
+        let started = std::time::Instant::now();
         client
             .query_one(
                 "SELECT pg_replication_slot_advance($1, $2::text::pg_lsn)::text",
                 &[&self.settings.slot_name(), &lsn],
             )
             .await?;
+        crate::metrics::stage(&self.name(), "ack", started.elapsed());
         Ok(())
     }
 }
