@@ -242,6 +242,9 @@ pub struct Processors {
     /// acknowledged that a failover could lose), or `continue` (acknowledged, counted in
     /// `redsink_wait_timeouts_total`, and said in the log).
     pub on_wait_timeout: OnWaitTimeout,
+    /// Headroom: a batch waits while the target uses more than this percent of its
+    /// `maxmemory` (INFO memory; one server, with a maxmemory set); none by default.
+    pub max_memory_percent: Option<u8>,
 }
 
 /// What a batch whose writes the replicas did not confirm in time becomes.
@@ -265,6 +268,7 @@ impl Default for Processors {
             wait_replicas: 0,
             wait_timeout_ms: 1000,
             on_wait_timeout: OnWaitTimeout::Retry,
+            max_memory_percent: None,
         }
     }
 }

@@ -156,6 +156,8 @@ pub struct Pipeline {
     /// Set when the worker stops: writes Redis refuses for its own state are then no
     /// longer waited for.
     stopping: watch::Receiver<bool>,
+    /// `max_memory_percent`: a batch waits while the target uses more of its maxmemory.
+    headroom: Option<u8>,
 }
 
 /// A batch of one source's deliveries and what planning found for each.
@@ -229,6 +231,7 @@ impl Pipeline {
             }),
             on_wait_timeout: processors.on_wait_timeout,
             stopping,
+            headroom: processors.max_memory_percent,
         }
     }
 
@@ -347,8 +350,12 @@ impl Pipeline {
         let mut writer = self.writer.clone();
         let server = self.server;
         let (source, mut stopping) = (batch.source.clone(), self.stopping.clone());
+        let headroom = self.headroom.filter(|_| !writer.is_cluster());
         let applied = tokio::spawn(async move {
             let started = Instant::now();
+            if let Some(percent) = headroom {
+                wait_for_headroom(&mut writer, percent, &source, &mut stopping).await?;
+            }
             let unplanned = plan_deferred(&mut writer, deferred, &mut writes).await?;
             let mut applied = commands::apply(&mut writer, &writes, &transactions, server).await?;
             for (index, error) in unplanned {
@@ -700,6 +707,54 @@ fn lookup_reply(command: &redis::Cmd, reply: redis::Value) -> serde_json::Value 
         ),
         (_, value) => value,
     }
+}
+
+/// Headroom: waits while Redis uses more than `percent` of its `maxmemory` (when it has
+/// one), pausing as for back-pressure, until it is under or the worker stops.
+async fn wait_for_headroom(
+    writer: &mut Redis,
+    percent: u8,
+    source: &str,
+    stopping: &mut watch::Receiver<bool>,
+) -> std::result::Result<(), redis::RedisError> {
+    let mut pause = Duration::from_millis(50);
+    let mut paused = false;
+    loop {
+        let info: String = redis::cmd("INFO").arg("memory").query_async(writer).await?;
+        let field = |name: &str| -> u64 {
+            info.lines()
+                .find_map(|line| line.strip_prefix(name)?.strip_prefix(':'))
+                .and_then(|value| value.trim().parse().ok())
+                .unwrap_or(0)
+        };
+        let (used, max) = (field("used_memory"), field("maxmemory"));
+        if max == 0 || used.saturating_mul(100) < max.saturating_mul(u64::from(percent)) {
+            break;
+        }
+        if !paused {
+            tracing::warn!(
+                source,
+                used,
+                maxmemory = max,
+                "Redis uses more than {percent} % of its maxmemory (max_memory_percent): writes wait"
+            );
+            metrics::backpressure(source, true);
+            paused = true;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(pause) => {}
+            _ = stopping.changed() => break,
+        }
+        if *stopping.borrow() {
+            break;
+        }
+        pause = (pause * 2).min(Duration::from_secs(2));
+    }
+    if paused {
+        metrics::backpressure(source, false);
+        tracing::info!(source, "Redis has room again: writing");
+    }
+    Ok(())
 }
 
 /// Back-pressure: writes Redis refused for its own state (out of memory, busy, loading, a

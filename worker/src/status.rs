@@ -14,8 +14,8 @@ use crate::connect::Redis;
 use crate::dlq::{dead_letter_streams, open_connections};
 use crate::error::Result;
 use crate::job::Job;
-use crate::source::postgres;
 use crate::source::redis_stream::{group_info, matching_streams, oldest_pending_ms};
+use crate::source::{postgres, status_key};
 
 #[derive(Debug, Serialize)]
 pub struct Status {
@@ -23,6 +23,19 @@ pub struct Status {
     pub modules: BTreeMap<String, Option<String>>,
     pub streams: Vec<StreamStatus>,
     pub postgres: Vec<PostgresStatus>,
+    /// What each source's worker last said of its failures, by source
+    /// (`redis-stream:<group>`, `postgres:<server_name>`), where it has failed.
+    pub failures: BTreeMap<String, SourceFailure>,
+}
+
+/// A source's last error, as its worker kept it.
+#[derive(Debug, Serialize)]
+pub struct SourceFailure {
+    pub error: String,
+    /// When, in ms since the epoch.
+    pub at_ms: Option<i64>,
+    /// Failures in a row now: 0 once the source works again.
+    pub failing: u64,
 }
 
 /// One stream a redis-stream source reads.
@@ -90,12 +103,17 @@ pub async fn status(config: &Config, jobs: &[Arc<Job>]) -> Result<Status> {
     }
     let dead_letters = |source: &str| dead_letters.get(source).copied().unwrap_or(0);
     let (mut streams, mut postgres) = (Vec::new(), Vec::new());
+    let mut failures = BTreeMap::new();
     for source in &config.sources {
         match source {
             Source::RedisStream(settings) => {
                 let Some(con) = cons.get_mut(&settings.connection) else {
                     continue;
                 };
+                let source = format!("redis-stream:{}", settings.group);
+                if let Some(failure) = last_failure(con, &source).await? {
+                    failures.insert(source, failure);
+                }
                 for stream in matching_streams(con, &settings.streams).await? {
                     let mut shown =
                         stream_status(con, &settings.connection, &stream, &settings.group).await?;
@@ -107,6 +125,10 @@ pub async fn status(config: &Config, jobs: &[Arc<Job>]) -> Result<Status> {
                 let Some(con) = cons.get_mut(&settings.connection) else {
                     continue;
                 };
+                let source = format!("postgres:{}", settings.server_name);
+                if let Some(failure) = last_failure(con, &source).await? {
+                    failures.insert(source, failure);
+                }
                 let mut shown = postgres_status(con, settings).await?;
                 shown.dead_letters = dead_letters(&format!("postgres:{}", settings.server_name));
                 postgres.push(shown);
@@ -117,7 +139,24 @@ pub async fn status(config: &Config, jobs: &[Arc<Job>]) -> Result<Status> {
         modules,
         streams,
         postgres,
+        failures,
     })
+}
+
+/// The last error `source`'s worker kept, if it ever failed.
+async fn last_failure(con: &mut Redis, source: &str) -> Result<Option<SourceFailure>> {
+    let fields: BTreeMap<String, String> = redis::cmd("HGETALL")
+        .arg(status_key(source))
+        .query_async(con)
+        .await?;
+    Ok(fields.get("error").map(|error| SourceFailure {
+        error: error.clone(),
+        at_ms: fields.get("at").and_then(|at| at.parse().ok()),
+        failing: fields
+            .get("failing")
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0),
+    }))
 }
 
 /// The redsink module's version on `con` (MODULE LIST), if it is loaded.
@@ -312,6 +351,22 @@ impl Status {
                     let _ = writeln!(out, "postgres '{}': {error}", p.server_name);
                 }
             }
+        }
+        if !self.failures.is_empty() {
+            out += "\n";
+        }
+        for (source, failure) in &self.failures {
+            let ago = failure.at_ms.map_or(String::new(), |at| {
+                format!(
+                    " {:.0} s ago",
+                    (redsink_core::time::now_ms() - at).max(0) as f64 / 1e3
+                )
+            });
+            let now = match failure.failing {
+                0 => "works again".to_owned(),
+                n => format!("failing ({n} in a row)"),
+            };
+            let _ = writeln!(out, "{source}: {now}; last error{ago}: {}", failure.error);
         }
         out
     }

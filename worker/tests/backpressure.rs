@@ -124,3 +124,54 @@ fn out_of_memory_pauses_the_writes_and_counts_nothing_against_the_events() {
         Some(0.0)
     );
 }
+
+/// `max_memory_percent`: with the target over that share of its maxmemory, batches wait
+/// (shown as paused) and write nothing; with room again, every event is written.
+#[test]
+fn writes_wait_for_headroom_under_max_memory_percent() {
+    let redis = RedisServer::start();
+    let mut con = redis.connection();
+    let info: String = call(&mut con, &["INFO", "memory"]).unwrap();
+    let used: u64 = info
+        .lines()
+        .find_map(|line| line.strip_prefix("used_memory:"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    // Used is about half of maxmemory: over 40 %, well under 100 % (no OOM).
+    call::<String>(
+        &mut con,
+        &["CONFIG", "SET", "maxmemory", &(used * 2).to_string()],
+    )
+    .unwrap();
+    let port = free_port();
+    let config = format!(
+        "connections:\n  target: {{type: redis, host: 127.0.0.1, port: {}}}\n\
+         sources:\n  - {{type: redis-stream, connection: target, streams: \"data:*\"}}\n\
+         processors: {{block_ms: 100, max_memory_percent: 40}}\n\
+         metrics: {{address: \"127.0.0.1:{port}\"}}\njobs: ./jobs\n",
+        redis.port()
+    );
+    let worker = Worker::from_config(&config, &[INVOICE_HASH_JOB]);
+    worker.wait_until(&redis, "the metrics", |_| {
+        Ok(worker.log().contains("serving Prometheus metrics"))
+    });
+    let event =
+        r#"{"before":null,"after":{"InvoiceId":1,"Total":"1.00"},"op":"c","source":{"lsn":1}}"#;
+    add_invoice_event(&mut con, 1, event);
+    let source = r#"source="data:chinook.public.invoice""#;
+    worker.wait_until(&redis, "the pause", |_| {
+        Ok(metric(&scrape_metrics(port), "redsink_backpressure_paused", source) == Some(1.0))
+    });
+    assert_eq!(call::<i64>(&mut con, &["EXISTS", "invoice:1"]).unwrap(), 0);
+    assert!(
+        worker.log().contains("max_memory_percent"),
+        "{}",
+        worker.log()
+    );
+    call::<String>(&mut con, &["CONFIG", "SET", "maxmemory", "0"]).unwrap();
+    worker.wait_until(&redis, "the event written", |con| {
+        Ok(call::<i64>(con, &["EXISTS", "invoice:1"])? == 1)
+    });
+}

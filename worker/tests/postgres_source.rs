@@ -935,11 +935,37 @@ fn a_failure_that_keeps_coming_back_shows() {
     );
     assert!(common::scrape_metrics(port)
         .contains(r#"redsink_source_errors_total{source="postgres:chinook"}"#));
+    // `status`, from another process, says it too.
+    let config_path = worker.config_path();
+    let status = || -> serde_json::Value {
+        let (ok, out, err) = common::run_worker(&[
+            "--config",
+            config_path.to_str().unwrap(),
+            "status",
+            "--json",
+        ]);
+        assert!(ok, "{err}");
+        serde_json::from_str(&out).unwrap()
+    };
+    let shown = status();
+    let failure = &shown["failures"]["postgres:chinook"];
+    assert!(failure["failing"].as_u64().unwrap() >= 1, "{shown}");
+    assert!(
+        failure["error"].as_str().unwrap().contains("postgres"),
+        "{shown}"
+    );
+    assert!(
+        shown["postgres"][0]["error"].is_string(),
+        "PostgreSQL is down: {shown}"
+    );
     postgres.restart();
     worker.wait_until(&redis, "working again", |_| {
         Ok(failing(&common::scrape_metrics(port)) == 0)
     });
     assert!(worker.log().contains("working again"), "{}", worker.log());
+    worker.wait_until(&redis, "status says it works again", |_| {
+        Ok(status()["failures"]["postgres:chinook"]["failing"] == 0)
+    });
     let mut client = postgres.client().unwrap();
     insert(&mut client, 2);
     worker.wait_until(&redis, "a change after the outage", |con| {

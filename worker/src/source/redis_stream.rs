@@ -60,7 +60,10 @@ impl StreamSource {
         let mut streams = BTreeSet::new();
         let mut discovered_at: Option<Instant> = None;
         let mut backoff = Duration::from_millis(100);
-        let mut failures = Failures::new(format!("redis-stream:{}", self.settings.group));
+        let mut failures = Failures::new(
+            format!("redis-stream:{}", self.settings.group),
+            Some(self.streams.clone()),
+        );
         // After a failure (Redis went away mid-batch), this consumer's own pending entries
         // come first, so that writes stay in stream order.
         let mut resume_pending = false;

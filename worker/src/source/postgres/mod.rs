@@ -80,7 +80,7 @@ impl PgSource {
             tables = self.settings.tables.join(", "),
             "postgres source started"
         );
-        let mut failures = Failures::new(self.name());
+        let mut failures = Failures::new(self.name(), Some(self.writer.clone()));
         loop {
             let outcome = match self.settings.plugin {
                 Plugin::Pgoutput => self.stream(&client, &mut failures, &mut shutdown).await,
