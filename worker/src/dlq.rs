@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use crate::config::{Config, Connection, Source};
+use crate::config::{Config, Connection, Source, Streams};
 use crate::connect::{connect, Redis};
 use crate::error::{Error, Result};
 use crate::job::Job;
@@ -170,6 +170,20 @@ pub fn replay_stream(
             letter.id
         ))),
     }
+}
+
+/// Whether a `redis-stream` source of `config` reads `stream` (a replayed PostgreSQL
+/// change is applied only if one does).
+pub fn is_read(config: &Config, stream: &str) -> bool {
+    config.sources.iter().any(|source| match source {
+        Source::RedisStream(settings) => match &settings.streams {
+            Streams::Keys(keys) => keys.iter().any(|key| key == stream),
+            Streams::Pattern(pattern) => {
+                redsink_core::glob::matches(pattern.as_bytes(), stream.as_bytes())
+            }
+        },
+        Source::Postgres(_) => false,
+    })
 }
 
 /// Puts `letter` back on `stream` and removes it from `dlq`, both at once where they are

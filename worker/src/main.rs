@@ -200,6 +200,14 @@ async fn dead_letters(
                 for letter in letters.iter().filter(|l| *all || ids.contains(&l.id)) {
                     let stream =
                         dlq::replay_stream(source, letter, &config.processors.stream_prefix)?;
+                    if source.origin.is_none() && !dlq::is_read(config, &stream) {
+                        return Err(redsink_worker::Error::Invalid(format!(
+                            "no redis-stream source of this configuration reads {stream}, where \
+                             {} goes back: add one (`- {{type: redis-stream, connection: {}, \
+                             streams: \"{}*\"}}`) so that the replayed change is applied",
+                            letter.id, source.connection, config.processors.stream_prefix
+                        )));
+                    }
                     let id =
                         dlq::replay(con, elsewhere.as_mut(), &source.dlq, letter, &stream).await?;
                     report += &format!("replayed {} {} → {stream} {id}\n", source.dlq, letter.id);

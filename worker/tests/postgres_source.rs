@@ -685,24 +685,43 @@ fn a_change_that_cannot_be_written_is_dead_lettered_as_a_debezium_event_to_repla
     assert!(event["source"]["lsn"].as_i64().unwrap() > 0);
     worker.stop();
 
-    // With the job fixed, the dead letter added to the job's stream is applied.
+    // Replayed without a source to apply it: refused, with what to add.
+    let config_path = worker.config_path();
+    let replay = |config_path: &std::path::Path| {
+        common::run_worker(&[
+            "--config",
+            config_path.to_str().unwrap(),
+            "dlq",
+            "replay",
+            "--all",
+        ])
+    };
+    let (ok, _, err) = replay(&config_path);
+    assert!(
+        !ok && err.contains(
+            "no redis-stream source of this configuration reads data:chinook.public.invoice"
+        ),
+        "{err}"
+    );
+    // With the job fixed and a redis-stream source on the job's stream, `dlq replay`
+    // puts the change there, and it is applied.
     let config = config.replace(
         "sources:\n",
         "sources:\n  - {type: redis-stream, connection: target, streams: \"data:*\"}\n",
     );
     let worker = Worker::from_config(&config, &[INVOICE_HASH_JOB]);
-    call::<String>(
-        &mut con,
-        &[
-            "XADD",
-            "data:chinook.public.invoice",
-            "*",
-            "value",
-            &letter["value"],
-        ],
-    )
-    .unwrap();
+    let (ok, out, err) = replay(&worker.config_path());
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("replayed dlq:postgres:chinook")
+            && out.contains("→ data:chinook.public.invoice"),
+        "{out}"
+    );
     wait_for_field(&redis, &worker, "invoice:1", "Total", "1.01");
+    assert_eq!(
+        call::<i64>(&mut con, &["XLEN", "dlq:postgres:chinook"]).unwrap(),
+        0
+    );
 }
 
 #[test]
