@@ -535,24 +535,30 @@ impl Failed {
     }
 }
 
+/// Error codes with which Redis refuses writes for its own state.
+const TRANSIENT: [&str; 8] = [
+    "OOM",
+    "BUSY",
+    "LOADING",
+    "MASTERDOWN",
+    "TRYAGAIN",
+    "CLUSTERDOWN",
+    "READONLY",
+    "NOREPLICAS",
+];
+
 impl From<&RedisError> for Failed {
     fn from(error: &RedisError) -> Failed {
-        Failed {
-            reason: error.to_string(),
-            transient: matches!(
-                error.code(),
-                Some(
-                    "OOM"
-                        | "BUSY"
-                        | "LOADING"
-                        | "MASTERDOWN"
-                        | "TRYAGAIN"
-                        | "CLUSTERDOWN"
-                        | "READONLY"
-                        | "NOREPLICAS"
-                )
-            ),
-        }
+        let reason = error.to_string();
+        let transient = match error.code() {
+            Some(code) if TRANSIENT.contains(&code) => true,
+            // A transaction discarded for one of them (`… because of: OOM …`).
+            Some("EXECABORT") => TRANSIENT
+                .iter()
+                .any(|code| error.detail().is_some_and(|detail| detail.contains(code))),
+            _ => false,
+        };
+        Failed { reason, transient }
     }
 }
 

@@ -172,30 +172,51 @@ pub fn replay_stream(
     }
 }
 
-/// Whether a `redis-stream` source of `config` reads `stream` (a replayed PostgreSQL
-/// change is applied only if one does).
-pub fn is_read(config: &Config, stream: &str) -> bool {
+/// Whether a `redis-stream` source of `config` reads `stream` on `connection` (a
+/// replayed PostgreSQL change is applied only if one does).
+pub fn is_read(config: &Config, stream: &str, connection: &str) -> bool {
     config.sources.iter().any(|source| match source {
-        Source::RedisStream(settings) => match &settings.streams {
-            Streams::Keys(keys) => keys.iter().any(|key| key == stream),
-            Streams::Pattern(pattern) => {
-                redsink_core::glob::matches(pattern.as_bytes(), stream.as_bytes())
+        Source::RedisStream(settings) if settings.connection == connection => {
+            match &settings.streams {
+                Streams::Keys(keys) => keys.iter().any(|key| key == stream),
+                Streams::Pattern(pattern) => {
+                    redsink_core::glob::matches(pattern.as_bytes(), stream.as_bytes())
+                }
             }
-        },
-        Source::Postgres(_) => false,
+        }
+        _ => false,
     })
 }
 
-/// Puts `letter` back on `stream` and removes it from `dlq`, both at once where they are
-/// on one server (MULTI/EXEC): a replay run twice re-queues nothing twice. Returns the
-/// new entry's id.
+/// Removes the letter (KEYS[1], ARGV[1]) and, only if it was there, adds its fields
+/// (ARGV[2..]) to the stream (KEYS[2]): the new entry's id, or nil.
+const REPLAY_SCRIPT: &str = "if redis.call('XDEL', KEYS[1], ARGV[1]) == 1 then \
+     return redis.call('XADD', KEYS[2], '*', unpack(ARGV, 2)) end return false";
+
+/// Puts `letter` back on `stream` and removes it from `dlq`. On one server (not a
+/// cluster, where the two keys are in different slots) both happen at once in a script
+/// that adds only what it removed: replays run twice, or at the same time, re-queue
+/// nothing twice. Returns the new entry's id; `None` if another replay took the letter.
 pub async fn replay(
     dlq_con: &mut Redis,
     stream_con: Option<&mut Redis>,
     dlq: &str,
     letter: &Letter,
     stream: &str,
-) -> Result<String> {
+) -> Result<Option<String>> {
+    if stream_con.is_none() && !dlq_con.is_cluster() {
+        let mut script = redis::cmd("EVAL");
+        script
+            .arg(REPLAY_SCRIPT)
+            .arg(2)
+            .arg(dlq)
+            .arg(stream)
+            .arg(&letter.id);
+        for (field, value) in &letter.fields {
+            script.arg(field).arg(value);
+        }
+        return Ok(script.query_async(dlq_con).await?);
+    }
     let mut add = redis::cmd("XADD");
     add.arg(stream).arg("*");
     for (field, value) in &letter.fields {
@@ -203,24 +224,11 @@ pub async fn replay(
     }
     let mut remove = redis::cmd("XDEL");
     remove.arg(dlq).arg(&letter.id);
-    match stream_con {
-        None => {
-            let (id, _removed): (String, i64) = redis::pipe()
-                .atomic()
-                .add_command(add)
-                .add_command(remove)
-                .query_async(dlq_con)
-                .await?;
-            Ok(id)
-        }
-        // Two servers: added first, then removed (a crash between leaves the letter, to
-        // be replayed again).
-        Some(stream_con) => {
-            let id: String = add.query_async(stream_con).await?;
-            remove.query_async::<i64>(dlq_con).await?;
-            Ok(id)
-        }
-    }
+    // Two servers, or a cluster: added first, then removed (a crash between, or another
+    // replay at the same time, can re-queue it once more; nothing is lost).
+    let id: String = add.query_async(stream_con.unwrap_or(dlq_con)).await?;
+    remove.query_async::<i64>(dlq_con).await?;
+    Ok(Some(id))
 }
 
 #[cfg(test)]

@@ -200,7 +200,8 @@ async fn dead_letters(
                 for letter in letters.iter().filter(|l| *all || ids.contains(&l.id)) {
                     let stream =
                         dlq::replay_stream(source, letter, &config.processors.stream_prefix)?;
-                    if source.origin.is_none() && !dlq::is_read(config, &stream) {
+                    if source.origin.is_none() && !dlq::is_read(config, &stream, &source.connection)
+                    {
                         return Err(redsink_worker::Error::Invalid(format!(
                             "no redis-stream source of this configuration reads {stream}, where \
                              {} goes back: add one (`- {{type: redis-stream, connection: {}, \
@@ -208,9 +209,19 @@ async fn dead_letters(
                             letter.id, source.connection, config.processors.stream_prefix
                         )));
                     }
-                    let id =
-                        dlq::replay(con, elsewhere.as_mut(), &source.dlq, letter, &stream).await?;
-                    report += &format!("replayed {} {} → {stream} {id}\n", source.dlq, letter.id);
+                    match dlq::replay(con, elsewhere.as_mut(), &source.dlq, letter, &stream).await?
+                    {
+                        Some(id) => {
+                            report +=
+                                &format!("replayed {} {} → {stream} {id}\n", source.dlq, letter.id)
+                        }
+                        None => {
+                            report += &format!(
+                                "{} {}: replayed by another run meanwhile\n",
+                                source.dlq, letter.id
+                            )
+                        }
+                    }
                 }
             }
         }

@@ -758,7 +758,8 @@ async fn wait_for_headroom(
 }
 
 /// Back-pressure: writes Redis refused for its own state (out of memory, busy, loading, a
-/// failover — [`Failed::transient`]) are written again, after a pause that grows to 2 s,
+/// failover — [`Failed::transient`]) are written again (with every change after the first
+/// refused one, in order), after a pause that grows to 2 s,
 /// until Redis takes them or the worker stops; `redsink_backpressure_paused` shows the
 /// pause. They never count as failed deliveries: the changes are not at fault.
 async fn write_again_while_refused(
@@ -770,10 +771,13 @@ async fn write_again_while_refused(
     source: &str,
     stopping: &mut watch::Receiver<bool>,
 ) -> std::result::Result<(), redis::RedisError> {
+    // From the first refused change on, every change goes again, in order: one written
+    // after it must not be overwritten by it (the writes are idempotent).
     let refused = |applied: &[std::result::Result<(), Failed>]| -> Vec<usize> {
-        (0..applied.len())
-            .filter(|&i| matches!(&applied[i], Err(failed) if failed.transient))
-            .collect()
+        let first = applied
+            .iter()
+            .position(|outcome| matches!(outcome, Err(failed) if failed.transient));
+        first.map_or_else(Vec::new, |first| (first..applied.len()).collect())
     };
     let mut again = refused(applied);
     if again.is_empty() {

@@ -14,7 +14,7 @@ use crate::error::{Error, Result};
 use crate::job::{Job, Target, Transform};
 use crate::pipeline::{Pipeline, Routes};
 use crate::source::postgres::PgSource;
-use crate::source::redis_stream::StreamSource;
+use crate::source::redis_stream::{Announcements, StreamSource};
 
 /// Runs every source until SIGINT or SIGTERM; each finishes the batch in hand first.
 pub async fn run(config: Config, jobs: Vec<Job>) -> Result<()> {
@@ -263,12 +263,16 @@ async fn announcements(
     name: &str,
     config: &RedisConnection,
     settings: &RedisStreamSource,
-) -> Option<redis::aio::PubSub> {
+) -> Option<Announcements> {
     if !matches!(settings.streams, Streams::Pattern(_)) || config.urls.is_some() || config.cluster {
         return None;
     }
     match crate::connect::subscribe(name, config, NEW_STREAMS_CHANNEL).await {
-        Ok(pubsub) => Some(pubsub),
+        Ok(subscription) => Some(Announcements {
+            subscription,
+            connection: name.to_owned(),
+            config: config.clone(),
+        }),
         Err(error) => {
             tracing::warn!("new streams will be found by scanning every 2 s: {error}");
             None

@@ -89,3 +89,67 @@ fn a_dead_letter_is_replayed_once_its_job_is_fixed_and_only_once() {
     assert!(ok);
     assert_eq!(out, "no dead letters\n");
 }
+
+/// Two replays at once re-queue each letter once: the letter is removed and its change
+/// added in one script, which adds only what it removed.
+#[test]
+fn replays_at_the_same_time_re_queue_each_letter_once() {
+    let redis = RedisServer::start();
+    let mut con = redis.connection();
+    let stream = "data:chinook.public.invoice";
+    let dlq_stream = format!("dlq:{stream}");
+    // The stream exists (the source finds it), and 50 letters wait.
+    call::<String>(&mut con, &["XADD", stream, "*", "value", "{}"]).unwrap();
+    call::<String>(&mut con, &["XGROUP", "CREATE", stream, "redsink", "$"]).unwrap();
+    for invoice in 1..=50 {
+        let value = format!(
+            r#"{{"before":null,"after":{{"InvoiceId":{invoice}}},"op":"c","source":{{"lsn":{invoice}}}}}"#
+        );
+        call::<String>(
+            &mut con,
+            &[
+                "XADD",
+                &dlq_stream,
+                "*",
+                "source",
+                stream,
+                "at",
+                "1-1",
+                "error",
+                "e",
+                "deliveries",
+                "5",
+                "value",
+                &value,
+            ],
+        )
+        .unwrap();
+    }
+    let mut worker = Worker::with_processors(&redis, &[INVOICE_HASH_JOB], PROCESSORS);
+    worker.stop();
+    let config = worker.config_path();
+    let replays: Vec<_> = (0..2)
+        .map(|_| {
+            let config = config.clone();
+            std::thread::spawn(move || {
+                run_worker(&[
+                    "--config",
+                    config.to_str().unwrap(),
+                    "dlq",
+                    "replay",
+                    "--all",
+                ])
+            })
+        })
+        .collect();
+    for replay in replays {
+        let (ok, _, err) = replay.join().unwrap();
+        assert!(ok, "{err}");
+    }
+    assert_eq!(call::<i64>(&mut con, &["XLEN", &dlq_stream]).unwrap(), 0);
+    assert_eq!(
+        call::<i64>(&mut con, &["XLEN", stream]).unwrap(),
+        1 + 50,
+        "each letter re-queued once"
+    );
+}

@@ -35,10 +35,23 @@ pub fn on_stream_event(ctx: &Context, _kind: NotifyEvent, event: &str, key: &[u8
     if event != "xadd" {
         return;
     }
+    // Announced by the primary only, once it serves: not by a replica applying the
+    // primary's XADD, nor while data loads.
+    // SAFETY: the callback's own context.
+    let flags = unsafe { raw::RedisModule_GetContextFlags.map_or(0, |flags| flags(ctx.ctx)) };
+    let mask = raw::REDISMODULE_CTX_FLAGS_SLAVE | raw::REDISMODULE_CTX_FLAGS_LOADING;
+    if flags as u32 & mask != 0 {
+        return;
+    }
     let name = RedisString::create_from_slice(ctx.ctx, key);
-    let key = raw::open_key(ctx.ctx, name.inner, raw::KeyMode::READ);
-    // SAFETY: a key this context opened read-only, closed right after.
+    let mode = raw::KeyMode::READ.bits() | raw::REDISMODULE_OPEN_KEY_NOTOUCH as i32;
+    // SAFETY: the key opened read-only (without touching its LRU/LFU time) in this
+    // context, and closed right after; a missing key opens as NULL, which both take.
     let length = unsafe {
+        let Some(open) = raw::RedisModule_OpenKey else {
+            return;
+        };
+        let key = open(ctx.ctx, name.inner, mode).cast::<raw::RedisModuleKey>();
         let length = raw::RedisModule_ValueLength.map_or(0, |len| len(key));
         if let Some(close) = raw::RedisModule_CloseKey {
             close(key);

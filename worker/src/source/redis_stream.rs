@@ -17,8 +17,10 @@ use redis::Value;
 use tokio::sync::{watch, Notify};
 
 use super::entries::{parse_autoclaim, parse_read, Entry};
-use crate::config::{Processors, RedisStreamSource, Streams};
-use crate::connect::Redis;
+use redsink_core::NEW_STREAMS_CHANNEL;
+
+use crate::config::{Processors, RedisConnection, RedisStreamSource, Streams};
+use crate::connect::{subscribe, Redis};
 use crate::error::Result;
 use crate::format::{decode, ChangeEvent, Decoded, Order, Schemas};
 use crate::metrics;
@@ -43,7 +45,15 @@ pub struct StreamSource {
     pub decoding: Decoding,
     /// The module's announcements of new streams (a pattern on one server with the
     /// module): a new stream is read at once, not at the next scan.
-    pub announcements: Option<redis::aio::PubSub>,
+    pub announcements: Option<Announcements>,
+}
+
+/// A subscription to the module's announcements of new streams, and how to subscribe
+/// again when it drops.
+pub struct Announcements {
+    pub subscription: redis::aio::PubSub,
+    pub connection: String,
+    pub config: RedisConnection,
 }
 
 /// What decoding keeps across entries: the envelopes' schemas, read once each, and the
@@ -623,31 +633,63 @@ fn id_ms(id: &str) -> Option<i64> {
 
 /// Listens to the module's announcements of new streams: one whose name matches
 /// `pattern` ends the reader's wait (CLIENT UNBLOCK) and has the source look for streams
-/// again at once.
+/// again at once. A subscription that drops is made again (with a scan meanwhile, for
+/// what it may have missed).
 async fn listen_for_new_streams(
-    announcements: redis::aio::PubSub,
+    announcements: Announcements,
     pattern: String,
     mut con: Redis,
     announced: Arc<Notify>,
     reader_id: Arc<AtomicI64>,
 ) {
-    let mut messages = announcements.into_on_message();
-    while let Some(message) = messages.next().await {
-        let Ok(stream) = message.get_payload::<String>() else {
-            continue;
+    let Announcements {
+        subscription,
+        connection,
+        config,
+    } = announcements;
+    let mut subscription = Some(subscription);
+    let mut pause = Duration::from_millis(100);
+    loop {
+        let current = match subscription.take() {
+            Some(current) => current,
+            None => match subscribe(&connection, &config, NEW_STREAMS_CHANNEL).await {
+                Ok(current) => {
+                    tracing::info!(connection, "listening for new streams again");
+                    current
+                }
+                Err(error) => {
+                    tracing::debug!(connection, "subscribing to new streams: {error}");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(5));
+                    continue;
+                }
+            },
         };
-        if !redsink_core::glob::matches(pattern.as_bytes(), stream.as_bytes()) {
-            continue;
+        let mut messages = current.into_on_message();
+        while let Some(message) = messages.next().await {
+            pause = Duration::from_millis(100);
+            let Ok(stream) = message.get_payload::<String>() else {
+                continue;
+            };
+            if !redsink_core::glob::matches(pattern.as_bytes(), stream.as_bytes()) {
+                continue;
+            }
+            announced.notify_one();
+            let id = reader_id.load(Ordering::Relaxed);
+            if id >= 0 {
+                let _ = redis::cmd("CLIENT")
+                    .arg("UNBLOCK")
+                    .arg(id)
+                    .query_async::<i64>(&mut con)
+                    .await;
+            }
         }
+        tracing::warn!(
+            connection,
+            "the subscription to new streams ended: subscribing again (new streams are found by scanning meanwhile)"
+        );
         announced.notify_one();
-        let id = reader_id.load(Ordering::Relaxed);
-        if id >= 0 {
-            let _ = redis::cmd("CLIENT")
-                .arg("UNBLOCK")
-                .arg(id)
-                .query_async::<i64>(&mut con)
-                .await;
-        }
+        tokio::time::sleep(pause).await;
     }
 }
 
