@@ -23,8 +23,9 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Keeps Redis in sync with change events, writing through the redsink module.
 ///
-/// Reads Redis streams through consumer groups (Debezium change events or plain JSON)
-/// and applies RDI job files to them. Passwords and other secrets can come from the
+/// Reads Redis streams through consumer groups (Debezium change events or plain JSON),
+/// or PostgreSQL tables by logical decoding (pgoutput or wal2json), and applies RDI job
+/// files to them. Passwords and other secrets can come from the
 /// environment: `${NAME}` in any value of the configuration is replaced by `$NAME`.
 #[derive(Debug, Parser)]
 #[command(version, about, long_about)]
@@ -61,8 +62,9 @@ enum Command {
     },
     /// Show what each source has left to do — per stream the consumer group's lag,
     /// pending entries and the age of the oldest, dead letters; per PostgreSQL source its
-    /// slot and snapshot — and whether each connection has the redsink module. Reads Redis
-    /// and PostgreSQL only: it works while the worker runs elsewhere.
+    /// slot and snapshot; each source's last error — and whether each connection has the
+    /// redsink module. Reads Redis and PostgreSQL only: it works while the worker runs
+    /// elsewhere.
     Status {
         /// JSON for scripts instead of tables.
         #[arg(long)]
