@@ -104,28 +104,33 @@ enum DlqAction {
     },
 }
 
-/// Runs an operator's command (`status`, `dlq`) to its report on stdout, or the reason
-/// on stderr.
-fn operate(command: &Command, config: &Config, jobs: Vec<job::Job>) -> ExitCode {
+/// An operator's command (`status`, `dlq`), run to its report.
+fn operate(
+    command: &Command,
+    config: &Config,
+    jobs: Vec<job::Job>,
+) -> redsink_worker::Result<String> {
     let jobs: Vec<Arc<job::Job>> = jobs.into_iter().map(Arc::new).collect();
-    let report = tokio::runtime::Runtime::new()
-        .map_err(|e| redsink_worker::Error::Invalid(format!("cannot start the async runtime: {e}")))
-        .and_then(|runtime| {
-            runtime.block_on(async {
-                match command {
-                    Command::Status { json } => {
-                        let status = redsink_worker::status::status(config, &jobs).await?;
-                        Ok(if *json {
-                            serde_json::to_string_pretty(&status).unwrap_or_default() + "\n"
-                        } else {
-                            status.table()
-                        })
-                    }
-                    Command::Dlq { action } => dead_letters(action, config, &jobs).await,
-                    Command::Try { .. } => Ok(String::new()),
-                }
-            })
-        });
+    let runtime = tokio::runtime::Runtime::new().map_err(|e| {
+        redsink_worker::Error::Invalid(format!("cannot start the async runtime: {e}"))
+    })?;
+    runtime.block_on(async {
+        match command {
+            Command::Status { json: true } => {
+                let status = redsink_worker::status::status(config, &jobs).await?;
+                Ok(serde_json::to_string_pretty(&status).unwrap_or_default() + "\n")
+            }
+            Command::Status { json: false } => {
+                Ok(redsink_worker::status::status(config, &jobs).await?.table())
+            }
+            Command::Dlq { action } => dead_letters(action, config, &jobs).await,
+            Command::Try { job, event } => try_job(job, event),
+        }
+    })
+}
+
+/// A command's report on stdout, or the reason it failed on stderr.
+fn print_report(report: redsink_worker::Result<String>) -> ExitCode {
     match report {
         Ok(report) => {
             print!("{report}");
@@ -236,27 +241,14 @@ async fn dead_letters(
     Ok(report)
 }
 
-/// `try`: the dry run's report on stdout, or the reason on stderr.
-fn try_job(job: &std::path::Path, event: &std::path::Path) -> ExitCode {
-    let report = job::Job::load(job).and_then(|job| {
-        let event = std::fs::read_to_string(event)
-            .map_err(|e| redsink_worker::Error::Read(event.to_owned(), e))?;
-        redsink_worker::dry_run::dry_run(&job, &event)
-    });
-    match report {
-        Ok(report) => {
-            print!("{report}");
-            ExitCode::SUCCESS
-        }
-        Err(error) => {
-            eprintln!("{error}");
-            ExitCode::FAILURE
-        }
-    }
+/// `try`: the dry run's report.
+fn try_job(job: &std::path::Path, event: &std::path::Path) -> redsink_worker::Result<String> {
+    let job = job::Job::load(job)?;
+    let event = std::fs::read_to_string(event)
+        .map_err(|e| redsink_worker::Error::Read(event.to_owned(), e))?;
+    redsink_worker::dry_run::dry_run(&job, &event)
 }
 
-/// Log lines on stderr (`RUST_LOG` filters them, default `info`), and progress bars for
-/// long work (the PostgreSQL snapshot) when stderr is a terminal.
 fn init_logging() {
     let bars = IndicatifLayer::new()
         .with_span_field_formatter(hide_indicatif_span_fields(DefaultFields::new()));
@@ -279,7 +271,7 @@ fn main() -> ExitCode {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = Cli::parse();
     if let Some(Command::Try { job, event }) = &cli.command {
-        return try_job(job, event);
+        return print_report(try_job(job, event));
     }
     let config = match Config::load(&cli.config) {
         Ok(config) => config,
@@ -299,7 +291,7 @@ fn main() -> ExitCode {
         None => Vec::new(),
     };
     if let Some(command @ (Command::Status { .. } | Command::Dlq { .. })) = &cli.command {
-        return operate(command, &config, jobs);
+        return print_report(operate(command, &config, jobs));
     }
     if cli.check {
         println!("configuration {}: ok", cli.config.display());
