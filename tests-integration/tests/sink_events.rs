@@ -177,3 +177,40 @@ fn assert_same_data(con: &mut Connection, sink: &str, plain: &str) {
     };
     assert_eq!(sorted(sink), sorted(plain), "{sink} against {plain}");
 }
+
+/// A subscription to the module's announcements of new streams, read with a short wait.
+fn listen(con: &mut Connection) -> redis::PubSub<'_> {
+    let mut pubsub = con.as_pubsub();
+    pubsub.subscribe("redsink:new-streams").unwrap();
+    pubsub
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    pubsub
+}
+
+/// The module announces each new stream on `redsink:new-streams` — an XADD (a client's or
+/// SINK.STREAM's) that leaves its stream one entry long — once per stream; a replica
+/// applying the primary's XADDs announces nothing.
+#[test]
+fn new_streams_are_announced_once_by_the_primary() {
+    let primary = RedisServer::start();
+    let replica = primary.replica();
+    let (mut primary_listener, mut replica_listener) = (primary.connection(), replica.connection());
+    let mut on_primary = listen(&mut primary_listener);
+    let mut on_replica = listen(&mut replica_listener);
+    let mut con = primary.connection();
+    call::<String>(&mut con, &["XADD", "s1", "*", "a", "1"]).unwrap();
+    call::<String>(&mut con, &["XADD", "s1", "*", "a", "2"]).unwrap();
+    call::<redis::Value>(&mut con, &["SINK.STREAM", "s2", r#"{"a":1}"#]).unwrap();
+    call::<i64>(&mut con, &["HSET", "h", "a", "1"]).unwrap();
+    let mut heard = Vec::new();
+    while let Ok(message) = on_primary.get_message() {
+        heard.push(message.get_payload::<String>().unwrap());
+    }
+    assert_eq!(heard, ["s1", "s2"]);
+    redsink_tests::wait_for_replicas(&mut con, 1);
+    assert!(
+        on_replica.get_message().is_err(),
+        "a replica announces nothing"
+    );
+}
