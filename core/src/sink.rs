@@ -7,7 +7,7 @@
 
 use serde_json::{Map, Value};
 
-use crate::args::{quote, Args, Options};
+use crate::args::{parse_int, quote, Args, Options};
 use crate::error::{Error, Result};
 use crate::json;
 use crate::json::scan::{write_raw_text, Item, Reader, Step};
@@ -46,14 +46,11 @@ impl Fields {
     /// How many different names there are (a JSON object may repeat a member, and
     /// flattening can make the same name twice: `{"a.b":1,"a":{"b":2}}`).
     pub fn distinct_names(&self) -> usize {
-        let mut names: Vec<&[u8]> = self.iter().map(|(name, _)| name).collect();
-        names.sort_unstable();
-        names.dedup();
-        names.len()
+        distinct_count(self.iter().map(|(name, _)| name))
     }
 
     /// (name, text) pairs in order.
-    pub fn iter(&self) -> impl Iterator<Item = (&[u8], &[u8])> + '_ {
+    pub fn iter(&self) -> impl Iterator<Item = (&[u8], &[u8])> + Clone + '_ {
         self.spans
             .iter()
             .map(|&(name, text, end)| (&self.bytes[name..text], &self.bytes[text..end]))
@@ -83,6 +80,73 @@ impl Fields {
             })
             .collect()
     }
+}
+
+/// How many different names there are among `names`.
+pub fn distinct_count<'a>(names: impl Iterator<Item = &'a [u8]> + Clone) -> usize {
+    // A row's few names are compared pairwise, with nothing allocated.
+    const FEW: usize = 32;
+    if names.clone().nth(FEW).is_none() {
+        return names
+            .clone()
+            .enumerate()
+            .filter(|&(i, name)| !names.clone().take(i).any(|earlier| earlier == name))
+            .count();
+    }
+    let mut names: Vec<&[u8]> = names.collect();
+    names.sort_unstable();
+    names.dedup();
+    names.len()
+}
+
+/// SINK.HASH's `FIELDS n field value …`: how many pairs, and the arguments after them.
+#[derive(Debug, PartialEq, Eq)]
+pub struct GivenFields<'s, 'a> {
+    pub count: usize,
+    pub options: &'s [&'a [u8]],
+}
+
+/// `FIELDS n field value …` at the start of `args` (SINK.HASH's form for fields a client
+/// has flattened already); `None` when `args` does not start with FIELDS. The pairs are
+/// held to the limits a JSON payload is: at most `max_fields` of them, at most
+/// `max_bytes` in all.
+pub fn given_fields<'s, 'a>(
+    args: &'s [&'a [u8]],
+    limits: &json::Limits,
+) -> Result<Option<GivenFields<'s, 'a>>> {
+    match args.first() {
+        Some(first) if first.eq_ignore_ascii_case(b"FIELDS") => {}
+        _ => return Ok(None),
+    }
+    let count = args.get(1).ok_or(Error::MissingValue("FIELDS"))?;
+    let max = i64::try_from(limits.max_fields).unwrap_or(i64::MAX);
+    let count = match parse_int(count, "FIELDS", 0, i64::MAX)? {
+        count if count > max => {
+            return Err(Error::Invalid(format!(
+                "FIELDS {count} is over redsink.max-fields ({})",
+                limits.max_fields
+            )))
+        }
+        count => count as usize,
+    };
+    let after = args.len() - 2;
+    if count > after / 2 {
+        return Err(Error::Invalid(format!(
+            "FIELDS {count} needs {count} field value pairs after it, got {after} arguments"
+        )));
+    }
+    let pairs = &args[2..2 + 2 * count];
+    let size: usize = pairs.iter().map(|arg| arg.len()).sum();
+    if size > limits.max_bytes {
+        return Err(Error::PayloadTooLarge {
+            size,
+            limit: limits.max_bytes,
+        });
+    }
+    Ok(Some(GivenFields {
+        count,
+        options: &args[2 + 2 * count..],
+    }))
 }
 
 impl<N: AsRef<[u8]>, T: AsRef<[u8]>> FromIterator<(N, T)> for Fields {
@@ -703,6 +767,77 @@ mod tests {
         assert_eq!(count(br#"{"a":1,"a":2}"#), 1);
         assert_eq!(count(br#"{"a.b":1,"a":{"b":2},"c":3}"#), 2);
         assert_eq!(count(b"{}"), 0);
+    }
+
+    #[test]
+    fn given_fields_are_pairs_then_options_within_the_limits() {
+        let limits = json::Limits {
+            max_bytes: 10,
+            max_depth: 32,
+            max_fields: 2,
+        };
+        let given = |words: &[&str]| {
+            let args: Vec<&[u8]> = words.iter().map(|w| w.as_bytes()).collect();
+            given_fields(&args, &limits).map(|found| {
+                found.map(|GivenFields { count, options }| {
+                    let rest: Vec<String> = options
+                        .iter()
+                        .map(|r| String::from_utf8_lossy(r).into_owned())
+                        .collect();
+                    (count, rest)
+                })
+            })
+        };
+        assert_eq!(given(&[r#"{"a":1}"#, "REPLACE"]), Ok(None));
+        assert_eq!(given(&[]), Ok(None));
+        assert_eq!(
+            given(&["fields", "2", "a", "1", "b", "2", "REPLACE"]),
+            Ok(Some((2, vec!["REPLACE".to_owned()])))
+        );
+        assert_eq!(given(&["FIELDS", "0", "TTL", "5"]).unwrap().unwrap().0, 0);
+        assert_eq!(given(&["FIELDS"]), Err(Error::MissingValue("FIELDS")));
+        assert!(matches!(
+            given(&["FIELDS", "-1"]),
+            Err(Error::BadInteger { .. })
+        ));
+        assert!(matches!(
+            given(&["FIELDS", "x", "a", "1"]),
+            Err(Error::BadInteger { .. })
+        ));
+        let over = |words: &[&str]| given(words).unwrap_err().to_string();
+        assert_eq!(
+            over(&["FIELDS", "3", "a", "1", "b", "2", "c", "3"]),
+            "FIELDS 3 is over redsink.max-fields (2)"
+        );
+        assert_eq!(
+            over(&["FIELDS", "9223372036854775807"]),
+            "FIELDS 9223372036854775807 is over redsink.max-fields (2)"
+        );
+        let short = given(&["FIELDS", "2", "a", "1", "b"]).unwrap_err();
+        assert_eq!(
+            short.to_string(),
+            "FIELDS 2 needs 2 field value pairs after it, got 3 arguments"
+        );
+        assert_eq!(
+            given(&["FIELDS", "1", "name", "a long value"]),
+            Err(Error::PayloadTooLarge {
+                size: 16,
+                limit: 10
+            })
+        );
+    }
+
+    #[test]
+    fn distinct_count_counts_each_name_once() {
+        let names: [&[u8]; 4] = [b"b", b"a", b"b", b""];
+        assert_eq!(distinct_count(names.into_iter()), 3);
+        assert_eq!(distinct_count(std::iter::empty()), 0);
+        // Many names take the sorting way: the same count.
+        let many: Vec<Vec<u8>> = (0..100)
+            .map(|i| format!("f{}", i % 40).into_bytes())
+            .collect();
+        assert_eq!(distinct_count(many.iter().map(Vec::as_slice)), 40);
+        assert_eq!(distinct_count(many[..30].iter().map(Vec::as_slice)), 30);
     }
 
     fn object(value: Value) -> Map<String, Value> {

@@ -8,7 +8,7 @@ use std::ffi::{c_int, c_longlong, c_void, CStr};
 use std::ptr;
 
 use redis_module::{raw, Context, RedisString};
-use redsink_core::sink::{Fields, StreamId};
+use redsink_core::sink::{distinct_count, Fields, StreamId};
 
 use crate::command::errno;
 use crate::error::Error;
@@ -25,13 +25,26 @@ pub struct WriteKey<'a> {
     ctx: &'a Context,
     name: &'a RedisString,
     key: *mut raw::RedisModuleKey,
+    /// Whether each effect is replicated (not when the command replicates itself).
+    replicate_effects: bool,
 }
 
 impl<'a> WriteKey<'a> {
     pub fn open(ctx: &'a Context, name: &'a RedisString) -> WriteKey<'a> {
         let mode = raw::KeyMode::READ | raw::KeyMode::WRITE;
         let key = raw::open_key(ctx.ctx, name.inner, mode);
-        WriteKey { ctx, name, key }
+        WriteKey {
+            ctx,
+            name,
+            key,
+            replicate_effects: true,
+        }
+    }
+
+    /// Leaves replication to the caller, which replicates its command verbatim: its
+    /// effects are not replicated one by one.
+    pub fn replicated_by_caller(&mut self) {
+        self.replicate_effects = false;
     }
 
     pub fn key_type(&self) -> raw::KeyType {
@@ -54,39 +67,38 @@ impl<'a> WriteKey<'a> {
         unsafe { raw::RedisModule_ValueLength.map_or(0, |len| len(self.key)) }
     }
 
-    /// HSET of every field; replicated as one `HSET`.
-    pub fn hash_set(&self, fields: &Fields) {
-        if fields.is_empty() {
+    /// HSET of every pair; replicated as one `HSET`.
+    pub fn hash_set(&self, pairs: &Pairs) {
+        if pairs.is_empty() {
             return;
         }
-        let strings = Strings::new(
-            self.ctx,
-            fields.iter().flat_map(|(name, text)| [name, text]),
-            2 * fields.len(),
-        );
-        self.hash_set_pointers(&strings.0);
-        self.replicate(c"HSET", &strings.0);
+        self.hash_set_pointers(pairs.pointers());
+        self.replicate(c"HSET", pairs.pointers());
         self.notify(raw::NotifyEvent::HASH, "hset");
     }
 
     /// After the HSET of `keep`: removes the hash's other fields; replicated as one `HDEL`.
     /// The hash's length tells whether there are any, so the usual update of a row with
     /// the same columns reads no field names.
-    pub fn hash_keep_only(&self, keep: &Fields) {
-        if self.key_type() != raw::KeyType::Hash || self.value_length() == keep.distinct_names() {
+    pub fn hash_keep_only(&self, keep: &Pairs) {
+        if self.key_type() != raw::KeyType::Hash {
             return;
         }
-        let wanted: std::collections::HashSet<&[u8]> = keep.iter().map(|(name, _)| name).collect();
+        let names: Vec<&[u8]> = keep.names().collect();
+        if self.value_length() == distinct_count(names.iter().copied()) {
+            return;
+        }
+        let wanted: std::collections::HashSet<&[u8]> = names.into_iter().collect();
         self.hash_delete_where(|name| !wanted.contains(name));
     }
 
     /// Removes the fields `removed` names and those flattened under them (`name` then
     /// `separator`), but none of those `set` has just set; replicated as one `HDEL`.
-    pub fn hash_remove(&self, removed: &[Vec<u8>], separator: &[u8], set: &Fields) {
+    pub fn hash_remove(&self, removed: &[Vec<u8>], separator: &[u8], set: &Pairs) {
         if removed.is_empty() || self.key_type() != raw::KeyType::Hash {
             return;
         }
-        let set: std::collections::HashSet<&[u8]> = set.iter().map(|(name, _)| name).collect();
+        let set: std::collections::HashSet<&[u8]> = set.names().collect();
         self.hash_delete_where(|field| {
             !set.contains(field)
                 && removed.iter().any(|name| {
@@ -341,7 +353,7 @@ impl<'a> WriteKey<'a> {
         let trimmed = unsafe {
             raw::RedisModule_StreamTrimByLength.map_or(0, |trim| trim(self.key, 0, max_len))
         };
-        if trimmed > 0 {
+        if trimmed > 0 && self.replicate_effects {
             // SAFETY: C strings for the command and format ("scl": a string, a C string,
             // a long long).
             unsafe {
@@ -374,7 +386,7 @@ impl<'a> WriteKey<'a> {
             if set != raw::REDISMODULE_OK as c_int {
                 return;
             }
-            if let Some(replicate) = raw::RedisModule_Replicate {
+            if let Some(replicate) = raw::RedisModule_Replicate.filter(|_| self.replicate_effects) {
                 replicate(
                     self.ctx.ctx,
                     c"PEXPIREAT".as_ptr(),
@@ -389,6 +401,9 @@ impl<'a> WriteKey<'a> {
 
     /// Replicates `command key args…` (RM_Replicate's "sv": the key, then a vector).
     fn replicate(&self, command: &CStr, args: &[*mut raw::RedisModuleString]) {
+        if !self.replicate_effects {
+            return;
+        }
         // SAFETY: the command and format are C strings; `args` are strings alive for this
         // call, which takes its own references to what it keeps (it does not write to the
         // vector, whatever the pointer's mutability says).
@@ -420,8 +435,51 @@ pub fn expect_type(found: raw::KeyType, expected: &raw::KeyType) -> Result<(), E
     }
 }
 
+/// A hash's field/value pairs as Redis strings (field, value, field, value…): made from
+/// flattened fields, or the command's own arguments, which are written and replicated as
+/// they are, not copied.
+pub enum Pairs<'a> {
+    Made(Strings<'a>),
+    Given(Vec<*mut raw::RedisModuleString>),
+}
+
+impl<'a> Pairs<'a> {
+    pub fn made(ctx: &'a Context, fields: &Fields) -> Pairs<'a> {
+        let texts = fields.iter().flat_map(|(name, text)| [name, text]);
+        Pairs::Made(Strings::new(ctx, texts, 2 * fields.len()))
+    }
+
+    /// `args`: field, value, field, value…
+    pub fn given(args: &[RedisString]) -> Pairs<'a> {
+        Pairs::Given(args.iter().map(|arg| arg.inner).collect())
+    }
+
+    fn pointers(&self) -> &[*mut raw::RedisModuleString] {
+        match self {
+            Pairs::Made(strings) => &strings.0,
+            Pairs::Given(pointers) => pointers,
+        }
+    }
+
+    /// How many pairs.
+    pub fn len(&self) -> usize {
+        self.pointers().len() / 2
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.pointers().is_empty()
+    }
+
+    fn names(&self) -> impl Iterator<Item = &[u8]> + '_ {
+        self.pointers()
+            .iter()
+            .step_by(2)
+            .map(|&name| RedisString::string_as_slice(name))
+    }
+}
+
 /// Redis strings made from bytes, freed when dropped.
-struct Strings<'a>(Vec<*mut raw::RedisModuleString>, &'a Context);
+pub struct Strings<'a>(Vec<*mut raw::RedisModuleString>, &'a Context);
 
 impl<'a> Strings<'a> {
     fn new<'b>(ctx: &'a Context, bytes: impl Iterator<Item = &'b [u8]>, count: usize) -> Self {

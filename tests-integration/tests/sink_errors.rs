@@ -93,6 +93,36 @@ fn every_bad_argument_gets_one_clear_error() {
             "ERR option 'FLATTEN' needs a value",
         ),
         ("SINK.HASH h {} PREPEND", "ERR unknown option 'PREPEND'"),
+        ("SINK.HASH h FIELDS", "ERR option 'FIELDS' needs a value"),
+        (
+            "SINK.HASH h FIELDS two a 1 b 2",
+            "ERR FIELDS must be an integer from 0",
+        ),
+        (
+            "SINK.HASH h FIELDS 2 a 1 b",
+            "ERR FIELDS 2 needs 2 field value pairs after it, got 3 arguments",
+        ),
+        (
+            "SINK.HASH h FIELDS 99999 a 1",
+            "ERR FIELDS 99999 is over redsink.max-fields (4096)",
+        ),
+        (
+            "SINK.HASH h FIELDS 1 a 1 PATCH",
+            "ERR PATCH takes the JSON form: FIELDS are flattened already",
+        ),
+        (
+            "SINK.HASH h FIELDS 1 a 1 FLATTEN _",
+            "ERR FLATTEN takes the JSON form: FIELDS are flattened already",
+        ),
+        (
+            "SINK.HASH h FIELDS 1 a 1 TTL 0",
+            "ERR TTL must be an integer from 1",
+        ),
+        ("SINK.HASH str FIELDS 1 a 1", "WRONGTYPE"),
+        (
+            "SINK.HASH h FIELDS 1 a 1 VERSION",
+            "ERR option 'VERSION' needs a value",
+        ),
         (
             "SINK.STRING",
             "ERR wrong number of arguments for 'SINK.STRING' command",

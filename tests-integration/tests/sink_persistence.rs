@@ -44,6 +44,43 @@ fn fill(con: &mut Connection, round: usize) {
     run(
         con,
         &[
+            "SINK.HASH",
+            &k("fields"),
+            "FIELDS",
+            "3",
+            "a",
+            "1",
+            "n.b",
+            "x",
+            "c",
+            "",
+            "TTL",
+            "700",
+            "VERSION",
+            "5",
+            "LANE",
+            "s1",
+        ],
+    );
+    run(
+        con,
+        &[
+            "SINK.HASH",
+            &k("fields"),
+            "FIELDS",
+            "1",
+            "a",
+            "2",
+            "REPLACE",
+            "VERSION",
+            "6",
+            "LANE",
+            "s1",
+        ],
+    );
+    run(
+        con,
+        &[
             "SINK.STRING",
             &k("string"),
             r#"{"json":true}"#,

@@ -108,7 +108,18 @@ pub fn module_command(write: &Write) -> Cmd {
             version,
         } => {
             cmd = redis::cmd("SINK.HASH");
-            cmd.arg(key).arg(json);
+            cmd.arg(key);
+            match given_fields(json, *update) {
+                Some(fields) => {
+                    cmd.arg("FIELDS").arg(fields.len());
+                    for (name, text) in fields.iter() {
+                        cmd.arg(name).arg(text);
+                    }
+                }
+                None => {
+                    cmd.arg(json);
+                }
+            }
             if let Some(option) = update.option() {
                 cmd.arg(option);
             }
@@ -391,6 +402,16 @@ fn null_members(json: &str) -> Option<Vec<String>> {
 /// as the module's commands flatten it.
 fn flat_fields(json: &str) -> Fields {
     flatten_json(json.as_bytes(), b".", &Limits::UNLIMITED).unwrap_or_default()
+}
+
+/// The fields SINK.HASH's FIELDS form takes for a row: flattened here, so that Redis reads
+/// no JSON (BENCHMARKS.md, issue 17). None for a patch, whose null members only the JSON
+/// form carries, and for a row that does not flatten (the module then says why).
+fn given_fields(json: &str, update: HashUpdate) -> Option<Fields> {
+    if update == HashUpdate::Patch {
+        return None;
+    }
+    flatten_json(json.as_bytes(), b".", &Limits::UNLIMITED).ok()
 }
 
 /// An error that means the write was already made: a replayed stream id.
@@ -968,9 +989,21 @@ mod tests {
             ttl: Some(5),
             version: 9.into(),
         };
+        // Flattened here: Redis reads no JSON.
         assert_eq!(
             packed(&module_command(&hash)),
-            r#"SINK.HASH k {"id":1,"n":{"a":"x"}} REPLACE VERSION 9 TTL 5"#
+            "SINK.HASH k FIELDS 2 id 1 n.a x REPLACE VERSION 9 TTL 5"
+        );
+        let merged = Write::Hash {
+            key: "k".into(),
+            json: "{}".into(),
+            update: HashUpdate::Merge,
+            ttl: None,
+            version: 9.into(),
+        };
+        assert_eq!(
+            packed(&module_command(&merged)),
+            "SINK.HASH k FIELDS 0 VERSION 9"
         );
         let stream = Write::Stream {
             key: "s".into(),

@@ -200,7 +200,7 @@ output:
             "event: an insert of a row\n  {\"id\":1,\"c\":\"de\",\"n\":2}\n\
              transform 1 (add_field):\n  {\"id\":1,\"c\":\"de\",\"n\":2,\"country\":\"DE\"}\n\
              transform 2 (filter):\n  {\"id\":1,\"c\":\"de\",\"n\":2,\"country\":\"DE\"}\n\
-             writes:\n  SINK.HASH k:1 \"{\\\"id\\\":1,\\\"c\\\":\\\"de\\\",\\\"n\\\":2,\\\"country\\\":\\\"DE\\\"}\" REPLACE VERSION 1 LANE data:t\n"
+             writes:\n  SINK.HASH k:1 FIELDS 4 id 1 c de n 2 country DE REPLACE VERSION 1 LANE data:t\n"
         );
         let dropped = dry_run(&job, r#"{"id": 2, "c": "fr", "n": 0}"#).unwrap();
         assert!(

@@ -223,6 +223,20 @@ impl Db {
     }
 }
 
+/// What a key's versions say of a write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    /// Newer than the version kept for the key (live, or a tombstone): admitted. A
+    /// replica or an AOF replay holds the same entry, or none if it purged a tombstone
+    /// sooner, and admits it too, whatever its clock.
+    NewerThanKept,
+    /// No version kept, or a tombstone past its deadline: admitted. A server that still
+    /// holds the tombstone (its clock behind, its purge later) could refuse it.
+    NothingKept,
+    /// Not newer: refused.
+    NotNewer,
+}
+
 #[derive(Debug, Clone)]
 pub struct Versions {
     /// The fingerprint's key: random for each server, kept in its RDB.
@@ -281,9 +295,24 @@ impl Versions {
     /// [`Versions::is_newer`] for a key known by its fingerprint (a write that checks,
     /// then sets, fingerprints its key once).
     pub fn is_newer_id(&self, db: i32, id: KeyId, lane: &[u8], version: i64, now: i64) -> bool {
-        match self.get_id(db, id, lane, now) {
-            Some(entry) => version > entry.version,
-            None => true,
+        self.admission(db, id, lane, version, now) != Admission::NotNewer
+    }
+
+    /// Whether a write of `version` to the key (by fingerprint), in `lane`, goes ahead,
+    /// and whether every server would decide the same.
+    pub fn admission(&self, db: i32, id: KeyId, lane: &[u8], version: i64, now: i64) -> Admission {
+        let entry = self
+            .lane_ids
+            .get(lane)
+            .and_then(|&lane| self.dbs.get(&db)?.get(id, lane));
+        match entry {
+            Some(entry) if version > entry.version => Admission::NewerThanKept,
+            None => Admission::NothingKept,
+            Some(Entry {
+                tombstone_until: Some(until),
+                ..
+            }) if until <= now => Admission::NothingKept,
+            Some(_) => Admission::NotNewer,
         }
     }
 
@@ -637,6 +666,33 @@ mod tests {
             versions.is_newer(1, b"k", b"", 1, 0),
             "other databases are other keys"
         );
+    }
+
+    #[test]
+    fn admission_says_when_the_clock_decided() {
+        let mut versions = Versions::default();
+        let id = versions.key_id(b"k");
+        assert_eq!(versions.admission(0, id, b"", 1, 0), Admission::NothingKept);
+        versions.set(0, b"k", b"", entry(5, Some(100)));
+        assert_eq!(
+            versions.admission(0, id, b"", 6, 0),
+            Admission::NewerThanKept
+        );
+        assert_eq!(versions.admission(0, id, b"", 5, 99), Admission::NotNewer);
+        assert_eq!(
+            versions.admission(0, id, b"", 5, 100),
+            Admission::NothingKept
+        );
+        assert_eq!(
+            versions.admission(0, id, b"other", 1, 0),
+            Admission::NothingKept
+        );
+        versions.set(0, b"k", b"", entry(7, None));
+        assert_eq!(
+            versions.admission(0, id, b"", 8, 1000),
+            Admission::NewerThanKept
+        );
+        assert_eq!(versions.admission(0, id, b"", 7, 1000), Admission::NotNewer);
     }
 
     #[test]

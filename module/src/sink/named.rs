@@ -15,7 +15,7 @@ use crate::acl::{self, Access, Caller};
 use crate::command::redis_string;
 use crate::config;
 use crate::error::Error;
-use crate::keys::WriteKey;
+use crate::keys::{Pairs, WriteKey};
 
 type Reply = Result<RedisValue, Error>;
 
@@ -163,7 +163,7 @@ fn apply(
             let name = redis_string(ctx, key);
             write::hash(
                 &WriteKey::open(ctx, &name),
-                fields,
+                &Pairs::made(ctx, fields),
                 HashUpdate::Merge,
                 (&[], b""),
                 ttl,

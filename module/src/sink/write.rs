@@ -13,7 +13,7 @@ use redsink_core::versions::Entry;
 
 use crate::command::redis_string;
 use crate::error::Error;
-use crate::keys::{expect_type, WriteKey, STREAM_EXHAUSTED};
+use crate::keys::{expect_type, Pairs, WriteKey, STREAM_EXHAUSTED};
 
 /// The options of every call: replicate what it did, return errors as replies.
 fn options() -> CallOptions {
@@ -189,21 +189,21 @@ pub fn document(
     expire(ctx, key, ttl_secs)
 }
 
-/// HSET of `fields`, then the other fields as `update` says (for a patch, `removed` are
+/// HSET of `pairs`, then the other fields as `update` says (for a patch, `removed` are
 /// the object's null members, whose fields go with those flattened under them after
 /// `separator`), then the TTL.
 pub fn hash(
     key: &WriteKey,
-    fields: &Fields,
+    pairs: &Pairs,
     update: HashUpdate,
     (removed, separator): (&[Vec<u8>], &[u8]),
     ttl_secs: Option<i64>,
 ) {
-    key.hash_set(fields);
+    key.hash_set(pairs);
     match update {
         HashUpdate::Merge => {}
-        HashUpdate::Replace => key.hash_keep_only(fields),
-        HashUpdate::Patch => key.hash_remove(removed, separator, fields),
+        HashUpdate::Replace => key.hash_keep_only(pairs),
+        HashUpdate::Patch => key.hash_remove(removed, separator, pairs),
     }
     if let Some(ttl) = ttl_secs {
         key.expire_in(ttl);

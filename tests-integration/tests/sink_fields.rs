@@ -1,0 +1,225 @@
+//! `SINK.HASH key FIELDS n field value …`: fields a client flattened already write the
+//! same hash, with the same versions, expiry and replies, as the JSON they came from.
+
+use redis::Connection;
+use redsink_tests::{call, snapshot, RedisServer};
+
+/// (JSON, its fields flattened with `.`, nulls left out): as the worker flattens a row.
+const ROWS: &[(&str, &[(&str, &str)])] = &[
+    (
+        r#"{"id":1,"name":"Ann","n":{"a":true,"b":null,"c":[1,"x"]}}"#,
+        &[
+            ("id", "1"),
+            ("name", "Ann"),
+            ("n.a", "true"),
+            ("n.c", r#"[1,"x"]"#),
+        ],
+    ),
+    (r#"{"id":1,"name":"Bo"}"#, &[("id", "1"), ("name", "Bo")]),
+    (r#"{}"#, &[]),
+];
+
+fn fields_form<'a>(
+    key: &'a str,
+    pairs: &[(&'a str, &'a str)],
+    options: &[&'a str],
+) -> Vec<&'a str> {
+    let count: &'static str = Box::leak(pairs.len().to_string().into_boxed_str());
+    let mut args = vec!["SINK.HASH", key, "FIELDS", count];
+    args.extend(pairs.iter().flat_map(|(name, value)| [*name, *value]));
+    args.extend_from_slice(options);
+    args
+}
+
+/// Writes each row to `json:<n>` in the JSON form and `fields:<n>` in the FIELDS form,
+/// with `options`; returns both forms' replies.
+fn write_both(
+    con: &mut Connection,
+    n: usize,
+    options: &[&str],
+) -> Vec<(redis::Value, redis::Value)> {
+    let (json_key, fields_key) = (format!("json:{n}"), format!("fields:{n}"));
+    ROWS.iter()
+        .enumerate()
+        .map(|(i, (json, pairs))| {
+            let version = (i + 1).to_string();
+            let mut options = options.to_vec();
+            options.extend(["VERSION", &version]);
+            let mut by_json = vec!["SINK.HASH", &json_key, json];
+            by_json.extend_from_slice(&options);
+            let by_json: redis::Value = call(con, &by_json).unwrap();
+            let by_fields: redis::Value =
+                call(con, &fields_form(&fields_key, pairs, &options)).unwrap();
+            (by_json, by_fields)
+        })
+        .collect()
+}
+
+fn hash_and_version(con: &mut Connection, key: &str) -> (Vec<(String, String)>, Option<i64>, bool) {
+    let mut fields: Vec<(String, String)> = call(con, &["HGETALL", key]).unwrap();
+    fields.sort();
+    let version: Option<i64> = call(con, &["SINK.VERSION", key]).unwrap();
+    let ttl: i64 = call(con, &["TTL", key]).unwrap();
+    (fields, version, ttl > 0)
+}
+
+#[test]
+fn the_fields_form_writes_what_the_json_form_writes() {
+    let server = RedisServer::start();
+    let mut con = server.connection();
+    for (n, options) in [
+        vec![],
+        vec!["REPLACE"],
+        vec!["REPLACE", "TTL", "60"],
+        vec!["TTL", "60"],
+    ]
+    .iter()
+    .enumerate()
+    {
+        for (by_json, by_fields) in write_both(&mut con, n, options) {
+            assert_eq!(by_json, by_fields, "{options:?}");
+        }
+        assert_eq!(
+            hash_and_version(&mut con, &format!("json:{n}")),
+            hash_and_version(&mut con, &format!("fields:{n}")),
+            "{options:?}"
+        );
+    }
+    // REPLACE with the last row (no fields) removed the key and left a tombstone.
+    assert_eq!(call::<i64>(&mut con, &["EXISTS", "fields:1"]).unwrap(), 0);
+    // Merged (no REPLACE): the first row's other fields stayed.
+    let (merged, _, _) = hash_and_version(&mut con, "fields:0");
+    assert_eq!(merged.len(), 4, "{merged:?}");
+}
+
+#[test]
+fn an_older_version_writes_nothing_and_binary_pairs_are_kept_as_given() {
+    let server = RedisServer::start();
+    let mut con = server.connection();
+    let write = |con: &mut Connection, value: &[u8], version: &[u8]| {
+        call::<Option<i64>>(
+            con,
+            &[
+                &b"SINK.HASH"[..],
+                b"h",
+                b"FIELDS",
+                b"2",
+                b"f\x00\xff",
+                value,
+                b"dup",
+                b"1",
+                b"VERSION",
+                version,
+            ],
+        )
+        .unwrap()
+    };
+    assert_eq!(write(&mut con, b"v\x00\xfe", b"5"), Some(2));
+    let before = snapshot(&mut con);
+    assert_eq!(write(&mut con, b"older", b"4"), None);
+    assert_eq!(write(&mut con, b"same", b"5"), None);
+    assert_eq!(snapshot(&mut con), before);
+    let value: Vec<u8> = call(&mut con, &[&b"HGET"[..], b"h", b"f\x00\xff"]).unwrap();
+    assert_eq!(value, b"v\x00\xfe");
+    // A name given twice: the last value, and REPLACE keeps it (counted once).
+    call::<i64>(
+        &mut con,
+        &[
+            "SINK.HASH",
+            "h",
+            "FIELDS",
+            "2",
+            "dup",
+            "1",
+            "dup",
+            "2",
+            "REPLACE",
+            "VERSION",
+            "6",
+        ],
+    )
+    .unwrap();
+    let all: Vec<(String, String)> = call(&mut con, &["HGETALL", "h"]).unwrap();
+    assert_eq!(all, [("dup".to_owned(), "2".to_owned())]);
+}
+
+/// The commands the AOF holds after the server's start (appendfsync always).
+fn aof_commands(server: &RedisServer) -> String {
+    let dir = server.dir().join("appendonlydir");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.to_string_lossy().ends_with(".incr.aof"))
+        .collect();
+    files.sort();
+    files
+        .iter()
+        .map(|path| String::from_utf8_lossy(&std::fs::read(path).unwrap()).into_owned())
+        .collect()
+}
+
+#[test]
+fn replicated_as_itself_only_where_the_clock_has_no_say() {
+    let options = redsink_tests::Options::default()
+        .config("appendonly", "yes")
+        .config("appendfsync", "always")
+        .module_args(&["tombstone-ttl", "1"]);
+    let server = RedisServer::with(options);
+    let mut con = server.connection();
+    let hash = |con: &mut Connection, key: &str, extra: &[&str]| {
+        let mut args = vec!["SINK.HASH", key, "FIELDS", "1", "a", "1"];
+        args.extend_from_slice(extra);
+        call::<Option<i64>>(con, &args).unwrap()
+    };
+    let written_since = |mark: usize| aof_commands(&server)[mark..].to_owned();
+    // No version kept yet (a tombstone a replica still holds may have been purged
+    // here): its effects.
+    let mark = aof_commands(&server).len();
+    hash(&mut con, "verbatim", &["REPLACE", "VERSION", "3"]);
+    let written = written_since(mark);
+    assert!(
+        written.contains("HSET") && !written.contains("SINK.HASH"),
+        "{written}"
+    );
+    // Newer than the key's version: the command itself.
+    let mark = aof_commands(&server).len();
+    hash(&mut con, "verbatim", &["REPLACE", "VERSION", "4"]);
+    let written = written_since(mark);
+    assert!(
+        written.contains("SINK.HASH") && !written.contains("HSET"),
+        "{written}"
+    );
+    // Without VERSION nothing depends on versions or the clock: the command itself.
+    let mark = aof_commands(&server).len();
+    hash(&mut con, "plain", &[]);
+    assert!(written_since(mark).contains("SINK.HASH"));
+    // A TTL is counted from the clock: its effects, the expiry as PEXPIREAT.
+    let mark = aof_commands(&server).len();
+    hash(&mut con, "ttl", &["TTL", "60", "VERSION", "3"]);
+    let written = written_since(mark);
+    assert!(
+        written.contains("HSET") && written.contains("PEXPIREAT"),
+        "{written}"
+    );
+    assert!(
+        written.contains("SINK.SETVERSION") && !written.contains("SINK.HASH"),
+        "{written}"
+    );
+    // Past a tombstone's deadline (purged, or not yet), with a version not newer than
+    // the tombstone's: a server whose clock were behind would refuse it, so its effects
+    // go.
+    call::<i64>(&mut con, &["SINK.DEL", "gone", "VERSION", "9"]).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let mark = aof_commands(&server).len();
+    assert_eq!(hash(&mut con, "gone", &["VERSION", "5"]), Some(1));
+    let written = written_since(mark);
+    assert!(
+        written.contains("HSET") && !written.contains("SINK.HASH"),
+        "{written}"
+    );
+    // Newer than a tombstone: the command itself again.
+    call::<i64>(&mut con, &["SINK.DEL", "gone", "VERSION", "10"]).unwrap();
+    let mark = aof_commands(&server).len();
+    assert_eq!(hash(&mut con, "gone", &["VERSION", "11"]), Some(1));
+    assert!(written_since(mark).contains("SINK.HASH"));
+}
