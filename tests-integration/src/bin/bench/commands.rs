@@ -163,7 +163,8 @@ fn hash_scenario(payload: &Payload, lua: &str) -> Scenario {
                 a second command); then `HSET` + `EXPIRE` pipelined, the same in MULTI/EXEC \
                 (pipelined, and as a client without pipelining sends it: four round trips), a \
                 Lua script doing cjson decode + flatten + `HSET` + `EXPIRE`, and \
-                `SINK.HASH … FLATTEN . TTL 3600`, which does all of it.",
+                `SINK.HASH … FLATTEN . TTL 3600`, which does all of it; last `SINK.HASH`'s \
+                `FIELDS` form, which takes the fields flattened (as the worker sends rows).",
         variants: vec![
             Variant {
                 name: "HSET of pre-flattened fields (floor, no TTL)",
@@ -220,6 +221,17 @@ fn hash_scenario(payload: &Payload, lua: &str) -> Scenario {
                     "3600",
                 ])]),
                 stored: Stored::Hash(key("sink:"), true),
+            },
+            Variant {
+                name: "SINK.HASH FIELDS … TTL 3600 (fields flattened by the client, as the worker sends them)",
+                record: Record::new(&[[
+                    words(&["SINK.HASH", "fields:__rand_int__", "FIELDS"]),
+                    vec![(flat_fields(&payload.json).len() / 2).to_string()],
+                    flat_fields(&payload.json),
+                    words(&["TTL", "3600"]),
+                ]
+                .concat()]),
+                stored: Stored::Hash(key("fields:"), true),
             },
         ],
     }
