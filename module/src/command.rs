@@ -6,7 +6,7 @@ use std::ffi::{c_int, CStr};
 use std::mem::ManuallyDrop;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-use redis_module::{raw, Context, RedisError, RedisResult, RedisString, RedisValue};
+use redis_module::{raw, Context, ContextFlags, RedisError, RedisResult, RedisString, RedisValue};
 
 use crate::acl::{self, Access};
 use crate::error::Error;
@@ -133,6 +133,24 @@ pub fn key_and_args(args: &[RedisString]) -> Result<(&RedisString, Vec<&[u8]>), 
         .ok_or(Error::Core(redsink_core::Error::WrongArity))?;
     let rest = args.iter().skip(2).map(RedisString::as_slice).collect();
     Ok((key, rest))
+}
+
+/// Commands from the primary or the AOF replay what the primary decided: they neither
+/// consult the clock for expiry nor apply the limits again.
+pub fn is_replaying(ctx: &Context) -> bool {
+    ctx.get_flags()
+        .intersects(ContextFlags::REPLICATED | ContextFlags::LOADING)
+}
+
+/// The limits a command holds its input to: none when it is replayed (see
+/// [`is_replaying`]), so that a replica or an AOF load with smaller limits never refuses
+/// what the primary wrote.
+pub fn limits(ctx: &Context) -> redsink_core::json::Limits {
+    if is_replaying(ctx) {
+        crate::config::replay_limits()
+    } else {
+        crate::config::limits()
+    }
 }
 
 /// The errno a module API call set (what it says went wrong, where its result says only

@@ -223,3 +223,64 @@ fn replicated_as_itself_only_where_the_clock_has_no_say() {
     assert_eq!(hash(&mut con, "gone", &["VERSION", "11"]), Some(1));
     assert!(written_since(mark).contains("SINK.HASH"));
 }
+
+#[test]
+fn a_replica_with_smaller_limits_follows_what_its_primary_wrote() {
+    let primary = RedisServer::start();
+    let replica = primary.replica();
+    let mut replica_con = replica.connection();
+    call::<()>(
+        &mut replica_con,
+        &["CONFIG", "SET", "redsink.max-fields", "1"],
+    )
+    .unwrap();
+    let mut con = primary.connection();
+    for (version, value) in [("1", "a"), ("2", "b")] {
+        // The second is newer than the version kept: replicated as itself.
+        call::<i64>(
+            &mut con,
+            &[
+                "SINK.HASH",
+                "h",
+                "FIELDS",
+                "2",
+                "x",
+                value,
+                "y",
+                value,
+                "VERSION",
+                version,
+            ],
+        )
+        .unwrap();
+        call::<i64>(
+            &mut con,
+            &[
+                "SINK.HASH",
+                "j",
+                &format!(r#"{{"x":"{value}","y":"{value}"}}"#),
+                "VERSION",
+                version,
+            ],
+        )
+        .unwrap();
+    }
+    redsink_tests::wait_for_replicas(&mut con, 1);
+    for key in ["h", "j"] {
+        let mut on_replica: Vec<(String, String)> =
+            call(&mut replica_con, &["HGETALL", key]).unwrap();
+        on_replica.sort();
+        assert_eq!(
+            on_replica,
+            [
+                ("x".to_owned(), "b".to_owned()),
+                ("y".to_owned(), "b".to_owned())
+            ],
+            "{key}"
+        );
+        assert_eq!(
+            call::<i64>(&mut replica_con, &["SINK.VERSION", key]).unwrap(),
+            2
+        );
+    }
+}

@@ -6,14 +6,13 @@
 
 use std::os::raw::{c_char, c_longlong};
 
-use redis_module::{raw, Context, ContextFlags, NotifyEvent, RedisString, RedisValue};
+use redis_module::{raw, Context, NotifyEvent, RedisString, RedisValue};
 use redsink_core::args::{parse_int, Args};
 use redsink_core::ds::{DeviceStream, Record, Settings, SettingsChange, Updated};
 use redsink_core::{time, Error as CoreError};
 
 use super::{read_stream, write_stream, StreamValue, DS_TYPE};
-use crate::command::key_and_args;
-use crate::config;
+use crate::command::{self, key_and_args};
 use crate::error::Error;
 
 type Reply = Result<RedisValue, Error>;
@@ -66,12 +65,8 @@ pub fn update(ctx: &Context, args: &[RedisString]) -> Reply {
             _ => return Err(CoreError::UnknownOption(option.into_owned()).into()),
         }
     }
-    let replaying = is_replaying(ctx);
-    let limits = if replaying {
-        config::replay_limits()
-    } else {
-        config::limits()
-    };
+    let replaying = command::is_replaying(ctx);
+    let limits = command::limits(ctx);
     let key = ctx.open_key_writable(key_name);
     let stream = write_stream(&key)?.ok_or(Error::NoStream)?;
     let now = time::now_ms();
@@ -93,12 +88,8 @@ pub fn put(ctx: &Context, args: &[RedisString]) -> Reply {
     let ms = parse_int(parsed.next_arg()?, "ms", 0, time::MAX_MS)?;
     let payload = parsed.next_arg()?;
     parsed.finish()?;
-    let replaying = is_replaying(ctx);
-    let limits = if replaying {
-        config::replay_limits()
-    } else {
-        config::limits()
-    };
+    let replaying = command::is_replaying(ctx);
+    let limits = command::limits(ctx);
     let key = ctx.open_key_writable(key_name);
     let stream = write_stream(&key)?.ok_or(Error::NoStream)?;
     let json = stream.body(payload, &limits)?;
@@ -287,13 +278,6 @@ pub fn info(ctx: &Context, args: &[RedisString]) -> Reply {
             .flat_map(|(name, value)| [RedisValue::SimpleStringStatic(name), value])
             .collect(),
     ))
-}
-
-/// Commands from the primary or the AOF replay what the primary decided: they neither
-/// consult the clock for expiry nor apply the limits again.
-fn is_replaying(ctx: &Context) -> bool {
-    ctx.get_flags()
-        .intersects(ContextFlags::REPLICATED | ContextFlags::LOADING)
 }
 
 /// A device id: non-empty UTF-8 (it becomes a JSON string in the record).

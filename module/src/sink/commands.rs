@@ -14,7 +14,7 @@ use redsink_core::{json, time, Error as CoreError};
 use super::write::{Added, NewId};
 use super::{state, write};
 use crate::acl;
-use crate::command::key_and_args;
+use crate::command::{self, key_and_args};
 use crate::config;
 use crate::error::Error;
 use crate::keys::{Pairs, WriteKey};
@@ -27,8 +27,10 @@ type Reply = Result<RedisValue, Error>;
 /// came in, with no JSON to read.
 pub fn hash(ctx: &Context, args: &[RedisString]) -> Reply {
     let (key, raw) = key_and_args(args)?;
-    if let Some(sink::GivenFields { count, options }) = sink::given_fields(&raw, &config::limits())?
-    {
+    // Replicated verbatim at times: a replica or an AOF load must not refuse what the
+    // primary wrote.
+    let limits = command::limits(ctx);
+    if let Some(sink::GivenFields { count, options }) = sink::given_fields(&raw, &limits)? {
         // The pairs follow the command, its key, FIELDS and n.
         let pairs = Pairs::given(&args[4..4 + 2 * count]);
         let accepts = Accepts(&[Replace, Ttl, Version, Lane]);
@@ -51,9 +53,9 @@ pub fn hash(ctx: &Context, args: &[RedisString]) -> Reply {
     let options = WriteOptions::parse(&mut parsed, accepts)?;
     let separator = options.separator().as_bytes();
     let (fields, removed) = if options.hash_update() == HashUpdate::Patch {
-        sink::flatten_patch(payload, separator, &config::limits())?
+        sink::flatten_patch(payload, separator, &limits)?
     } else {
-        let fields = sink::flatten_json(payload, separator, &config::limits())?;
+        let fields = sink::flatten_json(payload, separator, &limits)?;
         (fields, Vec::new())
     };
     write_hash(ctx, key, &Pairs::made(ctx, &fields), &options, &removed)
