@@ -85,7 +85,7 @@ impl<'a> WriteKey<'a> {
             return;
         }
         let names: Vec<&[u8]> = keep.names().collect();
-        if self.value_length() == distinct_count(names.iter().copied()) {
+        if self.value_length() == distinct_count(&names) {
             return;
         }
         let wanted: std::collections::HashSet<&[u8]> = names.into_iter().collect();

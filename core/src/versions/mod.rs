@@ -289,13 +289,7 @@ impl Versions {
     /// Whether a write of `version` to the key, in `lane`, is newer than what was applied
     /// to it in that lane.
     pub fn is_newer(&self, db: i32, key: &[u8], lane: &[u8], version: i64, now: i64) -> bool {
-        self.is_newer_id(db, self.key_id(key), lane, version, now)
-    }
-
-    /// [`Versions::is_newer`] for a key known by its fingerprint (a write that checks,
-    /// then sets, fingerprints its key once).
-    pub fn is_newer_id(&self, db: i32, id: KeyId, lane: &[u8], version: i64, now: i64) -> bool {
-        self.admission(db, id, lane, version, now) != Admission::NotNewer
+        self.admission(db, self.key_id(key), lane, version, now) != Admission::NotNewer
     }
 
     /// Whether a write of `version` to the key (by fingerprint), in `lane`, goes ahead,
@@ -318,14 +312,10 @@ impl Versions {
 
     /// The key's entry in `lane`, unless it is a tombstone past its deadline.
     pub fn get(&self, db: i32, key: &[u8], lane: &[u8], now: i64) -> Option<Entry> {
-        self.get_id(db, self.key_id(key), lane, now)
-    }
-
-    fn get_id(&self, db: i32, id: KeyId, lane: &[u8], now: i64) -> Option<Entry> {
         let lane = *self.lane_ids.get(lane)?;
         self.dbs
             .get(&db)?
-            .get(id, lane)
+            .get(self.key_id(key), lane)
             .filter(|entry| entry.tombstone_until.is_none_or(|until| until > now))
     }
 
