@@ -166,62 +166,48 @@ fn replicated_as_itself_only_where_the_clock_has_no_say() {
         .module_args(&["tombstone-ttl", "1"]);
     let server = RedisServer::with(options);
     let mut con = server.connection();
-    let hash = |con: &mut Connection, key: &str, extra: &[&str]| {
+    // Writes one field to `key` with `extra` options; asserts what the AOF got for it:
+    // the command itself, or its effects (HSET …, never the command).
+    let mut write = |key: &str, extra: &[&str], as_itself: bool| {
+        let mark = aof_commands(&server).len();
         let mut args = vec!["SINK.HASH", key, "FIELDS", "1", "a", "1"];
         args.extend_from_slice(extra);
-        call::<Option<i64>>(con, &args).unwrap()
+        assert_eq!(call::<Option<i64>>(&mut con, &args).unwrap(), Some(1));
+        let written = aof_commands(&server)[mark..].to_owned();
+        assert_eq!(
+            (written.contains("SINK.HASH"), written.contains("HSET")),
+            (as_itself, !as_itself),
+            "{args:?}: {written}"
+        );
+        written
     };
-    let written_since = |mark: usize| aof_commands(&server)[mark..].to_owned();
     // No version kept yet (a tombstone a replica still holds may have been purged
-    // here): its effects.
-    let mark = aof_commands(&server).len();
-    hash(&mut con, "verbatim", &["REPLACE", "VERSION", "3"]);
-    let written = written_since(mark);
-    assert!(
-        written.contains("HSET") && !written.contains("SINK.HASH"),
-        "{written}"
-    );
-    // Newer than the key's version: the command itself.
-    let mark = aof_commands(&server).len();
-    hash(&mut con, "verbatim", &["REPLACE", "VERSION", "4"]);
-    let written = written_since(mark);
-    assert!(
-        written.contains("SINK.HASH") && !written.contains("HSET"),
-        "{written}"
-    );
+    // here): its effects. Newer than the key's version: the command itself.
+    write("verbatim", &["REPLACE", "VERSION", "3"], false);
+    write("verbatim", &["REPLACE", "VERSION", "4"], true);
     // Without VERSION nothing depends on versions or the clock: the command itself.
-    let mark = aof_commands(&server).len();
-    hash(&mut con, "plain", &[]);
-    assert!(written_since(mark).contains("SINK.HASH"));
+    write("plain", &[], true);
     // A TTL is counted from the clock: its effects, the expiry as PEXPIREAT.
-    let mark = aof_commands(&server).len();
-    hash(&mut con, "ttl", &["TTL", "60", "VERSION", "3"]);
-    let written = written_since(mark);
+    let written = write("ttl", &["TTL", "60", "VERSION", "3"], false);
     assert!(
-        written.contains("HSET") && written.contains("PEXPIREAT"),
-        "{written}"
-    );
-    assert!(
-        written.contains("SINK.SETVERSION") && !written.contains("SINK.HASH"),
+        written.contains("PEXPIREAT") && written.contains("SINK.SETVERSION"),
         "{written}"
     );
     // Past a tombstone's deadline (purged, or not yet), with a version not newer than
     // the tombstone's: a server whose clock were behind would refuse it, so its effects
-    // go.
-    call::<i64>(&mut con, &["SINK.DEL", "gone", "VERSION", "9"]).unwrap();
+    // go. Newer than a tombstone: the command itself again.
+    let del = |version: &str| {
+        call::<i64>(
+            &mut server.connection(),
+            &["SINK.DEL", "gone", "VERSION", version],
+        )
+        .unwrap()
+    };
+    del("9");
     std::thread::sleep(std::time::Duration::from_millis(1100));
-    let mark = aof_commands(&server).len();
-    assert_eq!(hash(&mut con, "gone", &["VERSION", "5"]), Some(1));
-    let written = written_since(mark);
-    assert!(
-        written.contains("HSET") && !written.contains("SINK.HASH"),
-        "{written}"
-    );
-    // Newer than a tombstone: the command itself again.
-    call::<i64>(&mut con, &["SINK.DEL", "gone", "VERSION", "10"]).unwrap();
-    let mark = aof_commands(&server).len();
-    assert_eq!(hash(&mut con, "gone", &["VERSION", "11"]), Some(1));
-    assert!(written_since(mark).contains("SINK.HASH"));
+    write("gone", &["VERSION", "5"], false);
+    del("10");
+    write("gone", &["VERSION", "11"], true);
 }
 
 #[test]
