@@ -358,9 +358,6 @@ impl Pipeline {
             }
             let unplanned = plan_deferred(&mut writer, deferred, &mut writes).await?;
             let mut applied = commands::apply(&mut writer, &writes, &transactions, server).await?;
-            for (index, error) in unplanned {
-                applied[index] = Err(Failed::of_event(error));
-            }
             write_again_while_refused(
                 &mut writer,
                 &writes,
@@ -371,6 +368,11 @@ impl Pipeline {
                 &mut stopping,
             )
             .await?;
+            // After any resend: a change that could not be planned has no writes, which a
+            // resend would count as written.
+            for (index, error) in unplanned {
+                applied[index] = Err(Failed::of_event(error));
+            }
             metrics::stage(&source, "write", started.elapsed());
             Ok(applied)
         });

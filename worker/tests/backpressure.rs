@@ -175,3 +175,57 @@ fn writes_wait_for_headroom_under_max_memory_percent() {
         Ok(call::<i64>(con, &["EXISTS", "invoice:1"])? == 1)
     });
 }
+
+/// A change whose lookup leaves it unplannable fails as it should even when Redis refused
+/// an earlier change of its batch: the writes sent again must not count it as written.
+#[test]
+fn a_change_that_failed_its_lookup_is_not_acknowledged_by_a_resend() {
+    let streams = RedisServer::start();
+    let target = RedisServer::start();
+    let mut target_con = target.connection();
+    call::<String>(&mut target_con, &["SET", "owner:1", "ann"]).unwrap();
+    call::<String>(&mut target_con, &["CONFIG", "SET", "maxmemory", "1"]).unwrap();
+    let config = format!(
+        "connections:\n  target: {{type: redis, host: 127.0.0.1, port: {}}}\n\
+         \x20 streams: {{type: redis, host: 127.0.0.1, port: {}}}\n\
+         sources:\n  - {{type: redis-stream, connection: streams, streams: \"data:*\"}}\n\
+         processors: {{block_ms: 100, reclaim_idle_ms: 300, max_deliveries: 2}}\n\
+         jobs: ./jobs\n",
+        target.port(),
+        streams.port()
+    );
+    // The key is the owner the lookup finds: invoice 2 has none, so no key.
+    let job = r#"source: {server_name: chinook, schema: public, table: invoice}
+transform:
+  - uses: redis.lookup
+    with:
+      connection: target
+      cmd: GET
+      args: ["concat(['owner:', InvoiceId])"]
+      language: jmespath
+      field: owner
+output:
+  - uses: redis.write
+    with:
+      key: {expression: "concat(['invoice:', owner])", language: jmespath}
+"#;
+    let mut streams_con = streams.connection();
+    for invoice in 1..=2 {
+        let event = format!(
+            r#"{{"before":null,"after":{{"InvoiceId":{invoice}}},"op":"c","source":{{"lsn":{invoice}}}}}"#
+        );
+        add_invoice_event(&mut streams_con, invoice, &event);
+    }
+    let worker = Worker::from_config(&config, &[job]);
+    worker.wait_until(&target, "the pause", |_| {
+        Ok(worker.log().contains("Redis refuses writes"))
+    });
+    call::<String>(&mut target_con, &["CONFIG", "SET", "maxmemory", "0"]).unwrap();
+    worker.wait_until(&target, "invoice 1 written", |con| {
+        Ok(call::<i64>(con, &["EXISTS", "invoice:ann"])? == 1)
+    });
+    // Invoice 2 fails (twice: max_deliveries) and is dead-lettered, not acknowledged.
+    worker.wait_until(&target, "invoice 2 dead-lettered", |con| {
+        Ok(call::<i64>(con, &["XLEN", "dlq:data:chinook.public.invoice"])? == 1)
+    });
+}
