@@ -12,6 +12,10 @@ pub enum Error {
     Yaml(String),
     #[error("{0}")]
     Invalid(String),
+    /// What the configuration, or the setup of a server it names, gets wrong: retrying
+    /// cannot mend it (a PostgreSQL source stops on it until it has worked once).
+    #[error("{0}")]
+    Config(String),
     #[error("environment variable {0} is not set")]
     MissingEnv(String),
     #[error("{file}: {error}")]

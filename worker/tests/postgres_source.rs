@@ -1174,3 +1174,29 @@ on_both_plugins!(
     unchanged_toasted_columns_are_kept,
     an_idle_slot_follows_wal_written_by_other_databases,
 );
+
+/// A batch of the first snapshot that fails for a passing reason (here: no replica
+/// confirmed it under `wait_replicas`) is written again; only what the configuration gets
+/// wrong stops the source before it has worked.
+#[test]
+fn a_passing_failure_during_the_first_snapshot_is_retried() {
+    let (redis, postgres, mut client) = servers(INVOICE_TABLE);
+    for id in 1..=5 {
+        insert(&mut client, id);
+    }
+    let config = config(&redis, &postgres).replace(
+        "processors: {read_batch_size: 100}",
+        "processors: {read_batch_size: 100, wait_replicas: 1, wait_timeout_ms: 200}",
+    );
+    let mut worker = Worker::from_config(&config, &[INVOICE_HASH_JOB]);
+    redis.wait_until("a batch not confirmed", |_| {
+        Ok(worker.log().contains("fewer than 1 replicas confirmed"))
+    });
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert!(worker.is_running(), "{}", worker.log());
+    let _replica = redis.replica();
+    redis.wait_until(&format!("the snapshot written\n{}", worker.log()), |con| {
+        Ok(call::<i64>(con, &["EXISTS", "invoice:5"])? == 1)
+    });
+    assert_eq!(hashes_equal_the_table(&redis, &mut client), 5);
+}

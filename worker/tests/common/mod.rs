@@ -219,6 +219,13 @@ impl Worker {
         }
     }
 
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|child| child.try_wait().unwrap().is_none())
+    }
+
     /// Waits (up to 30 s) for the process to end by itself; its exit code.
     pub fn exit_code(&mut self) -> Option<i32> {
         let child = self.child.as_mut()?;

@@ -90,8 +90,10 @@ impl PgSource {
             if *shutdown.borrow() {
                 break;
             }
-            // What the configuration gets wrong (a slot that cannot be made) is said once.
-            if matches!(error, Error::Invalid(_)) && !failures.worked() {
+            // What the configuration gets wrong (a slot that cannot be made) is said once;
+            // anything else (a connection lost, Redis refusing writes during the first
+            // snapshot) is retried.
+            if matches!(error, Error::Config(_)) && !failures.worked() {
                 return Err(error);
             }
             let delay = Duration::from_millis(200 * (failures.in_a_row() + 1).min(25));
@@ -127,7 +129,7 @@ impl PgSource {
                     .chars()
                     .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
             {
-                return Err(Error::Invalid(format!(
+                return Err(Error::Config(format!(
                     "postgres '{}': {what} name '{name}': use 1 to 63 lower-case letters, digits \
                      and underscores",
                     s.server_name
@@ -135,7 +137,7 @@ impl PgSource {
             }
         }
         let client = open(s).await.map_err(|e| match e {
-            Error::Postgres(e) => Error::Invalid(format!(
+            Error::Postgres(e) => Error::Config(format!(
                 "postgres '{}': cannot connect to {}:{} as {}: {}; check host, port, database, \
                  user and password (write `password: ${{PGPASSWORD}}` to take it from the environment)",
                 s.server_name,
@@ -151,7 +153,7 @@ impl PgSource {
             .await?
             .get(0);
         if s.plugin == Plugin::Pgoutput && version.parse::<u32>().is_ok_and(|v| v < 140_000) {
-            return Err(Error::Invalid(format!(
+            return Err(Error::Config(format!(
                 "postgres '{}': pgoutput needs PostgreSQL 14 or later (this server is {version}); \
                  use `plugin: wal2json`",
                 s.server_name
@@ -159,7 +161,7 @@ impl PgSource {
         }
         let wal_level: String = client.query_one("SHOW wal_level", &[]).await?.get(0);
         if wal_level != "logical" {
-            return Err(Error::Invalid(format!(
+            return Err(Error::Config(format!(
                 "postgres '{}': wal_level is '{wal_level}'; set wal_level = logical in postgresql.conf and restart PostgreSQL",
                 s.server_name
             )));
@@ -176,7 +178,7 @@ impl PgSource {
                 .map(|row| (row.get(0), row.get(1)));
             match identity {
                 None => {
-                    return Err(Error::Invalid(format!(
+                    return Err(Error::Config(format!(
                         "postgres '{}': table {table} does not exist in database {} \
                          (tables are named schema.table as they are, e.g. public.invoice: \
                          case, spaces and quotes included)",
@@ -337,7 +339,7 @@ impl PgSource {
         match plugin {
             None => Ok(false),
             Some(plugin) if plugin == wanted => Ok(true),
-            Some(plugin) => Err(Error::Invalid(format!(
+            Some(plugin) => Err(Error::Config(format!(
                 "postgres '{}': replication slot {slot} decodes with {plugin}, and this source \
                  with {wanted}; set `plugin: {plugin}`, or name another `slot` (the snapshot is \
                  then read again), or drop it: SELECT pg_drop_replication_slot('{slot}')",
@@ -350,14 +352,14 @@ impl PgSource {
     fn slot_not_created(&self, reason: &str) -> Error {
         let s = &self.settings;
         if reason.contains("wal2json") {
-            return Error::Invalid(format!(
+            return Error::Config(format!(
                 "postgres '{}': the wal2json output plugin is not installed on the server \
                  (Debian: apt-get install postgresql-15-wal2json, for your PostgreSQL version; \
                  or use `plugin: pgoutput`, built into PostgreSQL)",
                 s.server_name
             ));
         }
-        Error::Invalid(format!(
+        Error::Config(format!(
             "postgres '{}': cannot create replication slot {}: {reason}; the user needs the \
              REPLICATION attribute (ALTER ROLE {} REPLICATION) and max_replication_slots a free slot",
             s.server_name,

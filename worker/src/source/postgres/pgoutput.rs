@@ -95,7 +95,7 @@ impl PgSource {
             .join(", ");
         match (exists, s.publication.is_some()) {
             (false, true) => {
-                return Err(Error::Invalid(format!(
+                return Err(Error::Config(format!(
                     "postgres '{}': publication {name} does not exist in database {}; create it \
                      (CREATE PUBLICATION {name} FOR TABLE …), or leave `publication` out for \
                      redsink to create one of the configured tables",
@@ -103,7 +103,7 @@ impl PgSource {
                 )))
             }
             (true, true) => {
-                return Err(Error::Invalid(format!(
+                return Err(Error::Config(format!(
                     "postgres '{}': publication {name} does not publish {list}; add them \
                      (ALTER PUBLICATION {name} ADD TABLE …), or leave `publication` out for \
                      redsink to keep one of the configured tables",
@@ -141,7 +141,7 @@ impl PgSource {
 
     /// Why the publication could not be created or completed, with what to do.
     fn publication_not_made(&self, name: &str, error: &tokio_postgres::Error) -> Error {
-        Error::Invalid(format!(
+        Error::Config(format!(
             "postgres '{}': cannot create or complete publication {name}: {}; the user must own \
              the tables (or create the publication as one who does and name it in `publication`)",
             self.settings.server_name,
@@ -256,7 +256,7 @@ impl PgSource {
     fn replication_error(&self, error: PgWireError) -> Error {
         let s = &self.settings;
         match error {
-            PgWireError::Tls(_) | PgWireError::Auth(_) => Error::Invalid(format!(
+            PgWireError::Tls(_) | PgWireError::Auth(_) => Error::Config(format!(
                 "postgres '{}': cannot open a replication connection to {}:{} as {}: {error}; \
                  check tls, ca_cert and password, and that pg_hba.conf lets the user connect",
                 s.server_name, s.host, s.port, s.user

@@ -40,10 +40,10 @@ fn roots(ca_cert: Option<&Path>) -> Result<RootCertStore> {
         Some(path) => {
             let certificates = CertificateDer::pem_file_iter(path)
                 .and_then(|certificates| certificates.collect::<std::result::Result<Vec<_>, _>>())
-                .map_err(|e| Error::Invalid(format!("ca_cert {}: {e}", path.display())))?;
+                .map_err(|e| Error::Config(format!("ca_cert {}: {e}", path.display())))?;
             let (added, _) = roots.add_parsable_certificates(certificates);
             if added == 0 {
-                return Err(Error::Invalid(format!(
+                return Err(Error::Config(format!(
                     "ca_cert {}: no certificate in the file",
                     path.display()
                 )));
