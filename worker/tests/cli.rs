@@ -230,3 +230,41 @@ fn status_shows_groups_dead_letters_slots_and_snapshots() {
         "{table}"
     );
 }
+
+/// What an earlier run of the worker left failing is cleared once the source works.
+#[test]
+fn status_forgets_a_failure_an_earlier_run_left_once_the_source_works() {
+    use redsink_tests::{call, RedisServer};
+    let redis = RedisServer::start();
+    let mut con = redis.connection();
+    call::<i64>(
+        &mut con,
+        &[
+            "HSET",
+            "redsink:status:redis-stream:redsink",
+            "error",
+            "redis: connection refused",
+            "at",
+            "1",
+            "failing",
+            "7",
+        ],
+    )
+    .unwrap();
+    let running = common::Worker::start(&redis, &[common::INVOICE_HASH_JOB]);
+    common::add_invoice_event(
+        &mut con,
+        1,
+        r#"{"before":null,"after":{"InvoiceId":1},"op":"c","source":{"lsn":1}}"#,
+    );
+    running.wait_until(&redis, "the event written", |con| {
+        Ok(call::<i64>(con, &["EXISTS", "invoice:1"])? == 1)
+    });
+    let config = running.config_path().to_string_lossy().into_owned();
+    running.wait_until(&redis, "status clears the old failure", |_| {
+        let (ok, out, err) = worker(&["status", "--json", "--config", &config]);
+        assert!(ok, "{err}");
+        let status: serde_json::Value = serde_json::from_str(&out).unwrap();
+        Ok(status["failures"]["redis-stream:redsink"]["failing"] == 0)
+    });
+}

@@ -73,8 +73,8 @@ impl Failures {
 
     /// The source works (again).
     pub fn succeeded(&mut self) {
-        self.worked = true;
-        if self.in_a_row > 0 {
+        let failing = self.in_a_row > 0;
+        if failing {
             tracing::info!(
                 source = self.source,
                 failures = self.in_a_row,
@@ -82,8 +82,12 @@ impl Failures {
             );
             metrics::source_failing(&self.source, 0);
             self.in_a_row = 0;
+        }
+        // The first success also clears a count an earlier run of the worker left.
+        if failing || !self.worked {
             self.keep(vec![("failing", "0".to_owned())]);
         }
+        self.worked = true;
     }
 }
 
