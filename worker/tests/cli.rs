@@ -268,3 +268,27 @@ fn status_forgets_a_failure_an_earlier_run_left_once_the_source_works() {
         Ok(status["failures"]["redis-stream:redsink"]["failing"] == 0)
     });
 }
+
+/// A stream the configuration names that nothing has written yet: status says so.
+#[test]
+fn status_shows_a_named_stream_not_made_yet() {
+    let redis = redsink_tests::RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "connections:\n  target: {{type: redis, host: 127.0.0.1, port: {}}}\n\
+             sources:\n  - {{type: redis-stream, connection: target, streams: [\"data:none\"]}}\n",
+            redis.port()
+        ),
+    )
+    .unwrap();
+    let (ok, out, err) = worker(&["status", "--json", "--config", config.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    let status: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let shown = &status["streams"][0];
+    assert_eq!(shown["stream"], "data:none", "{out}");
+    assert_eq!(shown["length"], 0);
+    assert_eq!(shown["group_exists"], false, "{out}");
+}

@@ -554,13 +554,25 @@ pub struct GroupInfo {
     pub last_delivered: Option<String>,
 }
 
-/// The group `group` of `stream`, if it exists.
+/// The group `group` of `stream`, if the stream and the group exist.
 pub async fn group_info(con: &mut Redis, stream: &str, group: &str) -> Result<Option<GroupInfo>> {
-    let groups: Vec<Vec<Value>> = redis::cmd("XINFO")
+    let groups: Vec<Vec<Value>> = match redis::cmd("XINFO")
         .arg("GROUPS")
         .arg(stream)
         .query_async(con)
-        .await?;
+        .await
+    {
+        Ok(groups) => groups,
+        // A stream named in the configuration that nothing has written yet: no group.
+        Err(error)
+            if error
+                .detail()
+                .is_some_and(|detail| detail.contains("no such key")) =>
+        {
+            return Ok(None)
+        }
+        Err(error) => return Err(error.into()),
+    };
     let field = |group: &[Value], name: &[u8]| {
         group.chunks(2).find_map(|pair| match pair {
             [Value::BulkString(key), value] if key == name => Some(value.clone()),
