@@ -109,7 +109,11 @@ pub fn module_command(write: &Write) -> Cmd {
         } => {
             cmd = redis::cmd("SINK.HASH");
             cmd.arg(key);
-            match given_fields(json, *update) {
+            // Flattened here, so that Redis reads no JSON (BENCHMARKS.md, issue 17); a
+            // patch's null members only the JSON form carries, and a row that does not
+            // flatten goes as JSON, for the module to say why.
+            let flattened = (*update != HashUpdate::Patch).then(|| flat_fields(json));
+            match flattened.flatten() {
                 Some(fields) => {
                     cmd.arg("FIELDS").arg(fields.len());
                     for (name, text) in fields.iter() {
@@ -277,7 +281,7 @@ pub fn plain_commands(write: &Write) -> Vec<Cmd> {
             ttl,
             ..
         } => {
-            let fields = flat_fields(json);
+            let fields = flat_fields(json).unwrap_or_default();
             let mut commands = Vec::new();
             match update {
                 HashUpdate::Replace => commands.push(redis::cmd("DEL").arg(key).to_owned()),
@@ -367,7 +371,7 @@ pub fn plain_commands(write: &Write) -> Vec<Cmd> {
         } => {
             let mut xadd = redis::cmd("XADD");
             xadd.arg(key).arg(id);
-            for (field, value) in flat_fields(json).iter() {
+            for (field, value) in flat_fields(json).unwrap_or_default().iter() {
                 xadd.arg(field).arg(value);
             }
             if let Some(op_code) = op_code {
@@ -399,18 +403,9 @@ fn null_members(json: &str) -> Option<Vec<String>> {
 }
 
 /// A row's JSON text (which the worker made) as hash or stream fields, flattened with `.`
-/// as the module's commands flatten it.
-fn flat_fields(json: &str) -> Fields {
-    flatten_json(json.as_bytes(), b".", &Limits::UNLIMITED).unwrap_or_default()
-}
-
-/// The fields SINK.HASH's FIELDS form takes for a row: flattened here, so that Redis reads
-/// no JSON (BENCHMARKS.md, issue 17). None for a patch, whose null members only the JSON
-/// form carries, and for a row that does not flatten (the module then says why).
-fn given_fields(json: &str, update: HashUpdate) -> Option<Fields> {
-    if update == HashUpdate::Patch {
-        return None;
-    }
+/// as the module's commands flatten it; `None` for a row that does not flatten (nested
+/// deeper than any JSON reader here goes).
+fn flat_fields(json: &str) -> Option<Fields> {
     flatten_json(json.as_bytes(), b".", &Limits::UNLIMITED).ok()
 }
 

@@ -148,8 +148,6 @@ pub struct PostgresSource {
     pub connection: String,
 }
 
-/// A part of 10,000 changes is one MULTI/EXEC that Redis runs in one go: about 50 ms
-/// with the module's commands, during which other clients wait.
 /// The logical decoding output plugin a source's slot uses.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -171,6 +169,8 @@ impl Plugin {
     }
 }
 
+/// A part of 10,000 changes is one MULTI/EXEC that Redis runs in one go: about 50 ms
+/// with the module's commands, during which other clients wait.
 fn default_max_transaction_changes() -> usize {
     10_000
 }
@@ -187,7 +187,20 @@ fn default_target() -> String {
     "target".into()
 }
 
+impl RedisStreamSource {
+    /// The source's name in logs, metrics, its status hash and the status command.
+    pub fn name(&self) -> String {
+        format!("redis-stream:{}", self.group)
+    }
+}
+
 impl PostgresSource {
+    /// The source's name in logs, metrics, its status hash and the status command; its
+    /// dead-letter stream is named after it.
+    pub fn name(&self) -> String {
+        format!("postgres:{}", self.server_name)
+    }
+
     /// The replication slot's name: lower-case letters, digits and underscores.
     pub fn slot_name(&self) -> String {
         self.slot.clone().unwrap_or_else(|| self.default_name())
@@ -358,6 +371,14 @@ impl Config {
                     .into(),
             ));
         }
+        if let Some(percent) = processors
+            .max_memory_percent
+            .filter(|p| !(1..=100).contains(p))
+        {
+            return Err(Error::Invalid(format!(
+                "processors.max_memory_percent must be from 1 to 100 (a share of the target's                  maxmemory), got {percent}"
+            )));
+        }
         Ok(())
     }
 }
@@ -492,6 +513,27 @@ jobs: ./jobs                   # a folder of RDI job files
         )
         .unwrap_err();
         assert!(unclosed.to_string().contains("unclosed"), "{unclosed}");
+    }
+
+    #[test]
+    fn max_memory_percent_is_a_share_of_maxmemory() {
+        let with = |percent: &str| {
+            Config::parse(
+                &format!(
+                    "connections:\n  target: {{type: redis, host: h}}\n\
+                     processors: {{max_memory_percent: {percent}}}\n"
+                ),
+                &env,
+            )
+        };
+        assert_eq!(with("90").unwrap().processors.max_memory_percent, Some(90));
+        for bad in ["0", "101"] {
+            let refused = with(bad).unwrap_err().to_string();
+            assert!(
+                refused.contains("max_memory_percent must be from 1 to 100"),
+                "{refused}"
+            );
+        }
     }
 
     #[test]

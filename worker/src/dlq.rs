@@ -68,7 +68,7 @@ pub async fn dead_letter_streams(
                 }
             }
             Source::Postgres(settings) => {
-                let source = format!("postgres:{}", settings.server_name);
+                let source = settings.name();
                 found.push(DeadLetters {
                     dlq: dlq(&source),
                     connection: settings.connection.clone(),
@@ -82,7 +82,7 @@ pub async fn dead_letter_streams(
     Ok(found)
 }
 
-/// The connection named `name`, opened once.
+/// Every connection of the configuration, opened once each, by name.
 pub async fn open_connections(config: &Config) -> Result<BTreeMap<String, Redis>> {
     let mut cons = BTreeMap::new();
     for (name, Connection::Redis(settings)) in &config.connections {

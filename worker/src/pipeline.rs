@@ -283,7 +283,7 @@ impl Pipeline {
             let has_change = matches!(&change, Ok(Some(_)));
             let deferring = has_change && route_jobs.1.iter().any(|job| job.looks_up());
             let (planned, change, reply) = match change {
-                Ok(Some((event, position))) if route_jobs.1.iter().any(|job| job.looks_up()) => {
+                Ok(Some((event, position))) if deferring => {
                     let reply = reply_to.map(|topic| Box::new((topic, position.stream_id.clone())));
                     let kept = raw.is_empty().then(|| Box::new(event.clone()));
                     deferred.push((

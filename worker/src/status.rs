@@ -110,7 +110,7 @@ pub async fn status(config: &Config, jobs: &[Arc<Job>]) -> Result<Status> {
                 let Some(con) = cons.get_mut(&settings.connection) else {
                     continue;
                 };
-                let source = format!("redis-stream:{}", settings.group);
+                let source = settings.name();
                 if let Some(failure) = last_failure(con, &source).await? {
                     failures.insert(source, failure);
                 }
@@ -125,12 +125,12 @@ pub async fn status(config: &Config, jobs: &[Arc<Job>]) -> Result<Status> {
                 let Some(con) = cons.get_mut(&settings.connection) else {
                     continue;
                 };
-                let source = format!("postgres:{}", settings.server_name);
+                let source = settings.name();
+                let mut shown = postgres_status(con, settings).await?;
+                shown.dead_letters = dead_letters(&source);
                 if let Some(failure) = last_failure(con, &source).await? {
                     failures.insert(source, failure);
                 }
-                let mut shown = postgres_status(con, settings).await?;
-                shown.dead_letters = dead_letters(&format!("postgres:{}", settings.server_name));
                 postgres.push(shown);
             }
         }

@@ -70,10 +70,7 @@ impl StreamSource {
         let mut streams = BTreeSet::new();
         let mut discovered_at: Option<Instant> = None;
         let mut backoff = Duration::from_millis(100);
-        let mut failures = Failures::new(
-            format!("redis-stream:{}", self.settings.group),
-            Some(self.streams.clone()),
-        );
+        let mut failures = Failures::new(self.settings.name(), Some(self.streams.clone()));
         // After a failure (Redis went away mid-batch), this consumer's own pending entries
         // come first, so that writes stay in stream order.
         let mut resume_pending = false;
@@ -612,14 +609,12 @@ pub async fn oldest_pending_ms(con: &mut Redis, stream: &str, group: &str) -> Re
 
 /// When the oldest entry the group has not finished was added: the oldest pending one,
 /// else the first not yet delivered; `None` when there is none.
-pub async fn oldest_unprocessed_ms(
+async fn oldest_unprocessed_ms(
     con: &mut Redis,
     stream: &str,
     group: &str,
+    info: &GroupInfo,
 ) -> Result<Option<i64>> {
-    let Some(info) = group_info(con, stream, group).await? else {
-        return Ok(None);
-    };
     if info.pending > 0 {
         return oldest_pending_ms(con, stream, group).await;
     }
@@ -719,10 +714,11 @@ async fn sample_streams(
             .map(|streams| streams.iter().cloned().collect())
             .unwrap_or_default();
         for stream in known {
-            if let Ok(Some(info)) = group_info(&mut con, &stream, &group).await {
-                metrics::lag(&stream, info.lag.unwrap_or(0));
-            }
-            if let Ok(added) = oldest_unprocessed_ms(&mut con, &stream, &group).await {
+            let Ok(Some(info)) = group_info(&mut con, &stream, &group).await else {
+                continue;
+            };
+            metrics::lag(&stream, info.lag.unwrap_or(0));
+            if let Ok(added) = oldest_unprocessed_ms(&mut con, &stream, &group, &info).await {
                 let age = added.map_or(0, |added| redsink_core::time::now_ms() - added);
                 metrics::oldest_unprocessed(&stream, age.max(0) as f64 / 1e3);
             }

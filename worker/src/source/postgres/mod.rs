@@ -50,6 +50,7 @@ pub struct PgSource {
 }
 
 /// What writing a batch of changes came to.
+#[derive(Default)]
 struct Written {
     /// Messages handed over (row changes and transaction boundaries).
     messages: usize,
@@ -59,7 +60,7 @@ struct Written {
 
 impl PgSource {
     fn name(&self) -> String {
-        format!("postgres:{}", self.settings.server_name)
+        self.settings.name()
     }
 
     fn snapshot_marker(&self) -> String {

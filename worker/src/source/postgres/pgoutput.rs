@@ -6,8 +6,8 @@
 //! is created with an exported snapshot — the tables' rows are then read in that snapshot,
 //! exactly the state the slot's first change follows — and START_REPLICATION from the
 //! slot's confirmed position. Changes are written when the stream pauses between
-//! transactions or `read_batch_size` are held (a transaction past
-//! `max_transaction_changes` in parts); a keepalive with nothing held moves the slot to
+//! transactions or `max_transaction_changes` are held (a transaction past that many in
+//! parts); a keepalive with nothing held moves the slot to
 //! the server's position, so that an idle slot keeps no WAL. A batch that cannot be
 //! written ends the session: the next one reads the same changes again from the slot.
 
@@ -317,10 +317,7 @@ impl PgSource {
         let mut commit_end = None;
         let mut sent: Option<Sent> = None;
         let mut read_ahead = None;
-        let mut written = Written {
-            messages: 0,
-            failed: 0,
-        };
+        let mut written = Written::default();
         loop {
             let event = match read_ahead.take() {
                 Some(event) => event,

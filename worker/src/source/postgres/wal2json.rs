@@ -142,10 +142,7 @@ impl PgSource {
         pin_mut!(rows);
         let mut held = Held::new(self.settings.max_transaction_changes, self.name());
         let mut last = None;
-        let mut written = Written {
-            messages: 0,
-            failed: 0,
-        };
+        let mut written = Written::default();
         while let Some(row) = rows.try_next().await? {
             let (lsn_text, data): (String, String) = (row.get(0), row.get(1));
             let at = Order::parse_lsn(&lsn_text).unwrap_or(Order::from_lsn(0));
