@@ -58,9 +58,27 @@ struct Written {
     failed: usize,
 }
 
+/// How long to wait before trying again after `attempt` failed ones: 200 ms more each
+/// time, up to 5 s.
+fn retry_pause(attempt: u64) -> Duration {
+    Duration::from_millis(200 * attempt.min(25))
+}
+
 impl PgSource {
     fn name(&self) -> String {
         self.settings.name()
+    }
+
+    /// After the `attempt`th time changes could not be written: says so, and how long to
+    /// wait before they are read again.
+    fn not_written(&self, attempt: u64, failed: usize) -> Duration {
+        tracing::warn!(
+            source = self.name(),
+            attempts = attempt,
+            failed,
+            "changes not written, retrying"
+        );
+        retry_pause(attempt)
     }
 
     fn snapshot_marker(&self) -> String {
@@ -97,7 +115,7 @@ impl PgSource {
             if matches!(error, Error::Config(_)) && !failures.worked() {
                 return Err(error);
             }
-            let delay = Duration::from_millis(200 * (failures.in_a_row() + 1).min(25));
+            let delay = retry_pause(failures.in_a_row() + 1);
             failures.failed(&error, delay);
             tokio::select! {
                 _ = tokio::time::sleep(delay) => {}

@@ -178,16 +178,10 @@ impl PgSource {
             let Ended::NotWritten { failed } = ended else {
                 return Ok(());
             };
-            let attempt = &mut attempts.attempt;
-            tracing::warn!(
-                source = self.name(),
-                attempts = *attempt,
-                failed,
-                "changes not written, retrying"
-            );
-            *attempt += 1;
+            let pause = self.not_written(attempts.attempt, failed);
+            attempts.attempt += 1;
             tokio::select! {
-                _ = tokio::time::sleep(Duration::from_millis(200 * (*attempt).min(25))) => {}
+                _ = tokio::time::sleep(pause) => {}
                 _ = shutdown.changed() => return Ok(()),
             }
         }

@@ -47,22 +47,16 @@ impl PgSource {
             }
             let pause = if polled.failed > 0 {
                 attempts += 1;
-                tracing::warn!(
-                    source = self.name(),
-                    attempts,
-                    failed = polled.failed,
-                    "changes not written, retrying"
-                );
-                200 * attempts.min(25)
+                self.not_written(attempts, polled.failed)
             } else {
                 attempts = 0;
                 if polled.messages > 0 {
                     continue;
                 }
-                self.settings.poll_ms
+                Duration::from_millis(self.settings.poll_ms)
             };
             tokio::select! {
-                _ = tokio::time::sleep(Duration::from_millis(pause)) => {}
+                _ = tokio::time::sleep(pause) => {}
                 _ = shutdown.changed() => {}
             }
         }
