@@ -13,6 +13,7 @@ use redis::Connection;
 use redsink_tests::{call, Options, RedisCluster, RedisServer};
 
 use crate::commands::server_cpu_us;
+use crate::postgres::percentile;
 use crate::process::WorkerProcess;
 
 const BACKLOG: usize = 1_000_000;
@@ -162,7 +163,7 @@ pub fn run(only: Option<&str>) {
     for rate in LAG_RATES {
         let mut lags = lag(rate);
         lags.sort_by(f64::total_cmp);
-        let at = |p: f64| lags[((lags.len() - 1) as f64 * p) as usize];
+        let at = |p: f64| percentile(&lags, p);
         println!(
             "| {rate} | {} | {:.2} | {:.2} | {:.2} |",
             lags.len(),
@@ -178,7 +179,7 @@ pub fn run(only: Option<&str>) {
 fn print_new_streams() {
     let mut first_events = new_streams();
     first_events.sort_by(f64::total_cmp);
-    let at = |p: f64| first_events[((first_events.len() - 1) as f64 * p) as usize];
+    let at = |p: f64| percentile(&first_events, p);
     println!(
         "\nNew streams: {NEW_STREAMS} streams created one after another (XADD of a first event, \
          0.2–0.5 s apart, a pattern source already reading the ones before), each timed to its \
