@@ -5,6 +5,7 @@
 //! record past its TTL is invisible to every read at once; freeing its memory
 //! ([`DeviceStream::reclaim`]) is garbage collection that changes no answer.
 
+use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, VecDeque};
 use std::mem::size_of;
 use std::ops::Bound;
@@ -347,38 +348,42 @@ impl DeviceStream {
         expire_now: Option<i64>,
     ) -> (Updated, &Record) {
         let keep = self.history_len();
-        let (ttl_secs, mut created, mut dropped_expired) = (self.settings.ttl_secs, true, false);
-        match self.devices.get_mut(device) {
-            Some(slot) => {
+        let ttl_secs = self.settings.ttl_secs;
+        // One search of the tree (the key's copy costs less than a second search).
+        let (slot, outcome) = match self.devices.entry(device.into()) {
+            Entry::Occupied(found) => {
+                let slot = found.into_mut();
                 self.heap_bytes -= slot.heap_bytes(device);
-                dropped_expired = expire_now.is_some_and(|now| {
+                let dropped_expired = expire_now.is_some_and(|now| {
                     ttl_secs > 0 && slot.current.ms.saturating_add(ttl_secs * 1000) <= now
                 });
-                created = dropped_expired;
                 if dropped_expired {
                     slot.history = None;
                 }
-                slot.store(record, keep);
-                self.heap_bytes += slot.heap_bytes(device);
+                let outcome = Updated {
+                    created: dropped_expired,
+                    dropped_expired,
+                };
+                (slot, outcome)
             }
-            None => {
-                let mut device_slot = Device {
+            Entry::Vacant(place) => {
+                let slot = place.insert(Device {
                     current: Record {
                         ms: 0,
                         json: Box::default(),
                     },
                     history: None,
+                });
+                let outcome = Updated {
+                    created: true,
+                    dropped_expired: false,
                 };
-                device_slot.store(record, keep);
-                self.heap_bytes += device_slot.heap_bytes(device);
-                self.devices.insert(device.into(), device_slot);
+                (slot, outcome)
             }
-        }
-        let outcome = Updated {
-            created,
-            dropped_expired,
         };
-        (outcome, &self.devices[device].current)
+        slot.store(record, keep);
+        self.heap_bytes += slot.heap_bytes(device);
+        (outcome, &slot.current)
     }
 
     /// The body stored for the JSON object `json`: compact, without nulls, without the

@@ -153,6 +153,17 @@ pub fn limits(ctx: &Context) -> redsink_core::json::Limits {
     }
 }
 
+/// Announces `event` on `key` to keyspace-event subscribers. (redis-module's
+/// `notify_keyspace_event` copies the event's name into a new C string on every call.)
+pub fn notify(ctx: &Context, kind: raw::NotifyEvent, event: &CStr, key: &RedisString) {
+    // SAFETY: the context of a running command; both strings live through the call.
+    unsafe {
+        if let Some(notify) = raw::RedisModule_NotifyKeyspaceEvent {
+            notify(ctx.ctx, kind.bits(), event.as_ptr(), key.inner);
+        }
+    }
+}
+
 /// The errno a module API call set (what it says went wrong, where its result says only
 /// that something did).
 pub fn errno() -> Option<i32> {

@@ -10,7 +10,7 @@ use std::ptr;
 use redis_module::{raw, Context, RedisString};
 use redsink_core::sink::{distinct_count, Fields, StreamId};
 
-use crate::command::errno;
+use crate::command::{self, errno};
 use crate::error::Error;
 
 /// What XADD answers a stream that holds the largest id there is.
@@ -74,7 +74,7 @@ impl<'a> WriteKey<'a> {
         }
         self.hash_set_pointers(pairs.pointers());
         self.replicate(c"HSET", pairs.pointers());
-        self.notify(raw::NotifyEvent::HASH, "hset");
+        self.notify(raw::NotifyEvent::HASH, c"hset");
     }
 
     /// After the HSET of `keep`: removes the hash's other fields; replicated as one `HDEL`.
@@ -129,10 +129,10 @@ impl<'a> WriteKey<'a> {
             .collect();
         self.hash_set_pointers(&pairs);
         self.replicate(c"HDEL", &stale.0);
-        self.notify(raw::NotifyEvent::HASH, "hdel");
+        self.notify(raw::NotifyEvent::HASH, c"hdel");
         // As HDEL tells when it empties the hash (Redis removes the key).
         if self.key_type() == raw::KeyType::Empty {
-            self.notify(raw::NotifyEvent::GENERIC, "del");
+            self.notify(raw::NotifyEvent::GENERIC, c"del");
         }
     }
 
@@ -225,7 +225,7 @@ impl<'a> WriteKey<'a> {
             }
         };
         self.replicate(c"ZADD", &strings.0);
-        self.notify(raw::NotifyEvent::ZSET, "zadd");
+        self.notify(raw::NotifyEvent::ZSET, c"zadd");
         added
     }
 
@@ -247,7 +247,7 @@ impl<'a> WriteKey<'a> {
             }
         }
         self.replicate(c"ZREM", &pointers);
-        self.notify(raw::NotifyEvent::ZSET, "zrem");
+        self.notify(raw::NotifyEvent::ZSET, c"zrem");
     }
 
     /// The `count` lowest members, lowest first.
@@ -343,7 +343,7 @@ impl<'a> WriteKey<'a> {
         let argv: Vec<*mut raw::RedisModuleString> =
             id_text.0.iter().chain(&strings.0).copied().collect();
         self.replicate(c"XADD", &argv);
-        self.notify(raw::NotifyEvent::STREAM, "xadd");
+        self.notify(raw::NotifyEvent::STREAM, c"xadd");
         Ok(Some(added))
     }
 
@@ -368,7 +368,7 @@ impl<'a> WriteKey<'a> {
                     );
                 }
             }
-            self.notify(raw::NotifyEvent::STREAM, "xtrim");
+            self.notify(raw::NotifyEvent::STREAM, c"xtrim");
         }
     }
 
@@ -396,7 +396,7 @@ impl<'a> WriteKey<'a> {
                 );
             }
         }
-        self.notify(raw::NotifyEvent::GENERIC, "expire");
+        self.notify(raw::NotifyEvent::GENERIC, c"expire");
     }
 
     /// Replicates `command key args…` (RM_Replicate's "sv": the key, then a vector).
@@ -421,8 +421,8 @@ impl<'a> WriteKey<'a> {
         }
     }
 
-    fn notify(&self, event: raw::NotifyEvent, name: &str) {
-        self.ctx.notify_keyspace_event(event, name, self.name);
+    fn notify(&self, kind: raw::NotifyEvent, event: &CStr) {
+        command::notify(self.ctx, kind, event, self.name);
     }
 }
 

@@ -28,6 +28,17 @@ fn fill(con: &mut Connection, round: usize) {
             ],
         );
     }
+    // A payload stored other than as given (spaces, a null, a stamp field left out) and
+    // one stored as given: replicated from the body, and from the argument itself.
+    for (device, payload) in [
+        (
+            "spaced",
+            r#"{ "n": 1, "gone": null, "timestamp": 5, "deep": {"x": null, "y": [1, 2]} }"#,
+        ),
+        ("compact", r#"{"n":2,"deep":{"y":[1,2]}}"#),
+    ] {
+        run(con, &["DS.UPDATE", &k("plain"), device, payload]);
+    }
     run(con, &["DS.DEL", &k("plain"), "dev-7"]);
     run(
         con,

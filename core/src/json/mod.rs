@@ -110,12 +110,42 @@ pub fn strip_nulls(value: &mut Value) {
 /// pass, strings and numbers as written.
 pub fn compact_object(text: &[u8], limits: &Limits, drop: &[&str]) -> Result<String> {
     let mut reader = scan::Reader::object(text, limits)?;
+    let step = drops_members(&mut reader, drop);
     let mut out = Vec::with_capacity(text.len());
-    let step = compact_members(&mut reader, &mut out, drop);
-    step.map_err(|stop| reader.error(stop))?;
-    reader.finish()?;
-    // Built from valid UTF-8 input by whole tokens.
+    if !step.map_err(|stop| reader.error(stop))? {
+        // Nothing to leave out, the usual case: the text itself, spaces taken out.
+        reader.finish()?;
+        if text
+            .iter()
+            .fold(false, |space, &byte| space | (byte <= b' '))
+        {
+            scan::compact(text, &mut out);
+        } else {
+            out.extend_from_slice(text);
+        }
+    } else {
+        let mut reader = scan::Reader::object(text, limits)?;
+        let step = compact_members(&mut reader, &mut out, drop);
+        step.map_err(|stop| reader.error(stop))?;
+        reader.finish()?;
+    }
+    // Valid UTF-8 (the reader checked), cut only between tokens.
     String::from_utf8(out).map_err(|_| Error::InvalidJson("not UTF-8".into()))
+}
+
+/// Reads the open object to its end, validating it: whether a member is null (at any
+/// level) or named in `drop` (at the top level). Stops at the first such member.
+fn drops_members(reader: &mut scan::Reader, drop: &[&str]) -> scan::Step<bool> {
+    while let Some(name) = reader.member()? {
+        let item = reader.item()?;
+        if item == scan::Item::Null || drop.iter().any(|dropped| name.is(dropped)) {
+            return Ok(true);
+        }
+        if item == scan::Item::Object && drops_members(reader, &[])? {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 // Recursion is bounded by the reader's depth limit; nested objects drop nothing.

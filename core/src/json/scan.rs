@@ -186,7 +186,8 @@ impl<'a> Reader<'a> {
                 ..*limits
             },
         };
-        if std::str::from_utf8(text).is_err() {
+        // ASCII is checked eight bytes a step; the full UTF-8 check only past it.
+        if !text.is_ascii() && std::str::from_utf8(text).is_err() {
             return Err(reader.error(Stop::Syntax));
         }
         reader.space();
@@ -422,12 +423,7 @@ impl<'a> Reader<'a> {
         loop {
             // Plain bytes up to the next quote or backslash in one search; none of them
             // may be a control character.
-            let rest = &self.text[self.at..];
-            let plain = rest
-                .iter()
-                .position(|&byte| byte == b'"' || byte == b'\\' || byte < 0x20)
-                .unwrap_or(rest.len());
-            self.at += plain;
+            self.at += plain_len(&self.text[self.at..]);
             match self.peek() {
                 None => return Err(Stop::Syntax),
                 Some(b'"') => {
@@ -527,6 +523,32 @@ impl<'a> Reader<'a> {
             Ok(())
         }
     }
+}
+
+/// How many bytes at the start of `text` a string holds as they are: up to the first
+/// quote, backslash or control character. Eight bytes a step (SWAR).
+#[inline(always)]
+fn plain_len(text: &[u8]) -> usize {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let mut at = 0;
+    while let Some(chunk) = text.get(at..at + 8) {
+        let word = u64::from_le_bytes(chunk.try_into().unwrap_or_default());
+        // The high bit of each byte that is a quote, a backslash or below 0x20; bytes
+        // past the first such one may be marked wrongly (a borrow), never before it.
+        let zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGH;
+        let found = zero(word ^ (ONES * u64::from(b'"')))
+            | zero(word ^ (ONES * u64::from(b'\\')))
+            | (word.wrapping_sub(ONES * 0x20) & !word & HIGH);
+        if found != 0 {
+            return at + (found.trailing_zeros() / 8) as usize;
+        }
+        at += 8;
+    }
+    at + text[at..]
+        .iter()
+        .position(|&byte| byte == b'"' || byte == b'\\' || byte < 0x20)
+        .unwrap_or(text.len() - at)
 }
 
 /// Four hex digits at the start of `bytes`.
@@ -671,6 +693,31 @@ mod tests {
             }),
             Err(Error::TooDeep { .. })
         ));
+    }
+
+    #[test]
+    fn plain_len_stops_where_a_byte_by_byte_search_does() {
+        let naive = |text: &[u8]| {
+            text.iter()
+                .position(|&byte| byte == b'"' || byte == b'\\' || byte < 0x20)
+                .unwrap_or(text.len())
+        };
+        // Every stop byte (and bytes next to the stop values) at every place of texts
+        // of 0 to 24 bytes, on plain, high-bit and stop-byte backgrounds.
+        let probes = [
+            0x00, 0x1f, 0x20, 0x21, b'"', 0x23, 0x5b, b'\\', 0x5d, 0x7f, 0x80, 0xff,
+        ];
+        for len in 0..=24 {
+            for background in [b'a', 0xc3, 0x1f, b'"'] {
+                for at in 0..len {
+                    for probe in probes {
+                        let mut text = vec![background; len];
+                        text[at] = probe;
+                        assert_eq!(plain_len(&text), naive(&text), "{text:?}");
+                    }
+                }
+            }
+        }
     }
 
     #[test]

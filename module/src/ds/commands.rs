@@ -32,7 +32,7 @@ pub fn create(ctx: &Context, args: &[RedisString]) -> Reply {
         StreamValue::new(redsink_core::ds::DeviceStream::new(settings)),
     )?;
     ctx.replicate_verbatim();
-    ctx.notify_keyspace_event(NotifyEvent::MODULE, "ds.create", key_name);
+    command::notify(ctx, NotifyEvent::MODULE, c"ds.create", key_name);
     Ok(RedisValue::SimpleStringStatic("OK"))
 }
 
@@ -48,7 +48,7 @@ pub fn alter(ctx: &Context, args: &[RedisString]) -> Reply {
     let settings = change.applied_to(stream.settings())?;
     stream.alter(settings);
     ctx.replicate_verbatim();
-    ctx.notify_keyspace_event(NotifyEvent::MODULE, "ds.alter", key_name);
+    command::notify(ctx, NotifyEvent::MODULE, c"ds.alter", key_name);
     Ok(RedisValue::SimpleStringStatic("OK"))
 }
 
@@ -73,8 +73,9 @@ pub fn update(ctx: &Context, args: &[RedisString]) -> Reply {
     let expire_now = (!replaying).then_some(now);
     let (outcome, record) =
         stream.update(device, payload, ts.unwrap_or(now), expire_now, &limits)?;
-    replicate_put(ctx, key_name, device, outcome, record);
-    ctx.notify_keyspace_event(NotifyEvent::MODULE, "ds.update", key_name);
+    // DS.UPDATE key device json …
+    replicate_put(ctx, key_name, &args[2], outcome, record, &args[3]);
+    command::notify(ctx, NotifyEvent::MODULE, c"ds.update", key_name);
     Ok(RedisValue::Integer(i64::from(outcome.created)))
 }
 
@@ -95,36 +96,57 @@ pub fn put(ctx: &Context, args: &[RedisString]) -> Reply {
     let json = stream.body(payload, &limits)?;
     let expire_now = (!replaying).then(time::now_ms);
     let (outcome, record) = stream.put(device, Record { ms, json }, expire_now);
-    replicate_put(ctx, key_name, device, outcome, record);
-    ctx.notify_keyspace_event(NotifyEvent::MODULE, "ds.update", key_name);
+    // DS.PUT key device ms json
+    replicate_put(ctx, key_name, &args[2], outcome, record, &args[4]);
+    command::notify(ctx, NotifyEvent::MODULE, c"ds.update", key_name);
     Ok(RedisValue::Integer(i64::from(outcome.created)))
 }
 
+/// Replicates a stored record as `DS.PUT key device ms json`. `given_json` is the
+/// command's JSON argument: when the body stored is that text itself (the usual case: it
+/// was compact, without nulls or stamp fields), it is passed on without a copy.
 fn replicate_put(
     ctx: &Context,
     key: &RedisString,
-    device: &str,
+    device: &RedisString,
     outcome: Updated,
     record: &Record,
+    given_json: &RedisString,
 ) {
     if outcome.dropped_expired {
-        ctx.replicate("DS.DEL", &[key.as_slice(), device.as_bytes()]);
+        ctx.replicate("DS.DEL", &[key.as_slice(), device.as_slice()]);
     }
-    // SAFETY: C strings for the command and the format ("sblb": a string, a buffer, a
-    // long long, a buffer); the buffers are alive for this call, which copies them.
+    let ms = record.ms as c_longlong;
+    // SAFETY: C strings for the command and the formats ("s": a string, "l": a long long,
+    // "b": a buffer and its length); strings and buffer are alive for this call, which
+    // copies or retains what it keeps.
     unsafe {
         if let Some(replicate) = raw::RedisModule_Replicate {
-            replicate(
-                ctx.ctx,
-                c"DS.PUT".as_ptr(),
-                c"sblb".as_ptr(),
-                key.inner,
-                device.as_ptr().cast::<c_char>(),
-                device.len(),
-                record.ms as c_longlong,
-                record.json.as_ptr().cast::<c_char>(),
-                record.json.len(),
-            );
+            let (command, key, device) = (c"DS.PUT".as_ptr(), key.inner, device.inner);
+            if given_json.as_slice() == record.json.as_bytes() {
+                replicate(
+                    ctx.ctx,
+                    command,
+                    c"ssls".as_ptr(),
+                    key,
+                    device,
+                    ms,
+                    given_json.inner,
+                );
+            } else {
+                let json = record.json.as_ptr().cast::<c_char>();
+                let len = record.json.len();
+                replicate(
+                    ctx.ctx,
+                    command,
+                    c"sslb".as_ptr(),
+                    key,
+                    device,
+                    ms,
+                    json,
+                    len,
+                );
+            }
         }
     }
 }
@@ -175,7 +197,7 @@ pub fn del(ctx: &Context, args: &[RedisString]) -> Reply {
         .count();
     if stream.stored_len() != stored_before {
         ctx.replicate_verbatim();
-        ctx.notify_keyspace_event(NotifyEvent::MODULE, "ds.del", key_name);
+        command::notify(ctx, NotifyEvent::MODULE, c"ds.del", key_name);
     }
     Ok(RedisValue::Integer(removed as i64))
 }
