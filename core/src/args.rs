@@ -67,6 +67,11 @@ impl<'s, 'a> Args<'s, 'a> {
         Ok(text)
     }
 
+    /// How many arguments were read.
+    pub fn position(&self) -> usize {
+        self.pos
+    }
+
     /// The next argument without taking it.
     pub fn peek(&self) -> Option<&'a [u8]> {
         self.args.get(self.pos).copied()

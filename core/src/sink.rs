@@ -553,6 +553,12 @@ pub struct WriteOptions {
     pub replace: bool,
     pub patch: bool,
     pub ttl_secs: Option<i64>,
+    /// Where `TTL` was among the arguments parsed: replicated, the command gives the
+    /// absolute time there instead (`PXAT ms`), so that replicas and the AOF expire the
+    /// key when the primary does.
+    pub ttl_position: Option<usize>,
+    /// `PXAT ms`: the key expires at this Unix time in milliseconds (SINK.HASH).
+    pub expire_at_ms: Option<i64>,
     pub version: Option<i64>,
     pub json: bool,
     pub prepend: bool,
@@ -580,6 +586,7 @@ pub enum WriteOption {
     Replace,
     Patch,
     Ttl,
+    PxAt,
     Version,
     Json,
     Prepend,
@@ -597,6 +604,7 @@ const WRITE_OPTIONS: Options<WriteOption> = Options(&[
     ("REPLACE", WriteOption::Replace),
     ("PATCH", WriteOption::Patch),
     ("TTL", WriteOption::Ttl),
+    ("PXAT", WriteOption::PxAt),
     ("VERSION", WriteOption::Version),
     ("JSON", WriteOption::Json),
     ("PREPEND", WriteOption::Prepend),
@@ -634,7 +642,11 @@ impl WriteOptions {
                 WriteOption::Replace => options.replace = true,
                 WriteOption::Patch => options.patch = true,
                 WriteOption::Ttl => {
+                    options.ttl_position = Some(args.position() - 1);
                     options.ttl_secs = Some(args.int_value(name, 1, MAX_TTL_SECS)?)
+                }
+                WriteOption::PxAt => {
+                    options.expire_at_ms = Some(args.int_value(name, 1, crate::time::MAX_MS)?)
                 }
                 WriteOption::Version => {
                     options.version = Some(args.int_value(name, i64::MIN, i64::MAX)?)
@@ -665,6 +677,11 @@ impl WriteOptions {
         if options.patch && !options.keep.is_empty() {
             return Err(Error::Invalid(
                 "KEEP and PATCH cannot be given together: KEEP keeps members through a replace, PATCH keeps every member it does not set".into(),
+            ));
+        }
+        if options.ttl_secs.is_some() && options.expire_at_ms.is_some() {
+            return Err(Error::Invalid(
+                "TTL and PXAT cannot be given together: TTL expires the key in seconds from now, PXAT at a time".into(),
             ));
         }
         if options.replace && options.patch {
@@ -1027,6 +1044,24 @@ mod tests {
         assert_eq!(
             (options.separator(), options.replace, options.version),
             ("_", true, Some(-3))
+        );
+        // TTL's place is kept for replication; PXAT is a time, never with TTL.
+        let expiring = Accepts(&[Flatten, Ttl, PxAt]);
+        let options = parse(&["FLATTEN", "TTL", "ttl", "60"], expiring).unwrap();
+        assert_eq!(
+            (options.ttl_position, options.ttl_secs),
+            (Some(2), Some(60))
+        );
+        let options = parse(&["PXAT", "1764000000000"], expiring).unwrap();
+        assert_eq!(options.expire_at_ms, Some(1_764_000_000_000));
+        assert!(parse(&["PXAT", "0"], expiring).is_err());
+        assert!(parse(&["PXAT", "1", "TTL", "5"], expiring)
+            .unwrap_err()
+            .to_string()
+            .starts_with("TTL and PXAT cannot be given together"));
+        assert_eq!(
+            parse(&["PXAT", "1"], hash),
+            Err(Error::UnknownOption("PXAT".into()))
         );
         let list = Accepts(&[MaxLen]);
         assert!(parse(&["MAXLEN", "0"], list).is_err());

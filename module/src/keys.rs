@@ -375,10 +375,15 @@ impl<'a> WriteKey<'a> {
     /// Expires the key `secs` seconds from now; replicated as `PEXPIREAT`. A missing key
     /// is left alone, as EXPIRE does.
     pub fn expire_in(&self, secs: i64) {
+        self.expire_at(expiry_ms(secs));
+    }
+
+    /// Expires the key at Unix time `at` (ms); replicated as `PEXPIREAT`. A missing key is
+    /// left alone, as PEXPIREAT does.
+    pub fn expire_at(&self, at: i64) {
         if !self.exists() {
             return;
         }
-        let at = redsink_core::time::now_ms().saturating_add(secs.saturating_mul(1000));
         // SAFETY: an open key that exists; RM_Replicate's "sl" is a string and a long long.
         unsafe {
             let set = raw::RedisModule_SetAbsExpire
@@ -424,6 +429,11 @@ impl<'a> WriteKey<'a> {
     fn notify(&self, kind: raw::NotifyEvent, event: &CStr) {
         command::notify(self.ctx, kind, event, self.name);
     }
+}
+
+/// The Unix time (ms) `secs` seconds from now.
+pub fn expiry_ms(secs: i64) -> i64 {
+    redsink_core::time::now_ms().saturating_add(secs.saturating_mul(1000))
 }
 
 /// WRONGTYPE unless `found` is no key (`Empty`) or `expected`.

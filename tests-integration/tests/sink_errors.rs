@@ -82,6 +82,15 @@ fn every_bad_argument_gets_one_clear_error() {
             "SINK.HASH h {} REPLACE PATCH",
             "ERR REPLACE and PATCH cannot be given together",
         ),
+        (
+            "SINK.HASH h {} TTL 5 PXAT 1",
+            "ERR TTL and PXAT cannot be given together",
+        ),
+        (
+            "SINK.HASH h FIELDS 1 a 1 PXAT 0",
+            "ERR PXAT must be an integer from 1 to 253402300799999",
+        ),
+        ("SINK.STRING s x PXAT 1", "ERR unknown option 'PXAT'"),
         ("SINK.STRING s {} PATCH", "ERR PATCH needs JSON"),
         (
             "SINK.STRING s [1] JSON PATCH",

@@ -187,10 +187,61 @@ fn replicated_as_itself_only_where_the_clock_has_no_say() {
     write("verbatim", &["REPLACE", "VERSION", "4"], true);
     // Without VERSION nothing depends on versions or the clock: the command itself.
     write("plain", &[], true);
-    // A TTL is counted from the clock: its effects, the expiry as PEXPIREAT.
+    // A first write under VERSION: its effects, a TTL as PEXPIREAT.
     let written = write("ttl", &["TTL", "60", "VERSION", "3"], false);
     assert!(
         written.contains("PEXPIREAT") && written.contains("SINK.SETVERSION"),
+        "{written}"
+    );
+    let mut other = server.connection();
+    // Otherwise a TTL is counted from the primary's clock: the command itself, with the
+    // time it gave (PXAT) in TTL's place — also where TTL is an option's value or a
+    // field's name — and that time is the key's.
+    for (key, extra) in [
+        ("ttl", vec!["TTL", "60", "VERSION", "4"]),
+        ("ttl-named", vec!["TTL", "60"]),
+    ] {
+        let mut args = vec!["SINK.HASH", key, "FIELDS", "1", "TTL", "TTL"];
+        args.extend(extra);
+        let mark = aof_commands(&server).len();
+        assert_eq!(call::<Option<i64>>(&mut other, &args).unwrap(), Some(1));
+        let written = aof_commands(&server)[mark..].to_owned();
+        let at: i64 = call(&mut other, &["PEXPIRETIME", key]).unwrap();
+        let mut expected: Vec<String> = args.iter().map(|arg| arg.to_string()).collect();
+        let ttl = expected.iter().rposition(|arg| arg == "TTL").unwrap();
+        expected.splice(ttl..ttl + 2, ["PXAT".to_owned(), at.to_string()]);
+        let as_resp: String = std::iter::once(format!("*{}\r\n", expected.len()))
+            .chain(
+                expected
+                    .iter()
+                    .map(|arg| format!("${}\r\n{arg}\r\n", arg.len())),
+            )
+            .collect();
+        assert!(
+            written.contains(&as_resp) && !written.contains("HSET"),
+            "{written}"
+        );
+    }
+    let json_form = [
+        "SINK.HASH",
+        "ttl-json",
+        r#"{"a":{"b":1}}"#,
+        "FLATTEN",
+        "TTL",
+        "TTL",
+        "60",
+    ];
+    let mark = aof_commands(&server).len();
+    assert_eq!(
+        call::<Option<i64>>(&mut other, &json_form).unwrap(),
+        Some(1)
+    );
+    let written = aof_commands(&server)[mark..].to_owned();
+    let at: i64 = call(&mut other, &["PEXPIRETIME", "ttl-json"]).unwrap();
+    assert!(
+        written.contains(&format!(
+            "$7\r\nFLATTEN\r\n$3\r\nTTL\r\n$4\r\nPXAT\r\n$13\r\n{at}\r\n"
+        )),
         "{written}"
     );
     // Past a tombstone's deadline (purged, or not yet), with a version not newer than
@@ -251,7 +302,45 @@ fn a_replica_with_smaller_limits_follows_what_its_primary_wrote() {
         )
         .unwrap();
     }
+    // PXAT from a client: that time, on both.
+    let pxat = [
+        "SINK.HASH",
+        "p",
+        "FIELDS",
+        "1",
+        "x",
+        "1",
+        "PXAT",
+        "9999999999999",
+    ];
+    call::<i64>(&mut con, &pxat).unwrap();
+    // A TTL replicated as the time the primary gave it.
+    let ttl = [
+        "SINK.HASH",
+        "t",
+        "FIELDS",
+        "2",
+        "x",
+        "1",
+        "y",
+        "1",
+        "TTL",
+        "60",
+    ];
+    call::<i64>(&mut con, &ttl).unwrap();
     redsink_tests::wait_for_replicas(&mut con, 1);
+    let at: i64 = call(&mut con, &["PEXPIRETIME", "t"]).unwrap();
+    assert!(at > 0);
+    assert_eq!(
+        call::<i64>(&mut replica_con, &["PEXPIRETIME", "t"]).unwrap(),
+        at
+    );
+    for con in [&mut con, &mut replica_con] {
+        assert_eq!(
+            call::<i64>(con, &["PEXPIRETIME", "p"]).unwrap(),
+            9_999_999_999_999
+        );
+    }
     for key in ["h", "j"] {
         let mut on_replica: Vec<(String, String)> =
             call(&mut replica_con, &["HGETALL", key]).unwrap();

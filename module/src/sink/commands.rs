@@ -14,10 +14,10 @@ use redsink_core::{json, time, Error as CoreError};
 use super::write::{Added, NewId};
 use super::{state, write};
 use crate::acl;
-use crate::command::{self, key_and_args};
+use crate::command::{self, key_and_args, redis_string};
 use crate::config;
 use crate::error::Error;
-use crate::keys::{Pairs, WriteKey};
+use crate::keys::{expiry_ms, Pairs, WriteKey};
 
 type Reply = Result<RedisValue, Error>;
 
@@ -26,15 +26,15 @@ type Reply = Result<RedisValue, Error>;
 /// fields the client flattened: those are written and replicated as the arguments they
 /// came in, with no JSON to read.
 pub fn hash(ctx: &Context, args: &[RedisString]) -> Reply {
-    let (key, raw) = key_and_args(args)?;
+    let (_, raw) = key_and_args(args)?;
     // Replicated verbatim at times: a replica or an AOF load must not refuse what the
     // primary wrote.
     let limits = command::limits(ctx);
     if let Some(sink::GivenFields { count, options }) = sink::given_fields(&raw, &limits)? {
         // The pairs follow the command, its key, FIELDS and n.
         let pairs = Pairs::given(&args[4..4 + 2 * count]);
-        let accepts = Accepts(&[Replace, Ttl, Version, Lane]);
-        let options =
+        let accepts = Accepts(&[Replace, Ttl, PxAt, Version, Lane]);
+        let mut options =
             WriteOptions::parse(&mut Args::new(options), accepts).map_err(|error| match error {
                 CoreError::UnknownOption(option)
                     if ["PATCH", "FLATTEN"].contains(&option.to_ascii_uppercase().as_str()) =>
@@ -45,12 +45,15 @@ pub fn hash(ctx: &Context, args: &[RedisString]) -> Reply {
                 }
                 error => error,
             })?;
-        return write_hash(ctx, key, &pairs, &options, &[]);
+        options.ttl_position = options.ttl_position.map(|at| at + 4 + 2 * count);
+        return write_hash(ctx, args, &pairs, &options, &[]);
     }
     let mut parsed = Args::new(&raw);
     let payload = parsed.next_arg()?;
-    let accepts = Accepts(&[Flatten, Replace, Patch, Ttl, Version, Lane]);
-    let options = WriteOptions::parse(&mut parsed, accepts)?;
+    let accepts = Accepts(&[Flatten, Replace, Patch, Ttl, PxAt, Version, Lane]);
+    let mut options = WriteOptions::parse(&mut parsed, accepts)?;
+    // The arguments parsed follow the command and its key.
+    options.ttl_position = options.ttl_position.map(|at| at + 2);
     let separator = options.separator().as_bytes();
     let (fields, removed) = if options.hash_update() == HashUpdate::Patch {
         sink::flatten_patch(payload, separator, &limits)?
@@ -58,46 +61,84 @@ pub fn hash(ctx: &Context, args: &[RedisString]) -> Reply {
         let fields = sink::flatten_json(payload, separator, &limits)?;
         (fields, Vec::new())
     };
-    write_hash(ctx, key, &Pairs::made(ctx, &fields), &options, &removed)
+    write_hash(ctx, args, &Pairs::made(ctx, &fields), &options, &removed)
 }
 
 /// SINK.HASH's write, once its pairs are known: checks the type and the version, writes,
 /// remembers the version; replies how many pairs were set (nil for an older version).
+/// `args` are the command's own (`SINK.HASH key …`).
 fn write_hash(
     ctx: &Context,
-    key: &RedisString,
+    args: &[RedisString],
     pairs: &Pairs,
     options: &WriteOptions,
     removed: &[Vec<u8>],
 ) -> Reply {
+    let key = &args[1];
     let mut target = WriteKey::open(ctx, key);
     target.check_type(raw::KeyType::Hash)?;
     let Some(admitted) = admit(ctx, key.as_slice(), options)? else {
         return Ok(RedisValue::Null);
     };
-    // Where neither the clock nor a purge can change what the command does (no TTL, a
-    // version newer than the one kept, the key left in place), a replica or the AOF runs
-    // the command itself and does the same: replicated verbatim, at a fraction of the
-    // cost of replicating each effect (BENCHMARKS.md, issue 17).
-    let verbatim = admitted.clock_free && options.ttl_secs.is_none() && !pairs.is_empty();
+    // Where neither the clock nor a purge can change what the command does (a version
+    // newer than the one kept, the key left in place), a replica or the AOF runs the
+    // command itself and does the same: replicated as given (a TTL as the time it gave),
+    // at a fraction of the cost of replicating each effect (BENCHMARKS.md, issue 17).
+    let verbatim = admitted.clock_free && !pairs.is_empty();
     if verbatim {
         target.replicated_by_caller();
     }
+    let expire_at = options.expire_at_ms.or(options.ttl_secs.map(expiry_ms));
     let separator = options.separator().as_bytes();
     write::hash(
         &target,
         pairs,
         options.hash_update(),
         (removed, separator),
-        options.ttl_secs,
+        expire_at,
     );
     let exists = target.exists();
     drop(target);
     remember(ctx, key.as_slice(), options, admitted, exists, !verbatim);
     if verbatim {
-        ctx.replicate_verbatim();
+        replicate_as_given(ctx, args, options.ttl_position.zip(expire_at));
     }
     Ok(RedisValue::Integer(pairs.len() as i64))
+}
+
+/// Replicates the command as given; with `TTL` (its keyword's place and the time it
+/// gave), as `PXAT ms` in its place, so that replicas and the AOF expire the key when
+/// the primary does.
+fn replicate_as_given(ctx: &Context, args: &[RedisString], ttl: Option<(usize, i64)>) {
+    let Some((at, expire_at)) = ttl else {
+        ctx.replicate_verbatim();
+        return;
+    };
+    let (keyword, time) = (
+        redis_string(ctx, b"PXAT"),
+        redis_string(ctx, expire_at.to_string().as_bytes()),
+    );
+    let rest: Vec<*mut raw::RedisModuleString> = (2..args.len())
+        .map(|i| match i {
+            _ if i == at => keyword.inner,
+            _ if i == at + 1 => time.inner,
+            _ => args[i].inner,
+        })
+        .collect();
+    // SAFETY: C strings for the command and the format ("sv": the key, then a vector);
+    // the strings are alive for this call, which retains what it keeps.
+    unsafe {
+        if let Some(replicate) = raw::RedisModule_Replicate {
+            replicate(
+                ctx.ctx,
+                c"SINK.HASH".as_ptr(),
+                c"sv".as_ptr(),
+                args[1].inner,
+                rest.as_ptr(),
+                rest.len(),
+            );
+        }
+    }
 }
 
 /// `SINK.STRING key value [JSON] [TTL s] [VERSION v]`

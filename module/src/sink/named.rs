@@ -15,7 +15,7 @@ use crate::acl::{self, Access, Caller};
 use crate::command::redis_string;
 use crate::config;
 use crate::error::Error;
-use crate::keys::{Pairs, WriteKey};
+use crate::keys::{expiry_ms, Pairs, WriteKey};
 
 type Reply = Result<RedisValue, Error>;
 
@@ -166,7 +166,7 @@ fn apply(
                 &Pairs::made(ctx, fields),
                 HashUpdate::Merge,
                 (&[], b""),
-                ttl,
+                ttl.map(expiry_ms),
             );
         }
         RowWrite::List(value) => {

@@ -191,13 +191,13 @@ pub fn document(
 
 /// HSET of `pairs`, then the other fields as `update` says (for a patch, `removed` are
 /// the object's null members, whose fields go with those flattened under them after
-/// `separator`), then the TTL.
+/// `separator`), then the expiry (a Unix time in ms).
 pub fn hash(
     key: &WriteKey,
     pairs: &Pairs,
     update: HashUpdate,
     (removed, separator): (&[Vec<u8>], &[u8]),
-    ttl_secs: Option<i64>,
+    expire_at_ms: Option<i64>,
 ) {
     key.hash_set(pairs);
     match update {
@@ -205,8 +205,8 @@ pub fn hash(
         HashUpdate::Replace => key.hash_keep_only(pairs),
         HashUpdate::Patch => key.hash_remove(removed, separator, pairs),
     }
-    if let Some(ttl) = ttl_secs {
-        key.expire_in(ttl);
+    if let Some(at) = expire_at_ms {
+        key.expire_at(at);
     }
 }
 
