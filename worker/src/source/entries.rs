@@ -10,69 +10,82 @@ pub struct Entry {
     pub fields: Vec<(Vec<u8>, Vec<u8>)>,
 }
 
-fn bytes(value: &Value) -> Option<Vec<u8>> {
+// Replies are taken, not borrowed: their strings become the entries' without a copy.
+
+fn bytes(value: Value) -> Option<Vec<u8>> {
     match value {
-        Value::BulkString(bytes) => Some(bytes.clone()),
-        Value::SimpleString(text) => Some(text.clone().into_bytes()),
+        Value::BulkString(bytes) => Some(bytes),
+        Value::SimpleString(text) => Some(text.into_bytes()),
         _ => None,
     }
 }
 
-fn text(value: &Value) -> Option<String> {
+fn text(value: Value) -> Option<String> {
     bytes(value).and_then(|bytes| String::from_utf8(bytes).ok())
 }
 
 /// `[[id, [field, value, …]], …]`; entries deleted from the stream meanwhile come back as
 /// `[id, nil]` and are left out.
-pub fn parse_entries(value: &Value) -> Vec<Entry> {
+pub fn parse_entries(value: Value) -> Vec<Entry> {
     let Value::Array(items) = value else {
         return Vec::new();
     };
     items
-        .iter()
-        .filter_map(|item| match item {
-            Value::Array(pair) if pair.len() == 2 => {
-                let id = text(&pair[0])?;
-                let Value::Array(flat) = &pair[1] else {
-                    return None;
-                };
-                let fields = flat
-                    .chunks(2)
-                    .filter_map(|pair| Some((bytes(pair.first()?)?, bytes(pair.get(1)?)?)))
-                    .collect();
-                Some(Entry { id, fields })
+        .into_iter()
+        .filter_map(|item| {
+            let Value::Array(pair) = item else {
+                return None;
+            };
+            let [id, Value::Array(flat)] = <[Value; 2]>::try_from(pair).ok()? else {
+                return None;
+            };
+            let mut flat = flat.into_iter();
+            let mut fields = Vec::with_capacity(flat.len() / 2);
+            while let (Some(name), Some(value)) = (flat.next(), flat.next()) {
+                if let (Some(name), Some(value)) = (bytes(name), bytes(value)) {
+                    fields.push((name, value));
+                }
             }
-            _ => None,
+            Some(Entry {
+                id: text(id)?,
+                fields,
+            })
         })
         .collect()
 }
 
 /// An XREADGROUP reply: `[[stream, entries], …]` (or a RESP3 map), nil when nothing came.
-pub fn parse_read(value: &Value) -> Vec<(String, Vec<Entry>)> {
+pub fn parse_read(value: Value) -> Vec<(String, Vec<Entry>)> {
+    let stream = |name: Value, entries: Value| Some((text(name)?, parse_entries(entries)));
     match value {
         Value::Array(streams) => streams
-            .iter()
-            .filter_map(|stream| match stream {
-                Value::Array(pair) if pair.len() == 2 => {
-                    Some((text(&pair[0])?, parse_entries(&pair[1])))
+            .into_iter()
+            .filter_map(|pair| match pair {
+                Value::Array(pair) => {
+                    let [name, entries] = <[Value; 2]>::try_from(pair).ok()?;
+                    stream(name, entries)
                 }
                 _ => None,
             })
             .collect(),
         Value::Map(streams) => streams
-            .iter()
-            .filter_map(|(name, entries)| Some((text(name)?, parse_entries(entries))))
+            .into_iter()
+            .filter_map(|(name, entries)| stream(name, entries))
             .collect(),
         _ => Vec::new(),
     }
 }
 
 /// An XAUTOCLAIM reply: `[next-cursor, entries, deleted-ids]`.
-pub fn parse_autoclaim(value: &Value) -> (String, Vec<Entry>) {
-    match value {
-        Value::Array(parts) if parts.len() >= 2 => (
-            text(&parts[0]).unwrap_or_else(|| "0-0".into()),
-            parse_entries(&parts[1]),
+pub fn parse_autoclaim(value: Value) -> (String, Vec<Entry>) {
+    let Value::Array(parts) = value else {
+        return ("0-0".into(), Vec::new());
+    };
+    let mut parts = parts.into_iter();
+    match (parts.next(), parts.next()) {
+        (Some(cursor), Some(entries)) => (
+            text(cursor).unwrap_or_else(|| "0-0".into()),
+            parse_entries(entries),
         ),
         _ => ("0-0".into(), Vec::new()),
     }
@@ -102,7 +115,7 @@ mod tests {
                 Value::Array(vec![bulk("2-0"), Value::Nil]),
             ]),
         ])]);
-        let streams = parse_read(&reply);
+        let streams = parse_read(reply);
         assert_eq!(streams.len(), 1);
         assert_eq!(streams[0].0, "data:a");
         assert_eq!(
@@ -115,7 +128,7 @@ mod tests {
                 ]
             }]
         );
-        assert!(parse_read(&Value::Nil).is_empty());
+        assert!(parse_read(Value::Nil).is_empty());
     }
 
     #[test]
@@ -125,9 +138,9 @@ mod tests {
             Value::Array(vec![entry("3-0", &["f", "v"])]),
             Value::Array(vec![]),
         ]);
-        let (next, entries) = parse_autoclaim(&reply);
+        let (next, entries) = parse_autoclaim(reply);
         assert_eq!(next, "5-0");
         assert_eq!(entries[0].id, "3-0");
-        assert_eq!(parse_autoclaim(&Value::Nil), ("0-0".to_owned(), Vec::new()));
+        assert_eq!(parse_autoclaim(Value::Nil), ("0-0".to_owned(), Vec::new()));
     }
 }

@@ -225,7 +225,7 @@ impl StreamSource {
                 .arg(&after)
                 .query_async(&mut self.streams)
                 .await?;
-            let entries: Vec<Entry> = parse_read(&reply)
+            let entries: Vec<Entry> = parse_read(reply)
                 .into_iter()
                 .flat_map(|(_, entries)| entries)
                 .collect();
@@ -278,7 +278,7 @@ impl StreamSource {
                 async move { read.query_async::<Value>(&mut reader).await }
             });
             let replies = futures_util::future::try_join_all(reads).await?;
-            let batches: Vec<_> = replies.iter().flat_map(parse_read).collect();
+            let batches: Vec<_> = replies.into_iter().flat_map(parse_read).collect();
             if batches.is_empty() && in_flight.is_none() {
                 tokio::time::sleep(Duration::from_millis(self.processors.block_ms.min(100))).await;
             }
@@ -289,7 +289,7 @@ impl StreamSource {
             let reply: Value = read(&streams, blocking)
                 .query_async(&mut self.reader)
                 .await?;
-            let batches = parse_read(&reply);
+            let batches = parse_read(reply);
             // Timed where entries were waiting (a blocking read's time is mostly waiting).
             if let (false, Some((stream, _))) = (blocking, batches.first()) {
                 metrics::stage(stream, "read", started.elapsed());
@@ -344,7 +344,7 @@ impl StreamSource {
             .arg(self.processors.read_batch_size)
             .query_async(&mut self.streams)
             .await?;
-        Ok(parse_autoclaim(&reply).1)
+        Ok(parse_autoclaim(reply).1)
     }
 
     /// Plans, writes and acknowledges a batch of one stream's entries.
