@@ -553,10 +553,10 @@ pub struct WriteOptions {
     pub replace: bool,
     pub patch: bool,
     pub ttl_secs: Option<i64>,
-    /// Where `TTL` was among the arguments parsed: replicated, the command gives the
-    /// absolute time there instead (`PXAT ms`), so that replicas and the AOF expire the
-    /// key when the primary does.
-    pub ttl_position: Option<usize>,
+    /// Where each `TTL` was among the arguments parsed (the last one counts): replicated,
+    /// the command gives the absolute time there instead (`PXAT ms`), so that replicas
+    /// and the AOF expire the key when the primary does.
+    pub ttl_positions: Vec<usize>,
     /// `PXAT ms`: the key expires at this Unix time in milliseconds (SINK.HASH).
     pub expire_at_ms: Option<i64>,
     pub version: Option<i64>,
@@ -642,7 +642,7 @@ impl WriteOptions {
                 WriteOption::Replace => options.replace = true,
                 WriteOption::Patch => options.patch = true,
                 WriteOption::Ttl => {
-                    options.ttl_position = Some(args.position() - 1);
+                    options.ttl_positions.push(args.position() - 1);
                     options.ttl_secs = Some(args.int_value(name, 1, MAX_TTL_SECS)?)
                 }
                 WriteOption::PxAt => {
@@ -1049,8 +1049,13 @@ mod tests {
         let expiring = Accepts(&[Flatten, Ttl, PxAt]);
         let options = parse(&["FLATTEN", "TTL", "ttl", "60"], expiring).unwrap();
         assert_eq!(
-            (options.ttl_position, options.ttl_secs),
-            (Some(2), Some(60))
+            (options.ttl_positions, options.ttl_secs),
+            (vec![2], Some(60))
+        );
+        let options = parse(&["TTL", "5", "TTL", "60"], expiring).unwrap();
+        assert_eq!(
+            (options.ttl_positions, options.ttl_secs),
+            (vec![0, 2], Some(60))
         );
         let options = parse(&["PXAT", "1764000000000"], expiring).unwrap();
         assert_eq!(options.expire_at_ms, Some(1_764_000_000_000));

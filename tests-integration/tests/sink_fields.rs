@@ -2,7 +2,7 @@
 //! same hash, with the same versions, expiry and replies, as the JSON they came from.
 
 use redis::Connection;
-use redsink_tests::{call, snapshot, RedisServer};
+use redsink_tests::{call, now_ms, snapshot, RedisServer};
 
 /// (JSON, its fields flattened with `.`, nulls left out): as the worker flattens a row.
 const ROWS: &[(&str, &[(&str, &str)])] = &[
@@ -195,21 +195,32 @@ fn replicated_as_itself_only_where_the_clock_has_no_say() {
     );
     let mut other = server.connection();
     // Otherwise a TTL is counted from the primary's clock: the command itself, with the
-    // time it gave (PXAT) in TTL's place — also where TTL is an option's value or a
-    // field's name — and that time is the key's.
+    // time it gave (PXAT) in TTL's place — each TTL's, where repeated (the last counts;
+    // PXAT with TTL would be refused) — but not where TTL is a field's name; and that
+    // time is the key's.
     for (key, extra) in [
         ("ttl", vec!["TTL", "60", "VERSION", "4"]),
         ("ttl-named", vec!["TTL", "60"]),
+        ("ttl-twice", vec!["ttl", "5", "TTL", "60"]),
     ] {
         let mut args = vec!["SINK.HASH", key, "FIELDS", "1", "TTL", "TTL"];
-        args.extend(extra);
+        args.extend(&extra);
         let mark = aof_commands(&server).len();
         assert_eq!(call::<Option<i64>>(&mut other, &args).unwrap(), Some(1));
         let written = aof_commands(&server)[mark..].to_owned();
         let at: i64 = call(&mut other, &["PEXPIRETIME", key]).unwrap();
-        let mut expected: Vec<String> = args.iter().map(|arg| arg.to_string()).collect();
-        let ttl = expected.iter().rposition(|arg| arg == "TTL").unwrap();
-        expected.splice(ttl..ttl + 2, ["PXAT".to_owned(), at.to_string()]);
+        assert!((at - now_ms() - 60_000).abs() < 5_000, "{at}");
+        // The options follow `SINK.HASH key FIELDS 1 TTL TTL`.
+        let mut expected: Vec<String> = args[..6].iter().map(|arg| arg.to_string()).collect();
+        let mut options = extra.iter();
+        while let Some(option) = options.next() {
+            if option.eq_ignore_ascii_case("TTL") {
+                options.next();
+                expected.extend(["PXAT".to_owned(), at.to_string()]);
+            } else {
+                expected.push(option.to_string());
+            }
+        }
         let as_resp: String = std::iter::once(format!("*{}\r\n", expected.len()))
             .chain(
                 expected
@@ -221,6 +232,11 @@ fn replicated_as_itself_only_where_the_clock_has_no_say() {
             written.contains(&as_resp) && !written.contains("HSET"),
             "{written}"
         );
+        // The AOF loads it back as it was.
+        call::<()>(&mut other, &["DEBUG", "LOADAOF"]).unwrap();
+        assert_eq!(call::<i64>(&mut other, &["PEXPIRETIME", key]).unwrap(), at);
+        let field: String = call(&mut other, &["HGET", key, "TTL"]).unwrap();
+        assert_eq!(field, "TTL");
     }
     let json_form = [
         "SINK.HASH",

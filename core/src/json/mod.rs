@@ -239,6 +239,27 @@ mod tests {
             compact_object(text, &limits, &["ts", "id"]).unwrap(),
             r#"{"a":1.50,"b":{"d":[1,null]},"s":"q\"\u00e9"}"#
         );
+        // Nothing left out: the text itself, spaces between tokens taken out, spaces in
+        // strings kept; a name written with escapes is still the name it spells.
+        assert_eq!(
+            compact_object(br#" { "a b" : "c d" , "x":[1, 2] } "#, &limits, &["ts"]).unwrap(),
+            r#"{"a b":"c d","x":[1,2]}"#
+        );
+        assert_eq!(
+            compact_object(br#"{"t\u0073":1,"a":2}"#, &limits, &["ts"]).unwrap(),
+            r#"{"a":2}"#
+        );
+        // Errors past the first member left out are found by the second pass.
+        let limits_3 = Limits {
+            max_fields: 3,
+            ..limits
+        };
+        let err = compact_object(br#"{"a":null,"b":"#, &limits, &[]).unwrap_err();
+        assert!(err.to_string().starts_with("invalid JSON: EOF"), "{err}");
+        assert_eq!(
+            compact_object(br#"{"a":null,"b":1,"c":2,"d":3}"#, &limits_3, &[]),
+            Err(Error::TooManyFields { count: 4, limit: 3 })
+        );
         assert_eq!(compact_object(b"{}", &limits, &[]).unwrap(), "{}");
         assert_eq!(
             compact_object(b"[1]", &limits, &[]),

@@ -45,7 +45,10 @@ pub fn hash(ctx: &Context, args: &[RedisString]) -> Reply {
                 }
                 error => error,
             })?;
-        options.ttl_position = options.ttl_position.map(|at| at + 4 + 2 * count);
+        options
+            .ttl_positions
+            .iter_mut()
+            .for_each(|at| *at += 4 + 2 * count);
         return write_hash(ctx, args, &pairs, &options, &[]);
     }
     let mut parsed = Args::new(&raw);
@@ -53,7 +56,7 @@ pub fn hash(ctx: &Context, args: &[RedisString]) -> Reply {
     let accepts = Accepts(&[Flatten, Replace, Patch, Ttl, PxAt, Version, Lane]);
     let mut options = WriteOptions::parse(&mut parsed, accepts)?;
     // The arguments parsed follow the command and its key.
-    options.ttl_position = options.ttl_position.map(|at| at + 2);
+    options.ttl_positions.iter_mut().for_each(|at| *at += 2);
     let separator = options.separator().as_bytes();
     let (fields, removed) = if options.hash_update() == HashUpdate::Patch {
         sink::flatten_patch(payload, separator, &limits)?
@@ -101,16 +104,21 @@ fn write_hash(
     drop(target);
     remember(ctx, key.as_slice(), options, admitted, exists, !verbatim);
     if verbatim {
-        replicate_as_given(ctx, args, options.ttl_position.zip(expire_at));
+        replicate_as_given(ctx, args, &options.ttl_positions, expire_at);
     }
     Ok(RedisValue::Integer(pairs.len() as i64))
 }
 
-/// Replicates the command as given; with `TTL` (its keyword's place and the time it
-/// gave), as `PXAT ms` in its place, so that replicas and the AOF expire the key when
-/// the primary does.
-fn replicate_as_given(ctx: &Context, args: &[RedisString], ttl: Option<(usize, i64)>) {
-    let Some((at, expire_at)) = ttl else {
+/// Replicates the command as given; a `TTL` (each, where repeated: `ttl_positions`, its
+/// keyword's places) as `PXAT expire_at` in its place, so that replicas and the AOF
+/// expire the key when the primary does.
+fn replicate_as_given(
+    ctx: &Context,
+    args: &[RedisString],
+    ttl_positions: &[usize],
+    expire_at: Option<i64>,
+) {
+    let Some(expire_at) = expire_at.filter(|_| !ttl_positions.is_empty()) else {
         ctx.replicate_verbatim();
         return;
     };
@@ -119,10 +127,14 @@ fn replicate_as_given(ctx: &Context, args: &[RedisString], ttl: Option<(usize, i
         redis_string(ctx, expire_at.to_string().as_bytes()),
     );
     let rest: Vec<*mut raw::RedisModuleString> = (2..args.len())
-        .map(|i| match i {
-            _ if i == at => keyword.inner,
-            _ if i == at + 1 => time.inner,
-            _ => args[i].inner,
+        .map(|i| {
+            if ttl_positions.contains(&i) {
+                keyword.inner
+            } else if ttl_positions.contains(&(i - 1)) {
+                time.inner
+            } else {
+                args[i].inner
+            }
         })
         .collect();
     // SAFETY: C strings for the command and the format ("sv": the key, then a vector);
