@@ -1,4 +1,4 @@
-//! `cargo make bench [commands [scenario]|versions [keys]|worker [drain|new-streams]|postgres]`: the module's
+//! `cargo make bench [commands [scenario]|versions [keys]|worker [drain|lag|new-streams]|postgres]`: the module's
 //! commands against the plain-Redis ways to write the same records (see `commands`), the
 //! memory of a device record, VERSION's memory and tombstone upkeep at scale (see
 //! `versions`), the worker's drain rate and lag (see `worker`), and the PostgreSQL

@@ -99,6 +99,10 @@ pub fn run(only: Option<&str>) {
         print_new_streams();
         return;
     }
+    if only == Some("lag") {
+        print_lags();
+        return;
+    }
     let (key, value) = enveloped_event(&envelope_schema(), 99_999, 999_999);
     let enveloped_bytes = key.len() + value.len();
     println!(
@@ -159,6 +163,12 @@ pub fn run(only: Option<&str>) {
         println!();
         return;
     }
+    print_lags();
+    print_new_streams();
+}
+
+/// The lag runs' table of the section.
+fn print_lags() {
     println!("\n| events/s offered | events | lag p50 ms | p99 ms | max ms |\n|---:|---:|---:|---:|---:|");
     for rate in LAG_RATES {
         let mut lags = lag(rate);
@@ -172,7 +182,6 @@ pub fn run(only: Option<&str>) {
             at(1.0)
         );
     }
-    print_new_streams();
 }
 
 /// The new-stream run's line of the section.
