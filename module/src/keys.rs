@@ -353,11 +353,13 @@ impl<'a> WriteKey<'a> {
         let trimmed = unsafe {
             raw::RedisModule_StreamTrimByLength.map_or(0, |trim| trim(self.key, 0, max_len))
         };
-        if trimmed > 0 && self.replicate_effects {
+        if trimmed > 0 {
             // SAFETY: C strings for the command and format ("scl": a string, a C string,
             // a long long).
             unsafe {
-                if let Some(replicate) = raw::RedisModule_Replicate {
+                if let Some(replicate) =
+                    raw::RedisModule_Replicate.filter(|_| self.replicate_effects)
+                {
                     replicate(
                         self.ctx.ctx,
                         c"XTRIM".as_ptr(),

@@ -21,10 +21,10 @@ use crate::keys::{expiry_ms, Pairs, WriteKey};
 
 type Reply = Result<RedisValue, Error>;
 
-/// `SINK.HASH key json [FLATTEN sep] [REPLACE | PATCH] [TTL s] [VERSION v [LANE l]]`, or
-/// `SINK.HASH key FIELDS n field value … [REPLACE] [TTL s] [VERSION v [LANE l]]` for
-/// fields the client flattened: those are written and replicated as the arguments they
-/// came in, with no JSON to read.
+/// `SINK.HASH key json [FLATTEN sep] [REPLACE | PATCH] [TTL s | PXAT ms]
+/// [VERSION v [LANE l]]`, or `SINK.HASH key FIELDS n field value … [REPLACE]
+/// [TTL s | PXAT ms] [VERSION v [LANE l]]` for fields the client flattened: those are
+/// written and replicated as the arguments they came in, with no JSON to read.
 pub fn hash(ctx: &Context, args: &[RedisString]) -> Reply {
     let (_, raw) = key_and_args(args)?;
     // Replicated verbatim at times: a replica or an AOF load must not refuse what the
