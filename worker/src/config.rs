@@ -376,7 +376,7 @@ impl Config {
             .filter(|p| !(1..=100).contains(p))
         {
             return Err(Error::Invalid(format!(
-                "processors.max_memory_percent must be from 1 to 100 (a share of the target's                  maxmemory), got {percent}"
+                "processors.max_memory_percent must be from 1 to 100 (a share of the target's maxmemory), got {percent}"
             )));
         }
         Ok(())
@@ -530,7 +530,10 @@ jobs: ./jobs                   # a folder of RDI job files
         for bad in ["0", "101"] {
             let refused = with(bad).unwrap_err().to_string();
             assert!(
-                refused.contains("max_memory_percent must be from 1 to 100"),
+                refused.contains(&format!(
+                    "max_memory_percent must be from 1 to 100 (a share of the target's \
+                     maxmemory), got {bad}"
+                )),
                 "{refused}"
             );
         }

@@ -249,6 +249,8 @@ fn try_job(job: &std::path::Path, event: &std::path::Path) -> redsink_worker::Re
     redsink_worker::dry_run::dry_run(&job, &event)
 }
 
+/// Log lines on stderr (`RUST_LOG` filters them, default `info`), and progress bars for
+/// long work (the PostgreSQL snapshot) when stderr is a terminal.
 fn init_logging() {
     let bars = IndicatifLayer::new()
         .with_span_field_formatter(hide_indicatif_span_fields(DefaultFields::new()));
