@@ -122,23 +122,12 @@ fn an_older_version_writes_nothing_and_binary_pairs_are_kept_as_given() {
     let value: Vec<u8> = call(&mut con, &[&b"HGET"[..], b"h", b"f\x00\xff"]).unwrap();
     assert_eq!(value, b"v\x00\xfe");
     // A name given twice: the last value, and REPLACE keeps it (counted once).
-    call::<i64>(
-        &mut con,
-        &[
-            "SINK.HASH",
-            "h",
-            "FIELDS",
-            "2",
-            "dup",
-            "1",
-            "dup",
-            "2",
-            "REPLACE",
-            "VERSION",
-            "6",
-        ],
-    )
-    .unwrap();
+    let twice = fields_form(
+        "h",
+        &[("dup", "1"), ("dup", "2")],
+        &["REPLACE", "VERSION", "6"],
+    );
+    call::<i64>(&mut con, &twice).unwrap();
     let all: Vec<(String, String)> = call(&mut con, &["HGETALL", "h"]).unwrap();
     assert_eq!(all, [("dup".to_owned(), "2".to_owned())]);
 }
@@ -290,22 +279,8 @@ fn a_replica_with_smaller_limits_follows_what_its_primary_wrote() {
     let mut con = primary.connection();
     for (version, value) in [("1", "a"), ("2", "b")] {
         // The second is newer than the version kept: replicated as itself.
-        call::<i64>(
-            &mut con,
-            &[
-                "SINK.HASH",
-                "h",
-                "FIELDS",
-                "2",
-                "x",
-                value,
-                "y",
-                value,
-                "VERSION",
-                version,
-            ],
-        )
-        .unwrap();
+        let pairs = [("x", value), ("y", value)];
+        call::<i64>(&mut con, &fields_form("h", &pairs, &["VERSION", version])).unwrap();
         call::<i64>(
             &mut con,
             &[
@@ -319,30 +294,10 @@ fn a_replica_with_smaller_limits_follows_what_its_primary_wrote() {
         .unwrap();
     }
     // PXAT from a client: that time, on both.
-    let pxat = [
-        "SINK.HASH",
-        "p",
-        "FIELDS",
-        "1",
-        "x",
-        "1",
-        "PXAT",
-        "9999999999999",
-    ];
+    let pxat = fields_form("p", &[("x", "1")], &["PXAT", "9999999999999"]);
     call::<i64>(&mut con, &pxat).unwrap();
     // A TTL replicated as the time the primary gave it.
-    let ttl = [
-        "SINK.HASH",
-        "t",
-        "FIELDS",
-        "2",
-        "x",
-        "1",
-        "y",
-        "1",
-        "TTL",
-        "60",
-    ];
+    let ttl = fields_form("t", &[("x", "1"), ("y", "1")], &["TTL", "60"]);
     call::<i64>(&mut con, &ttl).unwrap();
     redsink_tests::wait_for_replicas(&mut con, 1);
     let at: i64 = call(&mut con, &["PEXPIRETIME", "t"]).unwrap();

@@ -8,6 +8,15 @@ fn worker(args: &[&str]) -> (bool, String, String) {
     common::run_worker(args)
 }
 
+/// `text` as `config.yaml` in a new directory (removed when the returned guard drops),
+/// and the file's path.
+fn config_file(text: &str) -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.yaml");
+    std::fs::write(&config, text).unwrap();
+    (dir, config.to_string_lossy().into_owned())
+}
+
 fn examples() -> String {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../examples/config.yaml")
@@ -174,21 +183,14 @@ fn status_shows_groups_dead_letters_slots_and_snapshots() {
         ],
     )
     .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("config.yaml");
-    std::fs::write(
-        &config,
-        format!(
-            "connections:\n  target: {{type: redis, host: 127.0.0.1, port: {}}}\n\
-             sources:\n  - {{type: redis-stream, connection: target, streams: \"data:*\"}}\n\
-             \x20 - {{type: postgres, server_name: chinook, host: 127.0.0.1, port: {}, database: postgres, \
-             user: postgres, tables: [public.invoice, public.note]}}\n",
-            redis.port(),
-            postgres.port()
-        ),
-    )
-    .unwrap();
-    let config = config.to_string_lossy().into_owned();
+    let (_dir, config) = config_file(&format!(
+        "connections:\n  target: {{type: redis, host: 127.0.0.1, port: {}}}\n\
+         sources:\n  - {{type: redis-stream, connection: target, streams: \"data:*\"}}\n\
+         \x20 - {{type: postgres, server_name: chinook, host: 127.0.0.1, port: {}, database: postgres, \
+         user: postgres, tables: [public.invoice, public.note]}}\n",
+        redis.port(),
+        postgres.port()
+    ));
 
     let (ok, out, err) = worker(&["status", "--json", "--config", &config]);
     assert!(ok, "{err}");
@@ -273,18 +275,12 @@ fn status_forgets_a_failure_an_earlier_run_left_once_the_source_works() {
 #[test]
 fn status_shows_a_named_stream_not_made_yet() {
     let redis = redsink_tests::RedisServer::start();
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("config.yaml");
-    std::fs::write(
-        &config,
-        format!(
-            "connections:\n  target: {{type: redis, host: 127.0.0.1, port: {}}}\n\
-             sources:\n  - {{type: redis-stream, connection: target, streams: [\"data:none\"]}}\n",
-            redis.port()
-        ),
-    )
-    .unwrap();
-    let (ok, out, err) = worker(&["status", "--json", "--config", config.to_str().unwrap()]);
+    let (_dir, config) = config_file(&format!(
+        "connections:\n  target: {{type: redis, host: 127.0.0.1, port: {}}}\n\
+         sources:\n  - {{type: redis-stream, connection: target, streams: [\"data:none\"]}}\n",
+        redis.port()
+    ));
+    let (ok, out, err) = worker(&["status", "--json", "--config", &config]);
     assert!(ok, "{err}");
     let status: serde_json::Value = serde_json::from_str(&out).unwrap();
     let shown = &status["streams"][0];
