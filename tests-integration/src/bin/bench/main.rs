@@ -157,6 +157,11 @@ fn targets(medians: &[commands::Medians]) {
 }
 
 /// INFO memory's used_memory, in bytes.
+/// The `p` quantile (0 to 1) of sorted values.
+pub fn percentile(sorted: &[f64], p: f64) -> f64 {
+    sorted[((sorted.len() - 1) as f64 * p) as usize]
+}
+
 pub fn used_memory(con: &mut Connection) -> f64 {
     let info: String = call(con, &["INFO", "memory"]).unwrap();
     info.lines()

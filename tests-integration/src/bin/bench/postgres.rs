@@ -17,6 +17,7 @@ use redis::Connection;
 use redsink_tests::{call, pg_client, PostgresServer, RedisServer};
 
 use crate::commands::server_cpu_us;
+use crate::percentile;
 use crate::process::{cpu_us_since, processes_cpu_us, WorkerProcess};
 
 /// Single-row updates timed from commit to visible in Redis, one at a time.
@@ -170,11 +171,6 @@ struct Measured {
     /// The worker's, Redis's and PostgreSQL's, over the throughput run.
     cpu_us_per_row: [f64; 3],
     catch_up_rows_per_sec: f64,
-}
-
-/// The `p` quantile (0 to 1) of sorted values.
-pub fn percentile(sorted: &[f64], p: f64) -> f64 {
-    sorted[((sorted.len() - 1) as f64 * p) as usize]
 }
 
 /// One pipeline: a fresh table, a worker, latency under each load, then throughput.

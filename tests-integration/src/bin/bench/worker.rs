@@ -13,7 +13,7 @@ use redis::Connection;
 use redsink_tests::{call, Options, RedisCluster, RedisServer};
 
 use crate::commands::server_cpu_us;
-use crate::postgres::percentile;
+use crate::percentile;
 use crate::process::WorkerProcess;
 
 const BACKLOG: usize = 1_000_000;
@@ -93,7 +93,7 @@ fn enveloped_event(schema: &str, invoice: usize, sequence: usize) -> (String, St
 
 /// Runs the drain and the lag measurements; prints the Markdown section.
 /// Every drain and the lag runs; or, with `only`, the drains whose label holds it (or
-/// one of its `|`-separated parts).
+/// one of its `|`-separated parts), or `lag` or `new-streams` alone.
 pub fn run(only: Option<&str>) {
     if only == Some("new-streams") {
         print_new_streams();
